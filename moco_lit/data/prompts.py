@@ -1,0 +1,73 @@
+"""The user message each record turns into, one template per kind of task.
+
+Templates are module-level strings with ``str.format`` fields, so a recipe or a method can pass
+its own through ``render_prompt(..., templates={...})`` or replace an entry of ``TEMPLATES``.
+Record text is substituted as a value, so braces inside questions are safe.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from moco_lit.errors import UserError
+
+MULTIPLE_CHOICE_TEMPLATE = (
+    "{question}\n\n{options}\n\nPick the one correct option. End your reply with the letter of that "
+    "option on its own, for example: Answer: B"
+)
+BOXED_ANSWER_TEMPLATE = (
+    "{input}\n\nReason it through as needed, then give your final answer inside \\boxed{{}}, "
+    "for example \\boxed{{42}}."
+)
+CODE_TEMPLATE = (
+    "{input}\n\nWrite a complete, self-contained Python function that solves this task, including "
+    "any imports it needs. Reply with the code in one ```python fenced block."
+)
+AS_IS_TEMPLATE = "{input}"
+OPTION_LINE = "{letter}) {text}"
+
+TEMPLATES: dict[str, str] = {
+    "multiple_choice": MULTIPLE_CHOICE_TEMPLATE,
+    "exact_match": BOXED_ANSWER_TEMPLATE,
+    "f1_match": BOXED_ANSWER_TEMPLATE,
+    "general_verifier": BOXED_ANSWER_TEMPLATE,
+    "coding": CODE_TEMPLATE,
+    "noncompliance": AS_IS_TEMPLATE,
+    "reward_model": AS_IS_TEMPLATE,
+    "text_generation": AS_IS_TEMPLATE,
+    "generation_diversity": AS_IS_TEMPLATE,
+    # loaded but not scored by moco_lit: the record's own instruction is the prompt
+    "ifeval": AS_IS_TEMPLATE,
+    "kernel_bench": AS_IS_TEMPLATE,
+    "smdd": AS_IS_TEMPLATE,
+}
+
+
+def format_options(choices: dict[str, Any]) -> str:
+    """One ``A) text`` line per option, in the record's order."""
+    return "\n".join(OPTION_LINE.format(letter=letter, text=text) for letter, text in choices.items())
+
+
+def _fields(task_type: str, record: dict[str, Any]) -> dict[str, Any]:
+    if task_type == "multiple_choice":
+        return {**record, "options": format_options(record["choices"])}
+    if "input" not in record:
+        # a few smdd records carry only structured fields: show them rather than an empty prompt
+        shown = {key: value for key, value in record.items() if key != "id"}
+        return {**record, "input": "\n".join(f"{key}: {value}" for key, value in shown.items())}
+    return record
+
+
+def render_prompt(task_type: str, record: dict[str, Any], templates: dict[str, str] | None = None) -> str:
+    """The user message for ``record`` of ``task_type`` (``templates`` override ``TEMPLATES``)."""
+    chosen = {**TEMPLATES, **(templates or {})}
+    if task_type not in chosen:
+        raise UserError(
+            f"No prompt template for task type {task_type!r}; known: {', '.join(sorted(chosen))}."
+        )
+    try:
+        return chosen[task_type].format(**_fields(task_type, record))
+    except KeyError as error:
+        raise UserError(
+            f"The {task_type} prompt template uses {{{error.args[0]}}}, which record {record.get('id')!r} lacks."
+        ) from None
