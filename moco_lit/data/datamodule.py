@@ -1,0 +1,173 @@
+"""``BenchmarkDataModule``: a benchmark's dev and test splits as Lightning dataloaders.
+
+Examples are plain dicts ``{"id", "benchmark", "task_type", "prompt", "record"}`` and a batch is
+a list of them (no tensors: methods turn prompts into tokens themselves). ``fit`` and
+``validate`` read dev; ``test`` and ``predict`` read test.
+
+Under DDP every rank takes a disjoint shard (rank r: examples r, r + world, ...) with no padding,
+so each example is scored exactly once. Lightning's own ``DistributedSampler`` pads the last
+shard with repeats, which would count those examples twice in the metrics; the CLI therefore sets
+``trainer.use_distributed_sampler=False``, and so must any script that builds its own Trainer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import lightning as L
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Sampler
+
+from moco_lit.data.prompts import render_prompt
+from moco_lit.data.sources import Benchmark, load_benchmark
+from moco_lit.errors import UserError
+
+Example = dict[str, Any]
+
+
+class ShardSampler(Sampler[int]):
+    """Indices ``rank, rank + world_size, ...`` of ``num_examples``: disjoint, no padding, in order."""
+
+    def __init__(self, num_examples: int, rank: int, world_size: int) -> None:
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside a world of size {world_size}")
+        self.num_examples = num_examples
+        self.rank = rank
+        self.world_size = world_size
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.num_examples, self.world_size))
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.num_examples, self.world_size))
+
+
+def collate_examples(batch: list[Example]) -> list[Example]:
+    """Batches stay lists of example dicts."""
+    return batch
+
+
+def _distributed_rank_and_world() -> tuple[int, int] | None:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.get_rank(), dist.get_world_size()
+    return None
+
+
+class BenchmarkDataModule(L.LightningDataModule):
+    """Serves one benchmark (by name or path, see ``moco_lit.data.load_benchmark``).
+
+    Args:
+        benchmark: a registered name (``python -m moco_lit data list``), ``quickstart``, or a
+            path to a MoCo-format ``.json`` / ``.jsonl`` file.
+        data_dir: a folder holding ``<benchmark>.json`` / ``.jsonl`` files, searched first.
+        limit: serve only the first ``limit`` test examples (and dev, unless ``dev_limit``).
+        dev_limit: serve only the first ``dev_limit`` dev examples.
+        batch_size: examples per batch.
+        num_workers: dataloader worker processes (0 is right for the small dicts served here).
+        task_type: overrides the task type of a file (needed for a JSONL without one).
+        seed: seed of the synthetic benchmarks; file and Hub splits never depend on it.
+    """
+
+    def __init__(
+        self,
+        benchmark: str = "quickstart",
+        data_dir: str | None = None,
+        limit: int | None = None,
+        dev_limit: int | None = None,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        task_type: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        for label, value in (("limit", limit), ("dev_limit", dev_limit)):
+            if value is not None and value < 0:
+                raise UserError(f"--data.{label} must be >= 0, got {value}.")
+        if batch_size < 1:
+            raise UserError(f"--data.batch_size must be >= 1, got {batch_size}.")
+        self.save_hyperparameters()
+        self._benchmark: Benchmark | None = None
+        self._examples: dict[str, list[Example]] = {}
+
+    # -- the benchmark ------------------------------------------------------------------------
+
+    def _load(self) -> Benchmark:
+        if self._benchmark is None:
+            self._benchmark = load_benchmark(
+                self.hparams.benchmark, self.hparams.data_dir, self.hparams.task_type, self.hparams.seed
+            )
+        return self._benchmark
+
+    @property
+    def benchmark(self) -> Benchmark:
+        """The loaded benchmark (loaded and validated on first use)."""
+        return self._load()
+
+    @property
+    def name(self) -> str:
+        return self.benchmark.name
+
+    @property
+    def task_type(self) -> str:
+        return self.benchmark.task_type
+
+    def setup(self, stage: str | None = None) -> None:
+        # load and validate once, so a bad file fails before any model is loaded
+        self._load()
+
+    def _limit(self, split: str) -> int | None:
+        if split == "dev" and self.hparams.dev_limit is not None:
+            return self.hparams.dev_limit
+        return self.hparams.limit
+
+    def records(self, split: str) -> list[dict[str, Any]]:
+        """The raw records of ``split`` after the limit."""
+        return self.benchmark.split(split)[: self._limit(split)]
+
+    def records_by_id(self, split: str) -> dict[str, dict[str, Any]]:
+        """The records of ``split`` (after the limit) keyed by id, for scoring by id."""
+        return {record["id"]: record for record in self.records(split)}
+
+    def examples(self, split: str) -> list[Example]:
+        """The served examples of ``split``, built once."""
+        if split not in self._examples:
+            benchmark = self.benchmark
+            self._examples[split] = [
+                {
+                    "id": record["id"],
+                    "benchmark": benchmark.name,
+                    "task_type": benchmark.task_type,
+                    "prompt": render_prompt(benchmark.task_type, record),
+                    "record": record,
+                }
+                for record in self.records(split)
+            ]
+        return self._examples[split]
+
+    # -- dataloaders --------------------------------------------------------------------------
+
+    def _dataloader(self, split: str) -> DataLoader:
+        examples = self.examples(split)
+        shard = _distributed_rank_and_world()
+        sampler = ShardSampler(len(examples), *shard) if shard else None
+        return DataLoader(
+            examples,
+            batch_size=self.hparams.batch_size,
+            shuffle=False,
+            sampler=sampler,
+            num_workers=self.hparams.num_workers,
+            collate_fn=collate_examples,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._dataloader("dev")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._dataloader("dev")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._dataloader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._dataloader("test")
