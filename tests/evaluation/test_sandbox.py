@@ -1,0 +1,124 @@
+"""The code sandbox: hostile programs fail quickly and cleanly, and the next run still works."""
+
+import os
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from moco_lit.evaluation.sandbox import build_program, first_function_name, run_python
+
+TEST = "def check(candidate):\n    assert candidate(2) == 4\n"
+GOOD = "def double(x):\n    return x * 2\n"
+FAST = {"timeout_s": 2}
+
+
+def assert_still_works():
+    assert run_python(GOOD, TEST, **FAST).passed
+
+
+def test_correct_and_wrong_solutions():
+    assert run_python(GOOD, TEST, **FAST).passed
+    wrong = run_python("def double(x):\n    return x + 3\n", TEST, **FAST)
+    assert not wrong.passed and "AssertionError" in wrong.reason
+
+
+def test_entry_point_beats_first_function_and_typing_is_available():
+    code = "def helper(v):\n    return v\n\ndef double(xs: List[int]):\n    return helper(xs) * 2\n"
+    assert first_function_name(code) == "helper"
+    assert run_python(code, TEST, entry_point="double", **FAST).passed
+    assert not run_python(code, TEST, **FAST).passed  # helper(2) == 2
+
+
+def test_no_function_or_no_test_fails_without_running():
+    assert run_python("x = 1", TEST).reason == "no function defined in the code"
+    assert not run_python(GOOD, "  ").passed
+    assert build_program(GOOD, "def check(c):\n    pass\ncheck(candidate)\n").count("check(candidate)") == 1
+
+
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        ("    while True:\n        pass\n", "CPU time limit"),
+        ("    import time\n    time.sleep(60)\n", "timeout"),
+    ],
+)
+def test_endless_programs_are_stopped(body, why):
+    started = time.monotonic()
+    result = run_python(f"def double(x):\n{body}", TEST, **FAST)
+    assert not result.passed and why in result.reason
+    assert time.monotonic() - started < 6
+    assert_still_works()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "    import os\n    while True:\n        os.fork()\n",
+        "    import multiprocessing\n    p = multiprocessing.Process(target=print)\n    p.start()\n    p.join()\n    return 4\n",
+        "    import subprocess\n    subprocess.run(['true'])\n    return 4\n",
+        "    import os\n    os.system('true')\n    return 4\n",
+    ],
+    ids=["fork-bomb", "multiprocessing", "subprocess", "os.system"],
+)
+def test_no_new_processes(body):
+    result = run_python(f"def double(x):\n{body}", TEST, **FAST)
+    assert not result.passed and "not allowed" in result.reason
+    assert_still_works()
+
+
+def test_huge_allocation_fails_fast():
+    started = time.monotonic()
+    result = run_python(
+        "def double(x):\n    block = bytearray(10 * 1024**3)\n    return 4\n", TEST, memory_mb=512
+    )
+    assert not result.passed and "MemoryError" in result.reason
+    assert time.monotonic() - started < 5
+    assert_still_works()
+
+
+def test_writes_outside_the_sandbox_are_refused():
+    name = f"moco_lit_escape_{uuid.uuid4().hex}.txt"
+    code = f"def double(x):\n    open('../../{name}', 'w').write('x')\n    return 4\n"
+    result = run_python(code, TEST, **FAST)
+    assert not result.passed and "outside the sandbox" in result.reason
+    leaked = [p / name for p in (Path("/tmp"), Path("/"), Path.cwd(), Path.cwd().parent)]
+    assert not any(p.exists() for p in leaked)
+    # Writing inside its own directory is fine.
+    assert run_python(
+        "def double(x):\n    open('note.txt', 'w').write('ok')\n    return 4\n", TEST, **FAST
+    ).passed
+
+
+def test_home_is_an_empty_temporary_directory():
+    code = (
+        "import os\n"
+        "def double(x):\n"
+        "    home = os.path.expanduser('~')\n"
+        f"    assert home != {os.path.expanduser('~')!r}\n"
+        "    assert os.listdir(home) == []\n"
+        "    assert 'PYTHONPATH' not in os.environ and set(os.environ) >= {'HOME', 'PATH'}\n"
+        "    return 4\n"
+    )
+    assert run_python(code, TEST, **FAST).passed
+
+
+def test_sockets_are_blocked():
+    for module in ("socket", "_socket"):
+        result = run_python(
+            f"import {module}\ndef double(x):\n    {module}.socket()\n    return 4\n", TEST, **FAST
+        )
+        assert not result.passed and "socket" in result.reason
+
+
+def test_early_clean_exit_is_not_a_pass():
+    for exit_call in ("import os\nos._exit(0)", "import sys\nsys.exit(0)"):
+        result = run_python(f"{exit_call}\n{GOOD}", TEST, **FAST)
+        assert not result.passed and result.reason == "exited before the checks finished"
+
+
+def test_endless_output_is_capped():
+    result = run_python("def double(x):\n    while True:\n        print('x' * 100000)\n", TEST, **FAST)
+    assert not result.passed
+    assert_still_works()
