@@ -59,7 +59,8 @@ _ANSWER_PHRASE = (
 
 
 def _letter_group(choices: dict[str, str]) -> str:
-    letters = sorted((k for k in choices if len(k) == 1 and k.isalpha()), key=len, reverse=True)
+    # Keys are letters in most files, digits in some (arc_challenge has "1".."4").
+    letters = [k for k in choices if len(k) == 1 and k.isalnum()]
     return "|".join(re.escape(k.upper()) for k in letters) or r"(?!x)x"
 
 

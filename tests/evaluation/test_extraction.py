@@ -185,3 +185,10 @@ def test_answer_key_canonicalises_for_voting():
     assert answer_key("exact_match", "The answer is Yes", {}) == "true"
     assert answer_key("f1_match", "\\boxed{The Toulon}", {}) == "toulon"
     assert answer_key("reward_model", "anything", {}) is None
+
+
+def test_digit_keys_count_like_letters():
+    choices = {"1": "joined together as one landmass", "2": "split apart", "3": "sunk", "4": "frozen"}
+    assert extract_choice("2", choices) == "2"
+    assert extract_choice("The answer is (3).", choices) == "3"
+    assert extract_choice("They were split apart.", choices) == "2"
