@@ -59,7 +59,13 @@ def _fields(task_type: str, record: dict[str, Any]) -> dict[str, Any]:
 
 
 def render_prompt(task_type: str, record: dict[str, Any], templates: dict[str, str] | None = None) -> str:
-    """The user message for ``record`` of ``task_type`` (``templates`` override ``TEMPLATES``)."""
+    """The user message for ``record`` of ``task_type`` (``templates`` override ``TEMPLATES``).
+
+    A record that carries its own ``prompt`` string is shown as is: benchmarks whose wording is
+    part of the task (the synthetic skills, a researcher's own JSONL) keep it.
+    """
+    if isinstance(record.get("prompt"), str) and task_type != "multiple_choice":
+        return record["prompt"]
     chosen = {**TEMPLATES, **(templates or {})}
     if task_type not in chosen:
         raise UserError(

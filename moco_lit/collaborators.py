@@ -1,0 +1,223 @@
+"""Collaborators: one model + its tokenizer (+ an optional PEFT adapter), loaded once per process.
+
+A recipe names collaborators as strings (a hub id, a local folder, a ``.gguf`` file, a short name of a
+package-shipped checkpoint, ``folder+adapter_folder`` for a LoRA adapter on a base, or
+``callable:pkg.module.fn`` for a Python function that answers prompts) or as dicts
+``{path, adapter, name, dtype}``. :func:`load_collaborator` keeps every loaded model in a
+process-wide pool, so methods, sweeps and judges that name the same model share one copy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from moco_lit.errors import UserError
+
+log = logging.getLogger(__name__)
+
+Message = dict[str, str]
+Prompt = str | Sequence[Message]
+"""A user message, or a whole chat (a list of ``{"role", "content"}`` dicts)."""
+
+PLAIN_ROLE_NAMES = {"system": "", "user": "User: ", "assistant": "Assistant: "}
+
+
+@dataclass(frozen=True)
+class CollaboratorSpec:
+    """What a recipe says about one collaborator."""
+
+    path: str
+    adapter: str | None = None
+    name: str | None = None
+    dtype: str = "auto"
+
+    @property
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        base = self.path.removeprefix("callable:").rstrip("/").split("/")[-1]
+        return f"{base}+{Path(self.adapter).name}" if self.adapter else base
+
+
+def parse_spec(entry: str | dict | CollaboratorSpec) -> CollaboratorSpec:
+    if isinstance(entry, CollaboratorSpec):
+        return entry
+    if isinstance(entry, str):
+        if not entry.strip():
+            raise UserError("model.collaborators has an empty entry; give a hub id, a folder or a .gguf file")
+        if "+" in entry and not entry.startswith("callable:"):
+            base, adapter = entry.split("+", 1)
+            return CollaboratorSpec(path=base, adapter=adapter)
+        return CollaboratorSpec(path=entry)
+    if isinstance(entry, dict):
+        unknown = set(entry) - {"path", "adapter", "name", "dtype"}
+        if "path" not in entry or unknown:
+            raise UserError(
+                f"collaborator {entry!r}: expected keys path (required), adapter, name, dtype"
+                + (f"; unknown: {sorted(unknown)}" if unknown else "")
+            )
+        return CollaboratorSpec(**entry)
+    raise UserError(f"collaborator {entry!r}: expected a string or a dict with a 'path'")
+
+
+@dataclass(eq=False)
+class Collaborator:
+    """A language model that takes part in a collaboration.
+
+    ``model`` is a ``transformers`` causal LM (possibly a ``peft`` model), or None for a scripted
+    collaborator whose answers come from ``respond(rendered_prompt) -> str`` (tests, demos, or a
+    wrapper around a remote API). ``fingerprint`` identifies the exact weights for the generation
+    cache; methods that change weights in place (merges, training) must call :meth:`refresh_fingerprint`.
+    """
+
+    name: str
+    spec: CollaboratorSpec
+    tokenizer: Any = None
+    model: Any = None
+    respond: Callable[[str], str] | None = None
+    fingerprint: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def has_chat_template(self) -> bool:
+        return bool(getattr(self.tokenizer, "chat_template", None))
+
+    @property
+    def device(self) -> torch.device:
+        if self.model is None:
+            return torch.device("cpu")
+        return next(self.model.parameters()).device
+
+    def render(self, prompt: Prompt) -> str:
+        """The exact text the model reads: its chat template, or a plain-text fallback without one."""
+        messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        if self.has_chat_template:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_plain(messages)
+
+    def refresh_fingerprint(self, salt: str) -> None:
+        """Mark the weights as changed (``salt`` names the change: a merge recipe, a training step)."""
+        self.fingerprint = hashlib.sha256(f"{self.fingerprint}|{salt}".encode()).hexdigest()[:24]
+
+    def to(self, device: torch.device | str) -> Collaborator:
+        if self.model is not None and self.device != torch.device(device):
+            self.model.to(device)
+        return self
+
+
+def render_plain(messages: Sequence[Message]) -> str:
+    """Plain-text chat for tokenizers without a template: ``User: …`` / ``Assistant: …`` turns."""
+    turns = [PLAIN_ROLE_NAMES.get(m["role"], f"{m['role']}: ") + m["content"] for m in messages]
+    return "\n\n".join(turns) + "\n\nAssistant:"
+
+
+_POOL: dict[tuple, Collaborator] = {}
+
+
+def load_collaborator(
+    entry: str | dict | CollaboratorSpec, device: torch.device | str = "cpu"
+) -> Collaborator:
+    """Load (once per process) and return the collaborator named by ``entry``, on ``device``."""
+    spec = parse_spec(entry)
+    key = (spec, str(torch.device(device)))
+    if key not in _POOL:
+        _POOL[key] = _load(spec, torch.device(device))
+    return _POOL[key]
+
+
+def release_collaborators() -> None:
+    """Forget every pooled model (frees memory between unrelated experiments)."""
+    _POOL.clear()
+
+
+def _load(spec: CollaboratorSpec, device: torch.device) -> Collaborator:
+    if spec.path.startswith("callable:"):
+        return _load_callable(spec)
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from moco_lit.models import resolve_model
+
+    path = resolve_model(spec.path)
+    dtype = _choose_dtype(spec.dtype, device)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except (OSError, ValueError, json.JSONDecodeError) as err:
+        raise UserError(f"cannot load model {spec.path!r}: {_first_line(err)}") from err
+    if spec.adapter:
+        model = _attach_adapter(model, spec.adapter)
+    model.to(device).eval()
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    log.info("loaded %s (%s) on %s", spec.display_name, dtype, device)
+    return Collaborator(
+        name=spec.display_name,
+        spec=spec,
+        tokenizer=tokenizer,
+        model=model,
+        fingerprint=_fingerprint(path, spec.adapter),
+    )
+
+
+def _attach_adapter(model: Any, adapter: str) -> Any:
+    from peft import PeftModel
+
+    if not Path(adapter, "adapter_config.json").exists() and Path(adapter).exists():
+        raise UserError(f"adapter {adapter!r} has no adapter_config.json; expected a PEFT adapter folder")
+    try:
+        return PeftModel.from_pretrained(model, adapter)
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot load adapter {adapter!r}: {_first_line(err)}") from err
+
+
+def _load_callable(spec: CollaboratorSpec) -> Collaborator:
+    target = spec.path.removeprefix("callable:")
+    module_name, _, attr = target.replace(":", ".").rpartition(".")
+    try:
+        respond = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise UserError(f"collaborator {spec.path!r}: cannot import {target!r} ({err})") from err
+    return Collaborator(
+        name=spec.display_name,
+        spec=spec,
+        respond=respond,
+        fingerprint=hashlib.sha256(spec.path.encode()).hexdigest()[:24],
+    )
+
+
+def _choose_dtype(requested: str, device: torch.device) -> torch.dtype:
+    if requested != "auto":
+        try:
+            return getattr(torch, requested)
+        except AttributeError as err:
+            raise UserError(f"dtype {requested!r}: expected auto, float32, bfloat16 or float16") from err
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def _fingerprint(path: str, adapter: str | None) -> str:
+    """Identify the weights cheaply: config + weight files' names, sizes and mtimes (or the hub id)."""
+    parts = [path, adapter or ""]
+    for folder in filter(None, [path, adapter]):
+        if Path(folder).is_dir():
+            for file in sorted(Path(folder).iterdir()):
+                if file.suffix in {".json", ".safetensors", ".bin", ".model"}:
+                    stat = file.stat()
+                    parts.append(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

@@ -1,0 +1,319 @@
+"""Batched text generation over resident collaborators — the only place that calls ``model.generate``.
+
+Requests are rendered with the collaborator's chat template, looked up in the generation cache,
+and only the misses are generated: sorted by length (so padding is small), left-padded, with the
+model's KV cache. Sampling is reproducible per example: each row draws its randomness from its own
+seeded generator (Gumbel-max over the tempered, top-p filtered distribution), so a sample does not
+depend on which other prompts shared its batch. The text after the last ``</think>`` is the answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import torch
+from tqdm.auto import tqdm
+
+from moco_lit.cache import GenerationCache, cache_key
+from moco_lit.collaborators import Collaborator, Prompt
+
+log = logging.getLogger(__name__)
+
+THINK_END = "</think>"
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """How to decode. ``temperature`` 0 means greedy."""
+
+    max_new_tokens: int = 512
+    temperature: float = 0.0
+    top_p: float = 1.0
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0.0
+
+    def cache_fields(self) -> dict:
+        fields = asdict(self)
+        if self.greedy:  # greedy output does not depend on top_p
+            fields["top_p"] = 1.0
+        return fields
+
+
+@dataclass
+class Generation:
+    """One model output. ``text`` is the answer (after the last ``</think>``), ``raw_text`` all of it."""
+
+    text: str
+    raw_text: str
+    prompt_tokens: int
+    new_tokens: int
+    mean_logprob: float = 0.0
+    cached: bool = False
+
+    @property
+    def confidence(self) -> float:
+        """Mean probability of the generated tokens under the model (geometric mean)."""
+        return math.exp(self.mean_logprob)
+
+    def to_record(self) -> dict:
+        return {
+            "raw_text": self.raw_text,
+            "prompt_tokens": self.prompt_tokens,
+            "new_tokens": self.new_tokens,
+            "mean_logprob": self.mean_logprob,
+        }
+
+
+@dataclass
+class GenerationStats:
+    calls: int = 0
+    prompt_tokens: int = 0
+    new_tokens: int = 0
+    cache_hits: int = 0
+    generated: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.new_tokens
+
+
+def strip_thinking(text: str) -> str:
+    return text.rsplit(THINK_END, 1)[-1].strip()
+
+
+def example_seed(base_seed: int, *parts: object) -> int:
+    """A stable 63-bit seed from a base seed and anything that identifies a request (id, round, model)."""
+    digest = hashlib.sha256(repr((base_seed, *parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+@dataclass
+class _Request:
+    index: int
+    rendered: str
+    seed: int
+    sample: int
+    key: str = ""
+    length: int = 0
+
+
+@dataclass
+class GenerationEngine:
+    """Generates for many prompts at once, consulting ``cache`` (None = no cache) first."""
+
+    cache: GenerationCache | None = None
+    batch_size: int = 16
+    progress: bool = True
+    stats: GenerationStats = field(default_factory=GenerationStats)
+
+    def generate(
+        self,
+        collaborator: Collaborator,
+        prompts: Sequence[Prompt],
+        decoding: DecodingConfig = DecodingConfig(),
+        seeds: Sequence[int] | None = None,
+        sample: int = 0,
+    ) -> list[Generation]:
+        """One output per prompt. ``seeds`` (one per prompt) make sampling reproducible per example."""
+        seeds = list(seeds) if seeds is not None else [0] * len(prompts)
+        if len(seeds) != len(prompts):
+            raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
+        requests = [
+            _Request(i, collaborator.render(prompt), seed, sample)
+            for i, (prompt, seed) in enumerate(zip(prompts, seeds))
+        ]
+        fields = decoding.cache_fields()
+        for request in requests:
+            seed = 0 if decoding.greedy else request.seed
+            request.key = cache_key(collaborator.fingerprint, request.rendered, fields, seed, request.sample)
+        found = self.cache.get_many(r.key for r in requests) if self.cache is not None else {}
+        missing = [r for r in requests if r.key not in found]
+        fresh = self._run(collaborator, missing, decoding) if missing else {}
+        if self.cache is not None and fresh:
+            self.cache.put_many(fresh)
+        outputs = []
+        for request in requests:
+            record = found.get(request.key) or fresh[request.key]
+            outputs.append(_to_generation(record, cached=request.key in found))
+        self._count(outputs)
+        return outputs
+
+    def sample(
+        self,
+        collaborator: Collaborator,
+        prompts: Sequence[Prompt],
+        decoding: DecodingConfig,
+        num_samples: int,
+        seeds: Sequence[int] | None = None,
+    ) -> list[list[Generation]]:
+        """``num_samples`` outputs per prompt (all in one pass over the model); result[i][k]."""
+        flat_prompts = [p for p in prompts for _ in range(num_samples)]
+        flat_seeds = [example_seed(s, k) for s in (seeds or [0] * len(prompts)) for k in range(num_samples)]
+        flat = self.generate(collaborator, flat_prompts, decoding, flat_seeds)
+        return [flat[i * num_samples : (i + 1) * num_samples] for i in range(len(prompts))]
+
+    def _count(self, outputs: list[Generation]) -> None:
+        self.stats.calls += len(outputs)
+        self.stats.prompt_tokens += sum(o.prompt_tokens for o in outputs)
+        self.stats.new_tokens += sum(o.new_tokens for o in outputs)
+        self.stats.cache_hits += sum(o.cached for o in outputs)
+        self.stats.generated += sum(not o.cached for o in outputs)
+
+    def _run(self, collaborator: Collaborator, requests: list[_Request], decoding: DecodingConfig) -> dict:
+        if collaborator.model is None:
+            return {r.key: _scripted(collaborator, r.rendered) for r in requests}
+        tokenizer = collaborator.tokenizer
+        for request in requests:
+            request.length = len(tokenizer(request.rendered, add_special_tokens=False)["input_ids"])
+        ordered = sorted(requests, key=lambda r: -r.length)
+        batches = [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
+        results: dict[str, dict] = {}
+        bar = tqdm(
+            batches,
+            desc=f"generate {collaborator.name}",
+            leave=False,
+            disable=not self.progress or len(batches) < 4,
+        )
+        for batch in bar:
+            results.update(self._generate_batch(collaborator, batch, decoding))
+        return results
+
+    @torch.inference_mode()
+    def _generate_batch(
+        self, collaborator: Collaborator, batch: list[_Request], decoding: DecodingConfig
+    ) -> dict[str, dict]:
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        model, tokenizer = collaborator.model, collaborator.tokenizer
+        inputs = tokenizer(
+            [r.rendered for r in batch], return_tensors="pt", padding=True, add_special_tokens=False
+        ).to(collaborator.device)
+        eos_ids = _eos_ids(model, tokenizer)
+        config = GenerationConfig(
+            max_new_tokens=decoding.max_new_tokens,
+            do_sample=False,
+            num_beams=1,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=eos_ids,
+            use_cache=True,
+        )
+        recorder = LogprobRecorder()
+        processors = LogitsProcessorList([recorder])
+        if not decoding.greedy:
+            processors.append(SeededSampler([r.seed ^ r.sample for r in batch], decoding))
+        sequences = model.generate(**inputs, generation_config=config, logits_processor=processors)
+        new_ids = sequences[:, inputs["input_ids"].shape[1] :]
+        logprobs = recorder.finish(new_ids)
+        results = {}
+        for row, request in enumerate(batch):
+            ids = _until_eos(new_ids[row].tolist(), eos_ids)
+            raw = tokenizer.decode(ids, skip_special_tokens=True)
+            count = max(len(ids), 1)
+            results[request.key] = {
+                "raw_text": raw,
+                "prompt_tokens": request.length,
+                "new_tokens": len(ids),
+                "mean_logprob": float(logprobs[row, : len(ids)].sum()) / count,
+            }
+        return results
+
+
+class LogprobRecorder:
+    """Records the model's own log-probability of each token it emits (before any sampling change).
+
+    At step t the processor sees the raw scores of step t and, in ``input_ids``, the token chosen at
+    step t-1; holding one step of log-probabilities keeps memory at one batch × vocabulary.
+    """
+
+    def __init__(self) -> None:
+        self.previous: torch.Tensor | None = None
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.previous is not None:
+            self.steps.append(self.previous.gather(1, input_ids[:, -1:]).squeeze(1))
+        self.previous = torch.log_softmax(scores.float(), dim=-1)
+        return scores
+
+    def finish(self, new_ids: torch.Tensor) -> torch.Tensor:
+        steps = list(self.steps)
+        if self.previous is not None and len(steps) < new_ids.shape[1]:
+            steps.append(self.previous.gather(1, new_ids[:, len(steps) : len(steps) + 1]).squeeze(1))
+        if not steps:
+            return torch.zeros(new_ids.shape[0], 0)
+        return torch.stack(steps, dim=1).cpu()
+
+
+class SeededSampler:
+    """Temperature + top-p sampling as Gumbel-max with one seeded generator per row.
+
+    Greedy decoding over ``logits / T + Gumbel noise`` samples exactly from ``softmax(logits / T)``;
+    drawing the noise from a per-row generator makes every row's sample independent of its batch.
+    """
+
+    def __init__(self, seeds: Sequence[int], decoding: DecodingConfig) -> None:
+        self.seeds = list(seeds)
+        self.decoding = decoding
+        self.generators: list[torch.Generator] | None = None
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self.generators is None:
+            self.generators = [torch.Generator(device="cpu").manual_seed(s) for s in self.seeds]
+        logits = scores.float() / self.decoding.temperature
+        if self.decoding.top_p < 1.0:
+            logits = top_p_filter(logits, self.decoding.top_p)
+        uniform = torch.stack([torch.rand(logits.shape[1], generator=g) for g in self.generators])
+        gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-20)).clamp_min(1e-20))
+        return logits + gumbel.to(logits.device)
+
+
+def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of tokens whose probability reaches ``top_p`` (always the top one)."""
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    cumulative = torch.softmax(sorted_logits, dim=-1).cumsum(dim=-1)
+    drop_sorted = cumulative - torch.softmax(sorted_logits, dim=-1) >= top_p
+    drop = drop_sorted.scatter(1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def _eos_ids(model, tokenizer) -> list[int]:
+    configured = getattr(model.generation_config, "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured]
+    ids = [i for i in ids if i is not None]
+    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
+        ids.append(tokenizer.eos_token_id)
+    return ids
+
+
+def _until_eos(ids: list[int], eos_ids: list[int]) -> list[int]:
+    for position, token in enumerate(ids):
+        if token in eos_ids:
+            return ids[:position]
+    return ids
+
+
+def _scripted(collaborator: Collaborator, rendered: str) -> dict:
+    text = collaborator.respond(rendered)
+    return {
+        "raw_text": text,
+        "prompt_tokens": len(rendered.split()),
+        "new_tokens": len(text.split()),
+        "mean_logprob": 0.0,
+    }
+
+
+def _to_generation(record: dict, cached: bool) -> Generation:
+    return Generation(
+        text=strip_thinking(record["raw_text"]),
+        raw_text=record["raw_text"],
+        prompt_tokens=record["prompt_tokens"],
+        new_tokens=record["new_tokens"],
+        mean_logprob=record.get("mean_logprob", 0.0),
+        cached=cached,
+    )

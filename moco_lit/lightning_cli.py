@@ -1,0 +1,180 @@
+"""The LightningCLI behind ``fit``/``validate``/``test``/``predict``.
+
+Before a Lightning command runs, this class fixes the run folder (``runs/<benchmark>/<method>/
+<run-id>``, the id hashed from the experiment's configuration so reruns resume), writes its
+``config.yaml``, hands the run-level options (cache, progress) to the method, and attaches a
+W&B logger (offline when no credentials are configured; skipped when wandb is off or missing).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from jsonargparse import ArgumentError, Namespace
+from lightning.pytorch.cli import LightningCLI
+
+from moco_lit.data import BenchmarkDataModule
+from moco_lit.errors import UserError
+from moco_lit.methods.base import CollaborationModule
+from moco_lit.runs import RunFolder, run_id_for
+
+TRAINER_DEFAULTS: dict[str, Any] = {
+    "accelerator": "auto",
+    "devices": 1,
+    "max_epochs": 1,
+    "logger": False,
+    "num_sanity_val_steps": 0,
+    # BenchmarkDataModule shards without padding: Lightning's sampler would duplicate examples
+    "use_distributed_sampler": False,
+    "enable_model_summary": False,
+}
+
+# configuration entries that do not change results (excluded from the run id)
+NOT_IN_RUN_ID = {"batch_size", "num_workers", "generation_batch_size"}
+
+
+class MocoCLI(LightningCLI):
+    def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        super().__init__(
+            CollaborationModule,
+            BenchmarkDataModule,
+            subclass_mode_model=True,
+            save_config_callback=None,
+            trainer_defaults=TRAINER_DEFAULTS,
+            auto_configure_optimizers=False,
+            parser_kwargs={"exit_on_error": False},
+            args=args,
+            run=run,
+        )
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_argument("--cache", type=bool, default=True, help="use the generation cache")
+        parser.add_argument("--cache_path", type=str | None, default=None, help="generation cache file")
+        parser.add_argument("--run_dir", type=str, default="runs", help="root of the run folders")
+        parser.add_argument("--run_id", type=str | None, default=None, help="default: hash of the config")
+        parser.add_argument("--wandb", type=bool, default=True, help="log to Weights & Biases")
+        parser.add_argument("--wandb_project", type=str, default="moco_lit")
+        parser.add_argument("--progress", type=bool, default=True, help="progress bars")
+
+    def parse_arguments(self, parser, args) -> None:
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise UserError(_one_line(err)) from err
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except (ArgumentError, ValueError, TypeError) as err:
+            if isinstance(err, UserError):
+                raise
+            raise UserError(_one_line(err)) from err
+
+    # -- before every Lightning command ---------------------------------------------------
+
+    def before_fit(self) -> None:
+        self._prepare("fit")
+
+    def before_validate(self) -> None:
+        self._prepare("validate")
+
+    def before_test(self) -> None:
+        self._prepare("test")
+
+    def before_predict(self) -> None:
+        self._prepare("predict")
+
+    def _prepare(self, stage: str) -> None:
+        config = self.config[self.subcommand]
+        model: CollaborationModule = self.model
+        data: BenchmarkDataModule = self.datamodule
+        experiment = _experiment_config(config)
+        run_id = config.get("run_id") or run_id_for(experiment)
+        folder = RunFolder.for_experiment(
+            config["run_dir"], data.hparams.benchmark, model.method_name, run_id, stage
+        )
+        folder.prepare()
+        if self.trainer.global_rank == 0:
+            folder.write_config(_plain(config.as_dict()))
+        summary = {
+            "benchmark": data.hparams.benchmark,
+            "run_id": run_id,
+            "stage": stage,
+        }
+        model.runtime.cache = bool(config["cache"])
+        model.runtime.cache_path = config.get("cache_path")
+        model.runtime.progress = bool(config["progress"])
+        model.runtime.run_folder = folder
+        model.runtime.config = {"summary": summary, "experiment": experiment}
+        if stage == "fit" and self.trainer.default_root_dir == os.getcwd():
+            self.trainer._default_root_dir = str(folder.path)
+        if config["wandb"]:
+            self._attach_wandb(config, folder, stage, data.hparams.benchmark, model)
+
+    def _attach_wandb(self, config, folder: RunFolder, stage: str, benchmark: str, model) -> None:
+        if self.trainer.loggers:
+            return  # the recipe chose its own loggers
+        try:
+            from lightning.pytorch.loggers import WandbLogger
+        except ImportError:
+            return
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            return
+        if os.environ.get("WANDB_MODE") == "disabled":
+            return
+        offline = not _wandb_credentials()
+        logger = WandbLogger(
+            project=config["wandb_project"],
+            group=benchmark,
+            job_type=stage,
+            tags=[model.method_name, model.level],
+            name=f"{model.method_name}-{Path(benchmark).stem}-{folder.path.name}",
+            save_dir=str(folder.path),
+            offline=offline,
+            config=_plain(config.as_dict()),
+        )
+        self.trainer.loggers = [logger]
+
+
+def _experiment_config(config: Namespace) -> dict:
+    """The part of the configuration that decides results: method, its arguments, data, checkpoint."""
+    plain = _plain(config.as_dict())
+    data = {k: v for k, v in (plain.get("data") or {}).items() if k not in NOT_IN_RUN_ID}
+    model = plain.get("model") or {}
+    init_args = {k: v for k, v in (model.get("init_args") or {}).items() if k not in NOT_IN_RUN_ID}
+    return {
+        "model": {"class_path": model.get("class_path"), "init_args": init_args},
+        "data": data,
+        "ckpt_path": plain.get("ckpt_path"),
+    }
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if not str(k).startswith("__")}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
+def _wandb_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") == "online":
+        return True
+    netrc = Path.home() / ".netrc"
+    return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    if not lines:
+        return type(err).__name__
+    # jsonargparse nests the reason under a headline; keep the headline and the innermost reason
+    return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"

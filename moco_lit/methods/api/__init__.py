@@ -1,0 +1,1 @@
+"""Api-level collaboration methods, one per file."""

@@ -1,0 +1,455 @@
+"""``CollaborationModule``: the LightningModule every collaboration method subclasses.
+
+A method writes ``collaborate(batch) -> list[str | Answer]``; this class does the rest of a run:
+loads the collaborators once on the rank's device, asks them through the shared generation
+engine (cache first) while counting calls and tokens per example, scores outputs with the
+benchmark's metric (reduced across ranks), appends one record per example to the run folder as
+batches finish, resumes from that file, and writes ``metrics.json``. Methods that choose
+something on the dev split override ``calibration_step``/``finish_calibration``; ``fit`` runs the
+calibration and ``test`` on an uncalibrated module runs it first (and says so).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import lightning as L
+import torch
+from torchmetrics import SumMetric
+
+from moco_lit.cache import GenerationCache
+from moco_lit.collaborators import Collaborator, Prompt, load_collaborator
+from moco_lit.errors import UserError
+from moco_lit.evaluation import ScoreMetric, Scorer, answer_key
+from moco_lit.generation import DecodingConfig, Generation, GenerationEngine, example_seed
+from moco_lit.runs import RunFolder
+
+log = logging.getLogger(__name__)
+
+Example = dict[str, Any]
+
+
+@dataclass
+class Answer:
+    """A method's final answer for one example, with who answered and what happened on the way."""
+
+    text: str
+    by: str | list[str] | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RuntimeOptions:
+    """Run-level settings the CLI fills in (not hyperparameters of the method)."""
+
+    cache: bool = True
+    cache_path: str | None = None
+    run_folder: RunFolder | None = None
+    progress: bool = True
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+class CollaborationModule(L.LightningModule):
+    """Base of every method. Subclasses set ``method_name`` and ``level`` and write ``collaborate``.
+
+    Args:
+        collaborators: the models (hub ids, folders, ``.gguf`` files, short names, ``base+adapter``).
+        max_new_tokens: generation budget per model call.
+        temperature: 0 decodes greedily; above 0 samples (reproducibly per example and seed).
+        top_p: nucleus sampling mass when sampling.
+        seed: base seed of every sample drawn.
+        generation_batch_size: prompts per forward batch in the generation engine.
+        reward_model: judge for ``reward_model`` benchmarks (MoCo's default).
+        verifier: judge for ``general_verifier`` benchmarks (MoCo's default).
+        encoder: embedding model for ``generation_diversity`` benchmarks (MoCo's default).
+    """
+
+    method_name: ClassVar[str] = ""
+    level: ClassVar[str] = "text"
+    needs_calibration: ClassVar[bool] = False
+    min_collaborators: ClassVar[int] = 1
+    max_collaborators: ClassVar[int | None] = None
+    supported_task_types: ClassVar[frozenset[str] | None] = None
+
+    def __init__(
+        self,
+        collaborators: list[str | dict],
+        max_new_tokens: int = 512,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int = 42,
+        generation_batch_size: int = 16,
+        reward_model: str = "Skywork/Skywork-Reward-Llama-3.1-8B-v0.2",
+        verifier: str = "TIGER-Lab/general-verifier",
+        encoder: str = "roberta-base",
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self._check_collaborator_count(collaborators)
+        self.collaborator_specs = list(collaborators)
+        self.decoding = DecodingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+        self.runtime = RuntimeOptions()
+        self.collaborators: list[Collaborator] = []
+        self.engine: GenerationEngine | None = None
+        self.scorer: Scorer | None = None
+        self.score_metric = ScoreMetric()
+        self.cost_tokens = SumMetric()
+        self.cost_calls = SumMetric()
+        self.cost_new_tokens = SumMetric()
+        self.example_count = SumMetric()
+        # dev score of each collaborator as a single model: the basis of every dev-based choice
+        self.register_buffer("dev_scores", torch.full((len(collaborators),), math.nan, dtype=torch.float64))
+        self.register_buffer("calibrated", torch.tensor(False))
+        self.dev_sums = ScoreSums(len(collaborators))
+        # DDP refuses to wrap a module with no trainable parameter, and `fit` runs calibrations and
+        # searches under DDP; this scalar is never part of a loss
+        self.ddp_anchor = torch.nn.Parameter(torch.zeros(1))
+        self._example_cost: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+        self._done: dict[str, dict] = {}
+        self._started = 0.0
+
+    # -- configuration checks -----------------------------------------------------------------
+
+    def _check_collaborator_count(self, collaborators: Sequence) -> None:
+        count = len(collaborators)
+        if count < self.min_collaborators or (self.max_collaborators and count > self.max_collaborators):
+            wanted = (
+                f"exactly {self.min_collaborators}"
+                if self.max_collaborators == self.min_collaborators
+                else f"at least {self.min_collaborators}"
+                + (f" and at most {self.max_collaborators}" if self.max_collaborators else "")
+            )
+            raise UserError(
+                f"{self.method_name or type(self).__name__} needs {wanted} collaborators, got {count}"
+            )
+
+    def check_task_type(self, task_type: str) -> None:
+        if self.supported_task_types is not None and task_type not in self.supported_task_types:
+            raise UserError(
+                f"{self.method_name} cannot run on a {task_type!r} benchmark; "
+                f"it supports: {', '.join(sorted(self.supported_task_types))}"
+            )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        if not self.collaborators:
+            self.collaborators = [load_collaborator(spec, device) for spec in self.collaborator_specs]
+        cache = None
+        if self.runtime.cache:
+            from moco_lit import paths
+
+            cache = GenerationCache(self.runtime.cache_path or paths.home() / "generations.sqlite")
+        self.engine = GenerationEngine(
+            cache=cache, batch_size=self.hparams.generation_batch_size, progress=self.runtime.progress
+        )
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if datamodule is not None and stage != "predict":
+            self.check_task_type(datamodule.task_type)
+            if self.scorer is None or self.scorer.task_type != datamodule.task_type:
+                self.scorer = Scorer.for_task(
+                    datamodule.task_type,
+                    reward_model=self.hparams.reward_model,
+                    verifier=self.hparams.verifier,
+                    encoder=self.hparams.encoder,
+                    device=device,
+                )
+
+    @property
+    def collaborator_names(self) -> list[str]:
+        return [c.name for c in self.collaborators]
+
+    # -- what a method writes -----------------------------------------------------------------
+
+    def collaborate(self, batch: list[Example]) -> list[str | Answer]:
+        """The final answer for each example of ``batch``."""
+        raise NotImplementedError
+
+    # -- asking models: every method goes through here ----------------------------------------
+
+    def ask(
+        self,
+        model: int,
+        prompts: Sequence[Prompt],
+        ids: Sequence[str],
+        *,
+        step: str = "",
+        decoding: DecodingConfig | None = None,
+    ) -> list[Generation]:
+        """One batched call of collaborator ``model`` on ``prompts`` (one per example id in ``ids``).
+
+        ``step`` names the round or role ("round2", "judge") so that samples of different steps
+        draw different randomness while staying reproducible per example.
+        """
+        decoding = decoding or self.decoding
+        seeds = [example_seed(self.hparams.seed, example_id, model, step) for example_id in ids]
+        outputs = self.engine.generate(self.collaborators[model], prompts, decoding, seeds)
+        self._charge(ids, outputs)
+        return outputs
+
+    def ask_samples(
+        self, model: int, prompts: Sequence[Prompt], ids: Sequence[str], num_samples: int, *, step: str = ""
+    ) -> list[list[Generation]]:
+        """``num_samples`` sampled outputs per prompt (the method's temperature, at least 0.7)."""
+        decoding = self.decoding
+        if decoding.greedy:
+            decoding = DecodingConfig(decoding.max_new_tokens, temperature=0.7, top_p=decoding.top_p)
+        seeds = [example_seed(self.hparams.seed, example_id, model, step) for example_id in ids]
+        samples = self.engine.sample(self.collaborators[model], prompts, decoding, num_samples, seeds)
+        for example_id, outputs in zip(ids, samples):
+            self._charge([example_id] * len(outputs), outputs)
+        return samples
+
+    def ask_all(
+        self, prompts: Sequence[Prompt], ids: Sequence[str], *, step: str = ""
+    ) -> list[list[Generation]]:
+        """Every collaborator answers every prompt; result[model][example]."""
+        return [self.ask(m, prompts, ids, step=step) for m in range(len(self.collaborators))]
+
+    def _charge(self, ids: Sequence[str], outputs: Sequence[Generation]) -> None:
+        for example_id, output in zip(ids, outputs):
+            cost = self._example_cost[example_id]
+            cost[0] += 1
+            cost[1] += output.prompt_tokens + output.new_tokens
+            cost[2] += output.new_tokens
+
+    def score(self, outputs: Sequence[str], batch: list[Example]) -> list[float | None]:
+        return self.scorer.score(list(outputs), [example["record"] for example in batch])
+
+    def answer_of(self, output: str, example: Example) -> str | None:
+        """The extracted, normalised answer of ``output`` (what votes compare), None if none."""
+        return answer_key(example["task_type"], output, example["record"])
+
+    # -- calibration on dev -------------------------------------------------------------------
+
+    def calibration_step(self, batch: list[Example]) -> None:
+        """Score every collaborator alone on a dev batch (cached, so shared with other methods)."""
+        ids = [example["id"] for example in batch]
+        for model, outputs in enumerate(self.ask_all([e["prompt"] for e in batch], ids, step="dev")):
+            scores = self.score([o.text for o in outputs], batch)
+            self.dev_sums.update(model, scores)
+
+    def finish_calibration(self) -> None:
+        self.dev_scores.copy_(self.dev_sums.compute().to(self.dev_scores))
+        self.dev_sums.reset()
+        self.calibrated.fill_(True)
+        self._example_cost.clear()
+        table = ", ".join(f"{n}={s:.3f}" for n, s in zip(self.collaborator_names, self.dev_scores.tolist()))
+        log.info("%s calibrated on dev: %s", self.method_name, table)
+
+    def dev_ranking(self) -> list[int]:
+        """Collaborator indices from best to worst dev score (ties keep the recipe's order)."""
+        scores = self.dev_scores.tolist()
+        return sorted(
+            range(len(scores)), key=lambda m: (-(scores[m] if not math.isnan(scores[m]) else -1), m)
+        )
+
+    @property
+    def dev_best(self) -> int:
+        return self.dev_ranking()[0]
+
+    def ensure_calibrated(self) -> None:
+        if not self.needs_calibration or bool(self.calibrated):
+            return
+        datamodule = self.trainer.datamodule
+        self.print(f"{self.method_name}: not calibrated yet; calibrating on the dev split first")
+        for batch in datamodule.train_dataloader():
+            self.calibration_step(batch)
+        self.finish_calibration()
+
+    # -- fit = calibration for inference-time methods -----------------------------------------
+
+    def training_step(self, batch: list[Example], batch_idx: int) -> None:
+        self.calibration_step(batch)
+        return None
+
+    def on_train_epoch_end(self) -> None:
+        self.finish_calibration()
+
+    def configure_optimizers(self):
+        return None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["moco_lit"] = {"method": self.method_name, "collaborators": self.collaborator_names}
+
+    # -- evaluation loops ---------------------------------------------------------------------
+
+    def on_test_start(self) -> None:
+        self.ensure_calibrated()
+
+    def on_validation_start(self) -> None:
+        if not self.trainer.sanity_checking:
+            self.ensure_calibrated()
+
+    def on_predict_start(self) -> None:
+        self.ensure_calibrated()
+
+    def on_test_epoch_start(self) -> None:
+        self._begin_epoch()
+
+    def on_validation_epoch_start(self) -> None:
+        self._begin_epoch()
+
+    def on_predict_epoch_start(self) -> None:
+        self._begin_epoch()
+
+    def _begin_epoch(self) -> None:
+        folder = self.runtime.run_folder
+        self._done = folder.load_predictions() if folder is not None else {}
+        if self._done:
+            self.print(f"resuming: {len(self._done)} examples already in {folder.path}")
+        self._example_cost.clear()
+        self._started = time.perf_counter()
+
+    def test_step(self, batch: list[Example], batch_idx: int) -> None:
+        self._evaluate(batch)
+
+    def validation_step(self, batch: list[Example], batch_idx: int) -> None:
+        self._evaluate(batch)
+
+    def predict_step(self, batch: list[Example], batch_idx: int) -> list[str]:
+        records = self._run_batch(batch, score=False)
+        return [record["output"] for record in records]
+
+    def _evaluate(self, batch: list[Example]) -> None:
+        records = self._run_batch(batch, score=True)
+        self.score_metric.update([record.get("score") for record in records])
+        self.cost_calls.update(float(sum(r["calls"] for r in records)))
+        self.cost_tokens.update(float(sum(r["tokens"] for r in records)))
+        self.cost_new_tokens.update(float(sum(r["new_tokens"] for r in records)))
+        self.example_count.update(float(len(records)))
+        self.update_extra_metrics(records)
+
+    def update_extra_metrics(self, records: list[dict]) -> None:
+        """Hook for methods that report more than one score (e.g. one per collaborator)."""
+
+    def _run_batch(self, batch: list[Example], score: bool) -> list[dict]:
+        todo = [example for example in batch if example["id"] not in self._done]
+        fresh = self._collaborate_and_record(todo, score) if todo else []
+        by_id = {record["id"]: record for record in fresh}
+        if self.runtime.run_folder is not None and fresh:
+            self.runtime.run_folder.append_predictions(fresh, self.global_rank, self.trainer.world_size)
+        return [by_id.get(example["id"]) or self._done[example["id"]] for example in batch]
+
+    def _collaborate_and_record(self, batch: list[Example], score: bool) -> list[dict]:
+        answers = [a if isinstance(a, Answer) else Answer(a) for a in self.collaborate(batch)]
+        if len(answers) != len(batch):
+            raise RuntimeError(
+                f"{self.method_name} returned {len(answers)} answers for {len(batch)} examples"
+            )
+        scores = self.score([a.text for a in answers], batch) if score else [None] * len(batch)
+        records = []
+        for example, answer, value in zip(batch, answers, scores):
+            calls, tokens, new_tokens = self._example_cost.pop(example["id"], [0, 0, 0])
+            records.append(
+                {
+                    "id": example["id"],
+                    "output": answer.text,
+                    "answer": self.answer_of(answer.text, example),
+                    "reference": _reference(example["record"]),
+                    "score": value,
+                    "answered_by": answer.by,
+                    "calls": calls,
+                    "tokens": tokens,
+                    "new_tokens": new_tokens,
+                    **({"details": answer.details} if answer.details else {}),
+                }
+            )
+        return records
+
+    def on_test_epoch_end(self) -> None:
+        self._finish_epoch("test")
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.trainer.sanity_checking:
+            self._finish_epoch("val")
+
+    def on_predict_epoch_end(self) -> None:
+        self._finish_epoch("predict")
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Metrics of the finished epoch, reduced across ranks (every rank must call this)."""
+        return {
+            "score": float(self.score_metric.compute()),
+            "n": int(self.example_count.compute()),
+            "cost/calls": float(self.cost_calls.compute()),
+            "cost/tokens": float(self.cost_tokens.compute()),
+            "cost/new_tokens": float(self.cost_new_tokens.compute()),
+        }
+
+    def extra_epoch_metrics(self) -> dict[str, float]:
+        """Hook: more metrics of the finished epoch (reduced across ranks)."""
+        return {}
+
+    def _finish_epoch(self, split: str) -> None:
+        metrics = {} if split == "predict" else {**self.epoch_metrics(), **self.extra_epoch_metrics()}
+        for metric in (
+            self.score_metric,
+            self.cost_calls,
+            self.cost_tokens,
+            self.cost_new_tokens,
+            self.example_count,
+        ):
+            metric.reset()
+        self.trainer.strategy.barrier()
+        if split != "predict":
+            prefix = "test" if split == "test" else "val"
+            for key, value in metrics.items():
+                name = key if key.startswith("cost/") else f"{prefix}/{key}"
+                if isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
+                    self.log(name, float(value), rank_zero_only=True, sync_dist=False)
+        folder = self.runtime.run_folder
+        if folder is None or self.global_rank != 0:
+            return
+        if self.trainer.world_size > 1:
+            folder.merge_shards()
+        if split != "predict":
+            folder.write_metrics(
+                {
+                    "method": self.method_name,
+                    "level": self.level,
+                    "split": "test" if split == "test" else "dev",
+                    "collaborators": self.collaborator_names,
+                    "dev_scores": _floats(self.dev_scores) if bool(self.calibrated) else None,
+                    "seconds": round(time.perf_counter() - self._started, 3),
+                    **self.runtime.config.get("summary", {}),
+                    **metrics,
+                }
+            )
+
+
+class ScoreSums(torch.nn.Module):
+    """One mean score per collaborator, reduced across ranks: dev scores and the like."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.means = torch.nn.ModuleList(ScoreMetric() for _ in range(size))
+
+    def update(self, index: int, scores: Sequence[float | None]) -> None:
+        if scores:
+            self.means[index].update(list(scores))
+
+    def compute(self) -> torch.Tensor:
+        return torch.tensor([float(mean.compute()) for mean in self.means], dtype=torch.float64)
+
+    def reset(self) -> None:
+        for mean in self.means:
+            mean.reset()
+
+
+def _reference(record: dict) -> Any:
+    for key in ("answer", "output", "reference"):
+        if key in record:
+            return record[key]
+    return None
+
+
+def _floats(tensor: torch.Tensor) -> list[float]:
+    return [round(float(v), 6) for v in tensor.tolist()]

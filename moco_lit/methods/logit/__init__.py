@@ -1,0 +1,1 @@
+"""Logit-level collaboration methods, one per file."""

@@ -1,0 +1,74 @@
+"""Single model: each collaborator answers alone — the baseline every collaboration is compared with.
+
+Every collaborator answers every question; each gets its own score (``score/<name>``), and the
+run's ``score`` is the best single model's (the number a collaboration must beat). Each record
+keeps every collaborator's output and score, which is what collaborative-emergence statistics
+need. With ``model`` set, only that collaborator answers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from moco_lit.evaluation import ScoreMetric
+from moco_lit.methods.base import Answer, CollaborationModule
+
+
+class SingleModel(CollaborationModule):
+    """Args:
+    model: index of the one collaborator to run; None runs each of them (one row each).
+    """
+
+    method_name = "single_model"
+    level = "baseline"
+
+    def __init__(self, collaborators: list[str | dict], model: int | None = None, **kwargs) -> None:
+        super().__init__(collaborators, **kwargs)
+        if model is not None and not 0 <= model < len(collaborators):
+            from moco_lit.errors import UserError
+
+            raise UserError(f"single_model.model={model} but there are {len(collaborators)} collaborators")
+        self.model_index = model
+        chosen = [model] if model is not None else range(len(collaborators))
+        self.chosen = list(chosen)
+        self.per_model = torch.nn.ModuleList(ScoreMetric() for _ in self.chosen)
+
+    def collaborate(self, batch: list[dict]) -> list[Answer]:
+        ids = [example["id"] for example in batch]
+        prompts = [example["prompt"] for example in batch]
+        outputs = {m: self.ask(m, prompts, ids) for m in self.chosen}
+        scores = {m: self.score([o.text for o in outputs[m]], batch) for m in self.chosen}
+        first = self.chosen[0]
+        answers = []
+        for i in range(len(batch)):
+            names = [self.collaborator_names[m] for m in self.chosen]
+            answers.append(
+                Answer(
+                    outputs[first][i].text,
+                    by=self.collaborator_names[first],
+                    details={
+                        "outputs": {n: outputs[m][i].text for n, m in zip(names, self.chosen)},
+                        "scores": {n: scores[m][i] for n, m in zip(names, self.chosen)},
+                    },
+                )
+            )
+        return answers
+
+    def update_extra_metrics(self, records: list[dict]) -> None:
+        for slot, m in enumerate(self.chosen):
+            name = self.collaborator_names[m]
+            self.per_model[slot].update([r.get("details", {}).get("scores", {}).get(name) for r in records])
+
+    def extra_epoch_metrics(self) -> dict:
+        scores = {
+            self.collaborator_names[m]: float(self.per_model[slot].compute())
+            for slot, m in enumerate(self.chosen)
+        }
+        for metric in self.per_model:
+            metric.reset()
+        best = max(scores, key=lambda name: (scores[name], -list(scores).index(name)))
+        return {
+            **{f"score/{name}": value for name, value in scores.items()},
+            "score": scores[best],
+            "best_single_model": best,
+        }

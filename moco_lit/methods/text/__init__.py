@@ -1,0 +1,1 @@
+"""Text-level collaboration methods, one per file."""

@@ -1,0 +1,84 @@
+"""Majority vote: every collaborator answers; the most frequent extracted answer wins.
+
+Answers are compared after extraction and normalisation (the letter of a multiple-choice answer,
+the normalised final answer otherwise). A tie is broken at random (seeded per example) or, with
+``tie: dev-based``, in favour of the tied answer given by the collaborator with the best dev
+score. With ``samples_per_model`` above 1 each collaborator contributes that many sampled answers
+(self-consistency when there is a single collaborator). MoCo: ``text_majority_vote``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from typing import Literal
+
+from moco_lit.errors import UserError
+from moco_lit.generation import example_seed
+from moco_lit.methods.base import Answer, CollaborationModule
+
+
+class MajorityVote(CollaborationModule):
+    """Args:
+    tie: how to break a tie between the most frequent answers: ``random`` or ``dev-based``.
+    samples_per_model: answers each collaborator contributes (sampled when above 1).
+    """
+
+    method_name = "majority_vote"
+    level = "text"
+    supported_task_types = frozenset({"multiple_choice", "exact_match", "f1_match"})
+
+    def __init__(
+        self,
+        collaborators: list[str | dict],
+        tie: Literal["random", "dev-based"] = "random",
+        samples_per_model: int = 1,
+        **kwargs,
+    ) -> None:
+        super().__init__(collaborators, **kwargs)
+        if samples_per_model < 1:
+            raise UserError(f"majority_vote.samples_per_model must be >= 1, got {samples_per_model}")
+        self.tie = tie
+        self.samples_per_model = samples_per_model
+        self.needs_calibration = tie == "dev-based"
+
+    def collaborate(self, batch: list[dict]) -> list[Answer]:
+        ids = [example["id"] for example in batch]
+        prompts = [example["prompt"] for example in batch]
+        candidates: list[list[tuple[int, str]]] = [[] for _ in batch]  # (model, output) per example
+        for model in range(len(self.collaborators)):
+            if self.samples_per_model == 1:
+                per_example = [[o] for o in self.ask(model, prompts, ids)]
+            else:
+                per_example = self.ask_samples(model, prompts, ids, self.samples_per_model)
+            for i, outputs in enumerate(per_example):
+                candidates[i].extend((model, output.text) for output in outputs)
+        return [self.vote(example, options) for example, options in zip(batch, candidates)]
+
+    def vote(self, example: dict, options: list[tuple[int, str]]) -> Answer:
+        answers = [(model, output, self.answer_of(output, example)) for model, output in options]
+        counts = Counter(answer for _, _, answer in answers if answer is not None)
+        details = {
+            "votes": dict(counts),
+            "answers": {self.collaborator_names[m]: a for m, _, a in answers}
+            if self.samples_per_model == 1
+            else None,
+        }
+        if not counts:
+            model, output, _ = answers[0]
+            return Answer(output, by=self.collaborator_names[model], details={**details, "winner": None})
+        top = max(counts.values())
+        tied = [answer for answer in counts if counts[answer] == top]
+        winner = tied[0] if len(tied) == 1 else self.break_tie(example, tied, answers)
+        model, output = next((m, o) for m, o, a in answers if a == winner)
+        voters = sorted({self.collaborator_names[m] for m, _, a in answers if a == winner})
+        return Answer(output, by=voters, details={**details, "winner": winner, "tie": len(tied) > 1})
+
+    def break_tie(self, example: dict, tied: list[str], answers: list[tuple[int, str, str | None]]) -> str:
+        if self.tie == "dev-based":
+            for model in self.dev_ranking():
+                for m, _, answer in answers:
+                    if m == model and answer in tied:
+                        return answer
+        rng = random.Random(example_seed(self.hparams.seed, example["id"], "tie"))
+        return rng.choice(sorted(tied))

@@ -1,0 +1,1 @@
+"""Weight-level collaboration methods, one per file."""

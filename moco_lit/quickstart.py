@@ -1,0 +1,259 @@
+"""The offline quickstart: train three tiny specialists, then compare collaborations on their skills.
+
+1. Build a byte-level BPE tokenizer whose merges cover only the prompt wording (answers stay
+   character by character), and one tiny Llama per skill of the synthetic benchmark.
+2. Train each on its own skill with a Lightning ``fit`` (completion-only SFT) for a time budget;
+   keep the trained folders in the cache, keyed by the settings, so reruns skip training.
+3. Run every quickstart method on the mixed ``quickstart`` test split through the same path as
+   ``python -m moco_lit test`` and print a leaderboard, per skill and overall.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import string
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from moco_lit import paths
+from moco_lit.collaborators import render_plain
+from moco_lit.data.synthetic import SKILL_MAKERS, SKILLS, skill_examples
+from moco_lit.training import completion_batch, sft_loss
+
+log = logging.getLogger(__name__)
+
+SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    hidden_size: int = 128
+    layers: int = 2
+    heads: int = 4
+    intermediate_size: int = 512
+    max_positions: int = 256
+
+
+@dataclass(frozen=True)
+class SpecialistTraining:
+    """How each specialist is trained: ``max_steps`` steps, cut short after ``seconds`` of wall time."""
+
+    seconds: float = 150.0
+    max_steps: int = 1200
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    train_examples: int = 4000
+    seed: int = 0
+
+
+def render_user_prompt(record: dict) -> str:
+    """The user message a quickstart record becomes: the benchmark's own exact-match prompt."""
+    from moco_lit.data.prompts import render_prompt
+
+    return render_prompt("exact_match", record)
+
+
+def prompt_wording_corpus() -> list[str]:
+    """Prompt texts with the variable parts removed: what the BPE merges should cover."""
+    blank = ["What is times ?", "Reverse the letters .", "Which letter comes after ?"]
+    records = [{"input": text, "prompt": text} for text in blank]
+    return [render_plain([{"role": "user", "content": render_user_prompt(r)}]) for r in records] * 50
+
+
+def build_tokenizer(corpus: list[str], vocab_size: int = 400):
+    """A byte-level BPE tokenizer trained on ``corpus`` (single characters always present)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, initial_alphabet=alphabet, show_progress=False
+    )
+    tokenizer.train_from_iterator(corpus, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        padding_side="left",
+    )
+
+
+def build_tiny_llama(tokenizer, config: TinyModelConfig = TinyModelConfig(), seed: int = 0):
+    """A randomly initialised Llama sized for CPU experiments (~0.5M parameters)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model_config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=config.hidden_size,
+        intermediate_size=config.intermediate_size,
+        num_hidden_layers=config.layers,
+        num_attention_heads=config.heads,
+        num_key_value_heads=config.heads,
+        max_position_embeddings=config.max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    model = LlamaForCausalLM(model_config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    return model
+
+
+class SkillTuning(L.LightningModule):
+    """Completion-only SFT of one causal LM on (rendered prompt, answer) pairs."""
+
+    def __init__(self, model, tokenizer, learning_rate: float) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.learning_rate = learning_rate
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = sft_loss(logits, batch["labels"])
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.AdamW(self.model.parameters(), lr=self.learning_rate, weight_decay=0.0)
+
+
+def skill_training_pairs(skill: str, count: int, seed: int) -> list[tuple[str, str]]:
+    records = skill_examples(skill, count, seed, "train")
+    return [
+        (render_plain([{"role": "user", "content": render_user_prompt(r)}]), " " + r["output"])
+        for r in records
+    ]
+
+
+def train_specialist(
+    skill: str, tokenizer, out_dir: Path, training: SpecialistTraining, model_config: TinyModelConfig
+) -> Path:
+    """Train one tiny Llama on ``skill`` and save it (with the tokenizer) to ``out_dir``."""
+    L.seed_everything(training.seed, verbose=False)
+    model = build_tiny_llama(tokenizer, model_config, seed=training.seed)
+    pairs = skill_training_pairs(skill, training.train_examples, training.seed)
+    loader = DataLoader(
+        pairs,
+        batch_size=training.batch_size,
+        shuffle=True,
+        collate_fn=lambda rows: completion_batch(tokenizer, [p for p, _ in rows], [c for _, c in rows]),
+    )
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=training.max_steps,
+        max_time={"seconds": training.seconds},
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=True,
+    )
+    trainer.fit(SkillTuning(model, tokenizer, training.learning_rate), train_dataloaders=loader)
+    tmp_dir = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    model.save_pretrained(tmp_dir)
+    tokenizer.save_pretrained(tmp_dir)
+    tmp_dir.rename(out_dir)
+    return out_dir
+
+
+def specialists_dir(training: SpecialistTraining, model_config: TinyModelConfig) -> Path:
+    settings = json.dumps([asdict(training), asdict(model_config), sorted(SKILL_MAKERS)], sort_keys=True)
+    wording = "".join(prompt_wording_corpus()[:3])
+    digest = hashlib.sha256((settings + wording).encode()).hexdigest()[:12]
+    return paths.subdir("quickstart") / f"specialists-{digest}"
+
+
+def ensure_specialists(
+    training: SpecialistTraining = SpecialistTraining(), model_config: TinyModelConfig = TinyModelConfig()
+) -> list[str]:
+    """Folders of the trained specialists, one per skill; trains the ones not cached yet."""
+    root = specialists_dir(training, model_config)
+    root.mkdir(parents=True, exist_ok=True)
+    tokenizer = None
+    folders = []
+    for skill in SKILLS:
+        folder = root / skill
+        if not (folder / "config.json").exists():
+            tokenizer = tokenizer or build_tokenizer(prompt_wording_corpus() + list(string.printable))
+            print(f"training the {skill} specialist ({training.seconds:.0f} s budget)...", flush=True)
+            started = time.perf_counter()
+            train_specialist(skill, tokenizer, folder, training, model_config)
+            print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
+        folders.append(str(folder))
+    return folders
+
+
+QUICKSTART_METHODS: list[tuple[str, list[str]]] = [
+    ("single_model", []),
+    ("majority_vote", ["--model.tie", "random"]),
+    ("majority_vote", ["--model.tie", "dev-based"]),
+]
+"""(method, extra CLI arguments) run on the mixed test split; later methods add themselves here."""
+
+
+def run_quickstart(
+    seconds: float | None = None, run_dir: str = "runs", limit: int | None = None, retrain: bool = False
+) -> list[dict]:
+    """Train (or reuse) three tiny specialists, run every quickstart method, print a leaderboard."""
+    from moco_lit.cli import run_lightning
+    from moco_lit.report import leaderboard_rows, print_leaderboard
+
+    training = SpecialistTraining() if seconds is None else SpecialistTraining(seconds=seconds)
+    started = time.perf_counter()
+    if retrain:
+        shutil.rmtree(specialists_dir(training, TinyModelConfig()), ignore_errors=True)
+    folders = ensure_specialists(training)
+    collaborators = "[" + ", ".join(folders) + "]"
+    run_folders = []
+    for method, extra in QUICKSTART_METHODS:
+        args = [
+            "test",
+            "--model",
+            method,
+            "--model.collaborators",
+            collaborators,
+            "--model.max_new_tokens",
+            "8",
+            "--data.benchmark",
+            "quickstart",
+            "--data.batch_size",
+            "64",
+            "--run_dir",
+            run_dir,
+            "--wandb",
+            "false",
+            "--progress",
+            "false",
+            "--trainer.enable_progress_bar",
+            "false",
+            *extra,
+        ]
+        if limit is not None:
+            args += ["--data.limit", str(limit)]
+        print(f"running {method} {' '.join(extra)}".rstrip() + " ...", flush=True)
+        cli = run_lightning(args)
+        run_folders.append(cli.model.runtime.run_folder.path)
+    rows = leaderboard_rows(run_folders, group_field="skill")
+    print()
+    print_leaderboard(
+        rows, title=f"quickstart leaderboard (test split, {time.perf_counter() - started:.0f} s)"
+    )
+    return rows
