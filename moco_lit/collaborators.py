@@ -44,7 +44,9 @@ class CollaboratorSpec:
     def display_name(self) -> str:
         if self.name:
             return self.name
-        base = self.path.removeprefix("callable:").rstrip("/").split("/")[-1]
+        if self.path.startswith("callable:"):
+            return self.path.replace(":", ".").rsplit(".", 1)[-1]
+        base = self.path.rstrip("/").split("/")[-1]
         return f"{base}+{Path(self.adapter).name}" if self.adapter else base
 
 

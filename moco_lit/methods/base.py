@@ -164,7 +164,14 @@ class CollaborationModule(L.LightningModule):
 
     @property
     def collaborator_names(self) -> list[str]:
-        return [c.name for c in self.collaborators]
+        """Display names, made unique (``name``, ``name#2``) when the recipe repeats a model."""
+        seen: dict[str, int] = {}
+        names = []
+        for collaborator in self.collaborators:
+            seen[collaborator.name] = seen.get(collaborator.name, 0) + 1
+            count = seen[collaborator.name]
+            names.append(collaborator.name if count == 1 else f"{collaborator.name}#{count}")
+        return names
 
     # -- what a method writes -----------------------------------------------------------------
 

@@ -1,0 +1,82 @@
+"""Shared fixtures: tiny models built in-process, an isolated cache root, and a CLI runner.
+
+Tiny models are random Llamas (~0.1M parameters) with a byte-level BPE tokenizer built locally;
+``tiny_models`` gives three of them with one shared vocabulary, ``other_vocab_model`` one with a
+different vocabulary (for mixed-tokenizer methods and vocabulary errors). Scripted collaborators
+(``callable:tests.scripted.NAME``) answer by rule, for behaviours that need control.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _save_tiny(folder: Path, vocab_size: int, seed: int, hidden: int = 32) -> str:
+    from moco_lit.quickstart import TinyModelConfig, build_tiny_llama, build_tokenizer, prompt_wording_corpus
+
+    tokenizer = build_tokenizer(prompt_wording_corpus() + list(string.printable), vocab_size=vocab_size)
+    config = TinyModelConfig(hidden_size=hidden, layers=1, heads=2, intermediate_size=64, max_positions=512)
+    model = build_tiny_llama(tokenizer, config, seed=seed)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> list[str]:
+    """Three tiny random Llama folders that share one tokenizer (same vocabulary)."""
+    root = tmp_path_factory.mktemp("tiny_models")
+    return [_save_tiny(root / f"tiny{i}", vocab_size=400, seed=i) for i in range(3)]
+
+
+@pytest.fixture(scope="session")
+def other_vocab_model(tmp_path_factory) -> str:
+    """A tiny random Llama whose tokenizer differs from ``tiny_models``'."""
+    return _save_tiny(tmp_path_factory.mktemp("other_vocab") / "tiny_other", vocab_size=330, seed=7)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own cache root (generation cache, fetched files, quickstart models)."""
+    home = tmp_path / "moco_home"
+    monkeypatch.setenv("MOCO_LIT_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path):
+    """Run ``python -m moco_lit ARGS`` in-process; Lightning commands get a private run folder.
+
+    Returns (exit code, the LightningCLI object or None). Lightning commands raise on bad input
+    like the real entry point would print: use ``moco_lit.cli.main`` directly to test exit codes.
+    """
+    from moco_lit.cli import main, run_lightning
+    from moco_lit.errors import UserError
+
+    def run(*args: str):
+        argv = list(args)
+        if argv and argv[0] in {"fit", "validate", "test", "predict"}:
+            if "--run_dir" not in argv:
+                argv += ["--run_dir", str(tmp_path / "runs")]
+            argv += ["--trainer.enable_progress_bar", "false", "--progress", "false"]
+            try:
+                return 0, run_lightning(argv)
+            except UserError:
+                raise
+        return main(argv), None
+
+    return run
+
+
+def collaborators_arg(paths: list[str]) -> str:
+    return "[" + ", ".join(paths) + "]"
