@@ -2,6 +2,10 @@
 
 ``completion_batch`` builds inputs whose labels cover only the completion (the prompt and padding
 are masked with -100), and ``sft_loss`` is the token-mean cross-entropy over those labels.
+``completion_logps``/``reference_logps`` give each completion's summed log-probability (the
+reference is the same model with its adapter disabled); ``dpo_loss`` is DPO on those;
+``group_advantages`` and ``grpo_loss`` are GRPO's group-normalised advantages and clipped ratio
+objective with an optional KL penalty.
 """
 
 from __future__ import annotations
@@ -47,3 +51,104 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     shifted_logits = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
     shifted_labels = labels[:, 1:].reshape(-1)
     return F.cross_entropy(shifted_logits, shifted_labels, ignore_index=IGNORE_INDEX)
+
+
+# -- sequence log-probabilities ----------------------------------------------------------------
+
+
+def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probability of each labelled next token, and the mask of labelled positions.
+
+    Both are ``(batch, length - 1)``: position t scores token t + 1 given tokens up to t.
+    """
+    shifted_labels = labels[:, 1:]
+    mask = shifted_labels != IGNORE_INDEX
+    log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    picked = log_probs.gather(-1, shifted_labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return picked * mask, mask
+
+
+def sequence_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed log-probability of each row's completion (its labelled tokens): ``(batch,)``."""
+    picked, _ = token_logps(logits, labels)
+    return picked.sum(-1)
+
+
+def completion_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Summed completion log-probabilities of a ``completion_batch`` under ``model``."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return sequence_logps(logits, batch["labels"])
+
+
+@torch.no_grad()
+def reference_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Completion log-probabilities under the frozen reference: the same model, adapter disabled.
+
+    With LoRA the reference costs no extra memory; a model without an adapter is its own reference.
+    """
+    if hasattr(model, "disable_adapter"):
+        with model.disable_adapter():
+            return completion_logps(model, batch)
+    return completion_logps(model, batch)
+
+
+# -- DPO ---------------------------------------------------------------------------------------
+
+
+def dpo_loss(
+    policy_chosen_logps: torch.Tensor,
+    policy_rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float = 0.1,
+) -> torch.Tensor:
+    """Direct Preference Optimisation (Rafailov et al., 2023), mean over pairs.
+
+    ``-log sigmoid(beta * (policy margin - reference margin))``: log 2 when policy equals reference.
+    """
+    policy_margin = policy_chosen_logps - policy_rejected_logps
+    reference_margin = ref_chosen_logps - ref_rejected_logps
+    return -F.logsigmoid(beta * (policy_margin - reference_margin)).mean()
+
+
+# -- GRPO --------------------------------------------------------------------------------------
+
+
+def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Group-normalised advantages (Shao et al., 2024): ``(r - group mean) / (group std + eps)``.
+
+    ``rewards`` is ``(groups, group_size)``; a group whose rewards are all equal teaches nothing
+    and gets advantage 0 everywhere.
+    """
+    mean = rewards.mean(dim=-1, keepdim=True)
+    std = rewards.std(dim=-1, keepdim=True, unbiased=False)
+    return (rewards - mean) / (std + eps)
+
+
+def grpo_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_eps: float = 0.2,
+    ref_logps: torch.Tensor | None = None,
+    kl_beta: float = 0.0,
+) -> torch.Tensor:
+    """GRPO's clipped-ratio objective per token (PPO clip), with an optional KL to a reference.
+
+    ``logps``/``old_logps``/``ref_logps``/``mask`` are ``(batch, tokens)`` (see :func:`token_logps`),
+    ``advantages`` is ``(batch,)`` (one per sampled completion, flattened over groups). The KL is
+    the unbiased ``exp(ref - logp) - (ref - logp) - 1`` estimator. Each completion's token mean is
+    averaged over completions, so long answers do not dominate.
+    """
+    ratio = torch.exp(logps - old_logps.detach())
+    advantage = advantages.detach().unsqueeze(-1)
+    unclipped = ratio * advantage
+    clipped = torch.clamp(ratio, 1.0 - clip_eps, 1.0 + clip_eps) * advantage
+    per_token = -torch.min(unclipped, clipped)
+    if ref_logps is not None and kl_beta > 0:
+        delta = ref_logps.detach() - logps
+        per_token = per_token + kl_beta * (torch.exp(delta) - delta - 1.0)
+    mask = mask.to(per_token.dtype)
+    per_completion = (per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+    return per_completion.mean()

@@ -1,0 +1,127 @@
+"""Training objectives on hand-made tensors: SFT, sequence log-probs, DPO, GRPO."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from moco_lit.training import (
+    IGNORE_INDEX,
+    completion_batch,
+    dpo_loss,
+    group_advantages,
+    grpo_loss,
+    reference_logps,
+    sequence_logps,
+    sft_loss,
+    token_logps,
+)
+
+
+def _labels_with_prompt(prompt_length: int, length: int, vocab: int, seed: int = 0) -> torch.Tensor:
+    torch.manual_seed(seed)
+    labels = torch.randint(0, vocab, (2, length))
+    labels[:, :prompt_length] = IGNORE_INDEX
+    return labels
+
+
+def test_sft_ignores_prompt_tokens():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11)
+    labels = _labels_with_prompt(prompt_length=3, length=6, vocab=11)
+    changed = logits.clone()
+    changed[:, :2] = torch.randn(2, 2, 11) * 5  # positions that predict prompt tokens
+    assert torch.allclose(sft_loss(logits, labels), sft_loss(changed, labels))
+    changed[:, 4] += torch.randn(11) * 5  # a position that predicts a completion token
+    assert not torch.allclose(sft_loss(logits, labels), sft_loss(changed, labels))
+
+
+def test_completion_batch_labels_only_the_completion(tiny_models):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models[0])
+    batch = completion_batch(tokenizer, ["What is 2 times 3?", "Hi"], [" 6", " hello there"])
+    for row, prompt in enumerate(["What is 2 times 3?", "Hi"]):
+        prompt_length = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        labels = batch["labels"][row]
+        assert (labels[:prompt_length] == IGNORE_INDEX).all()
+        completion = labels[labels != IGNORE_INDEX]
+        assert completion[-1] == tokenizer.eos_token_id
+        assert tokenizer.decode(completion[:-1]) == [" 6", " hello there"][row]
+
+
+def test_sequence_logps_sum_the_completion_tokens():
+    logits = torch.zeros(1, 4, 5)  # uniform over 5 tokens
+    labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 3, 1]])
+    assert sequence_logps(logits, labels).item() == pytest.approx(2 * math.log(1 / 5))
+    picked, mask = token_logps(logits, labels)
+    assert mask.tolist() == [[False, True, True]] and picked[0, 0] == 0
+
+
+def test_dpo_loss_is_log2_when_policy_equals_reference():
+    chosen, rejected = torch.tensor([-3.0, -7.5]), torch.tensor([-4.0, -2.0])
+    loss = dpo_loss(chosen, rejected, chosen.clone(), rejected.clone(), beta=0.1)
+    assert loss.item() == pytest.approx(math.log(2))
+
+
+def test_dpo_loss_falls_as_the_policy_prefers_the_chosen_answer():
+    reference = torch.tensor([-5.0]), torch.tensor([-5.0])
+    losses = [
+        dpo_loss(torch.tensor([-5.0 + d]), torch.tensor([-5.0 - d]), *reference).item() for d in (0, 1, 3)
+    ]
+    assert losses[0] > losses[1] > losses[2]
+    policy_chosen = torch.tensor([-5.0], requires_grad=True)
+    dpo_loss(policy_chosen, torch.tensor([-5.0]), *reference).backward()
+    assert policy_chosen.grad.item() < 0  # gradient descent raises the chosen answer's log-prob
+
+
+def test_reference_logps_disable_the_adapter(tiny_models):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models[0])
+    base = AutoModelForCausalLM.from_pretrained(tiny_models[0])
+    batch = completion_batch(tokenizer, ["What is 2 times 3?"], [" 6"])
+    with torch.no_grad():
+        before = sequence_logps(
+            base(**{k: batch[k] for k in ("input_ids", "attention_mask")}).logits, batch["labels"]
+        )
+    model = get_peft_model(
+        base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
+    assert torch.allclose(reference_logps(model, batch), before, atol=1e-5)
+    with torch.no_grad():
+        adapted = sequence_logps(
+            model(**{k: batch[k] for k in ("input_ids", "attention_mask")}).logits, batch["labels"]
+        )
+    assert not torch.allclose(adapted, before, atol=1e-5)
+
+
+def test_grpo_advantage_is_zero_for_a_group_with_equal_rewards():
+    rewards = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 1.0, 0.0, 1.0]])
+    advantages = group_advantages(rewards)
+    assert torch.equal(advantages[0], torch.zeros(4))
+    assert advantages[1].tolist() == pytest.approx([-1.0, 1.0, -1.0, 1.0], abs=1e-4)
+
+
+def test_grpo_loss_is_minus_the_advantage_at_ratio_one_and_clips():
+    logps = torch.tensor([[-1.0, -2.0], [-0.5, -0.5]], requires_grad=True)
+    mask = torch.tensor([[True, True], [True, False]])
+    advantages = torch.tensor([1.0, -1.0])
+    loss = grpo_loss(logps, logps.detach(), advantages, mask)
+    assert loss.item() == pytest.approx(0.0)  # mean of -A over completions: (-1 + 1) / 2
+    # a ratio far above 1 + eps with a positive advantage is clipped: no gradient pushes it higher
+    pushed = torch.tensor([[0.0]], requires_grad=True)
+    grpo_loss(pushed, torch.tensor([[-1.0]]), torch.tensor([1.0]), torch.tensor([[True]])).backward()
+    assert pushed.grad.item() == 0.0
+
+
+def test_grpo_kl_is_zero_at_the_reference_and_positive_away_from_it():
+    logps = torch.tensor([[-1.0, -2.0]])
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    zero = torch.tensor([0.0])
+    at_reference = grpo_loss(logps, logps, zero, mask, ref_logps=logps, kl_beta=0.5)
+    away = grpo_loss(logps, logps, zero, mask, ref_logps=logps - 1.0, kl_beta=0.5)
+    assert at_reference.item() == pytest.approx(0.0) and away.item() > 0
