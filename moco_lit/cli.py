@@ -92,15 +92,24 @@ def run_lightning(argv: list[str]) -> Any:
 
 def expand_method_names(argv: list[str]) -> list[str]:
     """``--model majority_vote`` → the method's class path (LightningCLI wants a class)."""
-    from moco_lit import methods
 
     out = list(argv)
     for i, arg in enumerate(out):
-        if arg == "--model" and i + 1 < len(out) and out[i + 1] in methods.names():
-            out[i + 1] = methods.class_path(out[i + 1])
-        elif arg.startswith("--model=") and arg.split("=", 1)[1] in methods.names():
-            out[i] = "--model=" + methods.class_path(arg.split("=", 1)[1])
+        if arg == "--model" and i + 1 < len(out):
+            out[i + 1] = _method_class_path(out[i + 1])
+        elif arg.startswith("--model="):
+            out[i] = "--model=" + _method_class_path(arg.split("=", 1)[1])
     return out
+
+
+def _method_class_path(value: str) -> str:
+    from moco_lit import methods
+
+    if value in methods.names():
+        return methods.class_path(value)
+    if "." not in value and not value.endswith((".yaml", ".yml", ".json")) and not value.startswith("{"):
+        return methods.class_path(value)  # raises the "unknown method" error listing the names
+    return value
 
 
 # -- project commands ------------------------------------------------------------------------

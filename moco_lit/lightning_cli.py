@@ -9,6 +9,7 @@ W&B logger (offline when no credentials are configured; skipped when wandb is of
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -173,8 +174,21 @@ def _wandb_credentials() -> bool:
 
 
 def _one_line(err: BaseException) -> str:
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    """jsonargparse nests its reasons (union members, class paths); keep the specific ones on one line."""
+    lines = [line.rstrip() for line in str(err).splitlines() if line.strip()]
     if not lines:
         return type(err).__name__
-    # jsonargparse nests the reason under a headline; keep the headline and the innermost reason
-    return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+    headline = lines[0].strip().rstrip(":")
+    given = next((line.strip() for line in lines if line.strip().startswith("Given value:")), "")
+    bullets, details = [], []
+    for line in lines[1:]:
+        text = line.strip()
+        generic = ("Subtypes:", "Errors:", "Given value", "Does not validate", "Expected a path but")
+        if text.removeprefix("- ").startswith(generic) or "NoneType" in text:
+            continue
+        (bullets if text.startswith("- ") else details).append(text.removeprefix("- ").rstrip(":"))
+    reasons = details or bullets
+    message = headline + (": " + "; ".join(dict.fromkeys(reasons)) if reasons else "")
+    if given and "NestedArg" not in given:
+        message += f" ({given[0].lower()}{given[1:]})"
+    return re.sub(r"<class '([\w.]+)'>", r"\1", message)

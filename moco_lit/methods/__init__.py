@@ -2,7 +2,7 @@
 
 A method lives in one file named after it, under ``moco_lit/methods/`` (baselines) or one of
 ``api/``, ``text/``, ``logit/``, ``weight/``, and defines one ``CollaborationModule`` subclass whose
-``method_name`` equals the file name. ``get("majority_vote")`` imports only that file, so
+``method_name`` equals the file name (files without one are helpers shared by methods). ``get("majority_vote")`` imports only that file, so
 ``--model majority_vote`` works without importing every method.
 """
 
@@ -24,7 +24,8 @@ def _module_names() -> dict[str, str]:
     found = {}
     for level in LEVELS:
         for file in sorted((_ROOT / level).glob("*.py")):
-            if file.stem not in {"__init__", "base"}:
+            # a method file declares `method_name = "<its stem>"`; other files are shared helpers
+            if f'method_name = "{file.stem}"' in file.read_text(encoding="utf-8"):
                 found[file.stem] = "moco_lit.methods." + (f"{level}." if level else "") + file.stem
     return found
 

@@ -275,10 +275,17 @@ class CollaborationModule(L.LightningModule):
 
     def training_step(self, batch: list[Example], batch_idx: int) -> None:
         self.calibration_step(batch)
+        self._calibration_pending = True
         return None
 
     def on_train_epoch_end(self) -> None:
-        self.finish_calibration()
+        self._flush_calibration()
+
+    def _flush_calibration(self) -> None:
+        # Lightning validates before `on_train_epoch_end`: whichever comes first closes the epoch
+        if getattr(self, "_calibration_pending", False):
+            self._calibration_pending = False
+            self.finish_calibration()
 
     def configure_optimizers(self):
         return None
@@ -292,7 +299,11 @@ class CollaborationModule(L.LightningModule):
         self.ensure_calibrated()
 
     def on_validation_start(self) -> None:
-        if not self.trainer.sanity_checking:
+        if self.trainer.sanity_checking:
+            return
+        if self.trainer.state.fn == "fit":
+            self._flush_calibration()
+        else:
             self.ensure_calibrated()
 
     def on_predict_start(self) -> None:
