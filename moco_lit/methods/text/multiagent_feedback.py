@@ -105,7 +105,7 @@ class MultiagentFeedback(CollaborationModule):
         ]
 
     def reviewers(self, example_id: str, author: int, number: int) -> list[int]:
-        others = [m for m in range(len(self.collaborators)) if m != author]
+        others = [m for m in range(len(self.collaborator_specs)) if m != author]
         rng = random.Random(example_seed(self.hparams.seed, example_id, "reviewers", number, author))
         return sorted(rng.sample(others, min(self.feedback_count, len(others))))
 
