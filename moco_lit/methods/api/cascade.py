@@ -1,0 +1,129 @@
+"""Cascade: collaborators ordered weak → strong answer in turn until one is confident enough.
+
+Each model answers the questions still open; an answer whose confidence clears the model's
+threshold is final, the rest go on to the next model, and the last model answers whatever is left.
+``mode: logit`` measures confidence as the mean probability of the answer's tokens and sets each
+model's threshold to the ``percentage`` quantile of its confidences on dev (learned in ``fit``);
+``mode: just_ask`` asks the model to say when it is unsure. MoCo: ``api_cascade`` (LLM cascades,
+e.g. Chen et al. 2023, "FrugalGPT").
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torchmetrics import CatMetric
+
+from moco_lit.errors import UserError
+from moco_lit.generation import Generation
+from moco_lit.methods.base import Answer, CollaborationModule, Example
+
+JUST_ASK_PROMPT = """{question}
+
+Answer the question above as well as you can. If you are not sure that your answer is right, \
+write the word "unconfident" after your answer."""
+
+UNSURE_MARKER = "unconfident"
+
+
+class Cascade(CollaborationModule):
+    """Args:
+    mode: ``logit`` (token-probability confidence vs a dev threshold) or ``just_ask``.
+    percentage: quantile of a model's dev confidences that becomes its threshold (logit mode).
+    """
+
+    method_name = "cascade"
+    level = "api"
+    min_collaborators = 2
+
+    def __init__(
+        self,
+        collaborators: list[str | dict],
+        mode: Literal["logit", "just_ask"] = "logit",
+        percentage: float = 0.5,
+        **kwargs,
+    ) -> None:
+        super().__init__(collaborators, **kwargs)
+        if mode not in ("logit", "just_ask"):
+            raise UserError(f"cascade.mode must be 'logit' or 'just_ask', got {mode!r}")
+        if not 0.0 <= percentage <= 1.0:
+            raise UserError(f"cascade.percentage must be in [0, 1], got {percentage}")
+        self.mode = mode
+        self.percentage = percentage
+        self.needs_calibration = mode == "logit"
+        # one threshold per model but the last (which always answers); NaN until calibrated
+        self.register_buffer(
+            "thresholds", torch.full((len(collaborators) - 1,), math.nan, dtype=torch.float64)
+        )
+        # dev confidences, gathered across ranks so every rank computes the same quantile
+        self.dev_confidences = torch.nn.ModuleList(CatMetric() for _ in range(len(collaborators) - 1))
+
+    # -- calibration: dev scores and dev confidences from the same generations ----------------
+
+    def calibration_step(self, batch: list[Example]) -> None:
+        ids = [example["id"] for example in batch]
+        for model, outputs in enumerate(self.ask_all([e["prompt"] for e in batch], ids, step="dev")):
+            self.dev_sums.update(model, self.score([o.text for o in outputs], batch))
+            if model < len(self.dev_confidences):
+                self.dev_confidences[model].update(torch.tensor([o.confidence for o in outputs]))
+
+    def finish_calibration(self) -> None:
+        for model, metric in enumerate(self.dev_confidences):
+            confidences = metric.compute().double().reshape(-1)
+            self.thresholds[model] = (
+                torch.quantile(confidences, self.percentage) if len(confidences) else math.nan
+            )
+            metric.reset()
+        super().finish_calibration()
+        thresholds = ", ".join(f"{t:.4f}" for t in self.thresholds.tolist())
+        self.print(f"cascade thresholds ({self.percentage:.0%} quantile of dev confidence): {thresholds}")
+
+    # -- the cascade --------------------------------------------------------------------------
+
+    def collaborate(self, batch: list[Example]) -> list[Answer]:
+        answers: dict[int, Answer] = {}
+        trail: list[list[dict]] = [[] for _ in batch]  # what each level said, per example
+        last = len(self.collaborators) - 1
+        for model in range(len(self.collaborators)):
+            open_rows = [i for i in range(len(batch)) if i not in answers]
+            if not open_rows:
+                break
+            outputs = self.ask(
+                model,
+                [self.prompt_for(batch[i], model) for i in open_rows],
+                [batch[i]["id"] for i in open_rows],
+            )
+            for i, output in zip(open_rows, outputs):
+                confident, confidence = self.is_confident(model, output)
+                trail[i].append(
+                    {"model": self.collaborator_names[model], "confidence": confidence, "accepted": confident}
+                )
+                if confident or model == last:
+                    answers[i] = Answer(output.text, by=self.collaborator_names[model])
+        for i, answer in answers.items():
+            answer.details = {"level": len(trail[i]) - 1, "trail": trail[i]}
+        return [answers[i] for i in range(len(batch))]
+
+    def prompt_for(self, example: Example, model: int):
+        if self.mode == "just_ask" and model < len(self.collaborators) - 1:
+            return JUST_ASK_PROMPT.format(question=_text_of(example["prompt"]))
+        return example["prompt"]
+
+    def is_confident(self, model: int, output: Generation) -> tuple[bool, float | None]:
+        """(accept this answer?, the confidence it was judged on); the last model always answers."""
+        if model == len(self.collaborators) - 1:
+            return True, None
+        if self.mode == "just_ask":
+            return UNSURE_MARKER not in output.text.lower(), None
+        threshold = float(self.thresholds[model])
+        # an uncalibrated threshold (no dev data) never accepts: the question goes on, as in MoCo
+        return (not math.isnan(threshold) and output.confidence >= threshold), round(output.confidence, 6)
+
+
+def _text_of(prompt) -> str:
+    """The question text of a prompt (a string, or the user turns of a chat)."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n\n".join(message["content"] for message in prompt if message.get("role") == "user")
