@@ -16,7 +16,7 @@ import logging
 import shutil
 import string
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -210,13 +210,19 @@ QUICKSTART_METHODS: list[tuple[str, list[str]]] = [
 
 
 def run_quickstart(
-    seconds: float | None = None, run_dir: str = "runs", limit: int | None = None, retrain: bool = False
+    seconds: float | None = None,
+    run_dir: str = "runs",
+    limit: int | None = None,
+    retrain: bool = False,
+    training: SpecialistTraining | None = None,
 ) -> list[dict]:
     """Train (or reuse) three tiny specialists, run every quickstart method, print a leaderboard."""
     from moco_lit.cli import run_lightning
     from moco_lit.report import leaderboard_rows, print_leaderboard
 
-    training = SpecialistTraining() if seconds is None else SpecialistTraining(seconds=seconds)
+    training = training or SpecialistTraining()
+    if seconds is not None:
+        training = replace(training, seconds=seconds)
     started = time.perf_counter()
     if retrain:
         shutil.rmtree(specialists_dir(training, TinyModelConfig()), ignore_errors=True)
