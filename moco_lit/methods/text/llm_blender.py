@@ -1,0 +1,199 @@
+"""LLM-Blender: rank all answers by pairwise comparison, then fuse the best few into one.
+
+Every collaborator answers. A ranker LM compares each pair of candidates (A or B?); a win counts 1,
+an unreadable verdict half a point to each side. The ``top_k`` candidates by wins, best first, go
+to a fuser LM that writes the final answer. Ranker and fuser are a collaborator (by index) or any
+other model. Jiang et al., "LLM-Blender: Ensembling Large Language Models with Pairwise Ranking
+and Generative Fusion" (ACL 2023). MoCo: ``text_llm_blender`` (zero-shot mode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+
+from moco_lit.collaborators import Collaborator, Prompt, load_collaborator
+from moco_lit.errors import UserError
+from moco_lit.generation import DecodingConfig, Generation, example_seed
+from moco_lit.methods.base import Answer, CollaborationModule, Example
+
+PAIRWISE_PROMPT = """Two answers to the same question follow. Judge which one is better: more correct, \
+more helpful, clearer.
+
+Question:
+{question}
+
+Answer A:
+{answer_a}
+
+Answer B:
+{answer_b}
+
+Which answer is better? Reply with one letter: A or B."""
+
+FUSION_PROMPT = """Several candidate answers to a question follow, ranked from best to worst by a judge. \
+Write one final answer that keeps what the candidates get right and drops their mistakes.
+
+Question:
+{question}
+
+{candidates}
+
+Write the final answer to the question.{answer_format}"""
+
+ANSWER_FORMATS = {
+    "multiple_choice": " End with a line 'Answer: X' where X is the letter of the option you choose.",
+    "exact_match": " End with a line 'Final Answer: \\boxed{ANSWER}'.",
+    "f1_match": " End with a line 'Final Answer: \\boxed{ANSWER}'.",
+}
+
+
+class LlmBlender(CollaborationModule):
+    """Args:
+    ranker: the pairwise judge: a collaborator index or a model (hub id, folder, ...).
+    fuser: the model that writes the final answer: a collaborator index or a model.
+    top_k: how many of the best-ranked candidates the fuser reads.
+    ranker_max_new_tokens: generation budget of one verdict.
+    train_ranker_on_dev: LoRA-tune the ranker on dev preference pairs (not available yet).
+    train_fuser_on_dev: LoRA-tune the fuser on dev gold answers (not available yet).
+    """
+
+    method_name = "llm_blender"
+    level = "text"
+    min_collaborators = 2
+
+    def __init__(
+        self,
+        collaborators: list[str | dict],
+        ranker: int | str = "Qwen/Qwen2.5-7B-Instruct",
+        fuser: int | str = 0,
+        top_k: int = 3,
+        ranker_max_new_tokens: int = 128,
+        train_ranker_on_dev: bool = False,
+        train_fuser_on_dev: bool = False,
+        **kwargs,
+    ) -> None:
+        super().__init__(collaborators, **kwargs)
+        if train_ranker_on_dev or train_fuser_on_dev:
+            raise UserError(
+                "llm_blender.train_ranker_on_dev / train_fuser_on_dev come with the trained methods "
+                "(LoRA SFT inside fit) and are not available yet; run zero-shot (both false), or point "
+                "ranker / fuser at an already fine-tuned model"
+            )
+        if top_k < 1:
+            raise UserError(f"llm_blender.top_k must be >= 1, got {top_k}")
+        for role, value in (("ranker", ranker), ("fuser", fuser)):
+            if isinstance(value, int) and not 0 <= value < len(collaborators):
+                raise UserError(
+                    f"llm_blender.{role}={value} but there are {len(collaborators)} collaborators"
+                )
+        self.ranker = ranker
+        self.fuser = fuser
+        self.top_k = top_k
+        self.ranker_decoding = DecodingConfig(
+            ranker_max_new_tokens, self.decoding.temperature, self.decoding.top_p
+        )
+        self.helpers: dict[str, Collaborator] = {}
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        device = self.trainer.strategy.root_device if self._trainer is not None else "cpu"
+        for role, value in (("ranker", self.ranker), ("fuser", self.fuser)):
+            if isinstance(value, str) and role not in self.helpers:
+                self.helpers[role] = load_collaborator(value, device)
+
+    def role_name(self, role: str) -> str:
+        value = getattr(self, role)
+        return self.collaborator_names[value] if isinstance(value, int) else self.helpers[role].name
+
+    def ask_role(
+        self,
+        role: str,
+        prompts: Sequence[Prompt],
+        ids: Sequence[str],
+        step: str,
+        decoding: DecodingConfig | None = None,
+    ) -> list[Generation]:
+        """Ask the ranker or the fuser: a collaborator through ``ask``, another model directly."""
+        value = getattr(self, role)
+        if isinstance(value, int):
+            return self.ask(value, prompts, ids, step=step, decoding=decoding)
+        # CollaborationModule.ask only takes collaborator indices: same seeding and cost accounting here
+        seeds = [example_seed(self.hparams.seed, example_id, role, step) for example_id in ids]
+        outputs = self.engine.generate(self.helpers[role], prompts, decoding or self.decoding, seeds)
+        self._charge(ids, outputs)
+        return outputs
+
+    def collaborate(self, batch: list[Example]) -> list[Answer]:
+        ids = [example["id"] for example in batch]
+        candidates = [
+            [o.text for o in outputs] for outputs in self.ask_all([e["prompt"] for e in batch], ids)
+        ]
+        per_example = [[candidates[m][i] for m in range(len(self.collaborators))] for i in range(len(batch))]
+        wins = self.rank(batch, per_example)
+        top = [sorted(range(len(w)), key=lambda m: -w[m])[: self.top_k] for w in wins]
+        fusion_prompts = [
+            self.fusion_prompt(example, [per_example[i][m] for m in top[i]])
+            for i, example in enumerate(batch)
+        ]
+        fused = self.ask_role("fuser", fusion_prompts, ids, step="fuse")
+        names = self.collaborator_names
+        return [
+            Answer(
+                fused[i].text,
+                by=self.role_name("fuser"),
+                details={
+                    "wins": {names[m]: w for m, w in enumerate(wins[i])},
+                    "top": [names[m] for m in top[i]],
+                    "candidates": {names[m]: text for m, text in enumerate(per_example[i])},
+                },
+            )
+            for i in range(len(batch))
+        ]
+
+    def rank(self, batch: list[Example], per_example: list[list[str]]) -> list[list[float]]:
+        """Win counts per candidate from one batched ranker call over every pair of every example."""
+        pairs = [(i, a, b) for i in range(len(batch)) for a, b in combinations(range(len(per_example[i])), 2)]
+        prompts = [
+            PAIRWISE_PROMPT.format(
+                question=_text_of(batch[i]["prompt"]), answer_a=per_example[i][a], answer_b=per_example[i][b]
+            )
+            for i, a, b in pairs
+        ]
+        verdicts = self.ask_role(
+            "ranker", prompts, [batch[i]["id"] for i, _, _ in pairs], "rank", self.ranker_decoding
+        )
+        wins = [[0.0] * len(candidates) for candidates in per_example]
+        for (i, a, b), verdict in zip(pairs, verdicts):
+            choice = parse_preference(verdict.text)
+            if choice == "A":
+                wins[i][a] += 1.0
+            elif choice == "B":
+                wins[i][b] += 1.0
+            else:  # no verdict: half a win each, so the pair does not move the ranking
+                wins[i][a] += 0.5
+                wins[i][b] += 0.5
+        return wins
+
+    def fusion_prompt(self, example: Example, ranked: list[str]) -> str:
+        candidates = "\n\n".join(f"Candidate {rank}:\n{text.strip()}" for rank, text in enumerate(ranked, 1))
+        answer_format = ANSWER_FORMATS.get(example["task_type"], "")
+        return FUSION_PROMPT.format(
+            question=_text_of(example["prompt"]), candidates=candidates, answer_format=answer_format
+        )
+
+
+def parse_preference(text: str) -> str | None:
+    """The verdict "A" or "B": the first standalone letter A or B in the reply, else None."""
+    for token in text.replace("*", " ").replace(".", " ").replace(":", " ").split():
+        word = token.strip("\"'()[]").upper()
+        if word in ("A", "B"):
+            return word
+    return None
+
+
+def _text_of(prompt) -> str:
+    """The question text of a prompt (a string, or the user turns of a chat)."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n\n".join(message["content"] for message in prompt if message.get("role") == "user")

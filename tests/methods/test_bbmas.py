@@ -1,0 +1,124 @@
+"""bbmas: end to end on tiny models; the discussion stops when enough agents choose to finish,
+and the agents' vote picks among several conclusions."""
+
+from __future__ import annotations
+
+import json
+
+from moco_lit.methods.text.bbmas import parse_action, parse_vote
+from tests.conftest import collaborators_arg
+from tests.scripted import solve_quickstart
+
+
+def _records(cli) -> list[dict]:
+    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def finisher(rendered: str) -> str:
+    """Always chooses to finish, and gives the right answer; votes for the last conclusion."""
+    if "I vote for Conclusion" in rendered:
+        count = rendered.count("Conclusion #") - 1  # the instruction itself names one
+        return f"I vote for Conclusion #{count}"
+    if "Action: <propose" in rendered:
+        return "The answer is on the board. Action: terminate"
+    return f"FINAL:\n{solve_quickstart(rendered)}"
+
+
+def worker(rendered: str) -> str:
+    """Never finishes: always carries out another step."""
+    if "I vote for Conclusion" in rendered:
+        return "I vote for Conclusion #1"
+    if "Action: <propose" in rendered:
+        return "More work is needed. Action: execute"
+    return "Step: still thinking."
+
+
+def _run_scripted(run_cli, agents: list[str], *options: str):
+    scripted = collaborators_arg([f"callable:tests.methods.test_bbmas.{name}" for name in agents])
+    return run_cli(
+        "test",
+        "--model",
+        "bbmas",
+        "--model.collaborators",
+        scripted,
+        "--model.max_iterations",
+        "4",
+        "--data.benchmark",
+        "quickstart",
+        "--data.limit",
+        "3",
+        *options,
+    )[1]
+
+
+def test_bbmas_runs_on_tiny_models(run_cli, tiny_models):
+    code, cli = run_cli(
+        "test",
+        "--model",
+        "bbmas",
+        "--model.collaborators",
+        collaborators_arg(tiny_models),
+        "--model.max_iterations",
+        "2",
+        "--model.max_new_tokens",
+        "4",
+        "--data.benchmark",
+        "quickstart",
+        "--data.limit",
+        "3",
+    )
+    assert code == 0
+    records = _records(cli)
+    assert len(records) == 3
+    for record in records:
+        # random tiny models never finish: two iterations of one agent (select, + act if readable)
+        assert record["details"]["iterations"] == 2 and len(record["details"]["actions"]) == 2
+        assert 2 <= record["calls"] <= 4
+
+
+def test_discussion_stops_when_enough_agents_choose_to_finish(run_cli):
+    cli = _run_scripted(
+        run_cli,
+        ["finisher", "finisher", "worker"],
+        "--model.max_num_agents_to_act",
+        "3",
+        "--model.min_num_agents_to_stop",
+        "2",
+    )
+    for record in _records(cli):
+        details = record["details"]
+        assert details["iterations"] == 1 and details["stopped_by_agents"]
+        assert details["actions"] == ["terminate", "terminate", "execute"]
+        # two final solutions, so every agent voted: finishers for #2, the worker for #1
+        assert details["conclusions"] == 2 and details["votes"] == {"1": 1, "2": 2} and details["winner"] == 2
+        assert record["answered_by"] == "finisher#2" and record["score"] == 1.0
+        assert record["calls"] == 3 * 2 + 3  # three agents select and act, then three votes
+
+
+def test_too_few_finishers_run_to_max_iterations(run_cli):
+    cli = _run_scripted(
+        run_cli,
+        ["finisher", "worker", "worker"],
+        "--model.max_num_agents_to_act",
+        "3",
+        "--model.min_num_agents_to_stop",
+        "2",
+    )
+    for record in _records(cli):
+        assert record["details"]["iterations"] == 4 and not record["details"]["stopped_by_agents"]
+        assert len(record["details"]["actions"]) == 12
+
+
+def test_parsers():
+    assert parse_action("hmm\nAction: Critique") == "critique"
+    assert parse_action("I will terminate now.") == "terminate"
+    assert parse_action("propose or execute?") is None
+    assert parse_vote("Conclusion #1 is weak, I vote for Conclusion #2", 2) == 2
+    assert parse_vote("Conclusion #7", 2) is None
+
+
+def test_a_single_finisher_stops_after_one_iteration(run_cli):
+    record = _records(_run_scripted(run_cli, ["finisher"]))[0]
+    assert record["details"]["iterations"] == 1 and record["details"]["conclusions"] == 1
+    assert record["calls"] == 2 and record["score"] == 1.0
