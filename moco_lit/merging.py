@@ -1,0 +1,299 @@
+"""Weight arithmetic on tensors kept in memory: the only place that does state-dict maths.
+
+Sources are :class:`Weights` views (a model's own tensors, a LoRA model seen as full weights
+``W + scale·B·A``, its base weights, or only its adapter tensors); nothing is copied to build a
+view. A merge streams tensor by tensor into a *target* (the tensors of one resident model, written
+in place under ``no_grad``), so the peak memory of a merge is the target plus one tensor's
+temporaries. Architectures that do not match raise :class:`UserError` naming the first tensor that
+differs. Tensor-level operations (``ties``, ``dare``, ``extrapolate``...) are plain functions, so
+tests check them on hand-written tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from moco_lit.errors import UserError
+
+Combine = Callable[[str, list[torch.Tensor]], torch.Tensor]
+"""Per-tensor rule: (tensor name, the sources' tensors in float32) -> the merged tensor."""
+
+PEFT_PREFIX = "base_model.model."
+
+
+# -- views of weights ---------------------------------------------------------------------------
+
+
+@dataclass
+class Weights:
+    """Named tensors of one model, read lazily: ``names`` in order, ``shape(name)``, ``tensor(name)``."""
+
+    label: str
+    names: list[str]
+    shape: Callable[[str], torch.Size]
+    tensor: Callable[[str], torch.Tensor]
+
+    @classmethod
+    def of(cls, tensors: Mapping[str, torch.Tensor], label: str = "weights") -> Weights:
+        return cls(label, list(tensors), lambda n: tensors[n].shape, lambda n: tensors[n])
+
+
+def model_weights(model: torch.nn.Module, label: str = "model") -> Weights:
+    """The model's own state-dict tensors (references, not copies)."""
+    return Weights.of(model.state_dict(), label)
+
+
+def _lora_layers(peft_model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    from peft.tuners.lora import LoraLayer
+
+    return {name: module for name, module in peft_model.named_modules() if isinstance(module, LoraLayer)}
+
+
+def _plain_name(peft_name: str) -> str:
+    """``base_model.model.x.q_proj.base_layer.weight`` -> ``x.q_proj.weight`` (the merged model's name)."""
+    return peft_name.removeprefix(PEFT_PREFIX).replace(".base_layer.", ".")
+
+
+def lora_full_weights(peft_model: torch.nn.Module, label: str = "lora", with_delta: bool = True) -> Weights:
+    """A LoRA model seen as a plain model: each adapted weight is ``W + scale·B·A`` (or ``W`` alone).
+
+    Names are those of the plain model (what ``merge_and_unload`` would give), so full models and
+    LoRA collaborators merge with each other. The product is computed when a tensor is read.
+    """
+    state = peft_model.state_dict()
+    layers = _lora_layers(peft_model)
+    plain: dict[str, tuple[str, torch.nn.Module | None]] = {}
+    for name in state:
+        if ".lora_" in name or "lora_magnitude" in name:
+            continue
+        owner = name.rsplit(".base_layer.", 1)[0] if ".base_layer.weight" in name else None
+        plain[_plain_name(name)] = (name, layers.get(owner) if owner else None)
+
+    def tensor(name: str) -> torch.Tensor:
+        source, layer = plain[name]
+        weight = state[source]
+        if layer is None or not with_delta:
+            return weight
+        adapter = layer.active_adapters[0]
+        return weight + layer.get_delta_weight(adapter).to(weight.dtype)
+
+    return Weights(label, list(plain), lambda n: state[plain[n][0]].shape, tensor)
+
+
+def adapter_weights(peft_model: torch.nn.Module, label: str = "adapter") -> Weights:
+    """Only the LoRA tensors (``lora_A``/``lora_B``) of a PEFT model, by parameter name."""
+    tensors = {n: p for n, p in peft_model.named_parameters() if ".lora_" in n}
+    if not tensors:
+        raise UserError(f"{label} has no LoRA tensors; expected a PEFT LoRA adapter (base+adapter)")
+    return Weights.of(tensors, label)
+
+
+def is_lora(model: torch.nn.Module) -> bool:
+    return bool(_lora_layers(model)) and hasattr(model, "peft_config")
+
+
+def writable_tensors(model: torch.nn.Module, adapters_only: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors a merge writes into: the model's state dict, each shared (tied) tensor once."""
+    seen: set[int] = set()
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        if adapters_only and ".lora_" not in name:
+            continue
+        if tensor.data_ptr() in seen:
+            continue
+        seen.add(tensor.data_ptr())
+        out[name] = tensor
+    return out
+
+
+# -- checks -------------------------------------------------------------------------------------
+
+
+def check_compatible(target: Mapping[str, torch.Tensor], sources: Sequence[Weights]) -> None:
+    """Every source must hold every target tensor with the same shape; else name the first one."""
+    for source in sources:
+        names = set(source.names)
+        for name, tensor in target.items():
+            if name not in names:
+                raise UserError(
+                    f"cannot merge {source.label}: it has no tensor {name!r}; "
+                    "merged models must share one architecture"
+                )
+            if source.shape(name) != tensor.shape:
+                raise UserError(
+                    f"cannot merge {source.label}: tensor {name!r} has shape {list(source.shape(name))}, "
+                    f"expected {list(tensor.shape)}; merged models must share one architecture"
+                )
+
+
+# -- the streaming driver -----------------------------------------------------------------------
+
+
+@torch.no_grad()
+def merge_into(target: Mapping[str, torch.Tensor], sources: Sequence[Weights], combine: Combine) -> None:
+    """For each target tensor: read the sources' tensors, combine them in float32, copy in place."""
+    check_compatible(target, sources)
+    for name, out in target.items():
+        tensors = [source.tensor(name).to(device=out.device, dtype=torch.float32) for source in sources]
+        out.copy_(combine(name, tensors))
+
+
+def linear(weights: Sequence[float]) -> Combine:
+    """Σ w_i · x_i (a weighted average when the weights sum to 1)."""
+    return lambda name, tensors: weighted_sum(tensors, weights)
+
+
+def on_task_vectors(rule: Callable[[str, list[torch.Tensor]], torch.Tensor]) -> Combine:
+    """Apply ``rule`` to task vectors ``x_i − base``; the base must be the first source."""
+
+    def combine(name: str, tensors: list[torch.Tensor]) -> torch.Tensor:
+        base, *models = tensors
+        return base + rule(name, [task_vector(m, base) for m in models])
+
+    return combine
+
+
+def merge_linear(
+    target: Mapping[str, torch.Tensor], sources: Sequence[Weights], weights: Sequence[float]
+) -> None:
+    _check_weights(sources, weights)
+    merge_into(target, sources, linear(weights))
+
+
+def merge_task_arithmetic(
+    target: Mapping[str, torch.Tensor], base: Weights, sources: Sequence[Weights], weights: Sequence[float]
+) -> None:
+    """base + Σ w_i (x_i − base)."""
+    _check_weights(sources, weights)
+    merge_into(target, [base, *sources], on_task_vectors(lambda _, deltas: weighted_sum(deltas, weights)))
+
+
+def merge_dare_ties(
+    target: Mapping[str, torch.Tensor],
+    base: Weights,
+    sources: Sequence[Weights],
+    weights: Sequence[float],
+    *,
+    density: float = 1.0,
+    ties_density: float = 1.0,
+    disjoint_mean: bool = True,
+    sign_election: bool = True,
+    seed: int = 0,
+) -> None:
+    """DARE each task vector (keep ``density``, seeded per model and tensor), then TIES them.
+
+    ``sign_election=False`` skips TIES (plain DARE task arithmetic).
+    """
+    _check_weights(sources, weights)
+
+    def rule(name: str, deltas: list[torch.Tensor]) -> torch.Tensor:
+        dropped = [dare(d, 1.0 - density, tensor_seed(seed, i, name)) for i, d in enumerate(deltas)]
+        if not sign_election:
+            return weighted_sum(dropped, weights)
+        return ties(dropped, weights, density=ties_density, disjoint_mean=disjoint_mean)
+
+    merge_into(target, [base, *sources], on_task_vectors(rule))
+
+
+def merge_extrapolate(
+    target: Mapping[str, torch.Tensor], source: Weights, toward: Weights, alpha: float
+) -> None:
+    """ExPO: ``toward + alpha · (toward − source)``."""
+    merge_into(target, [source, toward], lambda _, t: extrapolate(t[1], t[0], alpha))
+
+
+# -- tensor-level operations --------------------------------------------------------------------
+
+
+def weighted_sum(tensors: Sequence[torch.Tensor], weights: Iterable[float]) -> torch.Tensor:
+    out = torch.zeros_like(tensors[0])
+    for tensor, weight in zip(tensors, weights, strict=True):
+        out.add_(tensor, alpha=float(weight))
+    return out
+
+
+def task_vector(model: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    return model - base
+
+
+def extrapolate(toward: torch.Tensor, source: torch.Tensor, alpha: float) -> torch.Tensor:
+    """``toward + alpha·(toward − source)``; alpha 0 gives ``toward`` back exactly."""
+    return toward + alpha * (toward - source) if alpha else toward.clone()
+
+
+def trim_to_density(delta: torch.Tensor, density: float) -> torch.Tensor:
+    """TIES trim: keep the ``density`` share of entries with the largest magnitude, zero the rest."""
+    if density >= 1.0:
+        return delta
+    keep = int(round(density * delta.numel()))
+    if keep <= 0:
+        return torch.zeros_like(delta)
+    threshold = delta.abs().flatten().kthvalue(delta.numel() - keep + 1).values
+    return torch.where(delta.abs() >= threshold, delta, torch.zeros_like(delta))
+
+
+def elect_sign(deltas: Sequence[torch.Tensor]) -> torch.Tensor:
+    """TIES sign election: the sign of the total mass per entry (+1 where it is zero)."""
+    total = torch.stack(list(deltas)).sum(dim=0)
+    return torch.where(total >= 0, 1.0, -1.0).to(total.dtype)
+
+
+def ties(
+    deltas: Sequence[torch.Tensor],
+    weights: Sequence[float] | None = None,
+    *,
+    density: float = 1.0,
+    disjoint_mean: bool = True,
+) -> torch.Tensor:
+    """TIES-merging (Yadav et al., 2023): trim, elect the sign, combine the entries that agree.
+
+    With weights, the deltas are scaled first; ``disjoint_mean`` divides each entry by the total
+    weight of the models that agree on it (the paper's disjoint mean; equal weights give the plain
+    mean), otherwise agreeing weighted entries are summed (MoCo 1.1.2's native merge).
+    """
+    weights = list(weights) if weights is not None else [1.0] * len(deltas)
+    scaled = torch.stack([trim_to_density(d, density) * w for d, w in zip(deltas, weights, strict=True)])
+    sign = elect_sign(scaled)
+    agree = (torch.sign(scaled) == sign) & (scaled != 0)
+    total = (scaled * agree).sum(dim=0)
+    if not disjoint_mean:
+        return total
+    mass = (agree * torch.tensor(weights, dtype=scaled.dtype).view(-1, *[1] * (scaled.dim() - 1))).sum(dim=0)
+    return torch.where(
+        mass != 0, total / mass.where(mass != 0, torch.ones_like(mass)), torch.zeros_like(total)
+    )
+
+
+def dare(delta: torch.Tensor, drop_rate: float, seed: int) -> torch.Tensor:
+    """DARE (Yu et al., 2024): drop each entry with probability ``drop_rate``, rescale by 1/(1−p).
+
+    The rescale keeps the expectation of every entry; the mask comes from ``seed`` alone (a CPU
+    generator), so the same seed gives the same mask on any device.
+    """
+    if drop_rate <= 0.0:
+        return delta
+    if drop_rate >= 1.0:
+        return torch.zeros_like(delta)
+    generator = torch.Generator().manual_seed(seed)
+    keep = torch.rand(delta.shape, generator=generator) >= drop_rate
+    return delta * keep.to(delta.device) / (1.0 - drop_rate)
+
+
+def lora_delta(lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float) -> torch.Tensor:
+    """The full-weight change of one LoRA pair: ``scaling · B·A``."""
+    return scaling * (lora_b @ lora_a)
+
+
+def tensor_seed(seed: int, model: int, name: str) -> int:
+    """A seed per (run seed, model, tensor), independent of the order tensors are visited in."""
+    digest = hashlib.sha256(f"{seed}|{model}|{name}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _check_weights(sources: Sequence[Weights], weights: Sequence[float]) -> None:
+    if len(sources) != len(weights):
+        raise ValueError(f"{len(sources)} models but {len(weights)} weights")
