@@ -1,0 +1,292 @@
+"""The dev table: every collaborator's answer, score and cost on every dev question, computed once.
+
+Trained methods (routers, distillation, rankers) learn from how each collaborator did on the dev
+split. :func:`collect_dev_table` asks the collaborators through the method's ``ask`` (so the
+generation cache serves any answer another method already produced, and the same ``step="dev"``
+as the base calibration), scores the answers with the benchmark's scorer, and writes the table to
+the run folder as ``dev_answers.jsonl`` (one line per question, keyed by collaborator name).
+
+Under DDP each rank answers its shard of the dev questions (``rank, rank + world, ...``) and the
+shards are gathered, so every rank ends with the whole table in dev order; rank 0 writes the file.
+The table travels in checkpoints through :meth:`DevTable.state` / :meth:`DevTable.from_state`.
+
+:class:`DevTrainedModule` is the base of methods whose ``fit`` first builds the table and then
+trains on it for ``trainer.max_epochs`` epochs of dev batches (automatic optimisation, so DDP and
+DeepSpeed apply unchanged); ``test`` then needs the checkpoint (``--ckpt_path``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from moco_lit.errors import UserError
+from moco_lit.methods.base import Answer, CollaborationModule
+
+DEV_ANSWERS = "dev_answers.jsonl"
+
+
+def question_text(prompt: str | Sequence[dict]) -> str:
+    """The text a router reads for a prompt: the string itself, or a chat's user turns joined."""
+    if isinstance(prompt, str):
+        return prompt
+    return "\n\n".join(m["content"] for m in prompt if m.get("role") == "user")
+
+
+@dataclass
+class DevTable:
+    """Rows ``{"id", "question", "outputs", "scores", "tokens"}`` (dicts keyed by collaborator name)."""
+
+    names: list[str]
+    rows: list[dict[str, Any]]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def ids(self) -> list[str]:
+        return [row["id"] for row in self.rows]
+
+    def index_of(self) -> dict[str, int]:
+        return {row["id"]: i for i, row in enumerate(self.rows)}
+
+    def score_matrix(self) -> torch.Tensor:
+        """``(questions, collaborators)`` scores; NaN where a score is missing."""
+        return torch.tensor(
+            [[_number(row["scores"].get(name)) for name in self.names] for row in self.rows],
+            dtype=torch.float32,
+        ).reshape(len(self.rows), len(self.names))
+
+    def cost_matrix(self) -> torch.Tensor:
+        """``(questions, collaborators)`` tokens (prompt + generated) of each answer."""
+        return torch.tensor(
+            [[float(row["tokens"].get(name, 0)) for name in self.names] for row in self.rows],
+            dtype=torch.float32,
+        ).reshape(len(self.rows), len(self.names))
+
+    def mean_scores(self) -> torch.Tensor:
+        """Each collaborator's mean dev score (missing scores left out): its dev score alone."""
+        return torch.nanmean(self.score_matrix().double(), dim=0)
+
+    def best_models(self, preference: Sequence[int], values: torch.Tensor | None = None) -> list[int]:
+        """Per question, the collaborator with the highest value (default: score).
+
+        Ties (and rows with no score at all) go to the first collaborator in ``preference``
+        (typically the dev ranking), so a question every model fails is labelled with the best one.
+        """
+        values = self.score_matrix() if values is None else values
+        rank = {model: position for position, model in enumerate(preference)}
+        labels = []
+        for row in values.tolist():
+            filled = [-math.inf if math.isnan(v) else v for v in row]
+            labels.append(max(range(len(filled)), key=lambda m: (filled[m], -rank.get(m, len(rank)))))
+        return labels
+
+    def write_jsonl(self, path: Path, labels: Sequence[int] | None = None) -> Path:
+        """One JSON line per question; with ``labels`` each line also names the label model."""
+        lines = []
+        for i, row in enumerate(self.rows):
+            record = dict(row)
+            if labels is not None:
+                record["label"] = self.names[labels[i]]
+            lines.append(json.dumps(record, ensure_ascii=False) + "\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(lines), encoding="utf-8")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def read_jsonl(cls, path: Path, names: list[str]) -> DevTable:
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        return cls(names, [{k: v for k, v in row.items() if k != "label"} for row in rows])
+
+    def state(self) -> dict[str, Any]:
+        return {"names": list(self.names), "rows": self.rows}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> DevTable:
+        return cls(list(state["names"]), list(state["rows"]))
+
+
+def answer_dev_questions(
+    module: CollaborationModule, examples: Sequence[dict], batch_size: int
+) -> list[dict[str, Any]]:
+    """Rows for ``examples``: every collaborator answers each batch in one call, then it is scored."""
+    names = module.collaborator_names
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(examples), batch_size):
+        batch = list(examples[start : start + batch_size])
+        ids = [example["id"] for example in batch]
+        answers = module.ask_all([example["prompt"] for example in batch], ids, step="dev")
+        scores = [module.score([output.text for output in outputs], batch) for outputs in answers]
+        for i, example in enumerate(batch):
+            rows.append(
+                {
+                    "id": example["id"],
+                    "question": question_text(example["prompt"]),
+                    "outputs": {name: answers[m][i].text for m, name in enumerate(names)},
+                    "scores": {name: scores[m][i] for m, name in enumerate(names)},
+                    "tokens": {
+                        name: answers[m][i].prompt_tokens + answers[m][i].new_tokens
+                        for m, name in enumerate(names)
+                    },
+                }
+            )
+    return rows
+
+
+def collect_dev_table(module: CollaborationModule, write: bool = True) -> DevTable:
+    """Build the whole dev table inside a running ``fit`` (every rank gets all of it).
+
+    Call it from ``on_fit_start`` (or later): the collaborators, engine and scorer are ready then.
+    """
+    datamodule = module.trainer.datamodule
+    examples = datamodule.examples("dev")
+    rank, world = _rank_and_world()
+    shard = examples[rank::world]
+    rows = answer_dev_questions(module, shard, datamodule.hparams.batch_size)
+    if world > 1:
+        gathered: list[list[dict] | None] = [None] * world
+        dist.all_gather_object(gathered, rows)
+        order = {example["id"]: i for i, example in enumerate(examples)}
+        rows = sorted((row for part in gathered for row in part or []), key=lambda row: order[row["id"]])
+    module._example_cost.clear()  # dev answers are not part of any test record's cost
+    table = DevTable(module.collaborator_names, rows)
+    folder = module.runtime.run_folder
+    if write and folder is not None and rank == 0:
+        table.write_jsonl(folder.path / DEV_ANSWERS)
+    return table
+
+
+def _rank_and_world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def even_out_training_batches(module: CollaborationModule) -> None:
+    """Under DDP, cap every rank's training batches at the smallest rank's count.
+
+    The dev split is sharded without padding, so with a size that does not divide evenly one rank
+    can get one batch more; its extra gradient all-reduce would wait forever. Dropping that batch
+    loses at most ``world - 1`` examples per epoch (they stay in the dev table).
+    """
+    rank, world = _rank_and_world()
+    if world == 1:
+        return
+    datamodule = module.trainer.datamodule
+    count, batch_size = len(datamodule.examples("dev")), datamodule.hparams.batch_size
+    batches = [math.ceil(len(range(r, count, world)) / batch_size) for r in range(world)]
+    if len(set(batches)) > 1:
+        module.trainer.limit_train_batches = min(batches)
+
+
+class DevTrainedModule(CollaborationModule):
+    """A method trained under ``fit`` on the dev table; subclasses write ``prepare_training`` and
+    ``training_step`` (returning a loss) and keep their trainable weights in registered submodules.
+
+    ``fit``: ``on_fit_start`` builds the dev table (every rank gets all of it), sets the dev scores,
+    calls ``prepare_training`` (which returns one label per dev question, written to
+    ``dev_answers.jsonl``), then the Trainer runs the epochs. Validation during ``fit`` is skipped:
+    it would score the method on its own training questions. The checkpoint holds the weights,
+    the dev table and its labels; ``test`` without one stops with a clear error.
+    """
+
+    needs_calibration = True
+
+    def __init__(
+        self,
+        collaborators: list[str | dict],
+        learning_rate: float = 1e-3,
+        weight_decay: float = 0.0,
+        **kwargs,
+    ) -> None:
+        super().__init__(collaborators, **kwargs)
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.ddp_anchor.requires_grad_(False)  # the method's own weights are what DDP synchronises
+        self.register_buffer("trained", torch.tensor(False))
+        self.dev_table: DevTable | None = None
+        self.dev_labels: list[int] = []
+
+    def prepare_training(self, table: DevTable) -> list[int]:
+        """Get ready to train on ``table``; return each dev question's label (a collaborator index)."""
+        raise NotImplementedError
+
+    def on_fit_start(self) -> None:
+        table = collect_dev_table(self, write=False)
+        self.dev_scores.copy_(table.mean_scores().to(self.dev_scores))
+        self.calibrated.fill_(True)
+        self.dev_table = table
+        self.dev_labels = self.prepare_training(table)
+        folder = self.runtime.run_folder
+        if folder is not None and self.global_rank == 0:
+            table.write_jsonl(folder.path / DEV_ANSWERS, self.dev_labels)
+        even_out_training_batches(self)
+
+    def dev_rows(self, batch: list[dict]) -> list[int]:
+        """Row numbers in the dev table of a training batch's examples."""
+        index = self.dev_table.index_of()
+        return [index[example["id"]] for example in batch]
+
+    def on_train_epoch_end(self) -> None:
+        self.trained.fill_(True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.AdamW(trainable, lr=self.learning_rate, weight_decay=self.weight_decay)
+
+    def on_validation_start(self) -> None:
+        if self.trainer.state.fn != "fit":
+            super().on_validation_start()
+
+    def on_validation_epoch_start(self) -> None:
+        if self.trainer.state.fn != "fit":
+            super().on_validation_epoch_start()
+
+    def validation_step(self, batch: list[dict], batch_idx: int) -> None:
+        if self.trainer.state.fn != "fit":
+            super().validation_step(batch, batch_idx)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.state.fn != "fit":
+            super().on_validation_epoch_end()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.dev_table is not None:
+            checkpoint["dev_table"] = {**self.dev_table.state(), "labels": list(self.dev_labels)}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "dev_table" in checkpoint:
+            self.dev_table = DevTable.from_state(checkpoint["dev_table"])
+            self.dev_labels = list(checkpoint["dev_table"]["labels"])
+
+    def ensure_calibrated(self) -> None:
+        if not bool(self.trained):
+            raise UserError(
+                f"{self.method_name} is not trained: run `python -m moco_lit fit` with the same "
+                "model arguments first, then pass its checkpoint with --ckpt_path"
+            )
+
+    def answer_routed(self, batch: list[dict], choices: list[int], details: list[dict]) -> list[Answer]:
+        """Each example answered by its chosen collaborator only (one batched call per collaborator)."""
+        texts: dict[int, str] = {}
+        for model in sorted(set(choices)):
+            routed = [i for i, choice in enumerate(choices) if choice == model]
+            outputs = self.ask(model, [batch[i]["prompt"] for i in routed], [batch[i]["id"] for i in routed])
+            texts.update({i: output.text for i, output in zip(routed, outputs)})
+        names = self.collaborator_names
+        return [Answer(texts[i], by=names[choice], details=details[i]) for i, choice in enumerate(choices)]

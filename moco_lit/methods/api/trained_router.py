@@ -1,0 +1,234 @@
+"""Trained router: learn from dev results which collaborator should answer each question.
+
+Every collaborator answers every dev question (the shared dev table); each question's label is
+its best-scoring collaborator (ties go to the better dev model). A router learns question → label:
+``router: causal_lm`` LoRA-tunes a causal LM to reply "Model k" (MoCo's ``api_trained_router``),
+``router: encoder`` trains a small head on frozen mean-pooled sentence embeddings. At test the
+router picks one collaborator per question and only that one answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Literal
+
+import torch
+from torch import nn
+
+from moco_lit.collaborators import render_plain
+from moco_lit.dev_table import DevTable, DevTrainedModule, question_text
+from moco_lit.errors import UserError
+from moco_lit.methods.base import Answer
+from moco_lit.training import completion_batch, completion_logps, sft_loss
+
+log = logging.getLogger(__name__)
+
+ROUTER_PROMPT = (
+    "Several models can answer the question below. Decide which one will answer it best.\n"
+    "{descriptions}\nQuestion: {question}\n\n"
+    "Reply with the chosen model only, as 'Model k' with k from 1 to {count}."
+)
+DESCRIPTION_LINE = "Model {number}: {description}\n"
+ROUTER_CHOICE = " Model {number}"
+
+DEFAULT_BASE_MODELS = {
+    "causal_lm": "Qwen/Qwen2.5-7B-Instruct",  # MoCo's router
+    "encoder": "sentence-transformers/all-MiniLM-L6-v2",
+}
+DEFAULT_LEARNING_RATES = {"causal_lm": 1e-5, "encoder": 1e-3}
+
+
+class TrainedRouter(DevTrainedModule):
+    """Args:
+    router: ``causal_lm`` (LoRA-tuned LM that names the model, MoCo's) or ``encoder``
+        (frozen sentence embedding + trainable head; cheaper).
+    router_base_model: the router's model; default Qwen/Qwen2.5-7B-Instruct for ``causal_lm``,
+        sentence-transformers/all-MiniLM-L6-v2 for ``encoder``.
+    model_descriptions: one line per collaborator shown to the ``causal_lm`` router.
+    learning_rate: default 1e-5 for ``causal_lm`` (MoCo's), 1e-3 for the encoder head.
+    weight_decay: AdamW weight decay.
+    head_hidden: hidden width of the encoder head's MLP; 0 makes it linear.
+    lora: LoRA adapter on the causal LM router (MoCo: r 64, alpha 16, dropout 0.1 on q/k/v/o);
+        false fine-tunes all its weights.
+    router_batch_size: questions per router forward pass at test.
+    """
+
+    method_name = "trained_router"
+    level = "api"
+    min_collaborators = 2
+
+    def __init__(
+        self,
+        collaborators: list[str | dict],
+        router: Literal["causal_lm", "encoder"] = "causal_lm",
+        router_base_model: str | None = None,
+        model_descriptions: list[str] | None = None,
+        learning_rate: float | None = None,
+        weight_decay: float = 0.0,
+        head_hidden: int = 0,
+        lora: bool = True,
+        lora_r: int = 64,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.1,
+        lora_target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"],  # noqa: B006
+        router_batch_size: int = 16,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            collaborators,
+            learning_rate=learning_rate or DEFAULT_LEARNING_RATES.get(router, 1e-3),
+            weight_decay=weight_decay,
+            **kwargs,
+        )
+        if router not in DEFAULT_BASE_MODELS:
+            raise UserError(f"trained_router.router must be causal_lm or encoder, got {router!r}")
+        if model_descriptions is not None and len(model_descriptions) != len(collaborators):
+            raise UserError(
+                f"trained_router.model_descriptions has {len(model_descriptions)} entries "
+                f"for {len(collaborators)} collaborators; give one per collaborator"
+            )
+        self.router_kind = router
+        self.router_base_model = router_base_model or DEFAULT_BASE_MODELS[router]
+        self.model_descriptions = model_descriptions
+        self.head: nn.Module | None = None  # encoder router (built once the embedding size is known)
+        self.router_lm: nn.Module | None = None  # causal LM router
+        self.router_tokenizer = None
+        self.embedder = None  # frozen, not a submodule: never in the checkpoint or the optimiser
+        self._dev_features: dict[str, torch.Tensor] = {}
+        # a LoRA router's checkpoint holds the adapter only (the base reloads from router_base_model)
+        self.strict_loading = not (router == "causal_lm" and lora)
+
+    # -- the router ---------------------------------------------------------------------------
+
+    def configure_model(self) -> None:
+        if self.router_kind == "encoder" and self.head is None:
+            from moco_lit.evaluation.judges import EmbeddingJudge
+
+            device = self.trainer.strategy.root_device if self._trainer is not None else self.device
+            self.embedder = EmbeddingJudge.load(self.router_base_model, device, batch_size=32)
+            width = self.embedder.model.config.hidden_size
+            count, hidden = len(self.collaborator_specs), self.hparams.head_hidden
+            layers = [nn.LayerNorm(width)]  # embeddings of small models have tiny, uneven scales
+            if hidden > 0:
+                layers += [nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, count)]
+            else:
+                layers += [nn.Linear(width, count)]
+            self.head = nn.Sequential(*layers).to(self.device)
+        elif self.router_kind == "causal_lm" and self.router_lm is None:
+            self.router_lm, self.router_tokenizer = self._load_router_lm()
+
+    def _load_router_lm(self):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(self.router_base_model)
+            model = AutoModelForCausalLM.from_pretrained(self.router_base_model)
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot load router_base_model {self.router_base_model!r}: {err}") from err
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if self.hparams.lora:
+            from peft import LoraConfig, get_peft_model
+
+            config = LoraConfig(
+                r=self.hparams.lora_r,
+                lora_alpha=self.hparams.lora_alpha,
+                lora_dropout=self.hparams.lora_dropout,
+                target_modules=list(self.hparams.lora_target_modules),
+                task_type="CAUSAL_LM",
+            )
+            model = get_peft_model(model, config)
+        return model.to(self.device), tokenizer
+
+    def router_prompt(self, question: str) -> str:
+        count = len(self.collaborator_specs)
+        descriptions = ""
+        if self.model_descriptions:
+            lines = (
+                DESCRIPTION_LINE.format(number=k + 1, description=d)
+                for k, d in enumerate(self.model_descriptions)
+            )
+            descriptions = "\n" + "".join(lines)
+        message = ROUTER_PROMPT.format(descriptions=descriptions, question=question, count=count)
+        messages = [{"role": "user", "content": message}]
+        if getattr(self.router_tokenizer, "chat_template", None):
+            return self.router_tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True
+            )
+        return render_plain(messages)
+
+    def router_logits(self, questions: list[str], features: torch.Tensor | None = None) -> torch.Tensor:
+        """``(questions, collaborators)`` scores of the router (softmax gives its probabilities)."""
+        if self.router_kind == "encoder":
+            features = self.embed(questions) if features is None else features
+            return self.head(features)
+        count = len(self.collaborator_specs)
+        prompts = [self.router_prompt(q) for q in questions for _ in range(count)]
+        choices = [ROUTER_CHOICE.format(number=k + 1) for _ in questions for k in range(count)]
+        batch = completion_batch(self.router_tokenizer, prompts, choices)
+        batch = {key: value.to(self.device) for key, value in batch.items()}
+        return completion_logps(self.router_lm, batch).reshape(len(questions), count)
+
+    def embed(self, questions: list[str]) -> torch.Tensor:
+        # the embedder runs in inference mode; clone so the head can save its input for backward
+        return self.embedder.embed(questions).clone().to(self.device)
+
+    # -- fit: the dev table, then the router's epochs -----------------------------------------
+
+    def prepare_training(self, table: DevTable) -> list[int]:
+        labels = table.best_models(self.dev_ranking())
+        if self.router_kind == "encoder":
+            # the embedding is frozen: embed every dev question once, not once per epoch
+            features = self.embed([row["question"] for row in table.rows])
+            self._dev_features = dict(zip(table.ids, features))
+        shares = Counter(self.collaborator_names[label] for label in labels)
+        log.info("trained_router labels on %d dev questions: %s", len(table), dict(shares))
+        return labels
+
+    def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor:
+        labels = [self.dev_labels[row] for row in self.dev_rows(batch)]
+        if self.router_kind == "encoder":
+            features = torch.stack([self._dev_features[example["id"]] for example in batch])
+            target = torch.tensor(labels, device=self.device)
+            loss = nn.functional.cross_entropy(self.head(features), target)
+        else:
+            prompts = [self.router_prompt(question_text(example["prompt"])) for example in batch]
+            choices = [ROUTER_CHOICE.format(number=label + 1) for label in labels]
+            tokens = completion_batch(self.router_tokenizer, prompts, choices)
+            tokens = {key: value.to(self.device) for key, value in tokens.items()}
+            logits = self.router_lm(
+                input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+            ).logits
+            loss = sft_loss(logits, tokens["labels"])
+        self.log("train/loss", loss, batch_size=len(batch), prog_bar=True)
+        return loss
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.router_kind == "causal_lm" and self.hparams.lora:
+            # the frozen base model is reloaded from router_base_model; keep only the adapter
+            trainable = {f"router_lm.{n}" for n, p in self.router_lm.named_parameters() if p.requires_grad}
+            checkpoint["state_dict"] = {
+                k: v
+                for k, v in checkpoint["state_dict"].items()
+                if not k.startswith("router_lm.") or k in trainable
+            }
+
+    # -- test: route each question to one collaborator ----------------------------------------
+
+    @torch.no_grad()
+    def route(self, batch: list[dict]) -> torch.Tensor:
+        """``(examples, collaborators)`` router probabilities."""
+        questions = [question_text(example["prompt"]) for example in batch]
+        size = self.hparams.router_batch_size
+        logits = [self.router_logits(questions[i : i + size]) for i in range(0, len(questions), size)]
+        return torch.softmax(torch.cat(logits).float(), dim=-1).cpu()
+
+    def collaborate(self, batch: list[dict]) -> list[Answer]:
+        probabilities = self.route(batch)
+        names = self.collaborator_names
+        details = [
+            {"router_probs": {n: round(float(p), 4) for n, p in zip(names, row)}} for row in probabilities
+        ]
+        return self.answer_routed(batch, probabilities.argmax(dim=-1).tolist(), details)

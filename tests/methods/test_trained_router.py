@@ -1,0 +1,142 @@
+"""trained_router: the dev table, the learning signal, both router kinds, DDP, and checkpoint use."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from moco_lit.dev_table import DEV_ANSWERS, DevTable
+from moco_lit.errors import UserError
+from tests.conftest import ROOT, collaborators_arg
+
+SPECIALISTS = collaborators_arg(["callable:tests.scripted.multiplier", "callable:tests.scripted.reverser"])
+
+
+def _records(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+
+
+def _fit_then_test(run_cli, model_args: list[str], fit_args: list[str], test_args: list[str]):
+    common = ["--model", "trained_router", *model_args, "--data.benchmark", "quickstart"]
+    _, fitted = run_cli("fit", *common, *fit_args)
+    checkpoint = fitted.trainer.checkpoint_callback.best_model_path
+    assert checkpoint and Path(checkpoint).exists()
+    _, tested = run_cli("test", *common, *test_args, "--ckpt_path", checkpoint)
+    return fitted, tested, checkpoint
+
+
+def test_dev_table_labels_break_ties_by_preference():
+    rows = [
+        {"id": "a", "question": "q", "outputs": {}, "scores": {"x": 1.0, "y": 1.0}, "tokens": {}},
+        {"id": "b", "question": "q", "outputs": {}, "scores": {"x": 0.0, "y": 1.0}, "tokens": {}},
+        {"id": "c", "question": "q", "outputs": {}, "scores": {"x": None, "y": None}, "tokens": {}},
+    ]
+    table = DevTable(["x", "y"], rows)
+    assert table.best_models(preference=[1, 0]) == [1, 1, 1]
+    assert table.best_models(preference=[0, 1]) == [0, 1, 0]
+    assert table.mean_scores()[0].item() == 0.5 and math.isnan(table.score_matrix()[2, 0].item())
+
+
+def test_encoder_router_sends_each_skill_to_its_specialist(run_cli, tiny_models):
+    fitted, tested, checkpoint = _fit_then_test(
+        run_cli,
+        ["--model.collaborators", SPECIALISTS, "--model.router", "encoder"]
+        + ["--model.router_base_model", tiny_models[0]],
+        ["--trainer.max_epochs", "12"],
+        ["--data.limit", "30"],
+    )
+    # the dev table: every collaborator's answer and score, with the label, in the fit run folder
+    dev_rows = [json.loads(line) for line in (fitted.model.runtime.run_folder.path / DEV_ANSWERS).open()]
+    assert len(dev_rows) == 120 and set(dev_rows[0]["outputs"]) == {"multiplier", "reverser"}
+    assert {r["label"] for r in dev_rows if r["id"].startswith("reverse")} == {"reverser"}
+    assert {r["label"] for r in dev_rows if r["id"].startswith("multiply")} == {"multiplier"}
+    saved = torch.load(checkpoint, weights_only=False)
+    assert len(saved["dev_table"]["labels"]) == 120 and any(
+        k.startswith("head.") for k in saved["state_dict"]
+    )
+
+    records = _records(tested.model.runtime.run_folder.path)
+    assert all(r["calls"] == 1 for r in records)  # only the chosen collaborator answers
+    for record in records:
+        probabilities = record["details"]["router_probs"]
+        assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-3)
+        assert record["answered_by"] == max(probabilities, key=probabilities.get)
+        if record["id"].startswith("multiply"):
+            assert record["answered_by"] == "multiplier"
+        if record["id"].startswith("reverse"):
+            assert record["answered_by"] == "reverser"
+    metrics = json.loads((tested.model.runtime.run_folder.path / "metrics.json").read_text())
+    # each specialist alone scores 1/3 (one skill of three); perfect routing scores 2/3
+    assert metrics["score"] == pytest.approx(2 / 3, abs=1e-6)
+    assert metrics["dev_scores"] == pytest.approx([1 / 3, 1 / 3], abs=1e-6)
+
+
+def test_causal_lm_router_runs_on_tiny_models_and_keeps_only_the_adapter(run_cli, tiny_models):
+    model_args = ["--model.collaborators", collaborators_arg(tiny_models[:2]), "--model.router", "causal_lm"]
+    model_args += ["--model.router_base_model", tiny_models[2], "--model.lora_r", "4"]
+    model_args += ["--model.max_new_tokens", "4", "--model.learning_rate", "0.01"]
+    _, tested, checkpoint = _fit_then_test(
+        run_cli, model_args, ["--data.dev_limit", "6", "--data.batch_size", "3"], ["--data.limit", "4"]
+    )
+    router_keys = [
+        k for k in torch.load(checkpoint, weights_only=False)["state_dict"] if k.startswith("router_lm.")
+    ]
+    assert router_keys and all("lora_" in k for k in router_keys)
+    records = _records(tested.model.runtime.run_folder.path)
+    names = {Path(p).name for p in tiny_models[:2]}
+    assert len(records) == 4 and all(r["calls"] == 1 and r["answered_by"] in names for r in records)
+    assert all(set(r["details"]["router_probs"]) == names for r in records)
+
+
+def test_test_without_a_trained_router_is_a_clear_error(run_cli, tiny_models):
+    with pytest.raises(UserError, match="fit"):
+        run_cli(
+            "test",
+            "--model",
+            "trained_router",
+            "--model.collaborators",
+            SPECIALISTS,
+            "--model.router",
+            "encoder",
+            "--model.router_base_model",
+            tiny_models[0],
+            "--data.benchmark",
+            "quickstart",
+            "--data.limit",
+            "3",
+        )
+
+
+def test_recipe_parses(run_cli):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "-c", str(ROOT / "recipes/api/trained_router.yaml"), "--print_config")
+    assert exit_info.value.code == 0
+
+
+@pytest.mark.slow
+def test_two_process_ddp_fit_builds_the_whole_table_and_trains(tmp_path, tiny_models):
+    # 17 dev questions over 2 ranks in batches of 4: rank 0 gets 3 batches, rank 1 gets 2; the
+    # extra batch is dropped so the ranks' gradient all-reduces stay in step
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
+    command = [sys.executable, "-m", "moco_lit", "fit", "--model", "trained_router"]
+    command += ["--model.collaborators", SPECIALISTS, "--model.router", "encoder"]
+    command += ["--model.router_base_model", tiny_models[0], "--data.benchmark", "quickstart"]
+    command += ["--data.dev_limit", "17", "--data.batch_size", "4", "--trainer.max_epochs", "2"]
+    command += ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    command += ["--run_dir", str(tmp_path / "runs"), "--wandb", "false", "--progress", "false"]
+    command += ["--trainer.enable_progress_bar", "false"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (folder,) = (tmp_path / "runs" / "quickstart" / "trained_router").glob("*-fit")
+    dev_ids = [json.loads(line)["id"] for line in (folder / DEV_ANSWERS).open()]
+    assert len(dev_ids) == 17 and dev_ids[:3] == ["multiply-dev-0", "reverse-dev-0", "next_letter-dev-0"]
+    (checkpoint,) = (folder / "checkpoints").glob("*.ckpt")
+    saved = torch.load(checkpoint, weights_only=False)
+    assert saved["global_step"] == 4 and len(saved["dev_table"]["rows"]) == 17
