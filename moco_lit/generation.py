@@ -269,7 +269,7 @@ class SeededSampler:
         if self.decoding.top_p < 1.0:
             logits = top_p_filter(logits, self.decoding.top_p)
         uniform = torch.stack([torch.rand(logits.shape[1], generator=g) for g in self.generators])
-        gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-20)).clamp_min(1e-20))
+        gumbel = -torch.log((-torch.log(uniform.clamp_min(1e-20))).clamp_min(1e-20))
         return logits + gumbel.to(logits.device)
 
 

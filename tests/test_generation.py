@@ -1,0 +1,90 @@
+"""The generation engine: equals model.generate, reproducible sampling, think stripping, cache."""
+
+from __future__ import annotations
+
+import torch
+
+from moco_lit.cache import GenerationCache
+from moco_lit.collaborators import load_collaborator, render_plain
+from moco_lit.generation import DecodingConfig, GenerationEngine, strip_thinking, top_p_filter
+
+PROMPTS = ["What is 3 times 4?", "Reverse the letters abcd.", "Which letter comes after q?", "Hi"]
+
+
+def test_greedy_equals_model_generate_with_padding(tiny_models):
+    collaborator = load_collaborator(tiny_models[0])
+    outputs = GenerationEngine(batch_size=4).generate(collaborator, PROMPTS, DecodingConfig(max_new_tokens=6))
+    tokenizer, model = collaborator.tokenizer, collaborator.model
+    for prompt, output in zip(PROMPTS, outputs):
+        ids = tokenizer(collaborator.render(prompt), return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            expected = model.generate(
+                **ids, max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )
+        new = expected[0, ids["input_ids"].shape[1] :].tolist()
+        if tokenizer.eos_token_id in new:
+            new = new[: new.index(tokenizer.eos_token_id)]
+        assert output.raw_text == tokenizer.decode(new, skip_special_tokens=True)
+        assert output.new_tokens == len(new)
+
+
+def test_samples_do_not_depend_on_batch_neighbours(tiny_models):
+    collaborator = load_collaborator(tiny_models[1])
+    sampling = DecodingConfig(max_new_tokens=8, temperature=1.0)
+    engine = GenerationEngine(batch_size=8)
+    together = engine.generate(collaborator, PROMPTS, sampling, seeds=[11, 12, 13, 14])
+    alone = [
+        engine.generate(collaborator, [p], sampling, seeds=[s])[0] for p, s in zip(PROMPTS, [11, 12, 13, 14])
+    ]
+    assert [o.raw_text for o in together] == [o.raw_text for o in alone]
+    reseeded = engine.generate(collaborator, PROMPTS, sampling, seeds=[21, 22, 23, 24])
+    assert [o.raw_text for o in reseeded] != [o.raw_text for o in together]
+
+
+def test_sample_gives_k_distinct_draws(tiny_models):
+    collaborator = load_collaborator(tiny_models[2])
+    draws = GenerationEngine().sample(
+        collaborator, PROMPTS[:2], DecodingConfig(8, temperature=1.5), 4, seeds=[1, 2]
+    )
+    assert [len(d) for d in draws] == [4, 4]
+    assert len({d.raw_text for d in draws[0]}) > 1
+
+
+def test_cache_makes_a_rerun_free(tiny_models, tmp_path):
+    collaborator = load_collaborator(tiny_models[0])
+    first = GenerationEngine(cache=GenerationCache(tmp_path / "c.sqlite"))
+    outputs = first.generate(collaborator, PROMPTS, DecodingConfig(max_new_tokens=5))
+    second = GenerationEngine(cache=GenerationCache(tmp_path / "c.sqlite"))
+    again = second.generate(collaborator, PROMPTS, DecodingConfig(max_new_tokens=5))
+    assert second.stats.generated == 0 and second.stats.cache_hits == len(PROMPTS)
+    assert [o.raw_text for o in again] == [o.raw_text for o in outputs]
+    assert all(o.cached for o in again)
+    # other decoding parameters are other cache entries
+    second.generate(collaborator, PROMPTS, DecodingConfig(max_new_tokens=3))
+    assert second.stats.generated == len(PROMPTS)
+
+
+def test_thinking_is_stripped_and_plain_chat_fallback():
+    assert strip_thinking("<think>let me see 7</think> The answer is 8") == "The answer is 8"
+    assert strip_thinking("a</think>b</think> c") == "c"
+    assert strip_thinking("no thinking") == "no thinking"
+    rendered = render_plain([{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}])
+    assert rendered == "User: Hi\n\nAssistant: Yo\n\nAssistant:"
+
+
+def test_top_p_keeps_the_smallest_set_reaching_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    kept = torch.isfinite(top_p_filter(logits, 0.75))
+    assert kept.tolist() == [[True, True, False, False]]
+    assert torch.isfinite(top_p_filter(logits, 0.01)).sum() == 1
+
+
+def test_seeded_sampler_draws_from_the_tempered_distribution():
+    from moco_lit.generation import SeededSampler
+
+    probabilities = torch.tensor([0.6, 0.3, 0.1])
+    sampler = SeededSampler(list(range(3000)), DecodingConfig(temperature=1.0))
+    scores = torch.log(probabilities).repeat(3000, 1)
+    choices = sampler(torch.zeros(3000, 1, dtype=torch.long), scores).argmax(dim=-1)
+    frequencies = torch.bincount(choices, minlength=3).float() / 3000
+    assert torch.allclose(frequencies, probabilities, atol=0.03)
