@@ -4,16 +4,28 @@ resume) and test running the best graph found."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from moco_lit.methods.text.heterogeneous_swarms import decode_graph, topological_order
-from tests.conftest import collaborators_arg
+from tests.conftest import ROOT, collaborators_arg
 
 SCRIPTED = collaborators_arg(
     ["callable:tests.scripted.wrong", "callable:tests.scripted.oracle", "callable:tests.scripted.wrong"]
+)
+# right on a third (multiplier) or two thirds of questions: dev scores that differ between graphs
+SCRIPTED_MIXED = collaborators_arg(
+    [
+        "callable:tests.scripted.multiplier",
+        "callable:tests.scripted.reverser",
+        "callable:tests.scripted.oracle",
+    ]
 )
 SEARCH = [
     "--model.population",
@@ -139,3 +151,54 @@ def test_test_on_tiny_models_searches_first(run_cli, tiny_models):
         assert record["answered_by"] == record["details"]["order"][-1] and set(
             record["details"]["order"]
         ) == set(names)
+
+
+@pytest.mark.slow
+def test_ddp_ranks_take_the_same_search_decisions(run_cli, tmp_path):
+    """Two gloo ranks score disjoint halves of dev; the reduced scores equal a one-process search."""
+    args = [
+        "--model.ratio",
+        "1.0",
+        "--data.batch_size",
+        "2",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_val_batches",
+        "0",
+    ]
+    common = ["--model", "heterogeneous_swarms", "--model.collaborators", SCRIPTED_MIXED, *SEARCH, *args]
+    _, single = run_cli("fit", *common, "--model.max_iterations", "2", "--run_id", "single")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
+    command = [
+        sys.executable,
+        "-m",
+        "moco_lit",
+        "fit",
+        *common,
+        "--model.max_iterations",
+        "2",
+        "--run_id",
+        "ddp",
+    ]
+    command += [
+        "--run_dir",
+        str(tmp_path / "ddp_runs"),
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+    ]
+    command += [
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--progress",
+        "false",
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (checkpoint,) = (tmp_path / "ddp_runs").rglob("*.ckpt")
+    state = torch.load(checkpoint, weights_only=False)["swarm"]
+    assert state["score_history"] == single.model.swarm.score_history
+    assert torch.equal(state["positions"], single.model.swarm.positions)
