@@ -19,6 +19,7 @@ from torchmetrics import CatMetric
 from moco_lit.errors import UserError
 from moco_lit.generation import Generation
 from moco_lit.methods.base import Answer, CollaborationModule, Example
+from moco_lit.methods.text.discussion import question_of
 
 JUST_ASK_PROMPT = """{question}
 
@@ -108,7 +109,7 @@ class Cascade(CollaborationModule):
 
     def prompt_for(self, example: Example, model: int):
         if self.mode == "just_ask" and model < len(self.collaborators) - 1:
-            return JUST_ASK_PROMPT.format(question=_text_of(example["prompt"]))
+            return JUST_ASK_PROMPT.format(question=question_of(example))
         return example["prompt"]
 
     def is_confident(self, model: int, output: Generation) -> tuple[bool, float | None]:
@@ -120,10 +121,3 @@ class Cascade(CollaborationModule):
         threshold = float(self.thresholds[model])
         # an uncalibrated threshold (no dev data) never accepts: the question goes on, as in MoCo
         return (not math.isnan(threshold) and output.confidence >= threshold), round(output.confidence, 6)
-
-
-def _text_of(prompt) -> str:
-    """The question text of a prompt (a string, or the user turns of a chat)."""
-    if isinstance(prompt, str):
-        return prompt
-    return "\n\n".join(message["content"] for message in prompt if message.get("role") == "user")

@@ -12,6 +12,7 @@ import re
 
 from moco_lit.errors import UserError
 from moco_lit.methods.base import Answer, CollaborationModule, Example
+from moco_lit.methods.text.discussion import question_of
 
 ROUTER_PROMPT = """You decide which AI model should answer a user's question. The models are:
 
@@ -57,7 +58,7 @@ class PromptRouting(CollaborationModule):
         ids = [example["id"] for example in batch]
         router = self.dev_best
         prompts = [
-            self.router_prompt.format(descriptions=self.descriptions(), question=_text_of(e["prompt"]))
+            self.router_prompt.format(descriptions=self.descriptions(), question=question_of(e))
             for e in batch
         ]
         replies = [output.text for output in self.ask(router, prompts, ids, step="route")]
@@ -88,10 +89,3 @@ class PromptRouting(CollaborationModule):
             if 1 <= int(number) <= len(self.collaborators):
                 return int(number) - 1
         return None
-
-
-def _text_of(prompt) -> str:
-    """The question text of a prompt (a string, or the user turns of a chat)."""
-    if isinstance(prompt, str):
-        return prompt
-    return "\n\n".join(message["content"] for message in prompt if message.get("role") == "user")

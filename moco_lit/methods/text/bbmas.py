@@ -20,6 +20,7 @@ from moco_lit.collaborators import Prompt
 from moco_lit.errors import UserError
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer, CollaborationModule, Example
+from moco_lit.methods.text.discussion import question_of
 
 BOARD_PROMPT = """You are one of several agents solving a problem together on a shared blackboard. \
 Refer to earlier work as "Entry #<number>".
@@ -137,8 +138,7 @@ class Bbmas(CollaborationModule):
     ) -> None:
         turns = [(i, agent) for i in active for agent in self.acting_agents(batch[i], iteration)]
         contexts = {
-            i: BOARD_PROMPT.format(problem=_text_of(batch[i]["prompt"]), board=boards[i].render())
-            for i in active
+            i: BOARD_PROMPT.format(problem=question_of(batch[i]), board=boards[i].render()) for i in active
         }
         choices: dict[int, tuple[str, str]] = {}  # turn -> (action, selection text)
         pending = list(range(len(turns)))
@@ -201,7 +201,7 @@ class Bbmas(CollaborationModule):
         if contested:
             for agent in range(len(self.collaborators)):
                 prompts = [
-                    BOARD_PROMPT.format(problem=_text_of(batch[i]["prompt"]), board=boards[i].render())
+                    BOARD_PROMPT.format(problem=question_of(batch[i]), board=boards[i].render())
                     + "\n"
                     + VOTE_PROMPT.format(
                         conclusions="\n\n".join(
@@ -259,10 +259,3 @@ def parse_vote(reply: str, count: int) -> int | None:
     numbers = [int(k) for k in re.findall(r"conclusion\s*#\s*(\d+)", reply, flags=re.IGNORECASE)]
     valid = [k for k in numbers if 1 <= k <= count]
     return valid[-1] if valid else None
-
-
-def _text_of(prompt) -> str:
-    """The question text of a prompt (a string, or the user turns of a chat)."""
-    if isinstance(prompt, str):
-        return prompt
-    return "\n\n".join(message["content"] for message in prompt if message.get("role") == "user")

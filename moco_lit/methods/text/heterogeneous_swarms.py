@@ -21,6 +21,7 @@ import torch
 from moco_lit.errors import UserError
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer, CollaborationModule, Example, ScoreSums
+from moco_lit.methods.text.discussion import question_of
 from moco_lit.search import ParticleSwarm, SwarmConfig
 
 log = logging.getLogger(__name__)
@@ -258,7 +259,7 @@ class HeterogeneousSwarms(CollaborationModule):
         row: int,
         order: list[int],
     ) -> str:
-        question = _text_of(example["prompt"])
+        question = question_of(example)
         parents = [j for j in range(len(graph)) if graph[j, node]]
         if not parents:
             return SOURCE_PROMPT.format(question=question)
@@ -318,10 +319,3 @@ def topological_order(edges: np.ndarray) -> list[int]:
     if len(order) != len(edges):
         raise ValueError("the graph has a cycle")
     return order
-
-
-def _text_of(prompt) -> str:
-    """The question text of a prompt (a string, or the user turns of a chat)."""
-    if isinstance(prompt, str):
-        return prompt
-    return "\n\n".join(message["content"] for message in prompt if message.get("role") == "user")

@@ -16,6 +16,7 @@ from moco_lit.collaborators import Collaborator, Prompt, load_collaborator
 from moco_lit.errors import UserError
 from moco_lit.generation import DecodingConfig, Generation, example_seed
 from moco_lit.methods.base import Answer, CollaborationModule, Example
+from moco_lit.methods.text.discussion import question_of
 
 PAIRWISE_PROMPT = """Two answers to the same question follow. Judge which one is better: more correct, \
 more helpful, clearer.
@@ -156,7 +157,7 @@ class LlmBlender(CollaborationModule):
         pairs = [(i, a, b) for i in range(len(batch)) for a, b in combinations(range(len(per_example[i])), 2)]
         prompts = [
             PAIRWISE_PROMPT.format(
-                question=_text_of(batch[i]["prompt"]), answer_a=per_example[i][a], answer_b=per_example[i][b]
+                question=question_of(batch[i]), answer_a=per_example[i][a], answer_b=per_example[i][b]
             )
             for i, a, b in pairs
         ]
@@ -179,7 +180,7 @@ class LlmBlender(CollaborationModule):
         candidates = "\n\n".join(f"Candidate {rank}:\n{text.strip()}" for rank, text in enumerate(ranked, 1))
         answer_format = ANSWER_FORMATS.get(example["task_type"], "")
         return FUSION_PROMPT.format(
-            question=_text_of(example["prompt"]), candidates=candidates, answer_format=answer_format
+            question=question_of(example), candidates=candidates, answer_format=answer_format
         )
 
 
@@ -190,10 +191,3 @@ def parse_preference(text: str) -> str | None:
         if word in ("A", "B"):
             return word
     return None
-
-
-def _text_of(prompt) -> str:
-    """The question text of a prompt (a string, or the user turns of a chat)."""
-    if isinstance(prompt, str):
-        return prompt
-    return "\n\n".join(message["content"] for message in prompt if message.get("role") == "user")
