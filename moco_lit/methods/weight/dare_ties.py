@@ -1,0 +1,162 @@
+"""DARE-TIES: merge task vectors (model − base) after random drops and a sign election.
+
+Every collaborator's task vector against ``base_model_name`` is DARE-sparsified (each entry kept
+with probability ``density`` and rescaled by 1/density, seeded), optionally trimmed to its largest
+``ties_density`` share, scaled by the model's weight; per entry the sign with the larger total
+mass wins and the agreeing entries are averaged (TIES' disjoint mean) and added to the base.
+``mode: average`` uses equal weights; ``optimized`` searches softmax(weights) with a particle swarm
+on dev. Yu et al. 2024 (DARE), Yadav et al. 2023 (TIES). MoCo: ``weight_dare_ties``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+
+from moco_lit.collaborators import load_collaborator
+from moco_lit.errors import UserError
+from moco_lit.merging import Weights, is_lora, lora_full_weights, merge_dare_ties, model_weights
+from moco_lit.methods.weight.base import MergeSearch, Recipe
+from moco_lit.search import ParticleSwarm
+
+
+class DareTies(MergeSearch):
+    """Args:
+    base_model_name: the model the task vectors are taken against (a hub id or folder). None with
+        LoRA collaborators on one base: that base.
+    mode: ``average`` (equal weights, no search) or ``optimized`` (particle swarm over weights).
+    density: DARE's keep probability (1.0: no drop, MoCo's default).
+    ties_density: share of each task vector TIES keeps by magnitude (1.0: no trim, as MoCo).
+    disjoint_mean: average agreeing entries (TIES); False sums them (MoCo 1.1.2's native merge).
+    population, max_iterations, inertia, cognitive_coeff, social_coeff, repel_coeff, repel_term,
+    step_length, step_length_factor, minimum_step_length, patience, restart_patience,
+    starting_velocity_mode, weight_randomness: the swarm of ``optimized`` (MoCo's defaults).
+    """
+
+    method_name = "dare_ties"
+
+    def __init__(
+        self,
+        collaborators: list[str | dict],
+        base_model_name: str | None = None,
+        mode: Literal["average", "optimized"] = "average",
+        density: float = 1.0,
+        ties_density: float = 1.0,
+        disjoint_mean: bool = True,
+        population: int = 5,
+        max_iterations: int = 5,
+        inertia: float = 0.2,
+        cognitive_coeff: float = 0.3,
+        social_coeff: float = 0.4,
+        repel_coeff: float = 0.05,
+        repel_term: bool = True,
+        step_length: float = 0.5,
+        step_length_factor: float = 0.95,
+        minimum_step_length: float = 0.1,
+        patience: int = 5,
+        restart_patience: int = 3,
+        starting_velocity_mode: Literal["random", "zero"] = "random",
+        weight_randomness: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(collaborators, **kwargs)
+        for name, value in (("density", density), ("ties_density", ties_density)):
+            if not 0.0 < value <= 1.0:
+                raise UserError(f"dare_ties.{name} must be in (0, 1], got {value}")
+        self.base_model_name = base_model_name
+        self.mode = mode
+        self.max_iterations = max_iterations
+        self.swarm_settings = {
+            "inertia": inertia,
+            "cognitive": cognitive_coeff,
+            "social": social_coeff,
+            "repel": repel_coeff,
+            "repel_term": repel_term,
+            "step_length": step_length,
+            "step_length_factor": step_length_factor,
+            "minimum_step_length": minimum_step_length,
+            "patience": patience,
+            "restart_patience": restart_patience,
+            "starting_velocity": starting_velocity_mode,
+            "weight_randomness": weight_randomness,
+        }
+        self.population = population
+        self.swarm: ParticleSwarm | None = None
+        self.base: Weights | None = None
+        self.finished = mode == "average"
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if self.base is None:
+            self.base = self._load_base()
+
+    def _load_base(self) -> Weights:
+        if self.base_model_name is None:
+            first = self.collaborators[0].model
+            if not is_lora(first):
+                raise UserError(
+                    "dare_ties needs base_model_name (the model the collaborators were fine-tuned from), "
+                    "or LoRA collaborators on one base"
+                )
+            return lora_full_weights(first, "base of the LoRA collaborators", with_delta=False)
+        model = load_collaborator(self.base_model_name, self.collaborators[0].device).model
+        if is_lora(model):
+            return lora_full_weights(model, self.base_model_name)
+        return model_weights(model, self.base_model_name)
+
+    def recipe(self, weights: list[float]) -> Recipe:
+        settings = self.hparams
+        return {
+            "op": "dare_ties",
+            "weights": [float(w) for w in weights],
+            "density": settings.density,
+            "ties_density": settings.ties_density,
+            "disjoint_mean": settings.disjoint_mean,
+            "seed": settings.seed,
+        }
+
+    def write_merge(self, recipe: Recipe) -> None:
+        merge_dare_ties(
+            self.target,
+            self.base,
+            self.sources,
+            recipe["weights"],
+            density=recipe["density"],
+            ties_density=recipe["ties_density"],
+            disjoint_mean=recipe["disjoint_mean"],
+            seed=recipe["seed"],
+        )
+
+    def start_search(self) -> None:
+        if self.mode == "optimized":
+            self.swarm = ParticleSwarm(
+                dimension=len(self.inputs),
+                population=self.population,
+                seed=self.hparams.seed,
+                **self.swarm_settings,
+            )
+
+    def propose(self) -> list[Recipe]:
+        return [self.recipe(torch.softmax(p, dim=0).tolist()) for p in self.swarm.ask()]
+
+    def tell(self, recipes: list[Recipe], scores: list[float]) -> None:
+        stop = self.swarm.tell(scores)
+        self.finished = stop or self.swarm.iteration >= self.max_iterations
+
+    def final_recipe(self) -> Recipe:
+        if self.mode == "average":
+            count = len(self.inputs)
+            return self.recipe([1.0 / count] * count)
+        if self.swarm is None or not math.isfinite(self.swarm.global_best_score):
+            raise RuntimeError("dare_ties has no optimised weights yet: run its search first")
+        return self.recipe(torch.softmax(self.swarm.global_best, dim=0).tolist())
+
+    def search_state(self) -> dict[str, Any]:
+        return {"swarm": self.swarm.state_dict() if self.swarm else None}
+
+    def load_search_state(self, state: dict[str, Any]) -> None:
+        if state.get("swarm") is not None:
+            self.start_search()
+            self.swarm.load_state_dict(state["swarm"])

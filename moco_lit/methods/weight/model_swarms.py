@@ -1,0 +1,92 @@
+"""Model Swarms: collaborators as particles that move through weight space, guided by dev scores.
+
+Particle i starts as collaborator i with a velocity toward another collaborator. Each iteration
+scores every particle on dev, then moves it: velocity = randomly weighted inertia + pull to its
+personal best + pull to the global best + push away from the global worst; position += step ×
+velocity, the step length decaying; a stalled particle restarts from its personal best; the search
+stops after ``max_iterations`` or when the global best stalls for ``patience`` iterations. Every
+position is a linear combination of the collaborators, so the swarm's state is one coefficient
+vector per particle and a particle is materialised by a linear merge (of the LoRA tensors when
+every collaborator is a LoRA adapter, as MoCo's fast merge, else of full weights). The global best
+is tested. Feng et al., "Model Swarms", ICML 2025. MoCo: ``weight_model_swarms``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from moco_lit.merging import is_lora
+from moco_lit.methods.weight.base import MergeSearch, Recipe
+from moco_lit.weight_search import CoefficientSwarm
+
+
+class ModelSwarms(MergeSearch):
+    """Args:
+    max_iterations: search iterations (one ``fit`` epoch each).
+    merge: ``auto`` merges LoRA tensors when every collaborator is a LoRA adapter, else full
+        weights; ``full`` always merges full weights (W + B·A for adapters).
+    inertia, cognitive_coefficient, social_coefficient, repel_coefficient, repel_term_flag,
+    step_length, step_length_factor, minimum_step_length, patience, restart_patience,
+    weight_randomness_flag: the swarm (MoCo's names and defaults).
+    """
+
+    method_name = "model_swarms"
+    min_collaborators = 2
+
+    def __init__(
+        self,
+        collaborators: list[str | dict],
+        max_iterations: int = 10,
+        merge: Literal["auto", "full"] = "auto",
+        inertia: float = 0.2,
+        cognitive_coefficient: float = 0.3,
+        social_coefficient: float = 0.4,
+        repel_coefficient: float = 0.05,
+        repel_term_flag: bool = True,
+        step_length: float = 0.5,
+        step_length_factor: float = 0.95,
+        minimum_step_length: float = 0.1,
+        patience: int = 5,
+        restart_patience: int = 3,
+        weight_randomness_flag: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(collaborators, **kwargs)
+        self.max_iterations = max_iterations
+        self.merge = merge
+        self.swarm_settings = {
+            "inertia": inertia,
+            "cognitive": cognitive_coefficient,
+            "social": social_coefficient,
+            "repel": repel_coefficient,
+            "repel_term": repel_term_flag,
+            "step_length": step_length,
+            "step_length_factor": step_length_factor,
+            "minimum_step_length": minimum_step_length,
+            "patience": patience,
+            "restart_patience": restart_patience,
+            "weight_randomness": weight_randomness_flag,
+        }
+        self.swarm: CoefficientSwarm | None = None
+
+    def merge_space(self) -> Literal["full", "adapters"]:
+        models = [c.model for c in self.collaborators[: len(self.inputs)]]
+        return "adapters" if self.merge == "auto" and all(is_lora(m) for m in models) else "full"
+
+    def start_search(self) -> None:
+        self.swarm = CoefficientSwarm(len(self.inputs), seed=self.hparams.seed, **self.swarm_settings)
+
+    def propose(self) -> list[Recipe]:
+        return [{"op": "linear", "weights": position.tolist()} for position in self.swarm.ask()]
+
+    def tell(self, recipes: list[Recipe], scores: list[float]) -> None:
+        stop = self.swarm.tell(scores)
+        self.finished = stop or self.swarm.iteration >= self.max_iterations
+
+    def search_state(self) -> dict[str, Any]:
+        return {"swarm": self.swarm.state_dict() if self.swarm else None}
+
+    def load_search_state(self, state: dict[str, Any]) -> None:
+        if state.get("swarm") is not None:
+            self.start_search()
+            self.swarm.load_state_dict(state["swarm"])
