@@ -178,7 +178,12 @@ class GraphRouting(DevTrainedModule):
         rows = predict_rows.repeat_interleave(models)
         columns = torch.arange(models, device=self.device).repeat(len(predict_rows))
         task = graph["task"].expand(queries.shape[0], -1)
-        return self.net(task, queries, graph["models"], visible, (rows, columns)).reshape(-1, models)
+        dtype = self.net.task_proj.weight.dtype  # DeepSpeed may cast the net to bf16/fp16
+        visible = (visible[0], visible[1], visible[2].to(dtype))
+        logits = self.net(
+            task.to(dtype), queries.to(dtype), graph["models"].to(dtype), visible, (rows, columns)
+        )
+        return logits.float().reshape(-1, models)
 
     # -- fit: predict each batch's edges from the rest of the graph ---------------------------
 

@@ -162,7 +162,7 @@ class TrainedRouter(DevTrainedModule):
         """``(questions, collaborators)`` scores of the router (softmax gives its probabilities)."""
         if self.router_kind == "encoder":
             features = self.embed(questions) if features is None else features
-            return self.head(features)
+            return self.head(features.to(self.head[-1].weight.dtype))
         count = len(self.collaborator_specs)
         prompts = [self.router_prompt(q) for q in questions for _ in range(count)]
         choices = [ROUTER_CHOICE.format(number=k + 1) for _ in questions for k in range(count)]
@@ -191,7 +191,9 @@ class TrainedRouter(DevTrainedModule):
         if self.router_kind == "encoder":
             features = torch.stack([self._dev_features[example["id"]] for example in batch])
             target = torch.tensor(labels, device=self.device)
-            loss = nn.functional.cross_entropy(self.head(features), target)
+            # DeepSpeed casts the head to bf16/fp16; the cached features stay float32
+            logits = self.head(features.to(self.head[-1].weight.dtype))
+            loss = nn.functional.cross_entropy(logits.float(), target)
         else:
             prompts = [self.router_prompt(question_text(example["prompt"])) for example in batch]
             choices = [ROUTER_CHOICE.format(number=label + 1) for label in labels]
