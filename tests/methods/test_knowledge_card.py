@@ -20,14 +20,14 @@ def test_knowledge_card_runs_on_tiny_models(run_cli, tiny_models):
         "--model.max_new_tokens",
         "4",
         "--data.limit",
-        "3",
+        "2",
         "--data.dev_limit",
-        "3",
+        "2",
     )
     assert code == 0 and bool(cli.model.calibrated)
     rows = records(cli)
-    assert len(rows) == 3 and all(r["calls"] == 4 and len(r["details"]["cards"]) == 3 for r in rows)
-    assert metrics(cli)["cost/calls"] == 12
+    assert len(rows) == 2 and all(r["calls"] == 4 and len(r["details"]["cards"]) == 3 for r in rows)
+    assert metrics(cli)["cost/calls"] == 8
 
 
 @pytest.mark.parametrize("exclude_self", [False, True])

@@ -20,15 +20,15 @@ def test_moa_runs_on_tiny_models(run_cli, tiny_models):
         "--model.max_new_tokens",
         "4",
         "--data.limit",
-        "3",
+        "2",
         "--data.dev_limit",
-        "3",
+        "2",
     )
     assert code == 0 and bool(cli.model.calibrated)
     rows = records(cli)
     # MoCo's default: one proposer layer, then the aggregator
-    assert len(rows) == 3 and all(r["calls"] == 4 and len(r["details"]["rounds"]) == 1 for r in rows)
-    assert metrics(cli)["cost/calls"] == 12
+    assert len(rows) == 2 and all(r["calls"] == 4 and len(r["details"]["rounds"]) == 1 for r in rows)
+    assert metrics(cli)["cost/calls"] == 8
 
 
 def test_every_layer_and_the_aggregator_see_every_proposal(run_cli, monkeypatch, tmp_path):

@@ -20,17 +20,17 @@ def test_multiagent_refine_runs_on_tiny_models(run_cli, tiny_models):
         "--model.max_new_tokens",
         "4",
         "--data.limit",
-        "3",
+        "2",
         "--data.dev_limit",
-        "3",
+        "2",
     )
     assert code == 0 and bool(cli.model.calibrated)
     rows = records(cli)
     # 3 models x 3 rounds + 1 summary per question
-    assert len(rows) == 3 and all(r["calls"] == 10 for r in rows)
+    assert len(rows) == 2 and all(r["calls"] == 10 for r in rows)
     assert all(len(r["details"]["rounds"]) == 3 and len(r["details"]["rounds"][0]) == 3 for r in rows)
     assert all(r["answered_by"] == cli.model.collaborator_names[cli.model.dev_best] for r in rows)
-    assert metrics(cli)["n"] == 3 and metrics(cli)["cost/calls"] == 30
+    assert metrics(cli)["n"] == 2 and metrics(cli)["cost/calls"] == 20
 
 
 def test_refiners_read_every_answer_and_the_dev_best_summarises(run_cli, monkeypatch, tmp_path):

@@ -21,19 +21,21 @@ def test_structure_runs_on_tiny_models(run_cli, tiny_models):
         collaborators_arg(tiny_models),
         "--model.structure_type",
         "star",
+        "--model.num_rounds",
+        "2",
         "--model.max_new_tokens",
         "4",
         "--data.limit",
-        "3",
+        "2",
         "--data.dev_limit",
-        "3",
+        "2",
     )
     assert code == 0 and bool(cli.model.calibrated)
     rows = records(cli)
-    assert len(rows) == 3 and all(r["calls"] == 9 and len(r["details"]["rounds"]) == 3 for r in rows)
+    assert len(rows) == 2 and all(r["calls"] == 6 and len(r["details"]["rounds"]) == 2 for r in rows)
     final = cli.model.collaborator_names[cli.model.dev_best]
     assert all(r["output"] == r["details"]["rounds"][-1][final] for r in rows)
-    assert metrics(cli)["n"] == 3
+    assert metrics(cli)["n"] == 2
 
 
 def _run(run_cli, monkeypatch, tmp_path, *options: str):
