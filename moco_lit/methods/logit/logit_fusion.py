@@ -1,0 +1,48 @@
+"""Logit fusion: decode from the (weighted) average of all collaborators' next-token logits.
+
+At every step each collaborator reads the shared prefix (its own KV cache), the next-token logits
+are averaged (or summed with ``weights``) in the shared id space and one token is chosen from the
+mix, greedily or by seeded sampling. Needs one vocabulary across collaborators: a clear error
+otherwise. MoCo: ``logit_fusion`` (logit arithmetic, cf. model ensembling / "product of experts").
+"""
+
+from __future__ import annotations
+
+from moco_lit.decoding import FuseRule, average, check_same_vocabulary, joint_ask, weighted_sum
+from moco_lit.errors import UserError
+from moco_lit.methods.base import Answer, CollaborationModule
+
+
+class LogitFusion(CollaborationModule):
+    """Args:
+    weights: one weight per collaborator for a weighted sum of logits; None averages them.
+    """
+
+    method_name = "logit_fusion"
+    level = "logit"
+    min_collaborators = 2
+
+    def __init__(self, collaborators: list[str | dict], weights: list[float] | None = None, **kwargs) -> None:
+        super().__init__(collaborators, **kwargs)
+        if weights is not None and len(weights) != len(collaborators):
+            raise UserError(
+                f"logit_fusion.weights has {len(weights)} entries for {len(collaborators)} collaborators"
+            )
+        self.weights = weights
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        check_same_vocabulary(self.collaborators, self.method_name)
+
+    def fusion_rule(self) -> FuseRule:
+        return average() if self.weights is None else weighted_sum(self.weights)
+
+    def collaborate(self, batch: list[dict]) -> list[Answer]:
+        ids = [example["id"] for example in batch]
+        prompts = [example["prompt"] for example in batch]
+        models = list(range(len(self.collaborators)))
+        outputs = joint_ask(self, models, prompts, ids, self.fusion_rule(), step="fusion")
+        return [
+            Answer(output.text, by=self.collaborator_names, details={"new_tokens": output.new_tokens})
+            for output in outputs
+        ]

@@ -1,0 +1,231 @@
+"""The joint decoding engine: equal to ``generate`` alone, exact fusion, flat step cost, text handover.
+
+Most tests use "lively" tiny models (weights drawn wider than a fresh init, so the next token
+varies and top-1 probabilities spread out) and a model whose tokenizer truly differs (280 tokens
+against 306: the corpus of the shared fixtures caps both of theirs at 306, so ``other_vocab_model``
+currently shares ``tiny_models``' vocabulary).
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import pytest
+import torch
+
+from moco_lit.cache import GenerationCache
+from moco_lit.collaborators import Collaborator, load_collaborator
+from moco_lit.decoding import (
+    DecodingSession,
+    FuseRule,
+    JointDecoder,
+    ThresholdSwitch,
+    average,
+    identity,
+)
+from moco_lit.generation import DecodingConfig
+
+PROMPTS = ["What is 3 times 4?", "Reverse the letters abcdefgh.", "Hi"]
+
+
+def build_model(folder: Path, vocab_size: int, seed: int, spread: float = 0.3) -> str:
+    """A tiny random Llama saved in ``folder``; ``spread`` is the std of its weight matrices."""
+    from moco_lit.quickstart import TinyModelConfig, build_tiny_llama, build_tokenizer, prompt_wording_corpus
+
+    tokenizer = build_tokenizer(prompt_wording_corpus() + list(string.printable), vocab_size=vocab_size)
+    config = TinyModelConfig(hidden_size=32, layers=2, heads=2, intermediate_size=64, max_positions=512)
+    model = build_tiny_llama(tokenizer, config, seed=seed)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() >= 2:
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * spread)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="session")
+def lively_models(tmp_path_factory) -> list[str]:
+    """Three lively tiny models with one vocabulary (306 tokens)."""
+    root = tmp_path_factory.mktemp("lively")
+    return [build_model(root / f"lively{i}", 400, seed=10 + i) for i in range(3)]
+
+
+@pytest.fixture(scope="session")
+def other_tokenizer_model(tmp_path_factory) -> str:
+    """A lively tiny model whose tokenizer differs from ``lively_models``' (280 tokens)."""
+    return build_model(tmp_path_factory.mktemp("lively_other") / "lively_other", 280, seed=20)
+
+
+def _load(paths: list[str]) -> list[Collaborator]:
+    return [load_collaborator(path) for path in paths]
+
+
+def _decode_alone(session: DecodingSession, rule: FuseRule) -> None:
+    while not session.finished():
+        session.fuse_step(rule)
+
+
+def _reference_generate(collaborator: Collaborator, prompts: list[str], new_tokens: int) -> list[list[int]]:
+    tokenizer = collaborator.tokenizer
+    inputs = tokenizer(
+        [collaborator.render(p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False
+    )
+    output = collaborator.model.generate(
+        **inputs,
+        max_new_tokens=new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    rows = []
+    for row in output[:, inputs["input_ids"].shape[1] :].tolist():
+        rows.append(row[: row.index(tokenizer.eos_token_id)] if tokenizer.eos_token_id in row else row)
+    return rows
+
+
+@pytest.mark.parametrize(
+    "prompts", [PROMPTS, ["What is 3 times 4?", "What is 5 times 6?"]], ids=["padded", "unpadded"]
+)
+def test_identity_rule_equals_generate_token_for_token(lively_models, prompts):
+    collaborator = _load(lively_models[:1])[0]
+    session = JointDecoder([collaborator], DecodingConfig(max_new_tokens=24)).open(prompts)
+    _decode_alone(session, identity())
+    expected = _reference_generate(collaborator, prompts, 24)
+    assert [session.streams[0].generated(row) for row in range(len(prompts))] == expected
+    assert sum(len(row) for row in expected) >= 10  # the comparison covers real tokens
+    lengths = session.streams[0].prompt_lengths
+    assert (len(set(lengths)) > 1) == (prompts == PROMPTS)  # padding only where meant
+
+
+class Recorder(FuseRule):
+    """Wraps a rule and keeps what it saw and returned at every step."""
+
+    def __init__(self, rule: FuseRule) -> None:
+        self.rule, self.key, self.steps = rule, rule.key, []
+
+    def __call__(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        combined = self.rule(logits)
+        self.steps.append(combined.clone())
+        return combined
+
+
+@torch.inference_mode()
+def _full_forward_logits(collaborator: Collaborator, ids: list[int]) -> torch.Tensor:
+    return collaborator.model(input_ids=torch.tensor([ids])).logits[0, -1].float()
+
+
+def test_fused_logits_equal_the_hand_computed_average_at_every_step(lively_models):
+    collaborators = _load(lively_models)
+    recorder = Recorder(average())
+    session = JointDecoder(collaborators, DecodingConfig(max_new_tokens=6)).open(PROMPTS[:2])
+    _decode_alone(session, recorder)
+    assert len(recorder.steps) == 6
+    for row in range(2):
+        prompt_ids = session.streams[0].ids[row][: session.streams[0].prompt_lengths[row]]
+        generated = session.streams[0].generated(row)
+        for step, fused in enumerate(recorder.steps[: len(generated) + 1]):
+            # no cache, no padding: each model reads the whole prefix from scratch
+            prefix = prompt_ids + generated[:step]
+            by_hand = torch.stack([_full_forward_logits(c, prefix) for c in collaborators]).mean(dim=0)
+            torch.testing.assert_close(fused[row], by_hand, atol=1e-4, rtol=1e-4)
+
+
+def test_each_step_feeds_one_token_per_row_and_model(lively_models):
+    """With a KV cache per model, a step's cost does not grow with the length."""
+    collaborators = _load(lively_models)
+    fed: dict[int, list[int]] = {i: [] for i in range(3)}
+    hooks = [
+        c.model.register_forward_pre_hook(
+            lambda module, args, kwargs, i=i: fed[i].append(kwargs["input_ids"].numel()), with_kwargs=True
+        )
+        for i, c in enumerate(collaborators)
+    ]
+    try:
+        session = JointDecoder(collaborators, DecodingConfig(max_new_tokens=40)).open(PROMPTS)
+        for stream in session.streams:
+            stream.eos_ids = set()  # decode the full 40 steps
+        _decode_alone(session, average())
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for counts in fed.values():
+        prefill, steps = counts[0], counts[1:]
+        assert prefill == 3 * max(session.streams[0].prompt_lengths)
+        assert steps == [3] * 40  # one token per row per step, whatever the length so far
+
+
+def test_sampling_is_reproducible_per_example(lively_models):
+    collaborators = _load(lively_models)
+    decoder = JointDecoder(collaborators, DecodingConfig(max_new_tokens=12, temperature=1.0, top_p=0.9))
+    together = decoder.run_batch(PROMPTS, average(), [1, 2, 3])
+    alone = decoder.run_batch(PROMPTS[1:2], average(), [2])
+    reseeded = decoder.run_batch(PROMPTS[1:2], average(), [99])
+    assert alone[0].raw_text == together[1].raw_text
+    assert reseeded[0].raw_text != alone[0].raw_text
+
+
+def test_results_go_through_the_generation_cache(lively_models, tmp_path):
+    collaborators = _load(lively_models)
+    cache = GenerationCache(tmp_path / "cache.sqlite")
+    decoder = JointDecoder(collaborators, DecodingConfig(max_new_tokens=8), cache=cache)
+    first = decoder.generate(PROMPTS, average(), [0, 0, 0])
+    second = decoder.generate(PROMPTS, average(), [0, 0, 0])
+    other_rule = decoder.generate(PROMPTS, identity(1), [0, 0, 0])
+    assert not any(o.cached for o in first) and all(o.cached for o in second)
+    assert [o.raw_text for o in first] == [o.raw_text for o in second]
+    assert not any(o.cached for o in other_rule)  # the rule is part of the key
+    assert second[0].usage == first[0].usage and len(first[0].usage) == 3
+
+
+def _assert_stream_is_valid(session: DecodingSession, model: int, row: int) -> None:
+    """The stream's cached logits equal a fresh forward over its live tokens, which spell the text."""
+    stream = session.streams[model]
+    fresh = _full_forward_logits(stream.collaborator, stream.ids[row])[: stream.vocab_size]
+    torch.testing.assert_close(stream.logits[row], fresh, atol=1e-4, rtol=1e-4)
+    # a byte token that is half of a character reads as U+FFFD until the next one completes it
+    spelled = stream.tokenizer.decode(stream.generated(row), skip_special_tokens=True).replace("\ufffd", "")
+    assert spelled == session.texts[row].replace("\ufffd", "")
+
+
+def test_mixed_tokenizers_hand_over_text_and_keep_both_caches_valid(lively_models, other_tokenizer_model):
+    collaborators = _load([lively_models[0], other_tokenizer_model])
+    decoder = JointDecoder(collaborators, DecodingConfig(max_new_tokens=30))
+    session = decoder.open(PROMPTS)
+    rule = ThresholdSwitch(gamma=0.3)
+    rule.reset(len(PROMPTS))
+    for step in range(30):
+        session.switch_step(rule, step)
+    authors = {author for trace in rule.trace for author, _ in trace}
+    assert authors == {0, 1}  # both models wrote
+    for row in range(len(PROMPTS)):
+        assert session.texts[row] == "".join(text for _, text in session.segments[row])
+        for model in range(2):
+            _assert_stream_is_valid(session, model, row)
+    # re-tokenising the shared text made the other model rebuild some tokens, not the whole answer
+    assert sum(session.streams[1].fed) < 2 * sum(session.new_tokens)
+
+
+def test_patches_from_two_models_keep_the_chosen_one(lively_models, other_tokenizer_model):
+    collaborators = _load([lively_models[0], other_tokenizer_model])
+    session = JointDecoder(collaborators, DecodingConfig(max_new_tokens=40)).open(PROMPTS[:2])
+    for _round in range(3):
+        rows = session.active_rows()
+        first = session.write_patch(0, rows, 4)
+        second = session.write_patch(1, rows, 4)
+        # keep model 1's patch on row 0 and model 0's elsewhere: model 0 must drop its own patch
+        kept = [second[i] if row == 0 else first[i] for i, row in enumerate(rows)]
+        session.commit(
+            rows,
+            [p.text for p in kept],
+            author=[1 if row == 0 else 0 for row in rows],
+            ended=[p.ended for p in kept],
+            tokens=[p.tokens for p in kept],
+        )
+    for model in range(2):
+        session.sync(model)
+        for row in range(2):
+            _assert_stream_is_valid(session, model, row)
+    assert session.segments[0][0][0] == 1 and session.segments[1][0][0] == 0
