@@ -76,8 +76,8 @@ class Collaborator:
     """A language model that takes part in a collaboration.
 
     ``model`` is a ``transformers`` causal LM (possibly a ``peft`` model), or None for a scripted
-    collaborator whose answers come from ``respond(rendered_prompt) -> str`` (tests, demos, or a
-    wrapper around a remote API). ``fingerprint`` identifies the exact weights for the generation
+    collaborator whose answers come from ``respond(rendered_prompt[, seed]) -> str | (str, confidence)``
+    (tests, demos, or a wrapper around a remote API). ``fingerprint`` identifies the exact weights for the generation
     cache; methods that change weights in place (merges, training) must call :meth:`refresh_fingerprint`.
     """
 
@@ -85,7 +85,7 @@ class Collaborator:
     spec: CollaboratorSpec
     tokenizer: Any = None
     model: Any = None
-    respond: Callable[[str], str] | None = None
+    respond: Callable[..., str | tuple[str, float]] | None = None
     fingerprint: str = ""
     extra: dict = field(default_factory=dict)
 

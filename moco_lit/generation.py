@@ -167,7 +167,7 @@ class GenerationEngine:
 
     def _run(self, collaborator: Collaborator, requests: list[_Request], decoding: DecodingConfig) -> dict:
         if collaborator.model is None:
-            return {r.key: _scripted(collaborator, r.rendered) for r in requests}
+            return {r.key: _scripted(collaborator, r, decoding) for r in requests}
         tokenizer = collaborator.tokenizer
         for request in requests:
             request.length = len(tokenizer(request.rendered, add_special_tokens=False)["input_ids"])
@@ -298,13 +298,21 @@ def _until_eos(ids: list[int], eos_ids: list[int]) -> list[int]:
     return ids
 
 
-def _scripted(collaborator: Collaborator, rendered: str) -> dict:
-    text = collaborator.respond(rendered)
+def _scripted(collaborator: Collaborator, request: _Request, decoding: DecodingConfig) -> dict:
+    """Ask a scripted collaborator: ``respond(rendered)`` or, when sampling, ``respond(rendered, seed)``.
+
+    It may return the text, or ``(text, confidence)`` to stand in for the mean token probability.
+    """
+    respond = collaborator.respond
+    takes_seed = respond.__code__.co_argcount >= 2 if hasattr(respond, "__code__") else False
+    seed = 0 if decoding.greedy else request.seed ^ request.sample
+    reply = respond(request.rendered, seed) if takes_seed else respond(request.rendered)
+    text, confidence = reply if isinstance(reply, tuple) else (reply, 1.0)
     return {
         "raw_text": text,
-        "prompt_tokens": len(rendered.split()),
+        "prompt_tokens": len(request.rendered.split()),
         "new_tokens": len(text.split()),
-        "mean_logprob": 0.0,
+        "mean_logprob": math.log(max(confidence, 1e-12)),
     }
 
 

@@ -32,7 +32,9 @@ def _groups(benchmark: str, group_field: str | None, config: dict) -> dict[str, 
     from moco_lit.data import load_benchmark
 
     data = (config or {}).get("data") or {}
-    loaded = load_benchmark(benchmark, data.get("data_dir"), data.get("task_type"), data.get("seed") or 0)
+    loaded = load_benchmark(
+        benchmark, data.get("data_dir"), data.get("task_type"), data.get("synthetic_seed") or 0
+    )
     return {str(r["id"]): str(r.get(group_field, "")) for r in loaded.test}
 
 

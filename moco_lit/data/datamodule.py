@@ -66,7 +66,7 @@ class BenchmarkDataModule(L.LightningDataModule):
         batch_size: examples per batch.
         num_workers: dataloader worker processes (0 is right for the small dicts served here).
         task_type: overrides the task type of a file (needed for a JSONL without one).
-        seed: seed of the synthetic benchmarks; file and Hub splits never depend on it.
+        synthetic_seed: seed of the synthetic benchmarks; file and Hub splits never depend on it.
     """
 
     def __init__(
@@ -78,7 +78,7 @@ class BenchmarkDataModule(L.LightningDataModule):
         batch_size: int = 16,
         num_workers: int = 0,
         task_type: str | None = None,
-        seed: int = 0,
+        synthetic_seed: int = 0,
     ) -> None:
         super().__init__()
         for label, value in (("limit", limit), ("dev_limit", dev_limit)):
@@ -95,7 +95,10 @@ class BenchmarkDataModule(L.LightningDataModule):
     def _load(self) -> Benchmark:
         if self._benchmark is None:
             self._benchmark = load_benchmark(
-                self.hparams.benchmark, self.hparams.data_dir, self.hparams.task_type, self.hparams.seed
+                self.hparams.benchmark,
+                self.hparams.data_dir,
+                self.hparams.task_type,
+                self.hparams.synthetic_seed,
             )
         return self._benchmark
 

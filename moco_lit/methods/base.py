@@ -183,7 +183,7 @@ class CollaborationModule(L.LightningModule):
 
     def ask(
         self,
-        model: int,
+        model: int | Collaborator,
         prompts: Sequence[Prompt],
         ids: Sequence[str],
         *,
@@ -192,12 +192,16 @@ class CollaborationModule(L.LightningModule):
     ) -> list[Generation]:
         """One batched call of collaborator ``model`` on ``prompts`` (one per example id in ``ids``).
 
+        ``model`` is an index into the collaborators or another loaded model (a judge, a ranker).
+
         ``step`` names the round or role ("round2", "judge") so that samples of different steps
         draw different randomness while staying reproducible per example.
         """
         decoding = decoding or self.decoding
-        seeds = [example_seed(self.hparams.seed, example_id, model, step) for example_id in ids]
-        outputs = self.engine.generate(self.collaborators[model], prompts, decoding, seeds)
+        collaborator = self.collaborators[model] if isinstance(model, int) else model
+        seed_key = model if isinstance(model, int) else collaborator.name
+        seeds = [example_seed(self.hparams.seed, example_id, seed_key, step) for example_id in ids]
+        outputs = self.engine.generate(collaborator, prompts, decoding, seeds)
         self._charge(ids, outputs)
         return outputs
 
@@ -318,8 +322,14 @@ class CollaborationModule(L.LightningModule):
     def on_predict_epoch_start(self) -> None:
         self._begin_epoch()
 
+    @property
+    def _folder(self) -> RunFolder | None:
+        """The run folder records go to; none for validation inside `fit` (every epoch differs)."""
+        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
+        return None if fitting else self.runtime.run_folder
+
     def _begin_epoch(self) -> None:
-        folder = self.runtime.run_folder
+        folder = self._folder
         self._done = folder.load_predictions() if folder is not None else {}
         if self._done:
             self.print(f"resuming: {len(self._done)} examples already in {folder.path}")
@@ -352,8 +362,8 @@ class CollaborationModule(L.LightningModule):
         todo = [example for example in batch if example["id"] not in self._done]
         fresh = self._collaborate_and_record(todo, score) if todo else []
         by_id = {record["id"]: record for record in fresh}
-        if self.runtime.run_folder is not None and fresh:
-            self.runtime.run_folder.append_predictions(fresh, self.global_rank, self.trainer.world_size)
+        if self._folder is not None and fresh:
+            self._folder.append_predictions(fresh, self.global_rank, self.trainer.world_size)
         return [by_id.get(example["id"]) or self._done[example["id"]] for example in batch]
 
     def _collaborate_and_record(self, batch: list[Example], score: bool) -> list[dict]:
@@ -423,7 +433,7 @@ class CollaborationModule(L.LightningModule):
                 name = key if key.startswith("cost/") else f"{prefix}/{key}"
                 if isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
                     self.log(name, float(value), rank_zero_only=True, sync_dist=False)
-        folder = self.runtime.run_folder
+        folder = self._folder
         if folder is None or self.global_rank != 0:
             return
         if self.trainer.world_size > 1:

@@ -54,11 +54,11 @@ def test_limits_and_records_by_id(mc_file: Path) -> None:
 
 
 def test_hyperparameters_are_saved(mc_file: Path) -> None:
-    module = BenchmarkDataModule(benchmark=str(mc_file), batch_size=4, seed=3)
+    module = BenchmarkDataModule(benchmark=str(mc_file), batch_size=4, synthetic_seed=3)
     assert (
         module.hparams.benchmark == str(mc_file)
         and module.hparams.batch_size == 4
-        and module.hparams.seed == 3
+        and module.hparams.synthetic_seed == 3
     )
 
 
