@@ -201,12 +201,48 @@ def ensure_specialists(
     return folders
 
 
-QUICKSTART_METHODS: list[tuple[str, list[str]]] = [
-    ("single_model", []),
-    ("majority_vote", ["--model.tie", "random"]),
-    ("majority_vote", ["--model.tie", "dev-based"]),
+@dataclass(frozen=True)
+class QuickstartRun:
+    """One leaderboard entry: a method, its extra CLI arguments, and whether it is fitted first.
+
+    ``{specialist}`` in an argument is replaced by the first specialist's folder (for methods
+    that need a model of their own, such as the router's encoder).
+    """
+
+    method: str
+    args: tuple[str, ...] = ()
+    fit_first: bool = False
+
+
+QUICKSTART_RUNS: list[QuickstartRun] = [
+    QuickstartRun("single_model"),
+    QuickstartRun("majority_vote", ("--model.tie", "random")),
+    QuickstartRun("majority_vote", ("--model.tie", "dev-based")),
+    QuickstartRun("cascade", ("--model.mode", "logit")),
+    QuickstartRun("llm_blender", ("--model.ranker", "0")),
+    QuickstartRun("greedy_soup"),
+    QuickstartRun("expo"),
+    QuickstartRun("model_swarms", ("--model.max_iterations", "3")),
+    QuickstartRun(
+        "trained_router",
+        (
+            "--model.router",
+            "encoder",
+            "--model.router_base_model",
+            "{specialist}",
+            "--trainer.max_epochs",
+            "20",
+        ),
+        fit_first=True,
+    ),
 ]
-"""(method, extra CLI arguments) run on the mixed test split; later methods add themselves here."""
+"""The methods the quickstart compares on the mixed test split; methods that need no GPU and
+make sense for three single-skill specialists join here."""
+
+
+def _run_args(stage: str, run: QuickstartRun, common: list[str], specialist: str) -> list[str]:
+    extra = [arg.replace("{specialist}", specialist) for arg in run.args]
+    return [stage, "--model", run.method, *common, *extra]
 
 
 def run_quickstart(
@@ -215,6 +251,7 @@ def run_quickstart(
     limit: int | None = None,
     retrain: bool = False,
     training: SpecialistTraining | None = None,
+    runs: list[QuickstartRun] | None = None,
 ) -> list[dict]:
     """Train (or reuse) three tiny specialists, run every quickstart method, print a leaderboard."""
     from moco_lit.cli import run_lightning
@@ -227,35 +264,33 @@ def run_quickstart(
     if retrain:
         shutil.rmtree(specialists_dir(training, TinyModelConfig()), ignore_errors=True)
     folders = ensure_specialists(training)
-    collaborators = "[" + ", ".join(folders) + "]"
+    common = [
+        "--model.collaborators",
+        "[" + ", ".join(folders) + "]",
+        "--model.max_new_tokens",
+        "8",
+        "--data.benchmark",
+        "quickstart",
+        "--data.batch_size",
+        "64",
+        "--run_dir",
+        run_dir,
+        "--wandb",
+        "false",
+        "--progress",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        *(["--data.limit", str(limit)] if limit is not None else []),
+    ]
     run_folders = []
-    for method, extra in QUICKSTART_METHODS:
-        args = [
-            "test",
-            "--model",
-            method,
-            "--model.collaborators",
-            collaborators,
-            "--model.max_new_tokens",
-            "8",
-            "--data.benchmark",
-            "quickstart",
-            "--data.batch_size",
-            "64",
-            "--run_dir",
-            run_dir,
-            "--wandb",
-            "false",
-            "--progress",
-            "false",
-            "--trainer.enable_progress_bar",
-            "false",
-            *extra,
-        ]
-        if limit is not None:
-            args += ["--data.limit", str(limit)]
-        print(f"running {method} {' '.join(extra)}".rstrip() + " ...", flush=True)
-        cli = run_lightning(args)
+    for run in runs if runs is not None else QUICKSTART_RUNS:
+        print(f"running {run.method} {' '.join(run.args)}".rstrip() + " ...", flush=True)
+        test_args = _run_args("test", run, common, folders[0])
+        if run.fit_first:
+            fitted = run_lightning(_run_args("fit", run, common, folders[0]))
+            test_args += ["--ckpt_path", fitted.trainer.checkpoint_callback.best_model_path]
+        cli = run_lightning(test_args)
         run_folders.append(cli.model.runtime.run_folder.path)
     rows = leaderboard_rows(run_folders, group_field="skill")
     print()
