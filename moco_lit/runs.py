@@ -43,7 +43,13 @@ class RunFolder:
         return cls(Path(root) / name / method / f"{run_id}{suffix}")
 
     def prepare(self) -> RunFolder:
-        self.path.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # --run_dir under a file, read-only or full disk
+            raise UserError(
+                f"cannot create the run folder {str(self.path)!r} ({err.strerror or err}); "
+                "give --run_dir a writable folder"
+            ) from err
         return self
 
     def write_config(self, config: dict) -> None:
@@ -100,7 +106,10 @@ class RunFolder:
 def read_prediction_records(path: Path, tolerate_torn_tail: bool = False) -> dict[str, dict]:
     """``{id: record}`` from a JSONL file; bad lines are a UserError naming the file and line."""
     records: dict[str, dict] = {}
-    lines = path.read_text(encoding="utf-8").splitlines()
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: cannot read it as UTF-8 JSON lines ({err})") from err
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

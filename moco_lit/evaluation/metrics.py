@@ -276,7 +276,7 @@ def _read_predictions(path: Path, records_by_id: dict[str, dict]) -> dict[str, s
     outputs: dict[str, str] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
+    except (OSError, UnicodeDecodeError) as error:
         raise UserError(f"cannot read predictions file {path}: {error}") from error
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -298,6 +298,10 @@ def _read_predictions(path: Path, records_by_id: dict[str, dict]) -> dict[str, s
         if example_id not in records_by_id:
             raise UserError(f"{where}: id {example_id!r} is not in the benchmark split being scored")
         outputs[example_id] = "" if row["output"] is None else str(row["output"])
+    if not outputs:
+        raise UserError(
+            f'predictions file {path} has no records; expected one {{"id", "output"}} object per line'
+        )
     return outputs
 
 
