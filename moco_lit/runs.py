@@ -86,8 +86,11 @@ class RunFolder:
         records: dict[str, dict] = {}
         if not self.path.exists():
             return records
-        for file in sorted(self.path.glob("predictions*.jsonl")):
-            records.update(read_prediction_records(file, tolerate_torn_tail=True))
+        # only this run's own files: `score` leaves predictions.scores.jsonl beside them
+        shards = sorted(self.path.glob("predictions.rank*.jsonl"))
+        for file in [self.path / PREDICTIONS, *shards]:
+            if file.exists():
+                records.update(read_prediction_records(file, tolerate_torn_tail=True))
         return records
 
     def merge_shards(self) -> Path:
