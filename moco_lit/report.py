@@ -230,11 +230,13 @@ def load_runs(sources: list[str | Path], pool_names: dict[str, str] | None = Non
 
     runs: list[Run] = []
     moco_logs: list[Path] = []
+    labels: dict[str, str] = {}
     for source in map(Path, sources):
         if source.is_file() and _is_sweep_summary(source):
             summary = json.loads(source.read_text())
             cells = [c for c in summary["cells"] if c.get("run_folder")]
             pool_names = {**(pool_names or {}), **{c["run_folder"]: c.get("pool") for c in cells}}
+            labels |= {c["run_folder"]: c["label"] for c in cells if c.get("label")}  # the sweep's names
             folders = [Path(c["run_folder"]) for c in cells]
         elif source.is_file():
             if is_moco_log(source):
@@ -250,6 +252,7 @@ def load_runs(sources: list[str | Path], pool_names: dict[str, str] | None = Non
     runs += runs_from_moco_logs(moco_logs)
     for run in runs:
         run.pool_name = (pool_names or {}).get(run.path) or run.pool_name
+        run.label = labels.get(run.path, run.label)
     return runs
 
 

@@ -1,0 +1,205 @@
+"""Reports: numbers equal the run folders', heatmap data has one cell per method × setting,
+emergence on a hand-made case, MoCo logs as runs, and the leaderboard still works."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from moco_lit.report import Run, best_single, compare, emergence, headline, heatmap_data, write_report
+from moco_lit.sweep import run_sweep, sweep_from_spec
+
+POOL = [
+    "callable:tests.scripted.multiplier",
+    "callable:tests.scripted.reverser",
+    "callable:tests.scripted.wrong",
+]
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory) -> Path:
+    """single_model, majority_vote and moa on two benchmarks with one pool (6 runs), made once."""
+    tmp_path = tmp_path_factory.mktemp("swept")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MOCO_LIT_HOME", str(tmp_path / "home"))  # the module runs before the per-test home
+        return _sweep(tmp_path)
+
+
+def _sweep(tmp_path: Path) -> Path:
+    sweep = sweep_from_spec(
+        {
+            "name": "rep",
+            "run_dir": str(tmp_path / "runs"),
+            "collaborators": POOL,
+            "benchmarks": ["quickstart_multiply", "quickstart_reverse"],
+            "methods": ["majority_vote", "moa"],
+            "data": {"limit": 6},
+            "model": {"max_new_tokens": 8},
+            "wandb": False,
+        }
+    )
+    results = run_sweep(sweep, out=open(os.devnull, "w"))
+    assert all(r.status == "done" for r in results)
+    return tmp_path / "runs"
+
+
+def _metrics(folder: str) -> dict:
+    return json.loads((Path(folder) / "metrics.json").read_text())
+
+
+def test_report_numbers_equal_the_run_folders(swept: Path):
+    files = write_report([swept / "sweeps" / "rep.json"], swept / "out", title="t")
+    data = json.loads(files["json"].read_text())
+    rows = data["rows"]
+    assert len(rows) == 6
+    for row in rows:
+        metrics = _metrics(row["run"])
+        assert row["score"] == metrics["score"] and row["n"] == metrics["n"]
+        assert row["tokens_per_example"] == pytest.approx(metrics["cost/tokens"] / metrics["n"])
+        single = next(r for r in rows if r["method"] == "single_model" and r["benchmark"] == row["benchmark"])
+        single_metrics = _metrics(single["run"])
+        assert row["best_single"] == pytest.approx(single_metrics["score"])  # the best of score/<name>
+        assert row["best_single_model"] == single_metrics["best_single_model"]
+        assert row["gain"] == pytest.approx(metrics["score"] - single_metrics["score"])
+    collaborations = [r for r in rows if r["method"] != "single_model"]
+    stats = data["headline"]
+    assert stats["pairs"] == 4
+    assert stats["win_share"] == pytest.approx(sum(r["gain"] > 0 for r in collaborations) / 4)
+    assert stats["largest_gain"]["gain"] == pytest.approx(max(r["gain"] for r in collaborations))
+    for name in ("heatmap_score", "heatmap_gain", "cost_quality"):
+        assert files[name].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = files["html"].read_text()
+    assert page.count("data:image/png;base64,") == 3 and 'src="http' not in page and '.png"' not in page
+    assert "heatmap_gain.png" in files["md"].read_text()
+
+
+def test_heatmap_data_has_one_cell_per_method_and_setting(swept: Path):
+    from moco_lit.report import load_runs
+
+    rows = compare(load_runs([swept]))
+    methods, settings, matrix = heatmap_data(rows, "score")
+    assert (
+        methods[0] == "single_model"
+        and len(methods) == 3
+        and settings == ["quickstart_multiply", "quickstart_reverse"]
+    )
+    assert [len(line) for line in matrix] == [2, 2, 2] and all(v is not None for line in matrix for v in line)
+    by_cell = {(r["method"], r["setting"]): r["score"] for r in rows}
+    assert matrix[methods.index("moa")][1] == by_cell[("moa", "quickstart_reverse")]
+    gain_methods, _, gains = heatmap_data(rows, "gain")
+    assert "single_model" not in gain_methods and sum(len(line) for line in gains) == 4
+
+
+def test_report_command_on_a_sweep_name(swept: Path, capsys):
+    from moco_lit.cli import main
+
+    assert main(["report", "rep", "--run_dir", str(swept)]) == 0
+    assert (swept / "reports" / "rep" / "report.html").exists()
+    assert "report.html" in capsys.readouterr().out
+
+
+def test_emergence_counts_what_no_single_model_solves():
+    collaboration = {"a": 1.0, "b": 1.0, "c": 0.0, "d": 1.0, "e": None}
+    singles = [
+        {"a": 0.0, "b": 1.0, "c": 0.0, "d": 0.0, "e": 0.0},
+        {"a": 0.0, "b": 0.0, "c": 0.0, "d": None, "e": 0.0},
+    ]
+    # unsolved by every single model: a, c, d, e; of those the collaboration solves a and d
+    assert emergence(collaboration, singles) == (2, 4)
+    assert emergence(collaboration, singles, solved_at=1.5) == (0, 5)
+
+
+def _run(method: str, scores: dict, single: dict | None = None, specs=("m1", "m2")) -> Run:
+    values = [v for v in scores.values() if v is not None]
+    return Run(
+        path=f"/{method}",
+        method=method,
+        label=method,
+        level="",
+        benchmark="b",
+        specs=specs,
+        names=specs,
+        score=sum(values) / len(values),
+        n=len(scores),
+        tokens=0.0,
+        calls=0.0,
+        scores=scores,
+        single=single or {},
+    )
+
+
+def test_best_single_and_headline_on_a_hand_made_pool():
+    ids = ["1", "2", "3", "4"]
+    m1 = dict(zip(ids, [1.0, 0.0, 0.0, 0.0]))
+    m2 = dict(zip(ids, [1.0, 1.0, 0.0, 0.0]))
+    single = _run("single_model", m2, single={"m1": m1, "m2": m2})
+    good = _run("good", dict(zip(ids, [1.0, 1.0, 1.0, 0.0])))
+    bad = _run("bad", dict(zip(ids, [1.0, 0.0, 0.0, 0.0])))
+    baseline = best_single(good, [single])
+    assert (baseline.name, baseline.score) == ("m2", 0.5)
+    assert best_single(_run("x", m1, specs=("m1", "m3")), [single]) is None  # m3 never ran alone
+    rows = compare([single, good, bad])
+    stats = headline(rows)
+    assert stats["methods"]["good"]["win_share"] == 1.0 and stats["methods"]["bad"]["win_share"] == 0.0
+    assert stats["win_share"] == 0.5 and stats["largest_gain"] == {
+        "method": "good",
+        "setting": "b",
+        "gain": 0.25,
+    }
+    assert stats["methods"]["good"]["emergence"] == 0.5  # examples 3 and 4: no single model; good solves 3
+    assert stats["emergence"] == pytest.approx(1 / 4)
+
+
+def _moco_log(
+    folder: Path, method: str, who: str, models: list[str], outputs: list[str], scores: list[float]
+):
+    body = {
+        "task": "quickstart_multiply",
+        "task_type": "exact_match",
+        "model_names": models,
+        "hyperparameters": {"max_response_length": 16},
+        "avg_test_score": sum(scores) / len(scores),
+        "logs": [
+            {"input": f"q{i}", "output": o, "score": s} for i, (o, s) in enumerate(zip(outputs, scores))
+        ],
+    }
+    path = folder / f"quickstart_multiply_{who}_{round(body['avg_test_score'], 4)}_{method}.json"
+    path.write_text(json.dumps(body))
+    return path
+
+
+def test_moco_logs_are_reported_and_scored(tmp_path, capsys):
+    from moco_lit.cli import main
+    from moco_lit.data import load_benchmark
+
+    answers = [r["output"] for r in load_benchmark("quickstart_multiply").test[:4]]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    _moco_log(logs, "single_model", "A", ["org/A"], ["0"] * 4, [1.0, 0.0, 0.0, 0.0])
+    _moco_log(logs, "single_model", "B", ["org/B"], ["0"] * 4, [0.0, 1.0, 0.0, 0.0])
+    vote = _moco_log(
+        logs, "majority_vote", "2", ["org/A", "org/B"], answers[:3] + ["x"], [1.0, 1.0, 1.0, 0.0]
+    )
+    files = write_report([logs], tmp_path / "out")
+    data = json.loads(files["json"].read_text())
+    row = next(r for r in data["rows"] if r["method"] == "majority_vote")
+    assert (
+        row["best_single"] == 0.25
+        and row["gain"] == pytest.approx(0.5)
+        and (row["emerged"], row["unsolved"]) == (1, 2)
+    )
+    assert main(["score", "--predictions", str(vote), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert scored["benchmark"] == "quickstart_multiply" and scored["n"] == 4 and scored["mean"] == 0.75
+
+
+def test_leaderboard_still_reads_run_folders(swept: Path):
+    from moco_lit.report import find_run_folders, format_leaderboard, leaderboard_rows
+
+    rows = leaderboard_rows(find_run_folders(swept))
+    labels = {row["method"] for row in rows}
+    assert {"single: multiplier", "single: reverser", "single: wrong", "moa"} <= labels
+    assert "leaderboard" in format_leaderboard(rows)
