@@ -7,9 +7,10 @@ killed whole on the wall-clock timeout. A guard script runs first in the child a
 audit hook that refuses sockets, new processes and writes outside the temporary directory.
 
 This contains accidents and the usual hostile snippets (infinite loops, fork bombs, huge
-allocations, stray files, network calls, an early ``os._exit(0)``). It is best-effort, not a security boundary: code can
-still read world-readable files, and native extensions (ctypes) can bypass the audit hook. Run
-untrusted benchmarks in a container when that matters.
+allocations, stray files, network calls, an early ``os._exit(0)``, reading or listing the caller's home
+directory outside the Python installation). It is best-effort, not a security boundary: code can
+still read other world-readable files, and native extensions (ctypes) can bypass the audit hook.
+Run untrusted benchmarks in a container when that matters.
 """
 
 from __future__ import annotations
@@ -42,11 +43,28 @@ _MUTATE = ("os.remove", "os.rename", "os.rmdir", "os.mkdir", "os.chmod", "os.cho
            "os.symlink", "os.link", "os.truncate", "shutil.rmtree", "shutil.move", "os.utime")
 
 
+def _under(real, root):
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def _inside(path):
     if isinstance(path, int):
         return True
     real = os.path.realpath(os.fsdecode(path))
-    return real == _SANDBOX or real.startswith(_SANDBOX + os.sep) or real == os.devnull
+    return _under(real, _SANDBOX) or real == os.devnull
+
+
+# The caller's home holds credentials (.netrc, .ssh, tokens); the interpreter and its packages
+# may live there too (pyenv, a venv), so those stay readable for imports.
+_HOME = os.path.realpath(sys.argv[2]) if len(sys.argv) > 2 and sys.argv[2] else ""
+_PYTHON = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, *sys.path) if p}
+
+
+def _private(path):
+    if not _HOME or _HOME == os.sep or isinstance(path, int):
+        return False
+    real = os.path.realpath(os.fsdecode(path))
+    return _under(real, _HOME) and not _inside(path) and not any(_under(real, p) for p in _PYTHON)
 
 
 def _writes(mode, flags):
@@ -58,6 +76,8 @@ def _writes(mode, flags):
 def _guard(event, args):
     if event.startswith(_NEVER):
         raise PermissionError("sandbox: " + event + " is not allowed")
+    if event in ("open", "os.listdir", "os.scandir") and args and args[0] is not None and _private(args[0]):
+        raise PermissionError("sandbox: reading the user's home directory is not allowed")
     if event == "open" and args and _writes(args[1] if len(args) > 1 else "r",
                                           args[2] if len(args) > 2 else 0):
         if not _inside(args[0]):
@@ -187,7 +207,7 @@ def _execute(program: str, timeout_s: float, memory_mb: int) -> SandboxResult:
         # forever cannot fill the caller's memory.
         with open(root / "stdout", "wb") as out, open(root / "stderr", "wb") as err:
             process = subprocess.Popen(
-                [sys.executable, "-I", "-B", "guard.py", done],
+                [sys.executable, "-I", "-B", "guard.py", done, os.path.expanduser("~")],
                 cwd=workdir,
                 env=_environment(root),
                 stdin=subprocess.DEVNULL,

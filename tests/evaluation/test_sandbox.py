@@ -122,3 +122,34 @@ def test_endless_output_is_capped():
     result = run_python("def double(x):\n    while True:\n        print('x' * 100000)\n", TEST, **FAST)
     assert not result.passed
     assert_still_works()
+
+
+def test_the_callers_home_files_cannot_be_read_or_listed(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    (home / ".netrc").write_text("machine api.example.com password hunter2\n")
+    monkeypatch.setenv("HOME", str(home))
+    attempts = {
+        "read": f"open({str(home / '.netrc')!r}).read()",
+        "list": f"os.listdir({str(home)!r})",
+        "scan": f"list(os.scandir({str(home / '.ssh')!r}))",
+    }
+    for how, call in attempts.items():
+        result = run_python(f"import os\ndef double(x):\n    {call}\n    return 4\n", TEST, **FAST)
+        assert not result.passed and "home directory" in result.reason, (how, result)
+    assert_still_works()  # imports from an interpreter that lives under a home still work
+
+
+def test_a_batch_with_hostile_answers_is_scored_to_the_end():
+    """One coding batch: the hostile answers score 0, the good ones 1, in order."""
+    from moco_lit.evaluation import Scorer
+
+    hostile = [
+        "def double(x):\n    while True:\n        pass\n",
+        "def double(x):\n    import socket\n    socket.create_connection(('example.com', 80))\n    return 4\n",
+        "def double(x):\n    block = bytearray(10 * 1024**3)\n    return 4\n",
+    ]
+    outputs = [f"```python\n{code}```" for code in [GOOD, *hostile, GOOD]]
+    record = {"input": "Write double(x).", "test": TEST, "entry_point": "double"}
+    scorer = Scorer.for_task("coding", coding_timeout_s=2)
+    assert scorer.score(outputs, [record] * len(outputs)) == [1.0, 0.0, 0.0, 0.0, 1.0]
