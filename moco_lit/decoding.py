@@ -13,7 +13,7 @@ How methods use it
 :class:`JointGeneration` per prompt (through the generation cache: the key holds every model's
 fingerprint, every rendered prompt, the rule's ``key`` and the decoding parameters, so reruns are
 free). ``usage`` on each result says how many tokens each model read, for cost accounting
-(:func:`joint_ask` does the bookkeeping for a ``CollaborationModule``). The ``rule`` says who decides
+(``CollaborationModule.ask_joint`` does the bookkeeping for a method). The ``rule`` says who decides
 the next token:
 
 - a :class:`FuseRule` maps the models' next-token logits (same vocabulary, one id space) to one
@@ -63,13 +63,13 @@ from moco_lit.generation import (
     DecodingConfig,
     Generation,
     SeededSampler,
-    _eos_ids,
+    eos_ids_of,
     example_seed,
     strip_thinking,
 )
 
 if TYPE_CHECKING:
-    from moco_lit.methods.base import CollaborationModule
+    pass
 
 # bump when a change to the engine changes outputs, so cached joint generations are not reused
 ENGINE_VERSION = 1
@@ -327,7 +327,7 @@ class ModelStream:
         self.tokenizer = collaborator.tokenizer
         self.device = collaborator.device
         self.vocab_size = len(self.tokenizer)
-        self.eos_ids = set(_eos_ids(self.model, self.tokenizer))
+        self.eos_ids = set(eos_ids_of(self.model, self.tokenizer))
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.ids: list[list[int]] = [
             self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in rendered
@@ -739,32 +739,3 @@ class JointDecoder:
         rendered = "\x1e".join(c.render(prompt) for c in self.collaborators)
         fields = {**self.decoding.cache_fields(), "rule": rule.key, "engine": ENGINE_VERSION}
         return cache_key(fingerprints, rendered, fields, 0 if self.decoding.greedy else seed, 0)
-
-
-def joint_ask(
-    module: CollaborationModule,
-    models: Sequence[int],
-    prompts: Sequence[Prompt],
-    ids: Sequence[str],
-    rule: FuseRule | SwitchRule,
-    *,
-    step: str = "",
-) -> list[JointGeneration]:
-    """Decode ``prompts`` jointly with collaborators ``models`` of ``module``, charging each model's
-    tokens to each example (one call per model), with the module's decoding settings and cache.
-
-    ``rule`` indices refer to positions in ``models``. This is ``CollaborationModule.ask`` for
-    token-level methods (a candidate for ``base.py``).
-    """
-    collaborators = [module.collaborators[m] for m in models]
-    decoder = JointDecoder(
-        collaborators,
-        module.decoding,
-        cache=module.engine.cache if module.engine is not None else None,
-        batch_size=module.hparams.generation_batch_size,
-    )
-    seeds = [example_seed(module.hparams.seed, example_id, "joint", step) for example_id in ids]
-    outputs = decoder.generate(prompts, rule, seeds)
-    for slot in range(len(models)):
-        module._charge(ids, [output.per_model()[slot] for output in outputs])
-    return outputs

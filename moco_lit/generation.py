@@ -194,7 +194,7 @@ class GenerationEngine:
         inputs = tokenizer(
             [r.rendered for r in batch], return_tensors="pt", padding=True, add_special_tokens=False
         ).to(collaborator.device)
-        eos_ids = _eos_ids(model, tokenizer)
+        eos_ids = eos_ids_of(model, tokenizer)
         config = GenerationConfig(
             max_new_tokens=decoding.max_new_tokens,
             do_sample=False,
@@ -282,7 +282,7 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def _eos_ids(model, tokenizer) -> list[int]:
+def eos_ids_of(model, tokenizer) -> list[int]:
     configured = getattr(model.generation_config, "eos_token_id", None)
     ids = configured if isinstance(configured, list) else [configured]
     ids = [i for i in ids if i is not None]

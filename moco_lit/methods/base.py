@@ -218,6 +218,27 @@ class CollaborationModule(L.LightningModule):
             self._charge([example_id] * len(outputs), outputs)
         return samples
 
+    def ask_joint(
+        self, models: Sequence[int], prompts: Sequence[Prompt], ids: Sequence[str], rule, *, step: str = ""
+    ) -> list:
+        """Decode ``prompts`` token by token with collaborators ``models`` combined by ``rule``
+        (``moco_lit.decoding``: fused logits or hand-overs; rule indices are positions in ``models``).
+        Each model's tokens are charged to each example as one call per model.
+        """
+        from moco_lit.decoding import JointDecoder
+
+        decoder = JointDecoder(
+            [self.collaborators[m] for m in models],
+            self.decoding,
+            cache=self.engine.cache if self.engine is not None else None,
+            batch_size=self.hparams.generation_batch_size,
+        )
+        seeds = [example_seed(self.hparams.seed, example_id, "joint", step) for example_id in ids]
+        outputs = decoder.generate(prompts, rule, seeds)
+        for slot in range(len(models)):
+            self._charge(ids, [output.per_model()[slot] for output in outputs])
+        return outputs
+
     def ask_all(
         self, prompts: Sequence[Prompt], ids: Sequence[str], *, step: str = ""
     ) -> list[list[Generation]]:

@@ -14,7 +14,7 @@ import logging
 
 import torch
 
-from moco_lit.decoding import ThresholdSwitch, joint_ask
+from moco_lit.decoding import ThresholdSwitch
 from moco_lit.errors import UserError
 from moco_lit.methods.base import Answer, CollaborationModule, ScoreSums
 
@@ -69,7 +69,7 @@ class Nudging(CollaborationModule):
         ids = [example["id"] for example in batch]
         prompts = [example["prompt"] for example in batch]
         rule = ThresholdSwitch(gamma, base=0, helper=1)
-        outputs = joint_ask(self, [self.base_model_id, nudger], prompts, ids, rule, step=step)
+        outputs = self.ask_joint([self.base_model_id, nudger], prompts, ids, rule, step=step)
         names = [self.collaborator_names[self.base_model_id], self.collaborator_names[nudger]]
         answers = []
         for output in outputs:

@@ -8,7 +8,7 @@ one KV cache per model, one shared vocabulary (a clear error otherwise). MoCo:
 
 from __future__ import annotations
 
-from moco_lit.decoding import check_same_vocabulary, contrast, joint_ask
+from moco_lit.decoding import check_same_vocabulary, contrast
 from moco_lit.errors import UserError
 from moco_lit.methods.base import Answer, CollaborationModule
 
@@ -48,7 +48,7 @@ class LogitContrastive(CollaborationModule):
         prompts = [example["prompt"] for example in batch]
         top, bottom = self.contrast_models()
         rule = contrast(range(self.k), range(self.k, 2 * self.k), self.lambda_)
-        outputs = joint_ask(self, top + bottom, prompts, ids, rule, step="contrastive")
+        outputs = self.ask_joint(top + bottom, prompts, ids, rule, step="contrastive")
         names = self.collaborator_names
         details = {"top": [names[m] for m in top], "bottom": [names[m] for m in bottom]}
         return [Answer(output.text, by=[names[m] for m in top], details=details) for output in outputs]

@@ -8,7 +8,7 @@ otherwise. MoCo: ``logit_fusion`` (logit arithmetic, cf. model ensembling / "pro
 
 from __future__ import annotations
 
-from moco_lit.decoding import FuseRule, average, check_same_vocabulary, joint_ask, weighted_sum
+from moco_lit.decoding import FuseRule, average, check_same_vocabulary, weighted_sum
 from moco_lit.errors import UserError
 from moco_lit.methods.base import Answer, CollaborationModule
 
@@ -41,7 +41,7 @@ class LogitFusion(CollaborationModule):
         ids = [example["id"] for example in batch]
         prompts = [example["prompt"] for example in batch]
         models = list(range(len(self.collaborators)))
-        outputs = joint_ask(self, models, prompts, ids, self.fusion_rule(), step="fusion")
+        outputs = self.ask_joint(models, prompts, ids, self.fusion_rule(), step="fusion")
         return [
             Answer(output.text, by=self.collaborator_names, details={"new_tokens": output.new_tokens})
             for output in outputs
