@@ -95,13 +95,9 @@ class JointGeneration(Generation):
 
 
 def _joint_from_record(record: dict, cached: bool) -> JointGeneration:
-    return JointGeneration(
-        text=strip_thinking(record["raw_text"]),
-        raw_text=record["raw_text"],
-        prompt_tokens=record["prompt_tokens"],
-        new_tokens=record["new_tokens"],
-        mean_logprob=record.get("mean_logprob", 0.0),
-        cached=cached,
+    return JointGeneration.from_record(
+        record,
+        cached,
         usage=[tuple(u) for u in record.get("usage", [])],
         details=record.get("details", {}),
     )

@@ -61,6 +61,19 @@ class Generation:
         """Mean probability of the generated tokens under the model (geometric mean)."""
         return math.exp(self.mean_logprob)
 
+    @classmethod
+    def from_record(cls, record: dict, cached: bool, **extra) -> Generation:
+        """Rebuild an output from its cache record (``extra``: fields of subclasses)."""
+        return cls(
+            text=strip_thinking(record["raw_text"]),
+            raw_text=record["raw_text"],
+            prompt_tokens=record["prompt_tokens"],
+            new_tokens=record["new_tokens"],
+            mean_logprob=record.get("mean_logprob", 0.0),
+            cached=cached,
+            **extra,
+        )
+
     def to_record(self) -> dict:
         return {
             "raw_text": self.raw_text,
@@ -140,7 +153,7 @@ class GenerationEngine:
         outputs = []
         for request in requests:
             record = found.get(request.key) or fresh[request.key]
-            outputs.append(_to_generation(record, cached=request.key in found))
+            outputs.append(Generation.from_record(record, cached=request.key in found))
         self._count(outputs)
         return outputs
 
@@ -314,14 +327,3 @@ def _scripted(collaborator: Collaborator, request: _Request, decoding: DecodingC
         "new_tokens": len(text.split()),
         "mean_logprob": math.log(max(confidence, 1e-12)),
     }
-
-
-def _to_generation(record: dict, cached: bool) -> Generation:
-    return Generation(
-        text=strip_thinking(record["raw_text"]),
-        raw_text=record["raw_text"],
-        prompt_tokens=record["prompt_tokens"],
-        new_tokens=record["new_tokens"],
-        mean_logprob=record.get("mean_logprob", 0.0),
-        cached=cached,
-    )

@@ -12,20 +12,10 @@ import difflib
 from dataclasses import dataclass
 
 from moco_lit.errors import UserError
+from moco_lit.evaluation.metrics import TASK_TYPES as SCORED_TASK_TYPES
 
 # Task types moco_lit can score, and those it only loads (their records are served, their
 # outputs are kept, but evaluation/ has no metric for them).
-SCORED_TASK_TYPES = (
-    "multiple_choice",
-    "exact_match",
-    "f1_match",
-    "coding",
-    "noncompliance",
-    "reward_model",
-    "general_verifier",
-    "generation_diversity",
-    "text_generation",
-)
 UNSCORED_TASK_TYPES = ("ifeval", "kernel_bench", "smdd")
 TASK_TYPES = SCORED_TASK_TYPES + UNSCORED_TASK_TYPES
 
