@@ -1,0 +1,471 @@
+"""What the trained text methods share: trainable LoRA agents on collaborators, pairwise judging,
+Elo ratings, and a base module whose ``fit`` alternates "make training data" and "train on it".
+
+Not a method (no ``method_name``): ``multiagent_finetuning``, ``sparta``, ``stackelberg``,
+``agglm``, ``distillation`` and the trained ``llm_blender`` build on these pieces.
+
+:class:`LoraAgents` holds trainable copies of some loaded models. ``layout: shared_base`` puts one
+named LoRA adapter per agent on a single copy of a base they all share (the adapter is switched
+before each use); ``one_by_one`` gives each agent its own copy (different bases, or full
+fine-tuning), and a training step computes the agents' losses one after another. The pooled
+originals are never touched, so an untrained run in the same process still sees the base models.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+from torch import nn
+
+from moco_lit.collaborators import Collaborator, Prompt
+from moco_lit.dev_table import DevTable, DevTrainedModule
+from moco_lit.errors import UserError
+from moco_lit.generation import DecodingConfig, Generation
+from moco_lit.methods.base import Example
+from moco_lit.training import (
+    completion_batch,
+    completion_logps,
+    dpo_loss,
+    reference_logps,
+    token_logps,
+)
+
+log = logging.getLogger(__name__)
+
+Layout = Literal["auto", "shared_base", "one_by_one"]
+
+PAIRWISE_JUDGE_PROMPT = """You are judging two answers to the same instruction. Prefer the answer \
+that is correct, follows the instruction and is clear.
+
+Instruction:
+{question}
+
+Answer A:
+{answer_a}
+
+Answer B:
+{answer_b}
+
+Which answer is better? Reply with one letter: A or B."""
+
+
+# -- pairwise judging and Elo ratings ----------------------------------------------------------
+
+
+def judge_pairs(
+    module: DevTrainedModule,
+    judges: Sequence[Sequence[int]],
+    questions: Sequence[str],
+    answers_a: Sequence[str],
+    answers_b: Sequence[str],
+    ids: Sequence[str],
+    step: str,
+    decoding: DecodingConfig | None = None,
+) -> list[float]:
+    """Share of its judges preferring answer A for each duel (an unreadable verdict counts 1/2).
+
+    ``judges[i]`` are the collaborator indices judging duel ``i``; each judge is asked once, in one
+    batched call over every duel it judges.
+    """
+    from moco_lit.methods.text.llm_blender import parse_preference  # llm_blender imports this module
+
+    votes: list[list[float]] = [[] for _ in questions]
+    for judge in sorted({j for duel_judges in judges for j in duel_judges}):
+        duels = [i for i, duel_judges in enumerate(judges) if judge in duel_judges]
+        prompts = [
+            PAIRWISE_JUDGE_PROMPT.format(question=questions[i], answer_a=answers_a[i], answer_b=answers_b[i])
+            for i in duels
+        ]
+        verdicts = module.ask(judge, prompts, [ids[i] for i in duels], step=step, decoding=decoding)
+        for i, verdict in zip(duels, verdicts):
+            choice = parse_preference(verdict.text)
+            votes[i].append(1.0 if choice == "A" else 0.0 if choice == "B" else 0.5)
+    return [sum(v) / len(v) if v else 0.5 for v in votes]
+
+
+def expected_score(rating_a: float, rating_b: float, scale: float) -> float:
+    """Elo's expected share of wins for A against B (``scale`` points = 10x odds)."""
+    return 1.0 / (1.0 + 10.0 ** ((rating_b - rating_a) / scale))
+
+
+def k_factor(initial_k: float, min_k: float, decay_rate: float, decay_steps: int, updates: int) -> float:
+    """The update step: ``initial_k`` decayed by ``decay_rate`` every ``decay_steps`` updates."""
+    return max(min_k, initial_k * decay_rate ** (updates // max(1, decay_steps)))
+
+
+def elo_update(ratings: torch.Tensor, a: int, b: int, outcome_a: float, k: float, scale: float) -> None:
+    """Move A's and B's ratings (in place) by ``k`` times how far the outcome beat expectation."""
+    delta = k * (outcome_a - expected_score(float(ratings[a]), float(ratings[b]), scale))
+    ratings[a] += delta
+    ratings[b] -= delta
+
+
+# -- trainable agents --------------------------------------------------------------------------
+
+
+def weighted_sft_loss(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Completion-only cross-entropy, token mean per row, then the ``weights``-weighted row mean."""
+    picked, mask = token_logps(logits, labels)
+    per_row = -picked.sum(-1) / mask.sum(-1).clamp(min=1)
+    weights = weights.to(per_row)
+    return (per_row * weights).sum() / weights.sum().clamp(min=1e-8)
+
+
+def _tensor_digest(tensors: Iterator[torch.Tensor]) -> str:
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+class LoraAgents(nn.Module):
+    """Trainable copies of loaded models, one agent per key (``agent0``, ``ranker``, ...)."""
+
+    def __init__(
+        self,
+        models: dict[str, Collaborator],
+        layout: Layout = "auto",
+        lora: bool = True,
+        lora_r: int = 16,
+        lora_alpha: int = 32,
+        lora_dropout: float = 0.05,
+        lora_target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+    ) -> None:
+        super().__init__()
+        missing = [key for key, c in models.items() if c.model is None]
+        if missing:
+            raise UserError(f"cannot train {missing}: scripted collaborators have no weights")
+        same_base = (
+            len({c.spec.path for c in models.values()}) == 1 and len({id(c) for c in models.values()}) == 1
+        )
+        if layout == "auto":
+            layout = "shared_base" if same_base and lora else "one_by_one"
+        if layout == "shared_base" and not (same_base and lora):
+            raise UserError(
+                "multi_model: shared_base needs LoRA and every trained agent on the same base model "
+                f"(got {sorted({c.spec.path for c in models.values()})}); use one_by_one"
+            )
+        self.layout = layout
+        self.lora = lora
+        self._lora_args = dict(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout)
+        self._targets = list(lora_target_modules)
+        self.bases = nn.ModuleDict()
+        self.agents: dict[str, Collaborator] = {}
+        self._where: dict[int, tuple[str, str]] = {}  # id(agent) -> (bases key, adapter name)
+        for key, original in models.items():
+            base_key = "shared" if layout == "shared_base" else key
+            adapter = key if layout == "shared_base" else "default"
+            if base_key not in self.bases:
+                self.bases[base_key] = self._trainable_copy(original.model, adapter)
+            elif lora:
+                self.bases[base_key].add_adapter(adapter, self._lora_config())
+            agent = Collaborator(
+                name=original.name,
+                spec=original.spec,
+                tokenizer=original.tokenizer,
+                model=self.bases[base_key],
+            )
+            agent.fingerprint = f"{original.fingerprint}:{key}"
+            self.agents[key] = agent
+            self._where[id(agent)] = (base_key, adapter)
+        log.info("trainable agents %s (%s, %s)", list(self.agents), layout, "LoRA" if lora else "full")
+
+    def _lora_config(self):
+        from peft import LoraConfig
+
+        return LoraConfig(target_modules=self._targets, task_type="CAUSAL_LM", **self._lora_args)
+
+    def _trainable_copy(self, model: nn.Module, adapter: str) -> nn.Module:
+        copied = copy.deepcopy(model)
+        if not self.lora:
+            return copied.requires_grad_(True)
+        from peft import get_peft_model
+
+        return get_peft_model(copied, self._lora_config(), adapter_name=adapter)
+
+    def owns(self, collaborator: Collaborator) -> bool:
+        return id(collaborator) in self._where
+
+    def activate(self, agent: Collaborator) -> nn.Module:
+        """Make ``agent``'s adapter the active one; returns the module to call."""
+        base_key, adapter = self._where[id(agent)]
+        model = self.bases[base_key]
+        if self.layout == "shared_base" and model.active_adapter != adapter:
+            model.set_adapter(adapter)
+        return model
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        # by name, not requires_grad: peft freezes the inactive adapters of a shared base
+        return [p for n, p in self.named_parameters() if not self.lora or "lora_" in n]
+
+    def trainable_keys(self, prefix: str) -> set[str]:
+        return {prefix + n for n, _ in self.named_parameters() if not self.lora or "lora_" in n}
+
+    def refresh_fingerprints(self) -> None:
+        """Fingerprint each agent by its own trained weights, so the generation cache stays exact."""
+        for key, agent in self.agents.items():
+            base_key, adapter = self._where[id(agent)]
+            named = self.bases[base_key].named_parameters()
+            own = (p for n, p in named if not self.lora or "lora_" in n and f".{adapter}." in n)
+            agent.fingerprint = f"{agent.spec.path}:{key}:{_tensor_digest(own)}"
+
+    @contextmanager
+    def generating(self) -> Iterator[None]:
+        """Eval mode (no dropout) while generating; the training mode is restored afterwards."""
+        modes = [module.training for module in self.bases.values()]
+        for module in self.bases.values():
+            module.eval()
+        try:
+            yield
+        finally:
+            for module, mode in zip(self.bases.values(), modes):
+                module.train(mode)
+
+
+# -- the base of trained text methods ----------------------------------------------------------
+
+
+class AgentTrainedModule(DevTrainedModule):
+    """``fit`` = for each of ``num_iterations``: :meth:`build_iteration` makes training items from
+    dev (with the current agents) and the Trainer trains ``epochs_per_iteration`` epochs on them.
+
+    Subclasses say which models train (:meth:`models_to_train`), fill ``self.items`` (dev example
+    id -> list of items) in :meth:`build_iteration`, and compute an item list's loss in
+    :meth:`items_loss`. Each iteration's items go to ``<method>_iter<k>.jsonl`` in the run folder.
+    """
+
+    def __init__(
+        self,
+        collaborators: list[str | dict],
+        learning_rate: float = 1e-4,
+        weight_decay: float = 0.0,
+        num_iterations: int = 1,
+        epochs_per_iteration: int = 1,
+        multi_model: Layout = "auto",
+        lora: bool = True,
+        lora_r: int = 16,
+        lora_alpha: int = 32,
+        lora_dropout: float = 0.05,
+        lora_target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"],  # noqa: B006
+        max_length: int = 512,
+        **kwargs,
+    ) -> None:
+        super().__init__(collaborators, learning_rate=learning_rate, weight_decay=weight_decay, **kwargs)
+        for name, value in (
+            ("num_iterations", num_iterations),
+            ("epochs_per_iteration", epochs_per_iteration),
+        ):
+            if value < 1:
+                raise UserError(f"{self.method_name}.{name} must be >= 1, got {value}")
+        self.num_iterations = num_iterations
+        self.epochs_per_iteration = epochs_per_iteration
+        self.multi_model = multi_model
+        self.max_length = max_length
+        self.agents: LoraAgents | None = None
+        self.items: dict[str, list[dict]] = {}
+        self.register_buffer("iteration", torch.tensor(0))
+        self.strict_loading = not lora  # a LoRA checkpoint holds the adapters only
+
+    # -- what a subclass writes ---------------------------------------------------------------
+
+    def models_to_train(self) -> dict[str, Collaborator]:
+        """The loaded models to train, by agent key; default: every collaborator (``agent{i}``)."""
+        return {f"agent{i}": c for i, c in enumerate(self.collaborators)}
+
+    def install_agents(self) -> None:
+        """Default: the trained agents replace the collaborators they copy (``agent{i}`` -> i)."""
+        for key, agent in self.agents.agents.items():
+            if key.startswith("agent"):
+                self.collaborators[int(key.removeprefix("agent"))] = agent
+
+    def build_iteration(self, iteration: int) -> dict[str, list[dict]]:
+        raise NotImplementedError
+
+    def items_loss(self, items: list[dict]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def finish_training(self) -> None:
+        """Hook at the end of the last epoch (before its checkpoint): pick the tested agent etc."""
+
+    # -- building the agents ------------------------------------------------------------------
+
+    def configure_model(self) -> None:
+        if self.agents is None:
+            hp = self.hparams
+            self.agents = LoraAgents(
+                self.models_to_train(),
+                layout=self.multi_model,
+                lora=hp.lora,
+                lora_r=hp.lora_r,
+                lora_alpha=hp.lora_alpha,
+                lora_dropout=hp.lora_dropout,
+                lora_target_modules=hp.lora_target_modules,
+            ).to(self.device)
+            self.install_agents()
+            self.agents.refresh_fingerprints()
+
+    def ask(
+        self,
+        model: int | Collaborator,
+        prompts: Sequence[Prompt],
+        ids: Sequence[str],
+        *,
+        step: str = "",
+        decoding: DecodingConfig | None = None,
+    ) -> list[Generation]:
+        collaborator = self.collaborators[model] if isinstance(model, int) else model
+        if self.agents is None or not self.agents.owns(collaborator):
+            return super().ask(model, prompts, ids, step=step, decoding=decoding)
+        self.agents.activate(collaborator)
+        with self.agents.generating():
+            return super().ask(model, prompts, ids, step=step, decoding=decoding)
+
+    def ask_samples(self, model: int, prompts, ids, num_samples: int, *, step: str = ""):
+        if self.agents is not None and self.agents.owns(self.collaborators[model]):
+            self.agents.activate(self.collaborators[model])
+            with self.agents.generating():
+                return super().ask_samples(model, prompts, ids, num_samples, step=step)
+        return super().ask_samples(model, prompts, ids, num_samples, step=step)
+
+    # -- losses on one agent ------------------------------------------------------------------
+
+    def _tokens(self, agent: Collaborator, prompts: Sequence[Prompt], completions: Sequence[str]):
+        rendered = [agent.render(p) for p in prompts]
+        batch = completion_batch(agent.tokenizer, rendered, completions, self.max_length)
+        return {key: value.to(self.device) for key, value in batch.items()}
+
+    def agent_sft_loss(
+        self,
+        key: str,
+        prompts: Sequence[Prompt],
+        completions: Sequence[str],
+        weights: Sequence[float] | None = None,
+    ) -> torch.Tensor:
+        agent = self.agents.agents[key]
+        model = self.agents.activate(agent)
+        tokens = self._tokens(agent, prompts, completions)
+        logits = model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]).logits
+        weight = torch.tensor(list(weights) if weights is not None else [1.0] * len(prompts))
+        return weighted_sft_loss(logits, tokens["labels"], weight.to(self.device))
+
+    def agent_dpo_loss(
+        self, key: str, prompts: Sequence[Prompt], chosen: Sequence[str], rejected: Sequence[str], beta: float
+    ) -> torch.Tensor:
+        agent = self.agents.agents[key]
+        model = self.agents.activate(agent)
+        tokens = self._tokens(agent, list(prompts) * 2, list(chosen) + list(rejected))
+        policy = completion_logps(model, tokens)
+        reference = reference_logps(model, tokens)  # adapter disabled (LoRA); itself when fully tuned
+        n = len(prompts)
+        return dpo_loss(policy[:n], policy[n:], reference[:n], reference[n:], beta)
+
+    @torch.no_grad()
+    def agent_completion_logps(
+        self, key: str, prompts: Sequence[Prompt], completions: Sequence[str]
+    ) -> torch.Tensor:
+        """Each completion's summed log-probability under agent ``key`` (for checks and reports)."""
+        agent = self.agents.agents[key]
+        model = self.agents.activate(agent)
+        with self.agents.generating():
+            return completion_logps(model, self._tokens(agent, prompts, completions))
+
+    # -- fit -------------------------------------------------------------------------------------
+
+    def prepare_training(self, table: DevTable) -> list[int]:
+        self.trainer.fit_loop.max_epochs = self.num_iterations * self.epochs_per_iteration
+        return table.best_models(self.dev_ranking())
+
+    def dev_examples(self) -> list[Example]:
+        return self.trainer.datamodule.examples("dev")
+
+    def on_train_epoch_start(self) -> None:
+        iteration = self.current_epoch // self.epochs_per_iteration
+        if self.current_epoch % self.epochs_per_iteration == 0 or not self.items:
+            self.agents.refresh_fingerprints()
+            self.items = self.build_iteration(iteration)
+            self.iteration.fill_(iteration)
+            count = sum(len(v) for v in self.items.values())
+            log.info("%s iteration %d: %d training items", self.method_name, iteration, count)
+            self.write_items(f"{self.method_name}_iter{iteration}.jsonl")
+
+    def write_items(self, filename: str) -> None:
+        folder = self.runtime.run_folder
+        if folder is None or self.global_rank != 0:
+            return
+        lines = [
+            json.dumps({"id": i, **item}, ensure_ascii=False, default=str)
+            for i, v in self.items.items()
+            for item in v
+        ]
+        (folder.path / filename).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+    def training_step(self, batch: list[Example], batch_idx: int) -> torch.Tensor | None:
+        items = [item for example in batch for item in self.items.get(example["id"], [])]
+        if not items:
+            return None  # nothing to learn from these questions this iteration
+        loss = self.items_loss(items)
+        self.log("train/loss", loss, batch_size=len(items), prog_bar=True)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # the epoch's checkpoint is written before `on_train_epoch_end` hooks: finish here instead
+        if not self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return
+        if self.current_epoch + 1 >= self.num_iterations * self.epochs_per_iteration:
+            self.agents.refresh_fingerprints()
+            self.finish_training()
+            self.trained.fill_(True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(
+            self.agents.trainable_parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        keep = self.agents.trainable_keys("agents.")
+        checkpoint["state_dict"] = {
+            k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("agents.") or k in keep
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self.items = {}  # a resumed fit rebuilds its iteration's items with the restored agents
+
+    # -- evaluation with the trained agents ---------------------------------------------------
+
+    def _refresh_before_eval(self) -> None:
+        if self.agents is not None:
+            self.agents.refresh_fingerprints()
+
+    def on_test_start(self) -> None:
+        super().on_test_start()
+        self._refresh_before_eval()
+
+    def on_validation_start(self) -> None:
+        super().on_validation_start()
+        self._refresh_before_eval()
+
+    def on_predict_start(self) -> None:
+        super().on_predict_start()
+        self._refresh_before_eval()
+
+    def score_on_dev(self, models: Sequence[int | Collaborator], step: str) -> list[float]:
+        """Mean dev score of each model answering alone (one batched call per model)."""
+        examples = self.dev_examples()
+        ids = [e["id"] for e in examples]
+        means = []
+        for model in models:
+            outputs = self.ask(model, [e["prompt"] for e in examples], ids, step=step)
+            scores = [s for s in self.score([o.text for o in outputs], examples) if s is not None]
+            means.append(sum(scores) / len(scores) if scores else math.nan)
+        self._example_cost.clear()
+        return means
