@@ -18,7 +18,9 @@ the next token:
 
 - a :class:`FuseRule` maps the models' next-token logits (same vocabulary, one id space) to one
   set of logits: :func:`identity`, :func:`average`, :func:`weighted_sum`, :func:`contrast`
-  (top-k minus bottom-k), :class:`Deferral` (Co-LLM's deferral probability). The chosen id is
+  (top-k minus bottom-k), :class:`Deferral` (Co-LLM's deferral probability), :class:`DeferralHead`
+  (Co-LLM with a learnt head on the generator's hidden state and a threshold warm-up,
+  :func:`warmup_threshold`; rules that read hidden states or the step override ``fuse``). The chosen id is
   appended to every model's cache. Different vocabularies raise a ``UserError`` naming both
   tokenizers (:func:`check_same_vocabulary`).
 - a :class:`SwitchRule` picks, per row and step, which model writes the next token
@@ -38,7 +40,10 @@ Patch-level methods (mentor_collab, switch_generation) drive a :class:`DecodingS
         session.commit(rows, [p.text for p in kept], author=..., ended=[p.ended for p in kept])
     results = session.results()
 
-``write_patch`` advances only the writer's cache; ``commit`` appends the kept text to the joint
+A :class:`PatchRule` packages such a loop (``run(session)``) so that ``generate`` / ``ask_joint``
+run it through the generation cache and cost accounting like any other rule.
+``write_patch`` advances only the writer's cache (one size or one per row; ``Patch.logprob`` is
+the writer's log-probability of it); ``commit`` appends the kept text to the joint
 text and brings every other stream in line (a stream whose own patch was rejected rolls it back).
 ``session.streams[m].logits`` / ``hidden`` give a model's next-token logits / last hidden state at
 the joint prefix after a ``sync(m)``, for choosers that look at them. Sampling is reproducible per
@@ -48,6 +53,7 @@ row: each row (and each model proposing in it) has its own seeded Gumbel-max gen
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import math
 from collections.abc import Callable, Sequence
@@ -107,12 +113,30 @@ def _joint_from_record(record: dict, cached: bool) -> JointGeneration:
 
 
 class FuseRule:
-    """Combines the models' next-token logits (``[batch, vocab]`` each, one id space) into one."""
+    """Combines the models' next-token logits (``[batch, vocab]`` each, one id space) into one.
+
+    Simple rules write ``__call__(logits)``; rules that also read the models' last hidden states,
+    the step number or keep per-row state (Co-LLM's :class:`DeferralHead`) override :meth:`fuse`,
+    :meth:`reset` and :meth:`row_details`.
+    """
 
     key: str = ""
 
     def __call__(self, logits: list[torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
+
+    def fuse(
+        self, logits: list[torch.Tensor], hidden: list[torch.Tensor], step: int, active: list[bool]
+    ) -> torch.Tensor:
+        """The combined logits at ``step`` (0 = first new token); ``hidden[m]`` is ``[batch, width]``."""
+        return self(logits)
+
+    def reset(self, batch_size: int) -> None:
+        """Called when a batch starts."""
+
+    def row_details(self, row: int) -> dict[str, Any]:
+        """Anything worth keeping in the per-example record."""
+        return {}
 
 
 class _Fuse(FuseRule):
@@ -183,6 +207,109 @@ class Deferral(FuseRule):
             return mix.clamp_min(1e-30).log()
         use_mentor = (defer > self.threshold)[:, None]
         return torch.where(use_mentor, mentor, own)
+
+
+THRESHOLD_SCHEDULES = ("none", "linear", "cosine")
+
+
+def warmup_threshold(
+    threshold: float, schedule: str, warmup_steps: int, total_steps: int, step: int
+) -> float:
+    """Co-LLM's deferral threshold at ``step``: from 1.0 (never defer) down to ``threshold`` over
+    ``min(warmup_steps, total_steps)`` steps, ``linear`` (end points included) or ``cosine`` (half a
+    cosine wave); ``none`` is ``threshold`` throughout. After the warm-up it stays at ``threshold``."""
+    if schedule not in THRESHOLD_SCHEDULES:
+        raise UserError(f"threshold warm-up schedule must be one of {THRESHOLD_SCHEDULES}, got {schedule!r}")
+    warmup = min(warmup_steps, total_steps)
+    if schedule == "none" or step >= warmup:
+        return threshold
+    if schedule == "linear":
+        return 1.0 if warmup == 1 else 1.0 + (threshold - 1.0) * step / (warmup - 1)
+    return threshold + (1.0 - threshold) * 0.5 * (1 + math.cos(math.pi * step / warmup))
+
+
+class DeferralHead(FuseRule):
+    """Co-LLM with a learnt deferral head: ``p = sigmoid(head(h))`` on the generator's last hidden
+    state ``h``. ``defer``: the mentor decides the token where ``p`` exceeds the (warmed-up)
+    threshold, the generator elsewhere; ``compose``: ``(1 - p) * P_generator + p * P_mentor``.
+    ``fingerprint`` names the head's weights in the cache key."""
+
+    def __init__(
+        self,
+        head: Callable[[torch.Tensor], torch.Tensor],
+        threshold: float = 0.5,
+        strategy: str = "defer",
+        schedule: str = "none",
+        warmup_steps: int = 15,
+        total_steps: int = 512,
+        generator: int = 0,
+        mentor: int = 1,
+        fingerprint: str = "",
+    ) -> None:
+        if strategy not in ("defer", "compose"):
+            raise UserError(f"deferral strategy must be defer or compose, got {strategy!r}")
+        warmup_threshold(threshold, schedule, warmup_steps, total_steps, 0)  # validates the schedule
+        self.head, self.threshold, self.strategy = head, threshold, strategy
+        self.schedule, self.warmup_steps, self.total_steps = schedule, warmup_steps, total_steps
+        self.generator, self.mentor, self.fingerprint = generator, mentor, fingerprint
+        self.trace: list[list[tuple[float, float, bool]]] = []  # per row: (p, threshold, deferred)
+
+    @property
+    def key(self) -> str:  # type: ignore[override]
+        return (
+            f"deferral_head({self.fingerprint},{self.threshold},{self.strategy},{self.schedule},"
+            f"{self.warmup_steps},{self.total_steps},{self.generator},{self.mentor})"
+        )
+
+    def threshold_at(self, step: int) -> float:
+        return warmup_threshold(self.threshold, self.schedule, self.warmup_steps, self.total_steps, step)
+
+    def reset(self, batch_size: int) -> None:
+        self.trace = [[] for _ in range(batch_size)]
+
+    def fuse(
+        self, logits: list[torch.Tensor], hidden: list[torch.Tensor], step: int, active: list[bool]
+    ) -> torch.Tensor:
+        if len(self.trace) != len(active):
+            self.reset(len(active))
+        with torch.inference_mode():
+            prob = torch.sigmoid(self.head(hidden[self.generator]).float().reshape(-1))
+        own = torch.log_softmax(logits[self.generator].float(), dim=-1)
+        mentor = torch.log_softmax(logits[self.mentor].float(), dim=-1).to(own.device)
+        prob = prob.to(own.device)
+        threshold = self.threshold_at(step)
+        deferred = prob > threshold
+        for row, is_active in enumerate(active):
+            if is_active:
+                self.trace[row].append((float(prob[row]), threshold, bool(deferred[row])))
+        if self.strategy == "compose":
+            mix = (1 - prob)[:, None] * own.exp() + prob[:, None] * mentor.exp()
+            return mix.clamp_min(1e-30).log()
+        return torch.where(deferred[:, None], mentor, own)
+
+    def row_details(self, row: int) -> dict[str, Any]:
+        steps = self.trace[row] if row < len(self.trace) else []
+        return {
+            "deferred_tokens": sum(1 for _, _, deferred in steps if deferred),
+            "mean_deferral_prob": round(sum(p for p, _, _ in steps) / max(len(steps), 1), 4),
+        }
+
+
+class PatchRule:
+    """Drives a :class:`DecodingSession` patch by patch (mentor_collab, switch_generation): ``run``
+    writes, chooses and commits until the session is finished. May keep per-row state."""
+
+    key: str = ""
+
+    def reset(self, batch_size: int) -> None:
+        """Called when a batch starts."""
+
+    def run(self, session: DecodingSession) -> None:
+        raise NotImplementedError
+
+    def row_details(self, row: int) -> dict[str, Any]:
+        """Anything worth keeping in the per-example record."""
+        return {}
 
 
 @dataclass
@@ -262,6 +389,17 @@ class ThresholdSwitch(SwitchRule):
         authors = [author for author, _ in self.trace[row]]
         handovers = sum(1 for a, b in zip(authors, authors[1:]) if a != b and b == self.helper)
         return {"helper_tokens": authors.count(self.helper), "handovers": handovers}
+
+
+def module_fingerprint(module: torch.nn.Module | None) -> str:
+    """A short hash of a module's weights, for cache keys of rules that run a trained head."""
+    if module is None:
+        return "none"
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 # -- vocabularies -----------------------------------------------------------------------------
@@ -472,6 +610,7 @@ class Patch:
     text: str
     tokens: int
     ended: bool
+    logprob: float = 0.0  # summed log-probability of its tokens under the writer
 
 
 class DecodingSession:
@@ -492,6 +631,9 @@ class DecodingSession:
             for m in range(len(collaborators))
         ]
         self.fused_picker = TokenPicker(decoding, seeds)
+        self.prompts = list(prompts)
+        self.seeds = list(seeds)
+        self.steps = 0  # fuse steps taken (the step number rules see)
         size = len(prompts)
         self.texts = [""] * size
         self.done = [False] * size
@@ -511,6 +653,21 @@ class DecodingSession:
     def finished(self) -> bool:
         return not any(self._active_mask())
 
+    def writing_rows(self) -> list[int]:
+        """Rows neither finished nor out of ``max_new_tokens``."""
+        return [row for row, active in enumerate(self._active_mask()) if active]
+
+    def remaining(self, row: int) -> int:
+        """New tokens ``row`` may still get."""
+        return max(self.decoding.max_new_tokens - self.new_tokens[row], 0)
+
+    def next_token_texts(self, model: int, rows: Sequence[int]) -> list[str]:
+        """The text of model ``model``'s greedy next token at each row's joint prefix ("" = EOS)."""
+        self.sync(model)
+        stream = self.streams[model]
+        best = stream.logits.argmax(dim=-1).tolist()
+        return [stream.token_text(row, best[row]) for row in rows]
+
     def _active_mask(self) -> list[bool]:
         limit = self.decoding.max_new_tokens
         return [not d and n < limit for d, n in zip(self.done, self.new_tokens)]
@@ -521,7 +678,10 @@ class DecodingSession:
         """One step of id-space decoding: combine logits, pick, append the token to every stream."""
         active = self._active_mask()
         vocab = min(s.vocab_size for s in self.streams)
-        combined = rule([s.logits[:, :vocab].to(self.streams[0].logits.device) for s in self.streams])
+        device = self.streams[0].logits.device
+        logits = [s.logits[:, :vocab].to(device) for s in self.streams]
+        combined = rule.fuse(logits, [s.hidden for s in self.streams], self.steps, active)
+        self.steps += 1
         tokens = self.fused_picker(combined)
         logprobs = torch.log_softmax(combined, dim=-1).gather(1, tokens[:, None]).squeeze(1).tolist()
         chosen = tokens.tolist()
@@ -571,19 +731,23 @@ class DecodingSession:
             self.sync(m)
         return authors
 
-    def write_patch(self, model: int, rows: Sequence[int], patch_size: int) -> list[Patch]:
+    def write_patch(self, model: int, rows: Sequence[int], patch_size: int | Sequence[int]) -> list[Patch]:
         """Model ``model`` alone continues ``rows`` from the joint text for up to ``patch_size``
-        tokens. Only its own stream advances; call :meth:`commit` with the text that is kept."""
+        tokens (one size, or one per row). Only its own stream advances; call :meth:`commit` with
+        the text that is kept."""
         self.sync(model)
         stream, picker = self.streams[model], self.pickers[model]
+        sizes = dict(zip(rows, [patch_size] * len(rows) if isinstance(patch_size, int) else patch_size))
         texts: dict[int, list[str]] = {row: [] for row in rows}
         counts = dict.fromkeys(rows, 0)
+        logprobs = dict.fromkeys(rows, 0.0)
         ended = dict.fromkeys(rows, False)
-        for _ in range(patch_size):
-            writing = [r for r in rows if not ended[r] and counts[r] < patch_size]
+        for _ in range(max(sizes.values(), default=0)):
+            writing = [r for r in rows if not ended[r] and counts[r] < sizes[r]]
             if not writing:
                 break
             proposals = picker(stream.logits).tolist()
+            log_probs = torch.log_softmax(stream.logits.float(), dim=-1)
             feeds: list[list[int]] = [[] for _ in range(stream.batch_size)]
             for row in writing:
                 token = proposals[row]
@@ -592,9 +756,10 @@ class DecodingSession:
                     continue
                 texts[row].append(stream.token_text(row, token))
                 counts[row] += 1
+                logprobs[row] += float(log_probs[row, token])
                 feeds[row] = [token]
             stream.append(feeds)
-        return [Patch("".join(texts[r]), counts[r], ended[r]) for r in rows]
+        return [Patch("".join(texts[r]), counts[r], ended[r], logprobs[r]) for r in rows]
 
     def commit(
         self,
@@ -689,7 +854,7 @@ class JointDecoder:
     def generate(
         self,
         prompts: Sequence[Prompt],
-        rule: FuseRule | SwitchRule,
+        rule: FuseRule | SwitchRule | PatchRule,
         seeds: Sequence[int] | None = None,
     ) -> list[JointGeneration]:
         """One output per prompt under ``rule`` (cached results first)."""
@@ -712,10 +877,14 @@ class JointDecoder:
         return [_joint_from_record(found.get(key) or fresh[key], cached=key in found) for key in keys]
 
     def run_batch(
-        self, prompts: Sequence[Prompt], rule: FuseRule | SwitchRule, seeds: Sequence[int]
+        self, prompts: Sequence[Prompt], rule: FuseRule | SwitchRule | PatchRule, seeds: Sequence[int]
     ) -> list[JointGeneration]:
         """Decode one batch without the cache."""
         session = self.open(prompts, seeds)
+        if isinstance(rule, PatchRule):
+            rule.reset(len(prompts))
+            rule.run(session)
+            return session.results(lambda row: {**rule.row_details(row), "segments": session.segments[row]})
         if isinstance(rule, SwitchRule):
             rule.reset(len(prompts))
             step = 0
@@ -723,14 +892,15 @@ class JointDecoder:
                 session.switch_step(rule, step)
                 step += 1
             return session.results(lambda row: {**rule.row_details(row), "segments": session.segments[row]})
+        rule.reset(len(prompts))
         while not session.finished():
             session.fuse_step(rule)
         tokenizer = session.streams[0].tokenizer
         for row in range(len(prompts)):
             session.texts[row] = tokenizer.decode(session.streams[0].generated(row), skip_special_tokens=True)
-        return session.results()
+        return session.results(rule.row_details)
 
-    def _key(self, prompt: Prompt, rule: FuseRule | SwitchRule, seed: int) -> str:
+    def _key(self, prompt: Prompt, rule: FuseRule | SwitchRule | PatchRule, seed: int) -> str:
         fingerprints = "|".join(c.fingerprint for c in self.collaborators)
         rendered = "\x1e".join(c.render(prompt) for c in self.collaborators)
         fields = {**self.decoding.cache_fields(), "rule": rule.key, "engine": ENGINE_VERSION}

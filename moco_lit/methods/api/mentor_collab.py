@@ -1,0 +1,379 @@
+"""MentorCollab: a small generator writes, and at some steps a mentor offers a different continuation.
+
+At a share ``decision_proportion`` (25%) of steps, drawn per example, the generator's and the
+mentor's greedy next tokens are compared; where they differ each model writes a ``patch_size``
+(16) token continuation from the shared text and one is kept: ``mode: free`` asks the generator
+which is better, ``mode: train`` lets a small MLP on hidden states decide (trained in ``fit`` on
+dev decisions). Elsewhere the generator writes alone. Models hand over text, so they may come from
+different families. Wang et al. 2025, "MentorCollab"; MoCo: ``mentor_collab``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import random
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from moco_lit.decoding import DecodingSession, JointDecoder, Patch, PatchRule, module_fingerprint
+from moco_lit.dev_table import DevTrainedModule, question_text
+from moco_lit.errors import UserError
+from moco_lit.generation import DecodingConfig, example_seed
+from moco_lit.methods.base import Answer
+
+log = logging.getLogger(__name__)
+
+JUDGE_PROMPT = (
+    "Question:\n{question}\n\nAnswer written so far:\n{so_far}\n\n"
+    "Two ways to continue it:\n(A) {option_a}\n(B) {option_b}\n\n"
+    "Which continuation is more likely to lead to a correct answer? Reply with A or B only."
+)
+
+GENERATOR, MENTOR = 0, 1
+
+
+def tokens_agree(a: str, b: str) -> bool:
+    """Two next tokens agree when their texts match or one starts the other (tokenizers of different
+    families split the same word differently); an end of sequence ("") agrees only with itself."""
+    return a == b or bool(a and b and (a.startswith(b) or b.startswith(a)))
+
+
+class MentorRule(PatchRule):
+    """Generator token by token; at drawn steps where the two models' next tokens differ, both write
+    a patch and ``choose(session, rows, generator_patches, mentor_patches, features)`` says, per
+    row, whether the mentor's is kept. ``features`` are the generator's last hidden state at the
+    branch point and each model's after its own patch, concatenated (what the MLP reads)."""
+
+    def __init__(
+        self,
+        proportion: float,
+        patch_size: int,
+        choose: Callable[[DecodingSession, list[int], list[Patch], list[Patch], torch.Tensor], list[bool]],
+        key: str,
+        collect: bool = False,
+    ) -> None:
+        self.proportion, self.patch_size, self.choose, self.key, self.collect = (
+            proportion,
+            patch_size,
+            choose,
+            key,
+            collect,
+        )
+        self.trace: list[list[dict]] = []
+        self.decisions: list[dict] = []  # with ``collect``: every branch point, for training
+
+    def reset(self, batch_size: int) -> None:
+        self.trace = [[] for _ in range(batch_size)]
+        self.decisions = []
+
+    def run(self, session: DecodingSession) -> None:
+        draws = [random.Random(example_seed(seed, "decisions")) for seed in session.seeds]
+        while not session.finished():
+            rows = session.writing_rows()
+            deciding = [row for row in rows if draws[row].random() * 100 < self.proportion]
+            differing: list[int] = []
+            if deciding:
+                own = session.next_token_texts(GENERATOR, deciding)
+                mentor = session.next_token_texts(MENTOR, deciding)
+                differing = [row for row, a, b in zip(deciding, own, mentor) if not tokens_agree(a, b)]
+            alone = [row for row in rows if row not in set(differing)]
+            if alone:
+                patches = session.write_patch(GENERATOR, alone, 1)
+                _commit(session, alone, patches, [GENERATOR] * len(alone))
+            if differing:
+                self._branch(session, differing)
+
+    def _branch(self, session: DecodingSession, rows: list[int]) -> None:
+        index = torch.tensor(rows, device=session.streams[GENERATOR].hidden.device)
+        at_branch = session.streams[GENERATOR].hidden[index].clone()
+        sizes = [min(self.patch_size, session.remaining(row)) for row in rows]
+        own = session.write_patch(GENERATOR, rows, sizes)
+        own_end = session.streams[GENERATOR].hidden[index].clone()
+        mentor = session.write_patch(MENTOR, rows, sizes)
+        mentor_end = session.streams[MENTOR].hidden[index.to(session.streams[MENTOR].hidden.device)].clone()
+        features = torch.cat([at_branch, own_end, mentor_end.to(at_branch.device)], dim=-1)
+        take_mentor = self.choose(session, rows, own, mentor, features)
+        for i, row in enumerate(rows):
+            self.trace[row].append({"at_token": session.new_tokens[row], "mentor": take_mentor[i]})
+            if self.collect:
+                self.decisions.append(
+                    {
+                        "row": row,
+                        "prefix": session.texts[row],
+                        "tokens": session.new_tokens[row],
+                        "patches": (own[i], mentor[i]),
+                        "features": features[i],
+                    }
+                )
+        kept = [mentor[i] if take else own[i] for i, take in enumerate(take_mentor)]
+        _commit(session, rows, kept, [MENTOR if take else GENERATOR for take in take_mentor])
+
+    def row_details(self, row: int) -> dict:
+        steps = self.trace[row] if row < len(self.trace) else []
+        return {"decisions": len(steps), "mentor_patches": sum(1 for step in steps if step["mentor"])}
+
+
+def _commit(session: DecodingSession, rows: list[int], patches: Sequence[Patch], authors: list[int]) -> None:
+    session.commit(
+        rows,
+        [p.text for p in patches],
+        authors,
+        ended=[p.ended for p in patches],
+        tokens=[p.tokens for p in patches],
+    )
+
+
+class BranchMLP(nn.Module):
+    """Probability that the mentor's continuation is the better one, from branch-point features."""
+
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(
+            nn.LayerNorm(width), nn.Linear(width, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+        )
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layers(features).squeeze(-1)  # a logit; sigmoid gives the probability
+
+
+class MentorCollab(DevTrainedModule):
+    """Args:
+    mode: ``free`` (the generator judges the two continuations) or ``train`` (an MLP trained in
+        ``fit`` on dev decisions judges).
+    decision_proportion: percent of steps at which the mentor is consulted (MoCo: 25).
+    patch_size: tokens each model writes at a branch point.
+    mlp_threshold: ``train`` keeps the mentor's continuation when the MLP's probability exceeds it.
+    mlp_hidden: hidden width of the MLP.
+    learning_rate: AdamW learning rate of the MLP.
+
+    Training labels (``fit``, ``mode: train``): dev questions are decoded with a seeded coin at each
+    branch point (so both kinds of branch are visited); each branch is then finished by the
+    generator alone and scored with the task metric. The label is 1 (mentor) when the mentor's
+    branch scores higher, 0 when the generator's does; on a tie, the branch the generator finishes
+    more fluently (higher mean token log-probability) wins. MoCo instead ships MLPs pre-trained
+    for six generators, which this does not use.
+    """
+
+    method_name = "mentor_collab"
+    level = "api"
+    min_collaborators = 2
+    max_collaborators = 2
+
+    def __init__(
+        self,
+        collaborators: list[str | dict],
+        mode: Literal["free", "train"] = "free",
+        decision_proportion: float = 25,
+        patch_size: int = 16,
+        mlp_threshold: float = 0.5,
+        mlp_hidden: int = 64,
+        learning_rate: float = 1e-3,
+        **kwargs,
+    ) -> None:
+        super().__init__(collaborators, learning_rate=learning_rate, **kwargs)
+        if mode not in ("free", "train"):
+            raise UserError(f"mentor_collab.mode must be free or train, got {mode!r}")
+        if not 0 <= decision_proportion <= 100:
+            raise UserError(f"mentor_collab.decision_proportion is a percentage, got {decision_proportion}")
+        if patch_size < 1:
+            raise UserError(f"mentor_collab.patch_size must be at least 1, got {patch_size}")
+        self.mode = mode
+        self.needs_calibration = mode == "train"
+        self.mlp: BranchMLP | None = None
+        self._features = torch.empty(0)
+        self._labels = torch.empty(0)
+
+    # -- the MLP -------------------------------------------------------------------------------
+
+    def configure_model(self) -> None:
+        if self.mode == "train" and self.mlp is None:
+            widths = [c.model.get_output_embeddings().weight.shape[1] for c in self.collaborators]
+            self.mlp = BranchMLP(2 * widths[GENERATOR] + widths[MENTOR], self.hparams.mlp_hidden).to(
+                self.device
+            )
+
+    def mentor_probability(self, features: torch.Tensor) -> torch.Tensor:
+        weight = self.mlp.layers[1].weight
+        return torch.sigmoid(self.mlp(features.to(weight.device, weight.dtype)).float())
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def rule(self, ids_by_prompt: dict[str, str], collect: bool = False) -> MentorRule:
+        choose = self._coin if collect else self._ask_generator if self.mode == "free" else self._ask_mlp
+        judge = hashlib.sha256(JUDGE_PROMPT.encode()).hexdigest()[:8]
+        head = module_fingerprint(self.mlp) if self.mode == "train" else judge
+        key = (
+            f"mentor_collab(mode={self.mode},p={self.hparams.decision_proportion},"
+            f"patch={self.hparams.patch_size},judge={head},threshold={self.hparams.mlp_threshold})"
+        )
+        self._ids_by_prompt = ids_by_prompt
+        return MentorRule(self.hparams.decision_proportion, self.hparams.patch_size, choose, key, collect)
+
+    def _ask_generator(
+        self,
+        session: DecodingSession,
+        rows: list[int],
+        own: list[Patch],
+        mentor: list[Patch],
+        _: torch.Tensor,
+    ) -> list[bool]:
+        prompts = [
+            JUDGE_PROMPT.format(
+                question=question_text(session.prompts[row]),
+                so_far=session.texts[row],
+                option_a=a.text,
+                option_b=b.text,
+            )
+            for row, a, b in zip(rows, own, mentor)
+        ]
+        ids = [self._ids_by_prompt[repr(session.prompts[row])] for row in rows]
+        replies = self.ask(GENERATOR, prompts, ids, step="judge", decoding=DecodingConfig(max_new_tokens=2))
+        return [reply.text.strip()[:1].upper() == "B" for reply in replies]
+
+    def _ask_mlp(
+        self,
+        session: DecodingSession,
+        rows: list[int],
+        own: list[Patch],
+        mentor: list[Patch],
+        features: torch.Tensor,
+    ) -> list[bool]:
+        with torch.no_grad():
+            return (self.mentor_probability(features) > self.hparams.mlp_threshold).tolist()
+
+    def _coin(
+        self,
+        session: DecodingSession,
+        rows: list[int],
+        own: list[Patch],
+        mentor: list[Patch],
+        _: torch.Tensor,
+    ) -> list[bool]:
+        return [
+            random.Random(example_seed(session.seeds[row], "explore", session.new_tokens[row])).random() < 0.5
+            for row in rows
+        ]
+
+    def collaborate(self, batch: list[dict]) -> list[Answer]:
+        ids = [example["id"] for example in batch]
+        prompts = [example["prompt"] for example in batch]
+        rule = self.rule({repr(p): i for p, i in zip(prompts, ids)})
+        outputs = self.ask_joint([GENERATOR, MENTOR], prompts, ids, rule, step="mentor_collab")
+        names = self.collaborator_names
+        answers = []
+        for output in outputs:
+            details = {
+                "mode": self.mode,
+                "decisions": output.details.get("decisions"),
+                "mentor_patches": output.details.get("mentor_patches"),
+                "segments": [[names[m], text] for m, text in output.details.get("segments", [])],
+            }
+            answers.append(Answer(output.text, by=names, details=details))
+        return answers
+
+    # -- fit: dev decisions, their labels, the MLP's epochs -------------------------------------
+
+    def ensure_calibrated(self) -> None:
+        if self.mode == "train":
+            super().ensure_calibrated()
+
+    def on_fit_start(self) -> None:
+        self.calibrated.fill_(True)
+        if self.mode == "free":
+            log.info("mentor_collab: mode free has nothing to train")
+            return
+        features, labels = [], []
+        datamodule = self.trainer.datamodule
+        for batch in datamodule.train_dataloader():
+            batch_features, batch_labels = self.label_dev_decisions(batch)
+            features += batch_features
+            labels += batch_labels
+        self._example_cost.clear()
+        if not features:
+            raise UserError(
+                "mentor_collab found no dev step where the two models' next tokens differ; "
+                "raise decision_proportion or use more dev questions (data.dev_limit)"
+            )
+        self._features = torch.stack(features).float()
+        self._labels = torch.tensor(labels, dtype=torch.float32)
+        log.info("mentor_collab: %d dev decisions, %d labelled mentor", len(labels), sum(labels))
+
+    def label_dev_decisions(self, batch: list[dict]) -> tuple[list[torch.Tensor], list[int]]:
+        """Decode a dev batch exploring branches at random, then label each branch point."""
+        decoder = JointDecoder(
+            self.collaborators, self.decoding, batch_size=self.hparams.generation_batch_size
+        )
+        prompts = [example["prompt"] for example in batch]
+        seeds = [example_seed(self.hparams.seed, example["id"], "dev") for example in batch]
+        rule = self.rule({repr(p): e["id"] for p, e in zip(prompts, batch)}, collect=True)
+        decoder.run_batch(prompts, rule, seeds)
+        if not rule.decisions:
+            return [], []
+        # each branch finished by the generator alone, both branches of all decisions in one session
+        rows = [d["row"] for d in rule.decisions for _ in range(2)]
+        session = decoder.open([prompts[row] for row in rows], [seeds[row] for row in rows])
+        branches = [(d, patch) for d in rule.decisions for patch in d["patches"]]
+        everything = list(range(len(branches)))
+        session.commit(
+            everything,
+            [d["prefix"] + patch.text for d, patch in branches],
+            GENERATOR,
+            ended=[patch.ended for _, patch in branches],
+            tokens=[d["tokens"] + patch.tokens for d, patch in branches],
+            author_holds_text=False,
+        )
+        going = session.writing_rows()
+        endings = dict(
+            zip(going, session.write_patch(GENERATOR, going, [session.remaining(r) for r in going]))
+        )
+        texts = [session.texts[i] + (endings[i].text if i in endings else "") for i in everything]
+        scores = self.score(texts, [batch[row] for row in rows])
+        labels = []
+        for i in range(len(rule.decisions)):
+            own, mentor = (_number(scores[2 * i]), _number(scores[2 * i + 1]))
+            if own == mentor:  # tie: the branch the generator carries on more fluently
+                own, mentor = (_fluency(endings.get(2 * i)), _fluency(endings.get(2 * i + 1)))
+            labels.append(int(mentor > own))
+        return [d["features"] for d in rule.decisions], labels
+
+    def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor | None:
+        if self.mode == "free":
+            return None
+        chunk = _chunk(len(self._labels), batch_idx, self.trainer.num_training_batches)
+        if len(chunk) == 0:
+            return None
+        logits = self.mlp(self._features[chunk].to(self.mlp.layers[1].weight))
+        loss = nn.functional.binary_cross_entropy_with_logits(
+            logits.float(), self._labels[chunk].to(logits.device)
+        )
+        self.log("train/loss", loss, batch_size=len(chunk), prog_bar=True)
+        return loss
+
+    def configure_optimizers(self):
+        return super().configure_optimizers() if self.mode == "train" else None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["mentor_collab"] = {
+            "decisions": len(self._labels),
+            "mentor_labels": int(self._labels.sum()) if len(self._labels) else 0,
+        }
+
+
+def _chunk(size: int, index: int, count: int) -> torch.Tensor:
+    """Positions of the ``index``-th of ``count`` near-equal slices of ``range(size)``."""
+    per = math.ceil(size / max(count, 1))
+    return torch.arange(index * per, min((index + 1) * per, size))
+
+
+def _number(score: float | None) -> float:
+    return -math.inf if score is None else float(score)
+
+
+def _fluency(ending: Patch | None) -> float:
+    return ending.logprob / ending.tokens if ending is not None and ending.tokens else -math.inf

@@ -1,0 +1,148 @@
+"""mentor_collab: end to end (free and trained MLP, mixed tokenizers), two collaborators only,
+branches only where the models' next tokens differ, the MLP's threshold."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from moco_lit.cli import main
+from moco_lit.collaborators import load_collaborator
+from moco_lit.decoding import JointDecoder
+from moco_lit.generation import DecodingConfig
+from moco_lit.methods.api.mentor_collab import BranchMLP, MentorCollab, MentorRule, tokens_agree
+from tests.conftest import collaborators_arg
+from tests.test_decoding import PROMPTS, lively_models, other_tokenizer_model  # noqa: F401  (fixtures)
+
+
+def _records(cli) -> list[dict]:
+    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _args(collaborators: list[str], *extra: str) -> list[str]:
+    return [
+        "--model",
+        "mentor_collab",
+        "--model.collaborators",
+        collaborators_arg(collaborators),
+        "--model.max_new_tokens",
+        "12",
+        "--model.patch_size",
+        "4",
+        "--model.decision_proportion",
+        "60",
+        "--data.benchmark",
+        "quickstart",
+        "--data.limit",
+        "3",
+        "--data.dev_limit",
+        "4",
+        *extra,
+    ]
+
+
+def _check_records(records: list[dict], mode: str) -> None:
+    assert len(records) == 3
+    for record in records:
+        details = record["details"]
+        assert details["mode"] == mode
+        assert "".join(text for _, text in details["segments"]).strip() == record["output"]
+        assert 0 <= details["mentor_patches"] <= details["decisions"]
+        # one joint call per model, plus one judge call per branch point in free mode
+        judged = details["decisions"] > 0 and mode == "free"
+        assert record["calls"] >= 2 + judged
+
+
+def test_free_mode_runs_on_tiny_models(run_cli, tiny_models):
+    code, cli = run_cli("test", *_args(tiny_models[:2]))
+    assert code == 0
+    _check_records(_records(cli), "free")
+
+
+def test_mixed_tokenizers_produce_valid_text(run_cli, lively_models, other_tokenizer_model):  # noqa: F811
+    # lively models: the fixtures' fresh tiny models all write the same token, so never differ
+    mixed = [lively_models[0], other_tokenizer_model]
+    code, cli = run_cli("test", *_args(mixed, "--model.decision_proportion", "100"))
+    records = _records(cli)
+    assert code == 0
+    _check_records(records, "free")
+    assert sum(r["details"]["decisions"] for r in records) > 0
+
+
+def test_needs_exactly_two_collaborators(tiny_models, capsys):
+    argv = ["test", *_args(tiny_models), "--run_dir", "unused"]
+    assert main(argv) == 2
+    assert "exactly 2 collaborators, got 3" in capsys.readouterr().err
+
+
+def test_train_mode_fits_the_mlp_then_tests_from_its_checkpoint(run_cli, lively_models):  # noqa: F811
+    train = _args(lively_models[:2], "--model.mode", "train", "--model.decision_proportion", "100")
+    _, fitted = run_cli("fit", *train, "--trainer.max_epochs", "3")
+    checkpoint = fitted.trainer.checkpoint_callback.best_model_path
+    saved = torch.load(checkpoint, weights_only=False)
+    assert any(key.startswith("mlp.") for key in saved["state_dict"])
+    assert saved["mentor_collab"]["decisions"] > 0
+    code, tested = run_cli("test", *train, "--ckpt_path", checkpoint)
+    assert code == 0
+    torch.testing.assert_close(tested.model.mlp.layers[1].weight, fitted.model.mlp.layers[1].weight)
+    _check_records(_records(tested), "train")
+
+
+class CheckedRule(MentorRule):
+    """Asserts, at every branch point, that the two models' next tokens really differ."""
+
+    def _branch(self, session, rows):
+        own = session.next_token_texts(0, rows)
+        mentor = session.next_token_texts(1, rows)
+        assert not any(tokens_agree(a, b) for a, b in zip(own, mentor))
+        self.branches = getattr(self, "branches", 0) + len(rows)
+        super()._branch(session, rows)
+
+
+def _always(mentor: bool):
+    return lambda session, rows, own, other, features: [mentor] * len(rows)
+
+
+def test_branches_only_where_next_tokens_differ(lively_models):  # noqa: F811
+    a, b = (load_collaborator(path) for path in lively_models[:2])
+    decoding = DecodingConfig(max_new_tokens=20)
+    alone = JointDecoder([a, a], decoding).run_batch(
+        PROMPTS, CheckedRule(0, 4, _always(True), "k"), [0, 1, 2]
+    )
+    # one model twice: its next tokens always agree, so it never branches and writes alone
+    same = CheckedRule(100, 4, _always(True), "k")
+    assert [o.text for o in JointDecoder([a, a], decoding).run_batch(PROMPTS, same, [0, 1, 2])] == [
+        o.text for o in alone
+    ]
+    assert not hasattr(same, "branches")
+    rule = CheckedRule(100, 4, _always(True), "k")
+    outputs = JointDecoder([a, b], decoding).run_batch(PROMPTS, rule, [0, 1, 2])
+    assert rule.branches > 0
+    for output in outputs:
+        assert output.details["mentor_patches"] == output.details["decisions"]
+        authors = [author for author, _ in output.details["segments"]]
+        assert (1 in authors) == (output.details["decisions"] > 0)
+        assert output.new_tokens <= 20
+
+
+def test_tokens_agree_across_tokenizations():
+    assert tokens_agree(" 12", " 1") and tokens_agree("ab", "ab") and tokens_agree("", "")
+    assert not tokens_agree(" 12", " 3") and not tokens_agree("", "x")
+
+
+def test_mlp_keeps_the_mentor_exactly_above_the_threshold(tiny_models):
+    module = MentorCollab(tiny_models[:2], mode="train", mlp_threshold=0.7)
+    module.mlp = BranchMLP(6, 4)
+    features = torch.randn(5, 6)
+    for bias, expected in ((3.0, True), (0.5, False), (-3.0, False)):  # sigmoid: .95, .62, .05
+        with torch.no_grad():
+            module.mlp.layers[3].weight.zero_()
+            module.mlp.layers[3].bias.fill_(bias)
+        assert module._ask_mlp(None, list(range(5)), [], [], features) == [expected] * 5
+
+
+def test_recipe_parses():
+    assert Path("recipes/api/mentor_collab.yaml").exists()
