@@ -89,8 +89,10 @@ def test_mixed_tokenizers_produce_valid_text(run_cli, lively_models, other_token
 
 
 def test_trained_selector_fits_on_rollouts_then_tests_from_its_checkpoint(
-    run_cli, lively_models, tiny_models
-):  # noqa: F811
+    run_cli,
+    lively_models,  # noqa: F811
+    tiny_models,
+):
     train = _args(
         lively_models[:2],
         "--model.selector_base_model",
