@@ -143,9 +143,8 @@ class LoraAgents(nn.Module):
         missing = [key for key, c in models.items() if c.model is None]
         if missing:
             raise UserError(f"cannot train {missing}: scripted collaborators have no weights")
-        same_base = (
-            len({c.spec.path for c in models.values()}) == 1 and len({id(c) for c in models.values()}) == 1
-        )
+        # one loaded model behind every agent (the pool gives one object per spec)
+        same_base = len({id(c) for c in models.values()}) <= 1
         if layout == "auto":
             layout = "shared_base" if same_base and lora else "one_by_one"
         if layout == "shared_base" and not (same_base and lora):
@@ -424,10 +423,11 @@ class AgentTrainedModule(DevTrainedModule):
             self.finish_training()
             self.trained.fill_(True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(
-            self.agents.trainable_parameters(), lr=self.learning_rate, weight_decay=self.weight_decay
-        )
+    def configure_optimizers(self) -> torch.optim.Optimizer | None:
+        parameters = self.agents.trainable_parameters()
+        if not parameters:  # only scripted collaborators: the method's state still evolves (ratings)
+            return None
+        return torch.optim.AdamW(parameters, lr=self.learning_rate, weight_decay=self.weight_decay)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

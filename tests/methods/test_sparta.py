@@ -1,0 +1,95 @@
+"""sparta: Elo pieces, ratings move toward the judges' favourite, DPO on tiny models end to end."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+
+from moco_lit.methods.text.arena import elo_update, expected_score, k_factor
+from tests.conftest import ROOT, collaborators_arg
+from tests.scripted import _question, solve_quickstart
+
+
+def _judge_or_answer(rendered: str, answer: str) -> str:
+    """Judge prompts: prefer the correct answer; questions: reply ``answer``."""
+    if "Answer A:" in rendered:
+        right = solve_quickstart(rendered)
+        answer_a = re.search(r"Answer A:\n(.*?)\n\nAnswer B:", rendered, re.S).group(1).strip()
+        return "A" if answer_a == right else "B"
+    return answer
+
+
+def sage(rendered: str) -> str:
+    return _judge_or_answer(rendered, solve_quickstart(_question(rendered)) or "?")
+
+
+def fool(rendered: str) -> str:
+    return _judge_or_answer(rendered, "zzz")
+
+
+def test_elo_pieces():
+    ratings = torch.tensor([100.0, 100.0], dtype=torch.float64)
+    assert expected_score(100, 100, 20) == 0.5 and expected_score(120, 100, 20) == pytest.approx(10 / 11)
+    elo_update(ratings, 0, 1, 1.0, k=10, scale=20)
+    assert ratings.tolist() == [105.0, 95.0]
+    assert (
+        k_factor(10, 5, 0.9, 10, 0) == 10
+        and k_factor(10, 5, 0.9, 10, 10) == 9
+        and k_factor(10, 5, 0.5, 1, 5) == 5
+    )
+
+
+def _sparta(run_cli, collaborators: list[str], *extra: str, method: str = "sparta"):
+    common = ["--model", method, "--model.collaborators", collaborators_arg(collaborators)]
+    common += ["--data.benchmark", "quickstart", *extra]
+    _, fitted = run_cli("fit", *common)
+    return fitted, common
+
+
+def test_ratings_move_toward_the_model_the_judges_prefer(run_cli):
+    players = ["callable:tests.methods.test_sparta.sage", "callable:tests.methods.test_sparta.fool"]
+    fitted, _ = _sparta(
+        run_cli, [*players, players[0]], "--data.dev_limit", "9", "--model.num_iterations", "2"
+    )
+    ratings = fitted.model.ratings.tolist()
+    # the fool loses every duel it plays; the two sages tie (same answers) and only gain
+    assert ratings[1] < 90.0 and ratings[0] > 100.0 and ratings[2] > 100.0
+    assert sum(ratings) == pytest.approx(300.0)
+    assert int(fitted.model.rating_updates) == 18 and int(fitted.model.iteration) == 1
+    duels = [
+        json.loads(line) for line in (fitted.model.runtime.run_folder.path / "sparta_iter0.jsonl").open()
+    ]
+    assert duels == []  # nobody here has weights to train: no DPO items
+    checkpoint = torch.load(fitted.trainer.checkpoint_callback.best_model_path, weights_only=False)
+    assert checkpoint["state_dict"]["ratings"].tolist() == ratings
+
+
+def test_fit_with_dpo_then_test_on_tiny_models(run_cli, tiny_models):
+    judge = "callable:tests.methods.test_sparta.sage"
+    fitted, common = _sparta(
+        run_cli, [tiny_models[0], tiny_models[1], judge], "--model.max_new_tokens", "4", "--model.lora_r", "4",
+        "--model.num_iterations", "1", "--model.temperature", "1.0", "--data.dev_limit", "4",
+    )  # fmt: skip
+    model = fitted.model
+    assert model.agents.layout == "one_by_one" and set(model.agents.agents) == {"agent0", "agent1"}
+    items = [json.loads(line) for line in (model.runtime.run_folder.path / "sparta_iter0.jsonl").open()]
+    assert items and all(
+        item["chosen"] != item["rejected"] and item["agent"] in {"agent0", "agent1"} for item in items
+    )
+    assert not torch.isnan(model.final_dev_scores).any()
+    checkpoint = fitted.trainer.checkpoint_callback.best_model_path
+    _, tested = run_cli("test", *common, "--data.limit", "2", "--ckpt_path", checkpoint)
+    records = [
+        json.loads(line) for line in (tested.model.runtime.run_folder.path / "predictions.jsonl").open()
+    ]
+    assert len(records) == 2 and all(r["calls"] == 1 for r in records)
+    assert tested.model.ratings.tolist() == model.ratings.tolist()
+
+
+def test_recipe_parses(run_cli):
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli("fit", "-c", str(ROOT / "recipes/text/sparta.yaml"), "--print_config")
+    assert exit_info.value.code == 0
