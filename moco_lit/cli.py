@@ -128,7 +128,7 @@ def _module_main(name: str):
 
 
 def _quickstart(argv: list[str]) -> int:
-    from moco_lit.quickstart import run_quickstart
+    from moco_lit.quickstart import QuickstartFailures, run_quickstart
 
     parser = argparse.ArgumentParser(prog="python -m moco_lit quickstart", description=run_quickstart.__doc__)
     parser.add_argument("--seconds", type=float, default=None, help="training budget per specialist")
@@ -136,7 +136,11 @@ def _quickstart(argv: list[str]) -> int:
     parser.add_argument("--limit", type=int, default=None, help="test examples (default: the whole split)")
     parser.add_argument("--retrain", action="store_true", help="train the specialists again")
     args = parser.parse_args(argv)
-    run_quickstart(seconds=args.seconds, run_dir=args.run_dir, limit=args.limit, retrain=args.retrain)
+    try:
+        run_quickstart(seconds=args.seconds, run_dir=args.run_dir, limit=args.limit, retrain=args.retrain)
+    except QuickstartFailures as failures:
+        print(f"error: {failures}", file=sys.stderr)
+        return 1
     return 0
 
 

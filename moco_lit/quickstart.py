@@ -258,7 +258,6 @@ def run_quickstart(
     runs: list[QuickstartRun] | None = None,
 ) -> list[dict]:
     """Train (or reuse) three tiny specialists, run every quickstart method, print a leaderboard."""
-    from moco_lit.cli import run_lightning
     from moco_lit.report import leaderboard_rows, print_leaderboard, write_report
 
     training = training or SpecialistTraining()
@@ -289,15 +288,15 @@ def run_quickstart(
         "false",
         *(["--data.limit", str(limit)] if limit is not None else []),
     ]
-    run_folders = []
+    run_folders: list[Path] = []
+    failures: list[str] = []
     for run in runs if runs is not None else QUICKSTART_RUNS:
         print(f"running {run.method} {' '.join(run.args)}".rstrip() + " ...", flush=True)
-        test_args = _run_args("test", run, common, folders[0])
-        if run.fit_first:
-            fitted = run_lightning(_run_args("fit", run, common, folders[0]))
-            test_args += ["--ckpt_path", fitted.trainer.checkpoint_callback.best_model_path]
-        cli = run_lightning(test_args)
-        run_folders.append(cli.model.runtime.run_folder.path)
+        try:
+            run_folders.append(_fit_and_test(run, common, folders[0]))
+        except Exception as err:  # one failing method must not cost the others' results
+            failures.append(f"{run.method}: {type(err).__name__}: {err}")
+            print(f"  {run.method} failed: {type(err).__name__}: {err}", flush=True)
     rows = leaderboard_rows(run_folders, group_field="skill")
     print()
     print_leaderboard(
@@ -305,4 +304,23 @@ def run_quickstart(
     )
     report = write_report(run_folders, Path(run_dir) / "reports" / "quickstart", title="quickstart report")
     print(f"\nreport: {report['html']}")
+    if failures:
+        raise QuickstartFailures(failures)
     return rows
+
+
+class QuickstartFailures(Exception):
+    """Some methods failed; the leaderboard and report hold the others."""
+
+    def __init__(self, failures: list[str]) -> None:
+        super().__init__(f"{len(failures)} quickstart method(s) failed: " + "; ".join(failures))
+
+
+def _fit_and_test(run: QuickstartRun, common: list[str], specialist: str) -> Path:
+    from moco_lit.cli import run_lightning
+
+    test_args = _run_args("test", run, common, specialist)
+    if run.fit_first:
+        fitted = run_lightning(_run_args("fit", run, common, specialist))
+        test_args += ["--ckpt_path", fitted.trainer.checkpoint_callback.best_model_path]
+    return run_lightning(test_args).model.runtime.run_folder.path
