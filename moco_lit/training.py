@@ -5,7 +5,8 @@ are masked with -100), and ``sft_loss`` is the token-mean cross-entropy over tho
 ``completion_logps``/``reference_logps`` give each completion's summed log-probability (the
 reference is the same model with its adapter disabled); ``dpo_loss`` is DPO on those;
 ``group_advantages`` and ``grpo_loss`` are GRPO's group-normalised advantages and clipped ratio
-objective with an optional KL penalty.
+objective with an optional KL penalty. ``deferral_labels`` and ``deferral_marginal_loss`` are Co-LLM's
+initial deferral targets and marginal-likelihood objective.
 """
 
 from __future__ import annotations
@@ -152,3 +153,72 @@ def grpo_loss(
     mask = mask.to(per_token.dtype)
     per_completion = (per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
     return per_completion.mean()
+
+
+# -- Co-LLM ------------------------------------------------------------------------------------
+
+
+def deferral_labels(
+    generator_logits: torch.Tensor, mentor_logits: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """Co-LLM's initial deferral targets (MoCo's init "a"): 1 where the mentor's top-1 next token
+    is the gold one and the generator's is not, 0 elsewhere, -100 at unlabelled positions.
+
+    Shape ``(batch, length - 1)`` like :func:`token_logps` (same vocabulary for both models).
+    """
+    gold = labels[:, 1:]
+    mentor_right = mentor_logits[:, :-1].argmax(dim=-1) == gold
+    generator_right = generator_logits[:, :-1].argmax(dim=-1) == gold
+    targets = (mentor_right & ~generator_right).long()
+    return targets.masked_fill(gold == IGNORE_INDEX, IGNORE_INDEX)
+
+
+def deferral_marginal_loss(
+    deferral_logits: torch.Tensor,
+    generator_logps: torch.Tensor,
+    mentor_logps: torch.Tensor,
+    mask: torch.Tensor,
+) -> torch.Tensor:
+    """Co-LLM's marginal-likelihood objective (Shen et al., 2024), mean over the ``mask``ed tokens.
+
+    With ``p = sigmoid(deferral_logit)`` each gold token is explained either by the generator
+    (weight ``1 - p``) or by the mentor (weight ``p``), the choice a latent variable:
+    ``-log((1 - p) P_generator(y) + p P_mentor(y))``. All inputs are ``(batch, tokens)`` (see
+    :func:`token_logps`); the loss pushes ``p`` up exactly where the mentor explains a token better.
+    """
+    own = F.logsigmoid(-deferral_logits.float()) + generator_logps.float()
+    deferred = F.logsigmoid(deferral_logits.float()) + mentor_logps.float()
+    nll = -torch.logsumexp(torch.stack([own, deferred], dim=-1), dim=-1)
+    mask = mask.to(nll.dtype)
+    return (nll * mask).sum() / mask.sum().clamp(min=1.0)
+
+
+def grpo_batch_loss(
+    model,
+    batch: dict[str, torch.Tensor],
+    rewards: torch.Tensor,
+    group_size: int,
+    old_logps: torch.Tensor | None = None,
+    clip_eps: float = 0.2,
+    kl_beta: float = 0.0,
+) -> torch.Tensor:
+    """GRPO on a ``completion_batch`` of ``groups * group_size`` sampled completions (grouped rows).
+
+    ``rewards`` is ``(groups * group_size,)``; without ``old_logps`` the step is on-policy (ratio 1,
+    so the clip is inactive and the gradient is the advantage-weighted log-likelihood). The KL
+    reference is the model with its adapter disabled.
+    """
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logps, mask = token_logps(logits, batch["labels"])
+    ref_logps = None
+    if kl_beta > 0:
+        with torch.no_grad():
+            if hasattr(model, "disable_adapter"):
+                with model.disable_adapter():
+                    ref_logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            else:
+                ref_logits = logits.detach()
+            ref_logps, _ = token_logps(ref_logits, batch["labels"])
+    advantages = group_advantages(rewards.reshape(-1, group_size).float()).reshape(-1).to(logps)
+    old = logps.detach() if old_logps is None else old_logps
+    return grpo_loss(logps, old, advantages, mask, clip_eps, ref_logps, kl_beta)

@@ -8,6 +8,7 @@ currently shares ``tiny_models``' vocabulary).
 
 from __future__ import annotations
 
+import math
 import string
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from moco_lit.decoding import (
     average,
     identity,
 )
+from moco_lit.errors import UserError
 from moco_lit.generation import DecodingConfig
 
 PROMPTS = ["What is 3 times 4?", "Reverse the letters abcdefgh.", "Hi"]
@@ -229,3 +231,83 @@ def test_patches_from_two_models_keep_the_chosen_one(lively_models, other_tokeni
         for row in range(2):
             _assert_stream_is_valid(session, model, row)
     assert session.segments[0][0][0] == 1 and session.segments[1][0][0] == 0
+
+
+# -- Co-LLM's deferral head and threshold warm-up ---------------------------------------------
+
+
+def _fixed_head(logits: list[float]):
+    return lambda hidden: torch.tensor(logits)[:, None]
+
+
+def test_deferral_head_defers_exactly_above_the_threshold():
+    from moco_lit.decoding import DeferralHead
+
+    own, mentor = torch.randn(4, 10), torch.randn(4, 10)
+    # sigmoid: 0.88, 0.12, 0.5, 0.62 against a threshold of 0.5
+    rule = DeferralHead(_fixed_head([2.0, -2.0, 0.0, 0.5]), threshold=0.5)
+    fused = rule.fuse([own, mentor], [torch.zeros(4, 3), torch.zeros(4, 3)], 0, [True] * 4)
+    for row, deferred in enumerate([True, False, False, True]):
+        expected = torch.log_softmax(mentor if deferred else own, dim=-1)[row]
+        torch.testing.assert_close(fused[row], expected)
+    assert [rule.row_details(r)["deferred_tokens"] for r in range(4)] == [1, 0, 0, 1]
+    compose = DeferralHead(_fixed_head([2.0, -2.0, 0.0, 0.5]), strategy="compose")
+    mixed = compose.fuse([own, mentor], [torch.zeros(4, 3)] * 2, 0, [True] * 4).exp()
+    p = torch.sigmoid(torch.tensor([2.0, -2.0, 0.0, 0.5]))[:, None]
+    torch.testing.assert_close(mixed, (1 - p) * own.softmax(-1) + p * mentor.softmax(-1))
+
+
+def test_threshold_warmup_schedules():
+    from moco_lit.decoding import warmup_threshold
+
+    def values(schedule: str, warmup: int = 5, total: int = 8) -> list[float]:
+        return [warmup_threshold(0.5, schedule, warmup, total, step) for step in range(total)]
+
+    assert values("none") == [0.5] * 8
+    assert values("linear") == pytest.approx([1.0, 0.875, 0.75, 0.625, 0.5, 0.5, 0.5, 0.5])
+    cosine = values("cosine")
+    assert cosine[0] == 1.0 and cosine[5:] == [0.5] * 3
+    assert cosine[2] == pytest.approx(0.5 + 0.25 * (1 + math.cos(math.pi * 2 / 5)))
+    assert all(a > b for a, b in zip(cosine[:5], cosine[1:5]))  # falls through the warm-up
+    assert values("linear", warmup=15, total=3) == pytest.approx([1.0, 0.75, 0.5])  # capped at the total
+    with pytest.raises(UserError):
+        warmup_threshold(0.5, "step", 5, 8, 0)
+
+
+@pytest.mark.parametrize("bias, alone", [(30.0, 1), (-30.0, 0)])
+def test_deferral_head_decodes_as_the_model_it_always_picks(lively_models, bias, alone):
+    from moco_lit.decoding import DeferralHead
+
+    collaborators = _load(lively_models[:2])
+    decoder = JointDecoder(collaborators, DecodingConfig(max_new_tokens=12))
+    head = lambda hidden: torch.full((hidden.shape[0],), bias)  # noqa: E731
+    joint = decoder.run_batch(PROMPTS, DeferralHead(head), [0, 1, 2])
+    single = decoder.run_batch(PROMPTS, identity(alone), [0, 1, 2])
+    assert [o.text for o in joint] == [o.text for o in single]
+    assert all((o.details["deferred_tokens"] > 0) == (alone == 1) for o in joint)
+
+
+def test_warmup_keeps_the_generator_on_the_first_token(lively_models):
+    from moco_lit.decoding import DeferralHead
+
+    collaborators = _load(lively_models[:2])
+    decoder = JointDecoder(collaborators, DecodingConfig(max_new_tokens=6))
+    # p = 0.9 at every step: above the threshold 0.5, but below the warm-up's 1.0 at step 0
+    rule = DeferralHead(
+        lambda hidden: torch.full((hidden.shape[0],), math.log(9)), schedule="linear", warmup_steps=3
+    )
+    decoder.run_batch(PROMPTS, rule, [0, 1, 2])
+    for trace in rule.trace:
+        assert [deferred for _, _, deferred in trace[:3]] == [False, True, True][: len(trace)]
+        assert [threshold for _, threshold, _ in trace[:3]] == pytest.approx([1.0, 0.75, 0.5][: len(trace)])
+
+
+def test_write_patch_takes_one_size_per_row(lively_models):
+    collaborators = _load(lively_models[:1])
+    session = JointDecoder(collaborators, DecodingConfig(max_new_tokens=40)).open(PROMPTS)
+    for stream in session.streams:
+        stream.eos_ids = set()
+    patches = session.write_patch(0, [0, 1, 2], [1, 3, 5])
+    assert [p.tokens for p in patches] == [1, 3, 5]
+    assert all(p.logprob < 0 for p in patches)
+    assert session.writing_rows() == [0, 1, 2] and session.remaining(0) == 40

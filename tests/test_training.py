@@ -125,3 +125,33 @@ def test_grpo_kl_is_zero_at_the_reference_and_positive_away_from_it():
     at_reference = grpo_loss(logps, logps, zero, mask, ref_logps=logps, kl_beta=0.5)
     away = grpo_loss(logps, logps, zero, mask, ref_logps=logps - 1.0, kl_beta=0.5)
     assert at_reference.item() == pytest.approx(0.0) and away.item() > 0
+
+
+def test_deferral_labels_mark_tokens_only_the_mentor_gets_right():
+    from moco_lit.training import deferral_labels
+
+    labels = torch.tensor([[-100, 1, 2, 3, -100]])
+    vocab = torch.eye(4)
+    # position t predicts token t + 1: the generator is right at 1 and 3, the mentor at 1 and 2
+    generator = vocab[[1, 0, 3, 0, 0]][None] * 5
+    mentor = vocab[[1, 2, 0, 0, 0]][None] * 5
+    assert deferral_labels(generator, mentor, labels).tolist() == [[0, 1, 0, -100]]
+
+
+def test_deferral_marginal_loss_is_the_mixture_likelihood():
+    from moco_lit.training import deferral_marginal_loss
+
+    deferral = torch.tensor([[0.3, -1.0]])
+    own = torch.tensor([[math.log(0.5), math.log(0.1)]])
+    mentor = torch.tensor([[math.log(0.2), math.log(0.9)]])
+    mask = torch.tensor([[True, True]])
+    p = torch.sigmoid(deferral)
+    by_hand = -torch.log((1 - p) * own.exp() + p * mentor.exp()).mean()
+    assert torch.allclose(deferral_marginal_loss(deferral, own, mentor, mask), by_hand)
+    # a masked position does not count
+    masked = deferral_marginal_loss(deferral, own, mentor, torch.tensor([[True, False]]))
+    assert torch.allclose(masked, -torch.log((1 - p[0, 0]) * 0.5 + p[0, 0] * 0.2))
+    # its gradient raises the deferral logit only where the mentor explains the token better
+    deferral.requires_grad_(True)
+    deferral_marginal_loss(deferral, own, mentor, mask).backward()
+    assert deferral.grad[0, 0] > 0 and deferral.grad[0, 1] < 0
