@@ -32,7 +32,7 @@ def real_home(monkeypatch, tmp_path):
     return tmp_path / "generations.sqlite"
 
 
-@pytest.mark.parametrize(("benchmark", "max_new_tokens"), [("mmlu_redux", 24), ("gsm8k", 96)])
+@pytest.mark.parametrize(("benchmark", "max_new_tokens"), [("mmlu_redux", 24), ("gsm8k", 48)])
 def test_single_model_on_moco_questions(benchmark, max_new_tokens, real_home, run_cli):
     code, cli = run_cli(
         "test",
