@@ -215,7 +215,9 @@ def grpo_batch_loss(
         with torch.no_grad():
             if hasattr(model, "disable_adapter"):
                 with model.disable_adapter():
-                    ref_logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                    ref_logits = model(
+                        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+                    ).logits
             else:
                 ref_logits = logits.detach()
             ref_logps, _ = token_logps(ref_logits, batch["labels"])
