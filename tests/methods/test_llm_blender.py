@@ -107,5 +107,33 @@ def test_ranker_wins_decide_the_top_k(run_cli):
 def test_parse_preference_and_untrained_options():
     assert parse_preference("A") == "A" and parse_preference("**B** is better") == "B"
     assert parse_preference("Both are fine") is None
-    with pytest.raises(UserError, match="trained methods"):
-        LlmBlender(["x", "y"], train_ranker_on_dev=True)
+    assert not LlmBlender(["x", "y"]).needs_calibration
+    assert LlmBlender(["x", "y"], train_ranker_on_dev=True).trained_roles == ["ranker"]
+
+
+def test_trained_ranker_and_fuser_learn_from_dev(run_cli, tiny_models):
+    # the oracle is right and wrong is not: every dev pair teaches the ranker which one is better
+    collaborators = ["callable:tests.scripted.oracle", "callable:tests.scripted.wrong"]
+    common = ["--model", "llm_blender", "--model.collaborators", collaborators_arg(collaborators)]
+    common += ["--model.ranker", tiny_models[0], "--model.fuser", tiny_models[0], "--model.top_k", "2"]
+    common += ["--model.train_ranker_on_dev", "true", "--model.train_fuser_on_dev", "true"]
+    common += ["--model.max_new_tokens", "4", "--model.ranker_max_new_tokens", "2", "--model.lora_r", "4"]
+    common += ["--data.benchmark", "quickstart"]
+    with pytest.raises(UserError, match="fit"):
+        run_cli("test", *common, "--data.limit", "2")
+    _, fitted = run_cli("fit", *common, "--data.dev_limit", "3", "--model.learning_rate", "0.01")
+    assert fitted.model.agents.layout == "shared_base"  # ranker and fuser: two adapters, one base
+    rows = [json.loads(x) for x in (fitted.model.runtime.run_folder.path / "llm_blender_iter0.jsonl").open()]
+    ranker_rows = [r for r in rows if r["agent"] == "ranker"]
+    assert len(ranker_rows) == 6 and {r["completion"] for r in ranker_rows} == {"A", "B"}
+    for row in ranker_rows:  # the verdict always names the oracle's (right) answer
+        answer_a = row["prompt"].split("Answer A:\n", 1)[1].split("\n\nAnswer B:")[0]
+        assert (row["completion"] == "A") == (answer_a != "zzz")
+    fuser_rows = [r for r in rows if r["agent"] == "fuser"]
+    assert len(fuser_rows) == 3 and all(
+        r["completion"].startswith("Final Answer: \\boxed{") for r in fuser_rows
+    )
+    checkpoint = fitted.trainer.checkpoint_callback.best_model_path
+    _, tested = run_cli("test", *common, "--data.limit", "2", "--ckpt_path", checkpoint)
+    records = _records(tested)
+    assert len(records) == 2 and all(r["answered_by"] == "tiny0" and r["calls"] == 4 for r in records)

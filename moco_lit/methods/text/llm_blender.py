@@ -5,6 +5,11 @@ an unreadable verdict half a point to each side. The ``top_k`` candidates by win
 to a fuser LM that writes the final answer. Ranker and fuser are a collaborator (by index) or any
 other model. Jiang et al., "LLM-Blender: Ensembling Large Language Models with Pairwise Ranking
 and Generative Fusion" (ACL 2023). MoCo: ``text_llm_blender`` (zero-shot mode).
+
+Trained form (``train_ranker_on_dev`` / ``train_fuser_on_dev``, run ``fit`` then ``test
+--ckpt_path``): from the dev table, the ranker is LoRA-SFT-tuned to name the better of every pair
+of candidates whose scores differ (both orders), and the fuser to write the gold answer from the
+dev-ranked candidates. Zero-shot when both are off.
 """
 
 from __future__ import annotations
@@ -12,10 +17,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import combinations
 
+import torch
+
 from moco_lit.collaborators import Collaborator, Prompt, load_collaborator
 from moco_lit.errors import UserError
 from moco_lit.generation import DecodingConfig, Generation, example_seed
-from moco_lit.methods.base import Answer, CollaborationModule, Example
+from moco_lit.methods.base import Answer, Example
+from moco_lit.methods.text.arena import AgentTrainedModule
 from moco_lit.methods.text.discussion import question_of
 
 PAIRWISE_PROMPT = """Two answers to the same question follow. Judge which one is better: more correct, \
@@ -49,14 +57,15 @@ ANSWER_FORMATS = {
 }
 
 
-class LlmBlender(CollaborationModule):
+class LlmBlender(AgentTrainedModule):
     """Args:
     ranker: the pairwise judge: a collaborator index or a model (hub id, folder, ...).
     fuser: the model that writes the final answer: a collaborator index or a model.
     top_k: how many of the best-ranked candidates the fuser reads.
     ranker_max_new_tokens: generation budget of one verdict.
-    train_ranker_on_dev: LoRA-tune the ranker on dev preference pairs (not available yet).
-    train_fuser_on_dev: LoRA-tune the fuser on dev gold answers (not available yet).
+    train_ranker_on_dev: LoRA-tune the ranker on dev preference pairs (under ``fit``).
+    train_fuser_on_dev: LoRA-tune the fuser on dev gold answers (under ``fit``).
+    (the training arguments of ``arena.AgentTrainedModule`` apply when either is on)
     """
 
     method_name = "llm_blender"
@@ -75,12 +84,10 @@ class LlmBlender(CollaborationModule):
         **kwargs,
     ) -> None:
         super().__init__(collaborators, **kwargs)
-        if train_ranker_on_dev or train_fuser_on_dev:
-            raise UserError(
-                "llm_blender.train_ranker_on_dev / train_fuser_on_dev come with the trained methods "
-                "(LoRA SFT inside fit) and are not available yet; run zero-shot (both false), or point "
-                "ranker / fuser at an already fine-tuned model"
-            )
+        self.trained_roles = [
+            role for role, on in (("ranker", train_ranker_on_dev), ("fuser", train_fuser_on_dev)) if on
+        ]
+        self.needs_calibration = bool(self.trained_roles)  # zero-shot needs neither dev nor fit
         if top_k < 1:
             raise UserError(f"llm_blender.top_k must be >= 1, got {top_k}")
         for role, value in (("ranker", ranker), ("fuser", fuser)):
@@ -103,6 +110,61 @@ class LlmBlender(CollaborationModule):
             if isinstance(value, str) and role not in self.helpers:
                 self.helpers[role] = load_collaborator(value, device)
 
+    # -- the trained form ------------------------------------------------------------------------
+
+    def configure_model(self) -> None:
+        if self.trained_roles:
+            super().configure_model()
+
+    def models_to_train(self) -> dict[str, Collaborator]:
+        roles = {}
+        for role in self.trained_roles:
+            value = getattr(self, role)
+            roles[role] = self.collaborators[value] if isinstance(value, int) else self.helpers[role]
+        return roles
+
+    def install_agents(self) -> None:
+        """The collaborators answer as they are; only the ranker and fuser are tuned."""
+
+    def ensure_calibrated(self) -> None:
+        if self.trained_roles:
+            super().ensure_calibrated()  # a trained form needs its fit checkpoint
+
+    def build_iteration(self, iteration: int) -> dict[str, list[dict]]:
+        examples = {e["id"]: e for e in self.dev_examples()}
+        names = self.collaborator_names
+        items: dict[str, list[dict]] = {}
+        for row in self.dev_table.rows:
+            example = examples[row["id"]]
+            outputs = [row["outputs"][n] for n in names]
+            scores = [row["scores"][n] if row["scores"][n] is not None else 0.0 for n in names]
+            own = items.setdefault(row["id"], [])
+            if "ranker" in self.trained_roles:
+                for a, b in combinations(range(len(names)), 2):
+                    if scores[a] == scores[b]:
+                        continue
+                    for first, second in ((a, b), (b, a)):  # both orders: no position preference
+                        prompt = PAIRWISE_PROMPT.format(
+                            question=question_of(example), answer_a=outputs[first], answer_b=outputs[second]
+                        )
+                        verdict = "A" if scores[first] > scores[second] else "B"
+                        own.append({"agent": "ranker", "prompt": prompt, "completion": verdict})
+            if "fuser" in self.trained_roles and (gold := gold_answer(example)) is not None:
+                ranked = sorted(range(len(names)), key=lambda m: -scores[m])[: self.top_k]
+                prompt = self.fusion_prompt(example, [outputs[m] for m in ranked])
+                own.append({"agent": "fuser", "prompt": prompt, "completion": gold})
+        return items
+
+    def items_loss(self, items: list[dict]) -> torch.Tensor:
+        losses = []
+        for role in sorted({item["agent"] for item in items}):
+            own = [item for item in items if item["agent"] == role]
+            loss = self.agent_sft_loss(role, [x["prompt"] for x in own], [x["completion"] for x in own])
+            losses.append(loss * len(own))
+        return torch.stack(losses).sum() / len(items)
+
+    # -- zero-shot and trained: rank, then fuse -----------------------------------------------
+
     def role_name(self, role: str) -> str:
         value = getattr(self, role)
         return self.collaborator_names[value] if isinstance(value, int) else self.helpers[role].name
@@ -117,6 +179,8 @@ class LlmBlender(CollaborationModule):
     ) -> list[Generation]:
         """Ask the ranker or the fuser: a collaborator through ``ask``, another model directly."""
         value = getattr(self, role)
+        if self.agents is not None and role in self.agents.agents:
+            return self.ask(self.agents.agents[role], prompts, ids, step=step, decoding=decoding)
         if isinstance(value, int):
             return self.ask(value, prompts, ids, step=step, decoding=decoding)
         # CollaborationModule.ask only takes collaborator indices: same seeding and cost accounting here
@@ -182,6 +246,18 @@ class LlmBlender(CollaborationModule):
         return FUSION_PROMPT.format(
             question=question_of(example), candidates=candidates, answer_format=answer_format
         )
+
+
+def gold_answer(example: Example) -> str | None:
+    """The dev reference written the way the fusion prompt asks for it (None if there is none)."""
+    record = example["record"]
+    if example["task_type"] == "multiple_choice" and "answer" in record:
+        return f"Answer: {record['answer']}"
+    if example["task_type"] in ("exact_match", "f1_match") and "output" in record:
+        gold = record["output"][0] if isinstance(record["output"], list) else record["output"]
+        return f"Final Answer: \\boxed{{{gold}}}"
+    reference = record.get("output", record.get("reference"))
+    return None if reference is None else str(reference)
 
 
 def parse_preference(text: str) -> str | None:
