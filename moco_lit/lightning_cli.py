@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import os
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 from jsonargparse import ArgumentError, Namespace
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
 
 from moco_lit.callbacks import PredictionsTable
@@ -67,10 +69,16 @@ class MocoCLI(LightningCLI):
         except ArgumentError as err:
             raise UserError(_one_line(err)) from err
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads the checkpoint's hyperparameters before anything else: check it first
+        subcommand_config = self.config.get(str(self.config.get("subcommand")), self.config)
+        _check_checkpoint(subcommand_config.get("ckpt_path"))
+        super()._parse_ckpt_path()
+
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
-        except (ArgumentError, ValueError, TypeError) as err:
+        except (ArgumentError, ValueError, TypeError, MisconfigurationException) as err:
             if isinstance(err, UserError):
                 raise
             raise UserError(_one_line(err)) from err
@@ -93,7 +101,7 @@ class MocoCLI(LightningCLI):
         config = self.config[self.subcommand]
         model: CollaborationModule = self.model
         data: BenchmarkDataModule = self.datamodule
-        experiment = _experiment_config(config)
+        experiment = _experiment_config(config, stage)
         run_id = config.get("run_id") or run_id_for(experiment)
         folder = RunFolder.for_experiment(
             config["run_dir"], data.hparams.benchmark, model.method_name, run_id, stage
@@ -145,8 +153,24 @@ class MocoCLI(LightningCLI):
         self.trainer.loggers = [logger]
 
 
-def _experiment_config(config: Namespace) -> dict:
-    """The part of the configuration that decides results: method, its arguments, data, checkpoint."""
+def _check_checkpoint(ckpt_path: str | None) -> None:
+    """A missing or non-checkpoint ``--ckpt_path`` is bad input, not a crash inside the Trainer."""
+    if ckpt_path is None or ckpt_path in {"last", "best", "hpc", "registry"}:
+        return
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise UserError(f"--ckpt_path {ckpt_path!r} does not exist; give a .ckpt file written by `fit`")
+    if not zipfile.is_zipfile(path):
+        raise UserError(
+            f"--ckpt_path {ckpt_path!r} is not a Lightning checkpoint (expected a file written by `fit`)"
+        )
+
+
+def _experiment_config(config: Namespace, stage: str) -> dict:
+    """The part of the configuration that decides results: method, its arguments, data, checkpoint.
+
+    A `fit` resumed from a checkpoint is the same experiment, so its ``ckpt_path`` is left out.
+    """
     plain = _plain(config.as_dict())
     data = {k: v for k, v in (plain.get("data") or {}).items() if k not in NOT_IN_RUN_ID}
     model = plain.get("model") or {}
@@ -154,7 +178,7 @@ def _experiment_config(config: Namespace) -> dict:
     return {
         "model": {"class_path": model.get("class_path"), "init_args": init_args},
         "data": data,
-        "ckpt_path": plain.get("ckpt_path"),
+        "ckpt_path": None if stage == "fit" else plain.get("ckpt_path"),
     }
 
 

@@ -153,10 +153,6 @@ CASES: list = [
             i, collaborators=f"[{i.model_copy('badweights', _garble('model.safetensors'))}]"
         ),
         "cannot load model",
-        marks=_xfail(
-            "moco_lit/collaborators.py",
-            "_load must also catch safetensors.SafetensorError (raised for a corrupt .safetensors)",
-        ),
     ),
     (
         "adapter folder missing",
@@ -235,7 +231,6 @@ CASES: list = [
         "predictions: bad --split choice",
         lambda i: _score(i, i.file("p.jsonl", '{"id": 1, "output": "2"}\n'), "--split", "train"),
         "train",
-        marks=_xfail("moco_lit/cli.py", "argparse errors print usage and raise SystemExit; raise UserError"),
     ),
     # -- run-level options ---------------------------------------------------------------------
     (
@@ -247,16 +242,11 @@ CASES: list = [
         "ckpt_path does not exist",
         lambda i: _lightning(i, "--ckpt_path", str(i.root / "missing.ckpt")),
         "missing.ckpt",
-        marks=_xfail("moco_lit/lightning_cli.py", "check config['ckpt_path'] exists in _prepare"),
     ),
     pytest.param(
         "ckpt_path is not a checkpoint",
         lambda i: _lightning(i, "--ckpt_path", i.file("fake.ckpt", "not a checkpoint")),
         "fake.ckpt",
-        marks=_xfail(
-            "moco_lit/lightning_cli.py",
-            "wrap the trainer call: torch.load errors on ckpt_path become UserError",
-        ),
     ),
     pytest.param(
         "accelerator gpu without CUDA",
@@ -264,7 +254,6 @@ CASES: list = [
         "gpu",
         marks=[
             pytest.mark.skipif(not NO_CUDA, reason="CUDA is available here"),
-            _xfail("moco_lit/lightning_cli.py", "instantiate_classes must catch MisconfigurationException"),
         ],
     ),
     # -- collaborator lists a method cannot use -------------------------------------------------

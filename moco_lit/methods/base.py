@@ -92,6 +92,7 @@ class CollaborationModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self._check_collaborator_count(collaborators)
+        _check_decoding(max_new_tokens, temperature, top_p)
         self.collaborator_specs = list(collaborators)
         self.decoding = DecodingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
         self.runtime = RuntimeOptions()
@@ -472,6 +473,15 @@ class CollaborationModule(L.LightningModule):
                     **metrics,
                 }
             )
+
+
+def _check_decoding(max_new_tokens: int, temperature: float, top_p: float) -> None:
+    if max_new_tokens < 1:
+        raise UserError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise UserError(f"temperature must be >= 0 (0 decodes greedily), got {temperature}")
+    if not 0 < top_p <= 1:
+        raise UserError(f"top_p must be in (0, 1], got {top_p}")
 
 
 class ScoreSums(torch.nn.Module):

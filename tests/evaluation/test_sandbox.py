@@ -40,14 +40,15 @@ def test_no_function_or_no_test_fails_without_running():
 @pytest.mark.parametrize(
     "body, why",
     [
-        ("    while True:\n        pass\n", "CPU time limit"),
-        ("    import time\n    time.sleep(60)\n", "timeout"),
+        # a busy loop hits the CPU limit, or the wall clock first when other processes hold the cores
+        ("    while True:\n        pass\n", ("CPU time limit", "timeout")),
+        ("    import time\n    time.sleep(60)\n", ("timeout",)),
     ],
 )
 def test_endless_programs_are_stopped(body, why):
     started = time.monotonic()
     result = run_python(f"def double(x):\n{body}", TEST, **FAST)
-    assert not result.passed and why in result.reason
+    assert not result.passed and any(reason in result.reason for reason in why)
     assert time.monotonic() - started < 6
     assert_still_works()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 
@@ -70,14 +69,12 @@ def test_fit_on_a_training_file(run_cli, lively_models, tmp_path):  # noqa: F811
     assert load_training_rows(str(data), "train") == rows
 
 
-def test_test_without_training_and_mixed_vocabularies_stop_cleanly(tiny_models, other_vocab_model, capsys):
-    untrained = ["test", *_args(tiny_models[:2]), "--run_dir", "unused"]
+def test_test_without_training_and_mixed_vocabularies_stop_cleanly(
+    tiny_models, other_vocab_model, capsys, tmp_path
+):
+    untrained = ["test", *_args(tiny_models[:2]), "--run_dir", str(tmp_path / "runs")]
     assert main(untrained) == 2
     assert "collm is not trained" in capsys.readouterr().err
-    mixed = ["test", *_args([tiny_models[0], other_vocab_model]), "--run_dir", "unused"]
+    mixed = ["test", *_args([tiny_models[0], other_vocab_model]), "--run_dir", str(tmp_path / "runs")]
     assert main(mixed) == 2
     assert "different vocabularies" in capsys.readouterr().err
-
-
-def test_recipe_exists():
-    assert Path("recipes/api/collm.yaml").exists()

@@ -4,7 +4,6 @@ branches only where the models' next tokens differ, the MLP's threshold."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 
@@ -72,8 +71,8 @@ def test_mixed_tokenizers_produce_valid_text(run_cli, lively_models, other_token
     assert sum(r["details"]["decisions"] for r in records) > 0
 
 
-def test_needs_exactly_two_collaborators(tiny_models, capsys):
-    argv = ["test", *_args(tiny_models), "--run_dir", "unused"]
+def test_needs_exactly_two_collaborators(tiny_models, capsys, tmp_path):
+    argv = ["test", *_args(tiny_models), "--run_dir", str(tmp_path / "runs")]
     assert main(argv) == 2
     assert "exactly 2 collaborators, got 3" in capsys.readouterr().err
 
@@ -142,7 +141,3 @@ def test_mlp_keeps_the_mentor_exactly_above_the_threshold(tiny_models):
             module.mlp.layers[3].weight.zero_()
             module.mlp.layers[3].bias.fill_(bias)
         assert module._ask_mlp(None, list(range(5)), [], [], features) == [expected] * 5
-
-
-def test_recipe_parses():
-    assert Path("recipes/api/mentor_collab.yaml").exists()

@@ -4,7 +4,6 @@ and with a selector trained from dev rollouts (fit, then test from its checkpoin
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 
@@ -124,7 +123,3 @@ def test_selector_prompt_and_reply_parsing():
     assert _model_number("model 2", 3, random.Random(0)) == 2
     assert _model_number("model 7, no: 1", 3, random.Random(0)) == 1
     assert _model_number("none", 3, random.Random(0)) in (0, 1, 2)
-
-
-def test_recipe_exists():
-    assert Path("recipes/api/switch_generation.yaml").exists()

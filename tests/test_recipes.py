@@ -1,0 +1,28 @@
+"""Every recipe parses, and every method has at least one recipe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from moco_lit import methods
+from moco_lit.cli import main
+from tests.conftest import ROOT
+
+RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: str(p.relative_to(ROOT / "recipes")))
+def test_recipe_parses(recipe: Path, capsys):
+    stage = "fit" if "trainer" in (yaml.safe_load(recipe.read_text()) or {}) else "test"
+    with pytest.raises(SystemExit) as exit_info:
+        main([stage, "-c", str(recipe), "--print_config"])
+    assert exit_info.value.code == 0, capsys.readouterr().err
+
+
+def test_every_method_has_a_recipe():
+    named = {(yaml.safe_load(r.read_text()).get("model") or {}).get("class_path") for r in RECIPES}
+    missing = [name for name in methods.names() if methods.class_path(name) not in named]
+    assert not missing, f"methods without a recipe: {missing}"
