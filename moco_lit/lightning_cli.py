@@ -101,7 +101,7 @@ class MocoCLI(LightningCLI):
         config = self.config[self.subcommand]
         model: CollaborationModule = self.model
         data: BenchmarkDataModule = self.datamodule
-        experiment = _experiment_config(config, stage)
+        experiment = experiment_config(config, stage)
         run_id = config.get("run_id") or run_id_for(experiment)
         folder = RunFolder.for_experiment(
             config["run_dir"], data.hparams.benchmark, model.method_name, run_id, stage
@@ -166,7 +166,7 @@ def _check_checkpoint(ckpt_path: str | None) -> None:
         )
 
 
-def _experiment_config(config: Namespace, stage: str) -> dict:
+def experiment_config(config: Namespace, stage: str = "test") -> dict:
     """The part of the configuration that decides results: method, its arguments, data, checkpoint.
 
     A `fit` resumed from a checkpoint is the same experiment, so its ``ckpt_path`` is left out.

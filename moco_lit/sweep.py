@@ -216,7 +216,7 @@ def sweep_from_spec(spec: dict, where: str = "sweep") -> Sweep:
 def planned_run_folder(argv: list[str]) -> Path:
     """The run folder ``python -m moco_lit <argv>`` would use (parses the config, builds nothing)."""
     from moco_lit.cli import expand_method_names
-    from moco_lit.lightning_cli import MocoCLI, _experiment_config
+    from moco_lit.lightning_cli import MocoCLI, experiment_config
     from moco_lit.runs import RunFolder, run_id_for
 
     class ConfigOnly(MocoCLI):
@@ -231,7 +231,7 @@ def planned_run_folder(argv: list[str]) -> Path:
 
     cli = ConfigOnly(args=expand_method_names(argv))
     config = cli.config[cli.subcommand]
-    run_id = config.get("run_id") or run_id_for(_experiment_config(config))
+    run_id = config.get("run_id") or run_id_for(experiment_config(config))
     class_path = config["model"]["class_path"]
     module_name, _, class_name = class_path.rpartition(".")
     method = getattr(__import__(module_name, fromlist=[class_name]), class_name).method_name
@@ -242,7 +242,7 @@ def planned_run_folder(argv: list[str]) -> Path:
 
 def finished(folder: Path) -> bool:
     """The folder holds a finished test run of the experiment its name (the config hash) stands for."""
-    from moco_lit.lightning_cli import _experiment_config
+    from moco_lit.lightning_cli import experiment_config
     from moco_lit.runs import run_id_for
 
     metrics_path, config_path = folder / "metrics.json", folder / "config.yaml"
@@ -251,11 +251,11 @@ def finished(folder: Path) -> bool:
     config = yaml.safe_load(config_path.read_text()) or {}
     if config.get("run_id"):
         return True  # an explicit id: the folder is the experiment by definition
-    return run_id_for(_experiment_config(_PlainConfig(config))) == folder.name
+    return run_id_for(experiment_config(_PlainConfig(config))) == folder.name
 
 
 class _PlainConfig(dict):
-    """A saved config.yaml where ``_experiment_config`` expects a parsed Namespace."""
+    """A saved config.yaml where ``experiment_config`` expects a parsed Namespace."""
 
     def as_dict(self) -> dict:
         return dict(self)

@@ -86,7 +86,7 @@ def test_ratio_becomes_a_limit_when_the_benchmark_is_known():
 
 def test_unknown_method_names_the_available_ones(tmp_path: Path):
     with pytest.raises(UserError, match="available methods: .*majority_vote"):
-        convert_config(moco_config("text_sparta", {}))
+        convert_config(moco_config("text_telepathy", {}))
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"task": "gsm8k"}))
     from moco_lit.cli import main
