@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,18 +75,36 @@ class DevTable:
         """Each collaborator's mean dev score (missing scores left out): its dev score alone."""
         return torch.nanmean(self.score_matrix().double(), dim=0)
 
-    def best_models(self, preference: Sequence[int], values: torch.Tensor | None = None) -> list[int]:
+    def tied_best(self, values: torch.Tensor | None = None) -> list[list[int]]:
+        """Per question, every collaborator sharing its highest value (default: score); a missing
+        value counts as the lowest, so a question nobody has a score on ties all of them."""
+        values = self.score_matrix() if values is None else values
+        tied = []
+        for row in values.tolist():
+            filled = [_filled(v) for v in row]
+            tied.append([m for m, v in enumerate(filled) if v == max(filled)])
+        return tied
+
+    def best_models(
+        self,
+        preference: Sequence[int],
+        values: torch.Tensor | None = None,
+        rewards: Sequence[dict[int, float]] | None = None,
+    ) -> list[int]:
         """Per question, the collaborator with the highest value (default: score).
 
-        Ties (and rows with no score at all) go to the first collaborator in ``preference``
-        (typically the dev ranking), so a question every model fails is labelled with the best one.
+        Ties (and rows with no score at all) go to the collaborator with the highest reward in
+        ``rewards`` (per question, collaborator index -> reward; see :func:`reward_ties`), and
+        remaining ties to the first in ``preference`` (typically the dev ranking), so a question
+        every model fails is labelled with the best one.
         """
         values = self.score_matrix() if values is None else values
         rank = {model: position for position, model in enumerate(preference)}
         labels = []
-        for row in values.tolist():
-            filled = [-math.inf if math.isnan(v) else v for v in row]
-            labels.append(max(range(len(filled)), key=lambda m: (filled[m], -rank.get(m, len(rank)))))
+        for i, row in enumerate(values.tolist()):
+            reward = rewards[i] if rewards is not None else {}
+            keys = [(_filled(v), _filled(reward.get(m)), -rank.get(m, len(rank))) for m, v in enumerate(row)]
+            labels.append(max(range(len(keys)), key=keys.__getitem__))
         return labels
 
     def write_jsonl(self, path: Path, labels: Sequence[int] | None = None) -> Path:
@@ -174,6 +192,45 @@ def _rank_and_world() -> tuple[int, int]:
 
 def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
+
+
+def _filled(value: float | None) -> float:
+    """A value to compare: missing or NaN is the lowest."""
+    return -math.inf if value is None or math.isnan(value) else value
+
+
+def reward_ties(
+    table: DevTable,
+    reward: Callable[[list[str], list[str]], list[float]],
+    values: torch.Tensor | None = None,
+) -> list[dict[int, float]]:
+    """Score, with a reward model, the outputs tied for the best value on each dev question.
+
+    ``reward(prompts, responses)`` is e.g. :meth:`RewardModelJudge.score`. Only questions where
+    several collaborators tie are scored, all in one batched call (under DDP each rank scores its
+    share of the pairs and the shares are gathered, so every rank gets the same rewards). Returns,
+    per question, ``{collaborator index: reward}`` (empty where nothing ties) for
+    :meth:`DevTable.best_models`, and records ``tie_rewards`` (by name) on the tied rows so
+    ``dev_answers.jsonl`` shows why each tie went where it did.
+    """
+    pairs = [(row, m) for row, tied in enumerate(table.tied_best(values)) if len(tied) > 1 for m in tied]
+    rank, world = _rank_and_world()
+    mine = pairs[rank::world]
+    prompts = [table.rows[row]["question"] for row, _ in mine]
+    responses = [table.rows[row]["outputs"][table.names[m]] or "" for row, m in mine]
+    scored = [float(r) for r in reward(prompts, responses)] if mine else []
+    if world > 1:
+        gathered: list[list[float] | None] = [None] * world
+        dist.all_gather_object(gathered, scored)
+        # pairs[rank + i * world] is rank's i-th reward: interleave the shares back
+        scored = [0.0] * len(pairs)
+        for part_rank, part in enumerate(gathered):
+            scored[part_rank::world] = part or []
+    rewards: list[dict[int, float]] = [{} for _ in table.rows]
+    for (row, m), value in zip(pairs, scored):
+        rewards[row][m] = value
+        table.rows[row].setdefault("tie_rewards", {})[table.names[m]] = value
+    return rewards
 
 
 def even_out_training_batches(module: CollaborationModule) -> None:

@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import LlamaForSequenceClassification
 
-from moco_lit.dev_table import DEV_ANSWERS, DevTable
+from moco_lit.dev_table import DEV_ANSWERS, DevTable, reward_ties
 from moco_lit.errors import UserError
+from moco_lit.evaluation.judges import RewardModelJudge
 from tests.conftest import ROOT, collaborators_arg
+from tests.evaluation.conftest import llama_config, save_tokenizer
+from tests.scripted import solve_quickstart
 
 SPECIALISTS = collaborators_arg(["callable:tests.scripted.multiplier", "callable:tests.scripted.reverser"])
 
@@ -140,3 +144,100 @@ def test_two_process_ddp_fit_builds_the_whole_table_and_trains(tmp_path, tiny_mo
     (checkpoint,) = (folder / "checkpoints").glob("*.ckpt")
     saved = torch.load(checkpoint, weights_only=False)
     assert saved["global_step"] == 4 and len(saved["dev_table"]["rows"]) == 17
+
+
+# -- the reward-model tie-break: both collaborators are right, so every dev question is a tie ------
+
+
+def right_then_no(rendered: str) -> str:
+    """Always right; its answer ends with the word "no"."""
+    return f"The answer is {solve_quickstart(rendered.rsplit('User: ', 1)[-1])}\nno"
+
+
+def right_then_yes(rendered: str) -> str:
+    """Always right; its answer ends with the word "yes" (the tiny reward model's favourite)."""
+    return f"The answer is {solve_quickstart(rendered.rsplit('User: ', 1)[-1])}\nyes"
+
+
+TIED = collaborators_arg(
+    [f"callable:tests.methods.test_trained_router.{name}" for name in ("right_then_no", "right_then_yes")]
+)
+
+
+@pytest.fixture(scope="module")
+def yes_reward_model(tmp_path_factory) -> str:
+    """A tiny reward model whose reward depends on the last token only and is highest for "yes".
+
+    With every attention and MLP output projection zeroed, the last hidden state is the last
+    token's embedding (RMS-normalised), and a score head equal to the embedding of "yes" gives
+    the largest reward to the text ending with "yes" (Cauchy-Schwarz)."""
+    folder = tmp_path_factory.mktemp("yes_reward")
+    tokenizer = save_tokenizer(folder)
+    torch.manual_seed(0)
+    config = llama_config(len(tokenizer), num_labels=1, pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForSequenceClassification(config)
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        model.score.weight.copy_(model.model.embed_tokens.weight[tokenizer.convert_tokens_to_ids("yes")])
+    model.save_pretrained(folder)
+    return str(folder)
+
+
+def test_reward_ties_scores_only_tied_questions_in_one_call_and_keeps_dev_order_for_equal_rewards():
+    rows = [
+        {"id": "a", "question": "qa", "outputs": {"x": "xa", "y": "ya"}, "scores": {"x": 1.0, "y": 1.0}},
+        {"id": "b", "question": "qb", "outputs": {"x": "xb", "y": "yb"}, "scores": {"x": 0.0, "y": 1.0}},
+        {"id": "c", "question": "qc", "outputs": {"x": "xc", "y": "yc"}, "scores": {"x": None, "y": None}},
+        {"id": "d", "question": "qd", "outputs": {"x": "xd", "y": "yd"}, "scores": {"x": 0.5, "y": 0.5}},
+    ]
+    table = DevTable(["x", "y"], [{**row, "tokens": {}} for row in rows])
+    calls = []
+
+    def reward(prompts: list[str], responses: list[str]) -> list[float]:
+        calls.append(list(zip(prompts, responses)))
+        return [{"ya": 2.0, "xc": 3.0}.get(response, 1.0) for response in responses]
+
+    rewards = reward_ties(table, reward)
+    assert len(calls) == 1 and [q for q, _ in calls[0]] == ["qa", "qa", "qc", "qc", "qd", "qd"]
+    assert rewards == [{0: 1.0, 1: 2.0}, {}, {0: 3.0, 1: 1.0}, {0: 1.0, 1: 1.0}]
+    assert table.rows[0]["tie_rewards"] == {"x": 1.0, "y": 2.0} and "tie_rewards" not in table.rows[1]
+    # a: y's reward is higher; b: no tie; c: nothing scored, x's reward wins; d: equal -> dev order
+    assert table.best_models([0, 1], rewards=rewards) == [1, 1, 0, 0]
+    assert table.best_models([1, 0], rewards=rewards) == [1, 1, 0, 1]
+
+
+@pytest.mark.parametrize("reward_model", [True, False], ids=["reward_model", "dev_order"])
+def test_ties_go_to_the_reward_models_choice_else_to_dev_order(
+    run_cli, tiny_models, yes_reward_model, reward_model
+):
+    prompt, answer = "What is 2 times 3?", "The answer is 6\n{}"
+    yes, no = RewardModelJudge.load(yes_reward_model).score(
+        [prompt] * 2, [answer.format("yes"), answer.format("no")]
+    )
+    assert yes > no  # the reward model prefers the second collaborator's style
+
+    model_args = ["--model.collaborators", TIED, "--model.router", "encoder"]
+    model_args += ["--model.router_base_model", tiny_models[0]]
+    if reward_model:
+        model_args += ["--model.tie_break_reward_model", yes_reward_model]
+    _, fitted = run_cli(
+        "fit", "--model", "trained_router", *model_args, "--data.benchmark", "quickstart",
+        "--data.dev_limit", "6", "--data.batch_size", "6", "--trainer.max_epochs", "1",
+    )  # fmt: skip
+    assert fitted.model.dev_scores.tolist() == [
+        1.0,
+        1.0,
+    ]  # a tie on every question: dev order says right_then_no
+    dev_rows = [json.loads(line) for line in (fitted.model.runtime.run_folder.path / DEV_ANSWERS).open()]
+    assert len(dev_rows) == 6 and all(set(row["scores"].values()) == {1.0} for row in dev_rows)
+    if reward_model:
+        assert {row["label"] for row in dev_rows} == {"right_then_yes"}
+        for row in dev_rows:
+            rewards = row["tie_rewards"]
+            assert set(rewards) == {"right_then_no", "right_then_yes"}
+            assert rewards["right_then_yes"] > rewards["right_then_no"]
+    else:
+        assert {row["label"] for row in dev_rows} == {"right_then_no"}
+        assert not any("tie_rewards" in row for row in dev_rows)

@@ -1,7 +1,9 @@
 """Trained router: learn from dev results which collaborator should answer each question.
 
 Every collaborator answers every dev question (the shared dev table); each question's label is
-its best-scoring collaborator (ties go to the better dev model). A router learns question → label:
+its best-scoring collaborator (ties go to the output a reward model prefers when
+``tie_break_reward_model`` is set, as in MoCo, else to the better dev model). A router learns
+question → label:
 ``router: causal_lm`` LoRA-tunes a causal LM to reply "Model k" (MoCo's ``api_trained_router``),
 ``router: encoder`` trains a small head on frozen mean-pooled sentence embeddings. At test the
 router picks one collaborator per question and only that one answers.
@@ -17,7 +19,7 @@ import torch
 from torch import nn
 
 from moco_lit.collaborators import render_plain
-from moco_lit.dev_table import DevTable, DevTrainedModule, question_text
+from moco_lit.dev_table import DevTable, DevTrainedModule, question_text, reward_ties
 from moco_lit.errors import UserError
 from moco_lit.methods.base import Answer
 from moco_lit.training import completion_batch, completion_logps, sft_loss
@@ -52,6 +54,11 @@ class TrainedRouter(DevTrainedModule):
     lora: LoRA adapter on the causal LM router (MoCo: r 64, alpha 16, dropout 0.1 on q/k/v/o);
         false fine-tunes all its weights.
     router_batch_size: questions per router forward pass at test.
+    tie_break_reward_model: a reward model (``from_pretrained`` name or folder) that breaks ties
+        between collaborators with the same dev score on a question: the output it scores highest
+        is the label (equal rewards fall back to dev order); rewards land in ``dev_answers.jsonl``
+        as ``tie_rewards``. MoCo uses Skywork/Skywork-Reward-Llama-3.1-8B-v0.2; default None
+        (no reward model: ties go to the better dev model).
     """
 
     method_name = "trained_router"
@@ -73,6 +80,7 @@ class TrainedRouter(DevTrainedModule):
         lora_dropout: float = 0.1,
         lora_target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"],  # noqa: B006
         router_batch_size: int = 16,
+        tie_break_reward_model: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(
@@ -177,7 +185,7 @@ class TrainedRouter(DevTrainedModule):
     # -- fit: the dev table, then the router's epochs -----------------------------------------
 
     def prepare_training(self, table: DevTable) -> list[int]:
-        labels = table.best_models(self.dev_ranking())
+        labels = table.best_models(self.dev_ranking(), rewards=self.tie_rewards(table))
         if self.router_kind == "encoder":
             # the embedding is frozen: embed every dev question once, not once per epoch
             features = self.embed([row["question"] for row in table.rows])
@@ -185,6 +193,18 @@ class TrainedRouter(DevTrainedModule):
         shares = Counter(self.collaborator_names[label] for label in labels)
         log.info("trained_router labels on %d dev questions: %s", len(table), dict(shares))
         return labels
+
+    def tie_rewards(self, table: DevTable) -> list[dict[int, float]] | None:
+        """Rewards of the tied-best outputs per dev question, or None without a reward model."""
+        name = self.hparams.tie_break_reward_model
+        if name is None:
+            return None
+        from moco_lit.evaluation.judges import RewardModelJudge
+
+        judge = RewardModelJudge.load(name, device=self.trainer.strategy.root_device)
+        rewards = reward_ties(table, judge.score)
+        log.info("trained_router: %d tied dev questions scored by %s", sum(map(bool, rewards)), name)
+        return rewards
 
     def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor:
         labels = [self.dev_labels[row] for row in self.dev_rows(batch)]
