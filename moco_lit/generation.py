@@ -14,12 +14,14 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from moco_lit.cache import GenerationCache, cache_key
 from moco_lit.collaborators import Collaborator, Prompt
+from moco_lit.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +120,25 @@ class _Request:
 
 @dataclass
 class GenerationEngine:
-    """Generates for many prompts at once, consulting ``cache`` (None = no cache) first."""
+    """Generates for many prompts at once, consulting ``cache`` (None = no cache) first.
+
+    ``backend`` "vllm" generates plain model outputs with vLLM (:mod:`moco_lit.vllm_backend`).
+    """
 
     cache: GenerationCache | None = None
     batch_size: int = 16
     progress: bool = True
     stats: GenerationStats = field(default_factory=GenerationStats)
+    backend: str = "hf"
+    _vllm: Any = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.backend not in {"hf", "vllm"}:
+            raise UserError(f"generation backend {self.backend!r}: expected hf or vllm")
+        if self.backend == "vllm":
+            from moco_lit.vllm_backend import VllmBackend
+
+            self._vllm = VllmBackend(progress=self.progress)
 
     def generate(
         self,
@@ -181,6 +196,8 @@ class GenerationEngine:
     def _run(self, collaborator: Collaborator, requests: list[_Request], decoding: DecodingConfig) -> dict:
         if collaborator.model is None:
             return {r.key: _scripted(collaborator, r, decoding) for r in requests}
+        if self._vllm is not None and self._vllm.serves(collaborator):
+            return self._vllm.run(collaborator, requests, decoding)
         tokenizer = collaborator.tokenizer
         for request in requests:
             request.length = len(tokenizer(request.rendered, add_special_tokens=False)["input_ids"])

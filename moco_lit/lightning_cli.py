@@ -12,7 +12,7 @@ import os
 import re
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from jsonargparse import ArgumentError, Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -56,6 +56,12 @@ class MocoCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--cache", type=bool, default=True, help="use the generation cache")
         parser.add_argument("--cache_path", type=str | None, default=None, help="generation cache file")
+        parser.add_argument(
+            "--generation_backend",
+            type=Literal["hf", "vllm"],
+            default="hf",
+            help="plain generation with transformers (hf) or vLLM (needs vllm installed)",
+        )
         parser.add_argument("--run_dir", type=str, default="runs", help="root of the run folders")
         parser.add_argument("--run_id", type=str | None, default=None, help="default: hash of the config")
         parser.add_argument("--wandb", type=bool, default=True, help="log to Weights & Biases")
@@ -116,6 +122,7 @@ class MocoCLI(LightningCLI):
         }
         model.runtime.cache = bool(config["cache"])
         model.runtime.cache_path = config.get("cache_path")
+        model.runtime.generation_backend = config.get("generation_backend") or "hf"
         model.runtime.progress = bool(config["progress"])
         model.runtime.run_folder = folder
         model.runtime.config = {"summary": summary, "experiment": experiment}

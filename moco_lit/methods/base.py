@@ -50,6 +50,7 @@ class RuntimeOptions:
 
     cache: bool = True
     cache_path: str | None = None
+    generation_backend: str = "hf"
     run_folder: RunFolder | None = None
     progress: bool = True
     config: dict[str, Any] = field(default_factory=dict)
@@ -149,7 +150,10 @@ class CollaborationModule(L.LightningModule):
 
             cache = GenerationCache(self.runtime.cache_path or paths.home() / "generations.sqlite")
         self.engine = GenerationEngine(
-            cache=cache, batch_size=self.hparams.generation_batch_size, progress=self.runtime.progress
+            cache=cache,
+            batch_size=self.hparams.generation_batch_size,
+            progress=self.runtime.progress,
+            backend=self.runtime.generation_backend,
         )
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None and stage != "predict":
