@@ -24,7 +24,6 @@ from typing import Any
 from moco_lit.errors import UserError
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
-RUNTIME_KEYS = ("cache", "cache_path", "run_dir", "run_id", "wandb", "wandb_project", "progress")
 
 OVERVIEW = """usage: python -m moco_lit COMMAND [options]
 
