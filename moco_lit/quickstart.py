@@ -2,8 +2,9 @@
 
 1. Build a byte-level BPE tokenizer whose merges cover only the prompt wording (answers stay
    character by character), and one tiny Llama per skill of the synthetic benchmark.
-2. Train each on its own skill with a Lightning ``fit`` (completion-only SFT) for a time budget;
-   keep the trained folders in the cache, keyed by the settings, so reruns skip training.
+2. Train each on its own skill with a Lightning ``fit`` (completion-only SFT) for a fixed number
+   of steps, capped in time; keep the trained folders in the cache, keyed by the settings, so
+   reruns skip training.
 3. Run every quickstart method on the mixed ``quickstart`` test split through the same path as
    ``python -m moco_lit test`` and print a leaderboard, per skill and overall.
 """
@@ -193,7 +194,7 @@ def ensure_specialists(
         folder = root / skill
         if not (folder / "config.json").exists():
             tokenizer = tokenizer or build_tokenizer(prompt_wording_corpus() + list(string.printable))
-            print(f"training the {skill} specialist ({training.seconds:.0f} s budget)...", flush=True)
+            print(f"training the {skill} specialist ({training.max_steps} steps)...", flush=True)
             started = time.perf_counter()
             train_specialist(skill, tokenizer, folder, training, model_config)
             print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
