@@ -8,6 +8,7 @@ different vocabulary (for mixed-tokenizer methods and vocabulary errors). Script
 
 from __future__ import annotations
 
+import json
 import os
 import string
 from pathlib import Path
@@ -81,6 +82,12 @@ def run_cli(tmp_path: Path):
         return main(argv), None
 
     return run
+
+
+def run_records(cli) -> list[dict]:
+    """The records of a finished run (``cli`` from ``run_cli``), in file order."""
+    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def collaborators_arg(paths: list[str]) -> str:

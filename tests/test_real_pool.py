@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from moco_lit.cli import main
+from tests.conftest import run_records
 
 REAL_HOME = Path(os.environ.get("MOCO_LIT_HOME", Path.home() / ".cache" / "moco_lit")).expanduser()
 SMOLLM2 = REAL_HOME / "models" / "smollm2-135m-instruct"
@@ -43,11 +44,6 @@ def cache_path(monkeypatch, tmp_path) -> str:
     """The real cache root (fetched models and data) with a private generation cache."""
     monkeypatch.setenv("MOCO_LIT_HOME", str(REAL_HOME))
     return str(tmp_path / "generations.sqlite")
-
-
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def _test_args(method: str, collaborators: str, cache_path: str, limit: int, new_tokens: int) -> list[str]:
@@ -88,7 +84,7 @@ def test_gemma_base_reads_the_plain_text_fallback(cache_path):
 def test_nudging_hands_text_between_the_two_families(cache_path, run_cli):
     # Gemma base decodes; SmolLM2-Instruct writes the words Gemma is unsure of (and the first one)
     code, cli = run_cli(*_test_args("nudging", PAIR, cache_path, limit=3, new_tokens=12))
-    records = _records(cli)
+    records = run_records(cli)
     assert code == 0 and len(records) == 3
     for record in records:
         assert record["output"].strip() and 0.0 <= record["score"] <= 1.0
@@ -105,7 +101,7 @@ def test_nudging_hands_text_between_the_two_families(cache_path, run_cli):
 @needs_gemma
 def test_majority_vote_over_the_two_families(cache_path, run_cli):
     code, cli = run_cli(*_test_args("majority_vote", PAIR, cache_path, limit=3, new_tokens=12))
-    records = _records(cli)
+    records = run_records(cli)
     assert code == 0 and len(records) == 3
     for record in records:
         assert record["output"].strip() and 0.0 <= record["score"] <= 1.0
@@ -144,7 +140,7 @@ def smollm2_lora(tmp_path) -> str:
 def test_logit_fusion_on_smollm2_and_its_lora_tuned_copy(cache_path, run_cli, smollm2_lora):
     pair = f"[{SMOLLM2}, {SMOLLM2}+{smollm2_lora}]"
     code, cli = run_cli(*_test_args("logit_fusion", pair, cache_path, limit=2, new_tokens=8))
-    records = _records(cli)
+    records = run_records(cli)
     assert code == 0 and len(records) == 2
     assert cli.model.collaborators[1].fingerprint != cli.model.collaborators[0].fingerprint
     for record in records:

@@ -77,10 +77,5 @@ def record_asks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, str, int]]:
     return calls
 
 
-def records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 def metrics(cli) -> dict:
     return json.loads((cli.model.runtime.run_folder.path / "metrics.json").read_text())

@@ -3,16 +3,9 @@ and the agents' vote picks among several conclusions."""
 
 from __future__ import annotations
 
-import json
-
 from moco_lit.methods.text.bbmas import parse_action, parse_vote
-from tests.conftest import collaborators_arg
+from tests.conftest import collaborators_arg, run_records
 from tests.scripted import solve_quickstart
-
-
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def finisher(rendered: str) -> str:
@@ -69,7 +62,7 @@ def test_bbmas_runs_on_tiny_models(run_cli, tiny_models):
         "3",
     )
     assert code == 0
-    records = _records(cli)
+    records = run_records(cli)
     assert len(records) == 3
     for record in records:
         # random tiny models never finish: two iterations of one agent (select, + act if readable)
@@ -86,7 +79,7 @@ def test_discussion_stops_when_enough_agents_choose_to_finish(run_cli):
         "--model.min_num_agents_to_stop",
         "2",
     )
-    for record in _records(cli):
+    for record in run_records(cli):
         details = record["details"]
         assert details["iterations"] == 1 and details["stopped_by_agents"]
         assert details["actions"] == ["terminate", "terminate", "execute"]
@@ -105,7 +98,7 @@ def test_too_few_finishers_run_to_max_iterations(run_cli):
         "--model.min_num_agents_to_stop",
         "2",
     )
-    for record in _records(cli):
+    for record in run_records(cli):
         assert record["details"]["iterations"] == 4 and not record["details"]["stopped_by_agents"]
         assert len(record["details"]["actions"]) == 12
 
@@ -119,6 +112,6 @@ def test_parsers():
 
 
 def test_a_single_finisher_stops_after_one_iteration(run_cli):
-    record = _records(_run_scripted(run_cli, ["finisher"]))[0]
+    record = run_records(_run_scripted(run_cli, ["finisher"]))[0]
     assert record["details"]["iterations"] == 1 and record["details"]["conclusions"] == 1
     assert record["calls"] == 2 and record["score"] == 1.0

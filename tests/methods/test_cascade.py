@@ -10,13 +10,8 @@ import torch
 
 from moco_lit.collaborators import load_collaborator
 from moco_lit.generation import GenerationEngine
-from tests.conftest import collaborators_arg
+from tests.conftest import collaborators_arg, run_records
 from tests.scripted import solve_quickstart
-
-
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def _unsure_unless(rendered: str, skill_word: str) -> str:
@@ -61,7 +56,7 @@ def test_logit_cascade_on_tiny_models_uses_dev_quantile_thresholds(run_cli, tiny
         expected = torch.quantile(torch.tensor([o.confidence for o in outputs], dtype=torch.float64), 0.5)
         assert float(model.thresholds[index]) == pytest.approx(float(expected), rel=1e-6)
     names = model.collaborator_names
-    records = _records(cli)
+    records = run_records(cli)
     assert len(records) == 9
     last = len(names) - 1
     for record in records:
@@ -97,7 +92,7 @@ def test_just_ask_passes_doubtful_questions_on(run_cli):
         "9",
     )
     assert not bool(cli.model.calibrated)  # just_ask needs no dev calibration
-    records = {r["id"]: r for r in _records(cli)}
+    records = {r["id"]: r for r in run_records(cli)}
     expected = {"multiply": "unsure_multiplier", "reverse": "unsure_reverser", "next_letter": "oracle"}
     for record_id, record in records.items():
         assert record["answered_by"] == expected[record_id.split("-")[0]]

@@ -8,13 +8,8 @@ import torch
 
 from moco_lit.cli import main
 from moco_lit.methods.api.collm import load_training_rows
-from tests.conftest import collaborators_arg
+from tests.conftest import collaborators_arg, run_records
 from tests.test_decoding import lively_models  # noqa: F401  (fixture)
-
-
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def _args(collaborators: list[str], *extra: str) -> list[str]:
@@ -51,7 +46,7 @@ def test_fit_trains_the_deferral_head_then_tests_from_its_checkpoint(run_cli, li
     code, tested = run_cli("test", *args, "--ckpt_path", checkpoint)
     assert code == 0
     torch.testing.assert_close(tested.model.head.weight, trained)
-    records = _records(tested)
+    records = run_records(tested)
     assert len(records) == 3
     for record in records:
         assert 0 <= record["details"]["deferred_tokens"] <= 8

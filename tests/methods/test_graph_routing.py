@@ -10,7 +10,7 @@ import torch
 
 from moco_lit.dev_table import DEV_ANSWERS, DevTable
 from moco_lit.methods.api.graph_routing import EdgeConv, GraphRouting
-from tests.conftest import ROOT, collaborators_arg
+from tests.conftest import ROOT, collaborators_arg, run_records
 
 SPECIALISTS = collaborators_arg(["callable:tests.scripted.multiplier", "callable:tests.scripted.reverser"])
 
@@ -21,11 +21,6 @@ def _fit_then_test(run_cli, model_args: list[str], fit_args: list[str], test_arg
     checkpoint = fitted.trainer.checkpoint_callback.best_model_path
     _, tested = run_cli("test", *common, *test_args, "--ckpt_path", checkpoint)
     return fitted, tested
-
-
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_scenario_trades_score_for_cost():
@@ -60,7 +55,7 @@ def test_graph_router_sends_each_skill_to_its_specialist(run_cli, tiny_models):
     )
     dev_rows = [json.loads(line) for line in (fitted.model.runtime.run_folder.path / DEV_ANSWERS).open()]
     assert len(dev_rows) == 120 and all("label" in r for r in dev_rows)
-    records = _records(tested)
+    records = run_records(tested)
     assert all(r["calls"] == 1 for r in records)
     for record in records:
         scores = record["details"]["edge_scores"]
@@ -85,7 +80,7 @@ def test_graph_routing_runs_on_tiny_models(run_cli, tiny_models):
         run_cli, model_args, ["--data.dev_limit", "6", "--data.batch_size", "3"], ["--data.limit", "4"]
     )
     assert fitted.model.net is not None and bool(tested.model.trained)
-    records = _records(tested)
+    records = run_records(tested)
     names = {Path(p).name for p in tiny_models}
     assert len(records) == 4 and all(r["calls"] == 1 and r["answered_by"] in names for r in records)
     assert all(set(r["details"]["edge_scores"]) == names for r in records)

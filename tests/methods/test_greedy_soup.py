@@ -9,15 +9,10 @@ import torch
 
 from moco_lit.merging import lora_full_weights
 from moco_lit.methods.weight.greedy_soup import GreedySoup
-from tests.conftest import collaborators_arg
+from tests.conftest import collaborators_arg, run_records
 from tests.test_merging import distance_score, load_tiny, make_lora_adapters, tensors
 
 SMALL = ["--model.max_new_tokens", "4", "--data.benchmark", "quickstart", "--data.limit", "4"]
-
-
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_greedy_soup_searches_then_tests_on_tiny_models(run_cli, tiny_models):
@@ -28,7 +23,7 @@ def test_greedy_soup_searches_then_tests_on_tiny_models(run_cli, tiny_models):
     assert code == 0 and model.finished and bool(model.calibrated)
     # three random models score alike on dev, so every model joins the soup (ties are kept)
     assert model.selection.selected == model.dev_ranking() and len(model.history) == 2
-    records = _records(cli)
+    records = run_records(cli)
     assert len(records) == 4 and all(
         r["answered_by"] == "greedy_soup-merge" and r["calls"] == 1 for r in records
     )
@@ -77,7 +72,7 @@ def test_a_model_that_lowers_the_dev_score_is_skipped(run_cli, tiny_models, tmp_
         *SMALL,
     )
     assert tested.model.selection.selected == [1, 2] and tested.model.iteration == 2
-    records = _records(tested)
+    records = run_records(tested)
     assert records[0]["details"]["merge"]["weights"] == {"tiny1": 0.0, "tiny0": 0.5, "twin": 0.5}
     assert all(r["calls"] == 1 for r in records)
 

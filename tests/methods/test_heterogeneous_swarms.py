@@ -3,7 +3,6 @@ resume) and test running the best graph found."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 import torch
 
 from moco_lit.methods.text.heterogeneous_swarms import decode_graph, topological_order
-from tests.conftest import ROOT, collaborators_arg
+from tests.conftest import ROOT, collaborators_arg, run_records
 
 SCRIPTED = collaborators_arg(
     ["callable:tests.scripted.wrong", "callable:tests.scripted.oracle", "callable:tests.scripted.wrong"]
@@ -37,11 +36,6 @@ SEARCH = [
     "--data.dev_limit",
     "8",
 ]
-
-
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def _checkpoint(cli) -> Path:
@@ -117,7 +111,7 @@ def test_fit_searches_checkpoints_the_swarm_and_resumes_exactly(run_cli):
         str(_checkpoint(straight)),
     )
     assert torch.equal(tested.model.best_graph, best) and tested.model.swarm.iteration == 3
-    for record in _records(tested):
+    for record in run_records(tested):
         assert record["answered_by"] == "oracle" and record["score"] == 1.0 and record["calls"] == 3
         assert record["details"]["order"][-1] == "oracle" and record["details"]["dev_score"] == 1.0
 
@@ -146,7 +140,7 @@ def test_test_on_tiny_models_searches_first(run_cli, tiny_models):
     )
     assert code == 0 and bool(cli.model.calibrated) and cli.model.swarm.iteration == 1
     names = cli.model.collaborator_names
-    for record in _records(cli):
+    for record in run_records(cli):
         assert record["calls"] == 3  # every node of the graph speaks once
         assert record["answered_by"] == record["details"]["order"][-1] and set(
             record["details"]["order"]

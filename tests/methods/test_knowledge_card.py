@@ -6,8 +6,8 @@ import pytest
 
 from moco_lit.errors import UserError
 from moco_lit.methods.text.knowledge_card import KnowledgeCard
-from tests.conftest import collaborators_arg
-from tests.methods.discussion_agents import agents, metrics, prompt_log, read_prompts, record_asks, records
+from tests.conftest import collaborators_arg, run_records
+from tests.methods.discussion_agents import agents, metrics, prompt_log, read_prompts, record_asks
 
 
 def test_knowledge_card_runs_on_tiny_models(run_cli, tiny_models):
@@ -25,7 +25,7 @@ def test_knowledge_card_runs_on_tiny_models(run_cli, tiny_models):
         "2",
     )
     assert code == 0 and bool(cli.model.calibrated)
-    rows = records(cli)
+    rows = run_records(cli)
     assert len(rows) == 2 and all(r["calls"] == 4 and len(r["details"]["cards"]) == 3 for r in rows)
     assert metrics(cli)["cost/calls"] == 8
 
@@ -47,7 +47,7 @@ def test_the_answerer_reads_every_card(run_cli, monkeypatch, tmp_path, exclude_s
         "--data.dev_limit",
         "3",
     )
-    rows = records(cli)
+    rows = run_records(cli)
     writers = ["wrong_a", "wrong_b"] if exclude_self else ["wrong_a", "right", "wrong_b"]
     assert all(r["answered_by"] == "right" and r["score"] == 1.0 for r in rows)
     for row in rows:

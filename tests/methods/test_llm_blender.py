@@ -9,15 +9,10 @@ import pytest
 
 from moco_lit.errors import UserError
 from moco_lit.methods.text.llm_blender import LlmBlender, parse_preference
-from tests.conftest import collaborators_arg
+from tests.conftest import collaborators_arg, run_records
 from tests.scripted import solve_quickstart
 
 FUSER_INPUTS: list[str] = []
-
-
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def judge(rendered: str) -> str:
@@ -56,7 +51,7 @@ def test_llm_blender_runs_on_tiny_models(run_cli, tiny_models):
     )
     assert code == 0
     names = cli.model.collaborator_names
-    for record in _records(cli):
+    for record in run_records(cli):
         assert record["calls"] == 3 + 3 + 1  # three answers, three pairs, one fusion
         assert sum(record["details"]["wins"].values()) == 3.0  # one point per pair
         assert len(record["details"]["top"]) == 3 and record["answered_by"] == names[0]
@@ -88,7 +83,7 @@ def test_ranker_wins_decide_the_top_k(run_cli):
         "--data.limit",
         "6",
     )
-    records = {r["id"]: r for r in _records(cli)}
+    records = {r["id"]: r for r in run_records(cli)}
     for record_id, record in records.items():
         wins, top = record["details"]["wins"], record["details"]["top"]
         if record_id.startswith("multiply"):  # multiplier and oracle are both right
@@ -135,5 +130,5 @@ def test_trained_ranker_and_fuser_learn_from_dev(run_cli, tiny_models):
     )
     checkpoint = fitted.trainer.checkpoint_callback.best_model_path
     _, tested = run_cli("test", *common, "--data.limit", "2", "--ckpt_path", checkpoint)
-    records = _records(tested)
+    records = run_records(tested)
     assert len(records) == 2 and all(r["answered_by"] == "tiny0" and r["calls"] == 4 for r in records)

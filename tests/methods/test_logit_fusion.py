@@ -2,16 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from moco_lit.cli import main
-from tests.conftest import collaborators_arg
+from tests.conftest import collaborators_arg, run_records
 from tests.test_decoding import build_model
-
-
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def test_logit_fusion_runs_on_tiny_models(run_cli, tiny_models):
@@ -30,7 +23,7 @@ def test_logit_fusion_runs_on_tiny_models(run_cli, tiny_models):
     ]
     code, cli = run_cli(*args)
     assert code == 0
-    records = _records(cli)
+    records = run_records(cli)
     assert len(records) == 4
     # one call per collaborator per example; every model read its prompt and the fused tokens
     assert all(r["calls"] == 3 for r in records)
@@ -40,7 +33,7 @@ def test_logit_fusion_runs_on_tiny_models(run_cli, tiny_models):
     assert stats.calls == 0  # nothing went through single-model generation
     # a rerun answers from the generation cache: same outputs
     code, again = run_cli(*args, "--run_id", "rerun")
-    assert [r["output"] for r in _records(again)] == [r["output"] for r in records]
+    assert [r["output"] for r in run_records(again)] == [r["output"] for r in records]
 
 
 def test_different_vocabularies_give_a_clear_error(tiny_models, tmp_path, capsys):

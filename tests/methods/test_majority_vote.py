@@ -5,12 +5,7 @@ from __future__ import annotations
 import json
 
 from moco_lit.methods.text.majority_vote import MajorityVote
-from tests.conftest import collaborators_arg
-
-
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
+from tests.conftest import collaborators_arg, run_records
 
 
 def test_majority_vote_runs_on_tiny_models(run_cli, tiny_models):
@@ -28,7 +23,7 @@ def test_majority_vote_runs_on_tiny_models(run_cli, tiny_models):
         "6",
     )
     assert code == 0
-    records = _records(cli)
+    records = run_records(cli)
     assert len(records) == 6 and {r["id"] for r in records} == {str(r["id"]) for r in records}
     assert all(r["calls"] == 3 for r in records)
     metrics = json.loads((cli.model.runtime.run_folder.path / "metrics.json").read_text())
@@ -50,7 +45,7 @@ def test_the_most_frequent_answer_wins(run_cli):
         "--data.limit",
         "9",
     )
-    records = _records(cli)
+    records = run_records(cli)
     assert all(r["score"] == 1.0 for r in records)
     assert all(r["details"]["votes"][r["answer"]] == 2 for r in records)
     assert json.loads((cli.model.runtime.run_folder.path / "metrics.json").read_text())["score"] == 1.0
@@ -76,6 +71,6 @@ def test_dev_based_tie_follows_the_better_dev_model(run_cli):
     )
     model: MajorityVote = cli.model
     assert bool(model.calibrated) and model.dev_ranking() == [1, 0]
-    records = _records(cli)
+    records = run_records(cli)
     assert all(r["details"]["tie"] for r in records)
     assert all(r["answered_by"] == ["multiplier"] for r in records)

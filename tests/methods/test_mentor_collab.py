@@ -3,8 +3,6 @@ branches only where the models' next tokens differ, the MLP's threshold."""
 
 from __future__ import annotations
 
-import json
-
 import torch
 
 from moco_lit.cli import main
@@ -12,13 +10,8 @@ from moco_lit.collaborators import load_collaborator
 from moco_lit.decoding import JointDecoder
 from moco_lit.generation import DecodingConfig
 from moco_lit.methods.api.mentor_collab import BranchMLP, MentorCollab, MentorRule, tokens_agree
-from tests.conftest import collaborators_arg
+from tests.conftest import collaborators_arg, run_records
 from tests.test_decoding import PROMPTS, lively_models, other_tokenizer_model  # noqa: F401  (fixtures)
-
-
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def _args(collaborators: list[str], *extra: str) -> list[str]:
@@ -58,14 +51,14 @@ def _check_records(records: list[dict], mode: str) -> None:
 def test_free_mode_runs_on_tiny_models(run_cli, tiny_models):
     code, cli = run_cli("test", *_args(tiny_models[:2]))
     assert code == 0
-    _check_records(_records(cli), "free")
+    _check_records(run_records(cli), "free")
 
 
 def test_mixed_tokenizers_produce_valid_text(run_cli, lively_models, other_tokenizer_model):  # noqa: F811
     # lively models: the fixtures' fresh tiny models all write the same token, so never differ
     mixed = [lively_models[0], other_tokenizer_model]
     code, cli = run_cli("test", *_args(mixed, "--model.decision_proportion", "100"))
-    records = _records(cli)
+    records = run_records(cli)
     assert code == 0
     _check_records(records, "free")
     assert sum(r["details"]["decisions"] for r in records) > 0
@@ -87,7 +80,7 @@ def test_train_mode_fits_the_mlp_then_tests_from_its_checkpoint(run_cli, lively_
     code, tested = run_cli("test", *train, "--ckpt_path", checkpoint)
     assert code == 0
     torch.testing.assert_close(tested.model.mlp.layers[1].weight, fitted.model.mlp.layers[1].weight)
-    _check_records(_records(tested), "train")
+    _check_records(run_records(tested), "train")
 
 
 class CheckedRule(MentorRule):

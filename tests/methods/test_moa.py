@@ -6,8 +6,8 @@ import pytest
 
 from moco_lit.errors import UserError
 from moco_lit.methods.text.moa import Moa
-from tests.conftest import collaborators_arg
-from tests.methods.discussion_agents import agents, metrics, prompt_log, read_prompts, record_asks, records
+from tests.conftest import collaborators_arg, run_records
+from tests.methods.discussion_agents import agents, metrics, prompt_log, read_prompts, record_asks
 
 
 def test_moa_runs_on_tiny_models(run_cli, tiny_models):
@@ -25,7 +25,7 @@ def test_moa_runs_on_tiny_models(run_cli, tiny_models):
         "2",
     )
     assert code == 0 and bool(cli.model.calibrated)
-    rows = records(cli)
+    rows = run_records(cli)
     # MoCo's default: one proposer layer, then the aggregator
     assert len(rows) == 2 and all(r["calls"] == 4 and len(r["details"]["rounds"]) == 1 for r in rows)
     assert metrics(cli)["cost/calls"] == 8
@@ -47,7 +47,7 @@ def test_every_layer_and_the_aggregator_see_every_proposal(run_cli, monkeypatch,
         "--data.dev_limit",
         "3",
     )
-    rows = records(cli)
+    rows = run_records(cli)
     assert all(r["answered_by"] == "right" and r["score"] == 1.0 and r["calls"] == 7 for r in rows)
     for row in rows:
         first, second = row["details"]["rounds"]

@@ -8,8 +8,8 @@ import pytest
 
 from moco_lit.errors import UserError
 from moco_lit.methods.text.multiagent_feedback import MultiagentFeedback
-from tests.conftest import collaborators_arg
-from tests.methods.discussion_agents import agents, metrics, prompt_log, read_prompts, record_asks, records
+from tests.conftest import collaborators_arg, run_records
+from tests.methods.discussion_agents import agents, metrics, prompt_log, read_prompts, record_asks
 
 
 def test_multiagent_feedback_runs_on_tiny_models(run_cli, tiny_models):
@@ -27,7 +27,7 @@ def test_multiagent_feedback_runs_on_tiny_models(run_cli, tiny_models):
         "2",
     )
     assert code == 0 and bool(cli.model.calibrated)
-    rows = records(cli)
+    rows = run_records(cli)
     # 3 first answers; per later round 3 x 2 reviews + 3 revisions; 1 summary
     assert len(rows) == 2 and all(r["calls"] == 3 + 2 * (6 + 3) + 1 for r in rows)
     assert all(len(r["details"]["rounds"]) == 3 and len(r["details"]["feedback"]) == 2 for r in rows)
@@ -51,7 +51,7 @@ def test_authors_revise_on_the_feedback_they_received(run_cli, monkeypatch, tmp_
         "--data.dev_limit",
         "3",
     )
-    rows = records(cli)
+    rows = run_records(cli)
     assert cli.model.dev_best == 2
     assert all(r["answered_by"] == "right" and r["score"] == 1.0 for r in rows)
     assert all(r["calls"] == 4 + 2 * (4 * 2 + 4) + 1 for r in rows)

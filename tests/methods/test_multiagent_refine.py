@@ -6,8 +6,8 @@ import pytest
 
 from moco_lit.errors import UserError
 from moco_lit.methods.text.multiagent_refine import MultiagentRefine
-from tests.conftest import collaborators_arg
-from tests.methods.discussion_agents import agents, metrics, prompt_log, read_prompts, record_asks, records
+from tests.conftest import collaborators_arg, run_records
+from tests.methods.discussion_agents import agents, metrics, prompt_log, read_prompts, record_asks
 
 
 def test_multiagent_refine_runs_on_tiny_models(run_cli, tiny_models):
@@ -25,7 +25,7 @@ def test_multiagent_refine_runs_on_tiny_models(run_cli, tiny_models):
         "2",
     )
     assert code == 0 and bool(cli.model.calibrated)
-    rows = records(cli)
+    rows = run_records(cli)
     # 3 models x 3 rounds + 1 summary per question
     assert len(rows) == 2 and all(r["calls"] == 10 for r in rows)
     assert all(len(r["details"]["rounds"]) == 3 and len(r["details"]["rounds"][0]) == 3 for r in rows)
@@ -48,7 +48,7 @@ def test_refiners_read_every_answer_and_the_dev_best_summarises(run_cli, monkeyp
         "--data.dev_limit",
         "3",
     )
-    rows = records(cli)
+    rows = run_records(cli)
     assert cli.model.dev_best == 2
     assert all(r["answered_by"] == "right" and r["score"] == 1.0 and r["calls"] == 10 for r in rows)
     for row in rows:
@@ -85,7 +85,7 @@ def test_one_round_is_answer_then_summary(run_cli):
         "--data.limit",
         "2",
     )
-    assert all(r["calls"] == 3 and len(r["details"]["rounds"]) == 1 for r in records(cli))
+    assert all(r["calls"] == 3 and len(r["details"]["rounds"]) == 1 for r in run_records(cli))
 
 
 def test_bad_settings_fail_at_configuration():

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
 import torch
 
 from moco_lit.collaborators import load_collaborator
 from moco_lit.decoding import JointDecoder, StepView, ThresholdSwitch
 from moco_lit.generation import DecodingConfig
 from moco_lit.methods.api.nudging import GAMMA_GRID, Nudging
-from tests.conftest import collaborators_arg
+from tests.conftest import collaborators_arg, run_records
 from tests.test_decoding import PROMPTS, build_model, lively_models  # noqa: F401  (fixture)
-
-
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def _nudging_cli(run_cli, collaborators: list[str], *extra: str):
@@ -41,7 +34,7 @@ def _nudging_cli(run_cli, collaborators: list[str], *extra: str):
 def test_nudging_runs_on_tiny_models(run_cli, tiny_models):
     code, cli = _nudging_cli(run_cli, tiny_models[:2])
     assert code == 0
-    records = _records(cli)
+    records = run_records(cli)
     assert len(records) == 3 and all(r["calls"] == 2 for r in records)
     for record in records:
         details = record["details"]
@@ -54,7 +47,7 @@ def test_mixed_tokenizers_produce_valid_text(run_cli, tiny_models, tmp_path):
     # a tokenizer that really differs (see tests/test_decoding.py on other_vocab_model)
     other = build_model(tmp_path / "other", 280, seed=7, spread=0.3)
     code, cli = _nudging_cli(run_cli, [tiny_models[0], other], "--model.max_new_tokens", "12")
-    records = _records(cli)
+    records = run_records(cli)
     assert code == 0 and len(records) == 3
     for record in records:
         assert isinstance(record["output"], str) and record["output"]
@@ -113,5 +106,5 @@ def test_search_picks_gamma_and_nudging_model_on_dev(run_cli, tiny_models):
     assert sorted(model.candidates) == sorted((g, m) for g in GAMMA_GRID for m in (1, 2))
     assert model.candidates[0] == (0.4, 1)  # the configured setting wins ties
     assert float(model.gamma) in GAMMA_GRID and int(model.nudging_model) in (1, 2)
-    records = _records(cli)
+    records = run_records(cli)
     assert all(r["details"]["gamma"] == float(model.gamma) for r in records)

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import json
-
-from tests.conftest import collaborators_arg
+from tests.conftest import collaborators_arg, run_records
 from tests.scripted import oracle
-
-
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def dispatcher(rendered: str) -> str:
@@ -42,7 +35,7 @@ def test_prompt_routing_runs_on_tiny_models(run_cli, tiny_models):
         "3",
     )
     assert code == 0 and bool(cli.model.calibrated)
-    records = _records(cli)
+    records = run_records(cli)
     names = cli.model.collaborator_names
     assert len(records) == 6
     for record in records:
@@ -82,7 +75,7 @@ def test_the_router_choice_is_followed_and_nonsense_falls_back_to_dev_best(run_c
         "reverse": ("reverser", False),
         "next_letter": ("dispatcher", True),
     }
-    records = _records(cli)
+    records = run_records(cli)
     assert len(records) == 9
     for record in records:
         name, fallback = expected[record["id"].split("-")[0]]

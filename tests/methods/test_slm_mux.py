@@ -6,10 +6,9 @@ responders below count how often they have seen each prompt and answer by that c
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 
-from tests.conftest import collaborators_arg
+from tests.conftest import collaborators_arg, run_records
 from tests.scripted import solve_quickstart
 
 _seen: Counter[tuple[str, str]] = Counter()
@@ -31,11 +30,6 @@ def scattered(rendered: str) -> str:
     return f"guess{_nth('scattered', rendered)}"
 
 
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
 def test_slm_mux_runs_on_tiny_models(run_cli, tiny_models):
     code, cli = run_cli(
         "test",
@@ -55,7 +49,7 @@ def test_slm_mux_runs_on_tiny_models(run_cli, tiny_models):
         "3",
     )
     assert code == 0 and bool(cli.model.calibrated)  # tie: dev-based calibrates first
-    records = _records(cli)
+    records = run_records(cli)
     assert len(records) == 4 and all(r["calls"] == 9 for r in records)
     for record in records:
         confidence = record["details"]["confidence"]
@@ -80,7 +74,7 @@ def test_the_model_whose_samples_agree_most_wins(run_cli):
         "--data.limit",
         "6",
     )
-    records = _records(cli)
+    records = run_records(cli)
     assert len(records) == 6
     for record in records:
         assert record["answered_by"] == "steady" and record["score"] == 1.0
@@ -104,5 +98,5 @@ def test_equally_confident_models_tie_by_dev_score(run_cli):
         "--data.dev_limit",
         "6",
     )
-    records = _records(cli)
+    records = run_records(cli)
     assert all(r["details"]["tie"] and r["answered_by"] == "multiplier" for r in records)

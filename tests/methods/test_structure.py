@@ -6,8 +6,8 @@ import pytest
 
 from moco_lit.errors import UserError
 from moco_lit.methods.text.structure import Structure, neighbours_of
-from tests.conftest import collaborators_arg
-from tests.methods.discussion_agents import agents, metrics, prompt_log, read_prompts, record_asks, records
+from tests.conftest import collaborators_arg, run_records
+from tests.methods.discussion_agents import agents, metrics, prompt_log, read_prompts, record_asks
 
 NAMES = ["wrong_a", "wrong_b", "right", "wrong_c"]
 
@@ -31,7 +31,7 @@ def test_structure_runs_on_tiny_models(run_cli, tiny_models):
         "2",
     )
     assert code == 0 and bool(cli.model.calibrated)
-    rows = records(cli)
+    rows = run_records(cli)
     assert len(rows) == 2 and all(r["calls"] == 6 and len(r["details"]["rounds"]) == 2 for r in rows)
     final = cli.model.collaborator_names[cli.model.dev_best]
     assert all(r["output"] == r["details"]["rounds"][-1][final] for r in rows)
@@ -53,7 +53,7 @@ def _run(run_cli, monkeypatch, tmp_path, *options: str):
         "3",
         *options,
     )
-    return log, [(m, step, n) for m, step, n in asks if step != "dev"], records(cli)
+    return log, [(m, step, n) for m, step, n in asks if step != "dev"], run_records(cli)
 
 
 def _seen(log, row: dict, number: int) -> dict[str, list[str] | None]:

@@ -3,12 +3,10 @@ and with a selector trained from dev rollouts (fit, then test from its checkpoin
 
 from __future__ import annotations
 
-import json
-
 import torch
 
 from moco_lit.methods.api.switch_generation import SEGMENT_LINE, _model_number, selector_prompt
-from tests.conftest import collaborators_arg
+from tests.conftest import collaborators_arg, run_records
 from tests.test_decoding import lively_models, other_tokenizer_model  # noqa: F401  (fixtures)
 
 ALTERNATE = "callable:tests.methods.test_switch_generation.alternate"
@@ -22,11 +20,6 @@ def alternate(rendered: str) -> str:
 
 def second(rendered: str) -> str:
     return "The answer is model 1."
-
-
-def _records(cli) -> list[dict]:
-    path = cli.model.runtime.run_folder.path / "predictions.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()]
 
 
 def _args(collaborators: list[str], *extra: str) -> list[str]:
@@ -57,7 +50,7 @@ def test_the_selectors_choice_is_followed_patch_by_patch(run_cli, lively_models)
     code, cli = run_cli("test", *_args(lively_models[:2], "--model.selector_model", ALTERNATE))
     assert code == 0
     names = ["lively0", "lively1"]
-    for record in _records(cli):
+    for record in run_records(cli):
         details = record["details"]
         writers = details["writers"]
         assert writers == [names[i % 2] for i in range(len(writers))] and len(writers) >= 2
@@ -70,7 +63,7 @@ def test_the_selectors_choice_is_followed_patch_by_patch(run_cli, lively_models)
 
 def test_a_selector_that_always_names_one_model_leaves_it_alone(run_cli, lively_models):  # noqa: F811
     code, cli = run_cli("test", *_args(lively_models[:2], "--model.selector_model", SECOND))
-    for record in _records(cli):
+    for record in run_records(cli):
         assert set(record["details"]["writers"]) == {"lively1"}
         assert _runs(record["details"]["segments"]) in (["lively1"], [])
 
@@ -79,7 +72,7 @@ def test_mixed_tokenizers_produce_valid_text(run_cli, lively_models, other_token
     mixed = [lively_models[0], other_tokenizer_model]
     code, cli = run_cli("test", *_args(mixed, "--model.selector_model", ALTERNATE))
     assert code == 0
-    records = _records(cli)
+    records = run_records(cli)
     assert len(records) == 3
     for record in records:
         assert record["output"] and len(record["details"]["writers"]) >= 2
@@ -110,7 +103,7 @@ def test_trained_selector_fits_on_rollouts_then_tests_from_its_checkpoint(
     code, tested = run_cli("test", *train, "--ckpt_path", checkpoint)
     assert code == 0
     torch.testing.assert_close(tested.model.head[-1].weight, model.head[-1].weight)
-    records = _records(tested)
+    records = run_records(tested)
     assert len(records) == 3 and all(len(r["details"]["writers"]) >= 1 for r in records)
     assert all(r["calls"] == 2 for r in records)  # the trained head is not an LM call
 
