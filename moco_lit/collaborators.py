@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from moco_lit.errors import UserError
+from moco_lit.errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def _load(spec: CollaboratorSpec, device: torch.device) -> Collaborator:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except (OSError, ValueError, json.JSONDecodeError, SafetensorError) as err:
-        raise UserError(f"cannot load model {spec.path!r}: {_first_line(err)}") from err
+        raise UserError(f"cannot load model {spec.path!r}: {first_line(err)}") from err
     if spec.adapter:
         model = _attach_adapter(model, spec.adapter)
     model.to(device).eval()
@@ -180,7 +180,7 @@ def _attach_adapter(model: Any, adapter: str) -> Any:
     try:
         return PeftModel.from_pretrained(model, adapter)
     except (OSError, ValueError) as err:
-        raise UserError(f"cannot load adapter {adapter!r}: {_first_line(err)}") from err
+        raise UserError(f"cannot load adapter {adapter!r}: {first_line(err)}") from err
 
 
 def _load_callable(spec: CollaboratorSpec) -> Collaborator:
@@ -219,8 +219,3 @@ def _fingerprint(path: str, adapter: str | None) -> str:
                     stat = file.stat()
                     parts.append(f"{file.name}:{stat.st_size}:{stat.st_mtime_ns}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

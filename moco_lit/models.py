@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moco_lit import paths
-from moco_lit.errors import UserError
+from moco_lit.errors import UserError, first_line
 
 GGUF_MAGIC = b"GGUF"
 CONVERSION_RECORD = "conversion.json"
@@ -424,7 +424,7 @@ def _convert_into(gguf_path: Path, out: Path, source: str, digest: str, architec
     except Exception as error:
         raise UserError(
             f"transformers {transformers.__version__} cannot load {gguf_path.name} "
-            f"(GGUF architecture {architecture!r}): {_first_line(error)}"
+            f"(GGUF architecture {architecture!r}): {first_line(error)}"
         ) from None
     # The GGUF quantizer stays attached after loading and marks the model unsaveable; the weights
     # are already dense float32 here, so detaching it saves exactly what was loaded.
@@ -442,8 +442,3 @@ def _convert_into(gguf_path: Path, out: Path, source: str, digest: str, architec
         "dtype": "float32",
     }
     (out / CONVERSION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-
-
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
