@@ -22,15 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from moco_lit.errors import UserError
 from moco_lit.runs import RunFolder
 
 
-def _method_label(folder: Path, metrics: dict) -> str:
-    config = yaml.safe_load((folder / "config.yaml").read_text()) if (folder / "config.yaml").exists() else {}
-    init_args = ((config or {}).get("model") or {}).get("init_args") or {}
+def _method_label(config: dict, metrics: dict) -> str:
+    init_args = (config.get("model") or {}).get("init_args") or {}
     label = metrics["method"]
     for key in ("tie", "mode", "structure_type", "router"):
         if key in init_args and init_args[key] is not None:
@@ -58,7 +55,7 @@ def leaderboard_rows(run_folders: list[str | Path], group_field: str | None = No
         metrics = folder.read_metrics()
         if metrics is None:
             continue
-        config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else {}
+        config = folder.read_config()
         records = list(folder.load_predictions().values())
         groups = _groups(metrics["benchmark"], group_field, config)
         n = max(len(records), 1)
@@ -72,7 +69,7 @@ def leaderboard_rows(run_folders: list[str | Path], group_field: str | None = No
         else:
             scores = [(r["id"], r.get("score")) for r in records]
             rows.append(
-                _row(_method_label(path, metrics), scores, groups, cost["calls"], cost["tokens"], path)
+                _row(_method_label(config, metrics), scores, groups, cost["calls"], cost["tokens"], path)
             )
     return sorted(rows, key=lambda row: -(row["score"] if row["score"] is not None else -1))
 
@@ -181,14 +178,15 @@ def spec_key(entry: Any) -> str:
 def run_from_folder(path: str | Path) -> Run | None:
     """The Run of a finished test-split run folder; None for unfinished or non-test folders."""
     path = Path(path)
-    metrics = RunFolder(path).read_metrics()
+    folder = RunFolder(path)
+    metrics = folder.read_metrics()
     if metrics is None or metrics.get("split", "test") != "test":
         return None
-    config = yaml.safe_load((path / "config.yaml").read_text()) if (path / "config.yaml").exists() else {}
-    init_args = ((config or {}).get("model") or {}).get("init_args") or {}
+    config = folder.read_config()
+    init_args = (config.get("model") or {}).get("init_args") or {}
     names = tuple(metrics.get("collaborators") or [])
     specs = tuple(spec_key(e) for e in init_args.get("collaborators") or names)
-    records = RunFolder(path).load_predictions()
+    records = folder.load_predictions()
     single = {}
     if metrics["method"] == "single_model":
         # the collaborators that ran (all, or the one chosen by `model`), in the recipe's order
@@ -202,7 +200,7 @@ def run_from_folder(path: str | Path) -> Run | None:
     return Run(
         path=str(path),
         method=metrics["method"],
-        label=_method_label(path, metrics),
+        label=_method_label(config, metrics),
         level=metrics.get("level", ""),
         benchmark=metrics["benchmark"],
         specs=specs,

@@ -62,6 +62,10 @@ class RunFolder:
         self.prepare()
         _atomic_write(self.path / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
+    def read_config(self) -> dict:
+        path = self.path / "config.yaml"
+        return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
     def read_metrics(self) -> dict | None:
         path = self.path / "metrics.json"
         return json.loads(path.read_text()) if path.exists() else None

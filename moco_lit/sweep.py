@@ -243,12 +243,11 @@ def planned_run_folder(argv: list[str]) -> Path:
 def finished(folder: Path) -> bool:
     """The folder holds a finished test run of the experiment its name (the config hash) stands for."""
     from moco_lit.lightning_cli import experiment_config
-    from moco_lit.runs import run_id_for
+    from moco_lit.runs import RunFolder, run_id_for
 
-    metrics_path, config_path = folder / "metrics.json", folder / "config.yaml"
-    if not metrics_path.exists() or not config_path.exists():
+    if not (folder / "metrics.json").exists() or not (folder / "config.yaml").exists():
         return False
-    config = yaml.safe_load(config_path.read_text()) or {}
+    config = RunFolder(folder).read_config()
     if config.get("run_id"):
         return True  # an explicit id: the folder is the experiment by definition
     return run_id_for(experiment_config(_PlainConfig(config))) == folder.name
