@@ -8,10 +8,7 @@ need. With ``model`` set, only that collaborator answers.
 
 from __future__ import annotations
 
-import torch
-
-from moco_lit.evaluation import ScoreMetric
-from moco_lit.methods.base import Answer, CollaborationModule
+from moco_lit.methods.base import Answer, CollaborationModule, ScoreSums
 
 
 class SingleModel(CollaborationModule):
@@ -31,7 +28,7 @@ class SingleModel(CollaborationModule):
         self.model_index = model
         chosen = [model] if model is not None else range(len(collaborators))
         self.chosen = list(chosen)
-        self.per_model = torch.nn.ModuleList(ScoreMetric() for _ in self.chosen)
+        self.per_model = ScoreSums(len(self.chosen))
 
     def collaborate(self, batch: list[dict]) -> list[Answer]:
         ids = [example["id"] for example in batch]
@@ -57,15 +54,12 @@ class SingleModel(CollaborationModule):
     def update_extra_metrics(self, records: list[dict]) -> None:
         for slot, m in enumerate(self.chosen):
             name = self.collaborator_names[m]
-            self.per_model[slot].update([r.get("details", {}).get("scores", {}).get(name) for r in records])
+            self.per_model.update(slot, [r.get("details", {}).get("scores", {}).get(name) for r in records])
 
     def extra_epoch_metrics(self) -> dict:
-        scores = {
-            self.collaborator_names[m]: float(self.per_model[slot].compute())
-            for slot, m in enumerate(self.chosen)
-        }
-        for metric in self.per_model:
-            metric.reset()
+        per_model = self.per_model.compute().tolist()
+        self.per_model.reset()
+        scores = {self.collaborator_names[m]: per_model[slot] for slot, m in enumerate(self.chosen)}
         best = max(scores, key=lambda name: (scores[name], -list(scores).index(name)))
         return {
             **{f"score/{name}": value for name, value in scores.items()},
