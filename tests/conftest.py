@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import string
 from pathlib import Path
 
@@ -88,6 +89,13 @@ def run_records(cli) -> list[dict]:
     """The records of a finished run (``cli`` from ``run_cli``), in file order."""
     path = cli.model.runtime.run_folder.path / "predictions.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def free_port() -> int:
+    """A TCP port free on loopback now, for process groups started by a test."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def collaborators_arg(paths: list[str]) -> str:

@@ -10,7 +10,6 @@ must agree to float tolerance.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, collaborators_arg
+from tests.conftest import ROOT, collaborators_arg, free_port
 
 SPECIALISTS = collaborators_arg(["callable:tests.scripted.multiplier", "callable:tests.scripted.reverser"])
 
@@ -40,12 +39,6 @@ def _head(run_dir: Path) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if "ddp_anchor" not in k and v.is_floating_point()}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_simulated_two_node_fit_equals_one_process(tmp_path, tiny_models):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
@@ -54,7 +47,7 @@ def test_simulated_two_node_fit_equals_one_process(tmp_path, tiny_models):
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert single.returncode == 0, single.stderr[-3000:]
-    port = str(_free_port())
+    port = str(free_port())
     nodes = [
         subprocess.Popen(
             _router_fit(tiny_models[0], tmp_path / "nodes", 4, ["--trainer.strategy", "ddp",

@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import socket
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ from moco_lit.errors import UserError
 from moco_lit.evaluation import TASK_TYPES, ScoreMetric, Scorer, score_predictions, score_predictions_file
 from moco_lit.evaluation.judges import clear_judges
 from moco_lit.evaluation.metrics import infer_entry_point, question_text, reference_text
+from tests.conftest import free_port
 
 MC = {"id": 5070, "question": "Capital of France?", "choices": {"A": "London", "B": "Paris"}, "answer": "B"}
 
@@ -105,16 +105,10 @@ def _ddp_worker(rank: int, world_size: int, port: int, results) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_score_metric_is_the_global_mean_under_ddp():
     results = mp.Manager().dict()
-    mp.spawn(_ddp_worker, args=(2, _free_port(), results), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, free_port(), results), nprocs=2, join=True)
     # 3 ones over 6 scored examples, whatever each rank saw.
     assert dict(results) == {0: pytest.approx(0.5), 1: pytest.approx(0.5)}
 
