@@ -1,91 +1,197 @@
-"""Load and generation timings of the package-shipped checkpoints, and a GGUF fidelity check.
+"""Package-shipped real models: load time, engine vs ``model.generate`` speed, cached rerun, GGUF fidelity.
 
-For every fetched short name (or the ones named): time loading the converted folder, greedy-decode
-a few prompts (chat template where the model has one, plain text otherwise) and report tokens per
-second. With `--compare-gguf`, also load the original `.gguf` kept with the folder through
-transformers and check that greedy outputs are identical token for token.
+For every fetched short name (or the ones named), in one run:
 
-    python benchmarks/real_models.py                      # all fetched models
-    python benchmarks/real_models.py gemma3-270m --compare-gguf --max-new-tokens 32
+1. load: seconds to load the converted folder as a collaborator (tokenizer + float32 weights);
+2. speed: the same chat prompts (rendered by the collaborator, left-padded) decoded greedily with
+   ``--max_new_tokens`` by plain ``model.generate`` and by moco_lit's ``GenerationEngine`` (cache
+   off), at batch 1 (first ``--batch1_prompts`` prompts) and at ``--batch`` (``--batch`` prompts);
+   tokens are counted up to each row's end token, for both runners;
+3. cache: the engine runs the ``--batch`` set twice through a fresh generation cache: the second
+   run is the cached rerun;
+4. with ``--compare_gguf``: the original ``.gguf`` kept beside the folder is loaded through
+   transformers and its greedy outputs are compared token for token with the converted folder's.
+
+Each measurement prints one JSON line, then one line of ratios measured in this run.
+
+    python benchmarks/real_models.py --threads 1                      # SmolLM2 and Gemma, if fetched
+    python benchmarks/real_models.py smollm2-135m-instruct --batch 16 --max_new_tokens 32
+    python benchmarks/real_models.py gemma3-270m --compare_gguf --batch1_prompts 3
 """
+
+from __future__ import annotations
 
 import argparse
 import json
+import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from moco_lit import models
+import torch  # noqa: E402
 
-PROMPTS = [
+from moco_lit import models  # noqa: E402
+from moco_lit.cache import GenerationCache  # noqa: E402
+from moco_lit.collaborators import Collaborator, load_collaborator  # noqa: E402
+from moco_lit.generation import DecodingConfig, GenerationEngine  # noqa: E402
+
+QUESTIONS = [
     "What is the capital of France?",
-    "Write a Python function that returns the n-th Fibonacci number.",
-    "Natalia sold clips to 48 friends in April, and half as many in May. How many clips did she sell?",
+    "Name three primary colours.",
+    "Natalia sold clips to 48 friends in April and half as many in May. How many in total?",
+    "Write a haiku about autumn.",
+    "What does a thermometer measure?",
+    "Explain photosynthesis in one sentence.",
+    "Is 17 a prime number? Answer yes or no, then explain.",
+    "Give a synonym for 'happy'.",
+    "What is 12 times 12?",
+    "Which planet is closest to the sun?",
+    "Translate 'good morning' into Spanish.",
+    "What is the boiling point of water in Celsius?",
+    "Write one sentence about the ocean.",
+    "Who wrote Romeo and Juliet?",
+    "List two mammals that can fly or glide.",
+    "What is the square root of 81?",
 ]
 
 
-def encode(tokenizer, prompt: str) -> torch.Tensor:
-    if tokenizer.chat_template:
-        messages = [{"role": "user", "content": prompt}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        return tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids
-    return tokenizer(prompt + "\n", return_tensors="pt").input_ids
+def stop_ids(model, tokenizer) -> set[int]:
+    eos = model.generation_config.eos_token_id
+    return ({eos} if isinstance(eos, int) else set(eos or [])) | {tokenizer.pad_token_id}
 
 
-def greedy(model, tokenizer, max_new_tokens: int) -> tuple[list[list[int]], int, float]:
-    """New token ids per prompt, tokens generated and seconds spent."""
-    with torch.no_grad():  # warm-up: the first call pays one-off costs that are not decoding speed
-        ids = encode(tokenizer, PROMPTS[0])
-        model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=2, do_sample=False)
-    outputs, generated, start = [], 0, time.perf_counter()
-    with torch.no_grad():
-        for prompt in PROMPTS:
-            ids = encode(tokenizer, prompt)
+def generate_plain(
+    model, tokenizer, rendered: list[str], batch: int, new_tokens: int
+) -> tuple[int, list[list[int]]]:
+    """Tokens up to each row's end token, and the rows, decoding with ``model.generate``."""
+    stops, counted, rows = stop_ids(model, tokenizer), 0, []
+    for start in range(0, len(rendered), batch):
+        encoded = tokenizer(
+            rendered[start : start + batch], return_tensors="pt", padding=True, add_special_tokens=False
+        )
+        with torch.no_grad():
             out = model.generate(
-                ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False
+                **encoded, max_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
             )
-            new = out[0, ids.shape[1] :].tolist()
-            outputs.append(new)
-            generated += len(new)
-    return outputs, generated, time.perf_counter() - start
+        for row in out[:, encoded["input_ids"].shape[1] :].tolist():
+            kept = next((i for i, t in enumerate(row) if t in stops), len(row))
+            counted += kept
+            rows.append(row[:kept])
+    return counted, rows
 
 
-def measure(name: str, max_new_tokens: int, compare_gguf: bool) -> dict:
-    folder = Path(models.resolve_model(name))
+def generate_engine(
+    collaborator: Collaborator, prompts: list[str], batch: int, new_tokens: int, cache=None
+) -> int:
+    engine = GenerationEngine(cache=cache, batch_size=batch, progress=False)
+    outputs = engine.generate(collaborator, prompts, DecodingConfig(max_new_tokens=new_tokens))
+    return sum(o.new_tokens for o in outputs)
+
+
+def timed(fn: Callable, *args) -> tuple:
     start = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    result = {"model": name, "folder_load_s": round(time.perf_counter() - start, 2)}
-    outputs, generated, seconds = greedy(model, tokenizer, max_new_tokens)
-    result |= {
-        "chat_template": bool(tokenizer.chat_template),
-        "tokens_per_s": round(generated / seconds, 1),
-        "sample": tokenizer.decode(outputs[0], skip_special_tokens=True),
+    result = fn(*args)
+    return result, time.perf_counter() - start
+
+
+def speed_rows(name: str, collaborator: Collaborator, args: argparse.Namespace) -> list[dict]:
+    """Engine and ``model.generate`` tokens/s at batch 1 and at ``args.batch``."""
+    prompts = (QUESTIONS * (args.batch // len(QUESTIONS) + 1))[: args.batch]
+    model, tokenizer = collaborator.model, collaborator.tokenizer
+    rendered = [collaborator.render(p) for p in prompts]
+    generate_plain(model, tokenizer, rendered[:1], 1, 2)  # warm-up: one-off costs are not decoding
+    rows = []
+    for batch, count in ((1, args.batch1_prompts), (args.batch, args.batch)):
+        runners = (
+            ("model.generate", lambda *a: generate_plain(model, tokenizer, *a)[0], rendered[:count]),
+            ("engine", lambda *a: generate_engine(collaborator, *a), prompts[:count]),
+        )
+        for runner, fn, subset in runners:
+            tokens, seconds = timed(fn, subset, batch, args.max_new_tokens)
+            rows.append(
+                {
+                    "model": name,
+                    "runner": runner,
+                    "batch": batch,
+                    "prompts": count,
+                    "new_tokens": tokens,
+                    "seconds": round(seconds, 2),
+                    "tokens_per_s": round(tokens / seconds, 1),
+                }
+            )
+            print(json.dumps(rows[-1]), flush=True)
+    return rows
+
+
+def cached_rerun(name: str, collaborator: Collaborator, args: argparse.Namespace) -> dict:
+    prompts = (QUESTIONS * (args.batch // len(QUESTIONS) + 1))[: args.batch]
+    with tempfile.TemporaryDirectory() as work:
+        cache = GenerationCache(Path(work) / "generations.sqlite")
+        run = (collaborator, prompts, args.batch, args.max_new_tokens, cache)
+        _, first = timed(generate_engine, *run)
+        _, again = timed(generate_engine, *run)
+    row = {"model": name, "runner": "engine+cache", "batch": args.batch}
+    row |= {"first_s": round(first, 2), "cached_rerun_s": round(again, 4)}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def gguf_fidelity(name: str, collaborator: Collaborator, args: argparse.Namespace) -> dict:
+    """Greedy outputs of the original ``.gguf`` against the converted folder's, token for token."""
+    rendered = [collaborator.render(p) for p in QUESTIONS[: args.batch1_prompts]]
+    new = args.max_new_tokens
+    _, folder_rows = generate_plain(collaborator.model, collaborator.tokenizer, rendered, 1, new)
+    (gguf_model, gguf_tokenizer), load_s = timed(models.load_gguf, models.fetched_gguf(name))
+    _, gguf_rows = generate_plain(gguf_model.eval(), gguf_tokenizer, rendered, 1, new)
+    row = {"model": name, "gguf_load_s": round(load_s, 2), "identical_to_gguf": gguf_rows == folder_rows}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def ratios(name: str, rows: list[dict], batch: int) -> dict:
+    one = {r["runner"]: r["tokens_per_s"] for r in rows if r["batch"] == 1}
+    big = {r["runner"]: r["tokens_per_s"] for r in rows if r["batch"] == batch}
+    return {
+        "model": name,
+        "engine_vs_generate_batch1": round(one["engine"] / one["model.generate"], 2),
+        f"engine_vs_generate_batch{batch}": round(big["engine"] / big["model.generate"], 2),
+        f"engine_batch{batch}_vs_batch1": round(big["engine"] / one["engine"], 2),
     }
-    if compare_gguf:
-        gguf_path = models.fetched_gguf(name)
-        start = time.perf_counter()
-        gguf_model, gguf_tokenizer = models.load_gguf(gguf_path)
-        result["gguf_load_s"] = round(time.perf_counter() - start, 2)
-        gguf_outputs, _, _ = greedy(gguf_model, gguf_tokenizer, max_new_tokens)
-        result["identical_to_gguf"] = gguf_outputs == outputs
-    return result
+
+
+def measure(name: str, args: argparse.Namespace) -> None:
+    collaborator, load_s = timed(load_collaborator, name)
+    print(
+        json.dumps(
+            {"model": name, "chat_template": collaborator.has_chat_template, "load_s": round(load_s, 2)}
+        )
+    )
+    rows = speed_rows(name, collaborator, args)
+    cached_rerun(name, collaborator, args)
+    if args.compare_gguf:
+        gguf_fidelity(name, collaborator, args)
+    print(json.dumps(ratios(name, rows, args.batch)), flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="short names (default: every fetched one)")
-    parser.add_argument("--max-new-tokens", type=int, default=32)
-    parser.add_argument("--compare-gguf", action="store_true", help="also load the .gguf and compare outputs")
+    parser.add_argument("--max_new_tokens", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=16, help="the large batch size (and prompt count)")
+    parser.add_argument("--batch1_prompts", type=int, default=8, help="prompts decoded at batch 1")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--compare_gguf", action="store_true", help="also load the .gguf and compare outputs")
     args = parser.parse_args()
-    torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     names = args.names or [row["name"] for row in models.list_models() if row["fetched"]]
     if not names:
         raise SystemExit("nothing fetched: python -m moco_lit models fetch smollm2-135m-instruct")
     for name in names:
-        print(json.dumps(measure(name, args.max_new_tokens, args.compare_gguf)), flush=True)
+        measure(name, args)
 
 
 if __name__ == "__main__":
