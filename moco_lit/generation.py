@@ -115,7 +115,11 @@ class _Request:
     seed: int
     sample: int
     key: str = ""
-    length: int = 0
+    ids: list[int] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return len(self.ids)
 
 
 @dataclass
@@ -198,9 +202,10 @@ class GenerationEngine:
             return {r.key: _scripted(collaborator, r, decoding) for r in requests}
         if self._vllm is not None and self._vllm.serves(collaborator):
             return self._vllm.run(collaborator, requests, decoding)
-        tokenizer = collaborator.tokenizer
-        for request in requests:
-            request.length = len(tokenizer(request.rendered, add_special_tokens=False)["input_ids"])
+        # tokenized once, in one call: the ids order the batches by length and then fill them
+        encoded = collaborator.tokenizer([r.rendered for r in requests], add_special_tokens=False)
+        for request, ids in zip(requests, encoded["input_ids"]):
+            request.ids = ids
         ordered = sorted(requests, key=lambda r: -r.length)
         batches = [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
         results: dict[str, dict] = {}
@@ -221,9 +226,7 @@ class GenerationEngine:
         from transformers import GenerationConfig, LogitsProcessorList
 
         model, tokenizer = collaborator.model, collaborator.tokenizer
-        inputs = tokenizer(
-            [r.rendered for r in batch], return_tensors="pt", padding=True, add_special_tokens=False
-        ).to(collaborator.device)
+        inputs = left_padded([r.ids for r in batch], tokenizer.pad_token_id, collaborator.device)
         eos_ids = eos_ids_of(model, tokenizer)
         config = GenerationConfig(
             max_new_tokens=decoding.max_new_tokens,
@@ -252,6 +255,19 @@ class GenerationEngine:
                 "mean_logprob": float(logprobs[row, : len(ids)].sum()) / count,
             }
         return results
+
+
+def left_padded(rows: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """``input_ids`` and ``attention_mask`` for ``rows``, padded on the left (generation continues
+    from the right edge), as the tokenizer's own left padding would give."""
+    width = max(len(ids) for ids in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, ids in enumerate(rows):
+        if ids:
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[row, width - len(ids) :] = 1
+    return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
 
 
 class LogprobRecorder:

@@ -80,10 +80,10 @@ class VllmBackend:
         """Cache records (raw_text, prompt_tokens, new_tokens, mean_logprob) keyed by request key."""
         tokenizer = collaborator.tokenizer
         eos_ids = eos_ids_of(collaborator.model, tokenizer)
+        encoded = tokenizer([r.rendered for r in requests], add_special_tokens=False)["input_ids"]
         prompts = []
-        for request in requests:
-            ids = tokenizer(request.rendered, add_special_tokens=False)["input_ids"]
-            request.length = len(ids)
+        for request, ids in zip(requests, encoded):
+            request.ids = ids
             prompts.append({"prompt_token_ids": ids})
         params = [self._sampling_params(request, decoding, eos_ids) for request in requests]
         outputs = self._llm(collaborator).generate(prompts, params, use_tqdm=self.progress)
