@@ -130,6 +130,30 @@ def check_compatible(target: Mapping[str, torch.Tensor], sources: Sequence[Weigh
                 )
 
 
+class Scratch:
+    """Reusable buffers for one merge's per-tensor temporaries, by slot name.
+
+    On CPU a fresh tensor-sized allocation is page-faulted in by the kernel each time, which costs
+    more than the arithmetic done in it; ``take`` hands out a view of a buffer kept across tensors
+    (grown when a larger tensor comes). A view is valid until its slot is taken again.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def take(self, slot: str, like: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        dtype = dtype or like.dtype
+        buffer = self._buffers.get(slot)
+        if (
+            buffer is None
+            or buffer.numel() < like.numel()
+            or buffer.dtype != dtype
+            or buffer.device != like.device
+        ):
+            buffer = self._buffers[slot] = torch.empty(like.numel(), dtype=dtype, device=like.device)
+        return buffer[: like.numel()].view(like.shape)
+
+
 # -- the streaming driver -----------------------------------------------------------------------
 
 
@@ -147,12 +171,20 @@ def linear(weights: Sequence[float]) -> Combine:
     return lambda name, tensors: weighted_sum(tensors, weights)
 
 
-def on_task_vectors(rule: Callable[[str, list[torch.Tensor]], torch.Tensor]) -> Combine:
-    """Apply ``rule`` to task vectors ``x_i − base``; the base must be the first source."""
+def on_task_vectors(
+    rule: Callable[[str, list[torch.Tensor]], torch.Tensor], scratch: Scratch | None = None
+) -> Combine:
+    """Apply ``rule`` to task vectors ``x_i − base``; the base must be the first source.
+
+    With ``scratch`` the task vectors live in its buffers (valid until the next tensor).
+    """
+    scratch = scratch or Scratch()
 
     def combine(name: str, tensors: list[torch.Tensor]) -> torch.Tensor:
         base, *models = tensors
-        return base + rule(name, [task_vector(m, base) for m in models])
+        deltas = [torch.sub(m, base, out=scratch.take(f"delta{i}", base)) for i, m in enumerate(models)]
+        # a rule returns a tensor of its own, never a source's: add the base into it in place
+        return rule(name, deltas).add_(base)
 
     return combine
 
@@ -189,14 +221,23 @@ def merge_dare_ties(
     ``sign_election=False`` skips TIES (plain DARE task arithmetic).
     """
     _check_weights(sources, weights)
+    scratch = Scratch()
 
     def rule(name: str, deltas: list[torch.Tensor]) -> torch.Tensor:
         dropped = [dare(d, 1.0 - density, tensor_seed(seed, i, name)) for i, d in enumerate(deltas)]
         if not sign_election:
             return weighted_sum(dropped, weights)
-        return ties(dropped, weights, density=ties_density, disjoint_mean=disjoint_mean)
+        # the task vectors are this merge's own (scratch buffers or DARE's copies): TIES may reuse them
+        return ties(
+            dropped,
+            weights,
+            density=ties_density,
+            disjoint_mean=disjoint_mean,
+            reuse_inputs=True,
+            scratch=scratch,
+        )
 
-    merge_into(target, [base, *sources], on_task_vectors(rule))
+    merge_into(target, [base, *sources], on_task_vectors(rule, scratch))
 
 
 def merge_extrapolate(
@@ -248,24 +289,48 @@ def ties(
     *,
     density: float = 1.0,
     disjoint_mean: bool = True,
+    reuse_inputs: bool = False,
+    scratch: Scratch | None = None,
 ) -> torch.Tensor:
     """TIES-merging (Yadav et al., 2023): trim, elect the sign, combine the entries that agree.
 
     With weights, the deltas are scaled first; ``disjoint_mean`` divides each entry by the total
     weight of the models that agree on it (the paper's disjoint mean; equal weights give the plain
     mean), otherwise agreeing weighted entries are summed (MoCo 1.1.2's native merge).
+    ``reuse_inputs`` lets it scale the deltas in place, for callers that own them; with
+    ``scratch`` the result and temporaries live in its buffers (valid until its next use).
+
+    Computed one model at a time into a few buffers: on CPU the cost of TIES was mostly fresh
+    tensor-sized allocations and boolean ``where``s, not arithmetic.
     """
+    scratch = scratch or Scratch()
     weights = list(weights) if weights is not None else [1.0] * len(deltas)
-    scaled = torch.stack([trim_to_density(d, density) * w for d, w in zip(deltas, weights, strict=True)])
-    sign = elect_sign(scaled)
-    agree = (torch.sign(scaled) == sign) & (scaled != 0)
-    total = (scaled * agree).sum(dim=0)
-    if not disjoint_mean:
+    scaled = []
+    for delta, weight in zip(deltas, weights, strict=True):
+        trimmed = trim_to_density(delta, density)
+        owned = reuse_inputs or trimmed is not delta
+        scaled.append(trimmed.mul_(weight) if owned else trimmed * weight)
+    first = scaled[0]
+    flags = scratch.take("flags", first, torch.bool)
+    sign = scratch.take("sign", first).copy_(first)
+    for delta in scaled[1:]:
+        sign.add_(delta)
+    torch.ge(sign, 0, out=flags)
+    sign.copy_(flags).mul_(2.0).sub_(1.0)  # the elected sign: +1 where the mass is >= 0
+    total, agree = scratch.take("total", first).zero_(), scratch.take("agree", first)
+    mass = scratch.take("mass", first).zero_() if disjoint_mean else None
+    for delta, weight in zip(scaled, weights):
+        # an entry agrees when it is non-zero with the elected sign
+        torch.gt(torch.mul(delta, sign, out=agree), 0, out=flags)
+        agree.copy_(flags)
+        total.addcmul_(delta, agree)
+        if mass is not None:
+            mass.add_(agree, alpha=weight)
+    if mass is None:
         return total
-    mass = (agree * torch.tensor(weights, dtype=scaled.dtype).view(-1, *[1] * (scaled.dim() - 1))).sum(dim=0)
-    return torch.where(
-        mass != 0, total / mass.where(mass != 0, torch.ones_like(mass)), torch.zeros_like(total)
-    )
+    # an entry no model agrees on has total 0: divide it by 1
+    torch.eq(mass, 0, out=flags)
+    return total.div_(mass.add_(agree.copy_(flags)))
 
 
 def dare(delta: torch.Tensor, drop_rate: float, seed: int) -> torch.Tensor:

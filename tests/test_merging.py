@@ -101,6 +101,31 @@ def test_dare_ties_merge_adds_ties_of_task_vectors_to_the_base():
     assert torch.allclose(out["w"], base["w"] + torch.tensor([1.5, 1.35, -2.5, 0.375]))
 
 
+def test_dare_ties_reuses_its_buffers_across_tensors_of_any_shape():
+    # the merge keeps its temporaries in buffers shared across tensors (large, then small, then
+    # larger again): each tensor must equal a fresh TIES of its own task vectors, inputs untouched
+    generator = torch.Generator().manual_seed(0)
+    shapes = {"big": (6, 5), "small": (3,), "bigger": (7, 6), "empty-agreement": (2, 2)}
+    base = {name: torch.randn(shape, generator=generator) for name, shape in shapes.items()}
+    deltas = [
+        {name: torch.randn(shape, generator=generator) for name, shape in shapes.items()} for _ in range(3)
+    ]
+    deltas[0]["empty-agreement"] = deltas[1]["empty-agreement"] = deltas[2]["empty-agreement"] = torch.zeros(
+        2, 2
+    )
+    models = [Weights.of({n: base[n] + d[n] for n in shapes}, f"m{i}") for i, d in enumerate(deltas)]
+    before = [{n: models[i].tensor(n).clone() for n in shapes} for i in range(3)]
+    weights = [0.5, 0.3, 0.2]
+    out = {name: torch.zeros(shape) for name, shape in shapes.items()}
+    merge_dare_ties(out, Weights.of(base), models, weights, ties_density=0.6)
+    for name in shapes:
+        task_vectors = [models[i].tensor(name) - base[name] for i in range(3)]
+        expected = base[name] + ties(task_vectors, weights, density=0.6)
+        assert torch.allclose(out[name], expected, atol=1e-6), name
+        assert all(torch.equal(models[i].tensor(name), before[i][name]) for i in range(3))
+    assert torch.allclose(out["empty-agreement"], base["empty-agreement"])  # nothing agrees: the base
+
+
 def test_dare_with_no_drop_is_task_arithmetic(tiny_models):
     base, a, b = (model_weights(load_tiny(p)) for p in tiny_models)
     arithmetic, dropped = tensors(load_tiny(tiny_models[0])), tensors(load_tiny(tiny_models[0]))
