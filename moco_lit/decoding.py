@@ -443,6 +443,9 @@ class TokenPicker:
         return logits.argmax(dim=-1)
 
 
+REPLACEMENT = "\ufffd"  # what a tokenizer decodes an incomplete UTF-8 byte sequence to
+
+
 class ModelStream:
     """One collaborator's KV cache, attention mask and token history over a batch of rows.
 
@@ -488,18 +491,24 @@ class ModelStream:
         return self.ids[row][self.prompt_lengths[row] :]
 
     def token_text(self, row: int, token: int) -> str:
-        """The text ``token`` adds after the row's generated tokens (decoded with some context)."""
+        """The text ``token`` adds after the row's generated tokens (decoded with some context).
+
+        A byte token that leaves a character incomplete adds nothing yet (its bytes decode to
+        U+FFFD); the token that completes the character adds all of it, so the joint text handed
+        to other tokenizers never holds half a character.
+        """
         if token in self.eos_ids:
             return ""
         context = self.generated(row)[-6:]
         before = self.tokenizer.decode(context, skip_special_tokens=True)
         after = self.tokenizer.decode([*context, token], skip_special_tokens=True)
         if after.startswith(before):
-            return after[len(before) :]
+            return after[len(before) :].rstrip(REPLACEMENT)
+        # the token completed a character: `before` ended in U+FFFD where `after` has the character
         common = next(
             (i for i, (x, y) in enumerate(zip(before, after)) if x != y), min(len(before), len(after))
         )
-        return after[common:]
+        return after[common:].rstrip(REPLACEMENT)
 
     def append(self, tokens: Sequence[Sequence[int]]) -> None:
         """Feed each row its new tokens (an empty list leaves a row as it is) in one forward pass."""
