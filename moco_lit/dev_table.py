@@ -283,7 +283,9 @@ class DevTrainedModule(CollaborationModule):
         raise NotImplementedError
 
     def on_fit_start(self) -> None:
-        table = collect_dev_table(self, write=False)
+        # a resumed fit keeps its checkpoint's table: the collaborators may be trained agents now
+        resumed = self.trainer.ckpt_path is not None and self.dev_table is not None
+        table = self.dev_table if resumed else collect_dev_table(self, write=False)
         self.dev_scores.copy_(table.mean_scores().to(self.dev_scores))
         self.calibrated.fill_(True)
         self.dev_table = table

@@ -1,23 +1,36 @@
-"""Distributed training: a simulated 2-node run equals a 1-process run; ZeRO-2/3 on a GPU.
+"""Distributed training: a simulated 2-node run equals a 1-process run; every trained method fits
+under 2-process DDP with ranks that agree; ZeRO-2/3 on a GPU.
 
 The 2-node run starts two processes on loopback the way a cluster launcher does (one per node,
 ``NODE_RANK`` 0 and 1, ``LOCAL_RANK`` 0, a shared ``MASTER_ADDR``/``MASTER_PORT``), each with
 ``--trainer.num_nodes 2 --trainer.devices 1``. With per-rank batches of 4 its effective batch is 8,
 the 1-process run's batch, over the same examples in the same order, so the trained router heads
 must agree to float tolerance.
+
+The trained methods (several adapters, duels, ratings, preference pairs) fit with ``--trainer.devices
+2`` on gloo over 5 dev questions in batches of 1 (3 + 2 over the ranks, so ranks also see different
+agents idle in a step). :class:`RankState` saves what each rank ends ``fit`` with; both ranks must
+hold the same weights, buffers and iteration state, the checkpoint exactly that, and ``test
+--ckpt_path`` must run on it.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 import pytest
 import torch
 
-from tests.conftest import ROOT, collaborators_arg, free_port
+from tests.conftest import ROOT, collaborators_arg, free_port, run_records
+
+RANK_STATE = "MOCO_TEST_RANK_STATE"
 
 SPECIALISTS = collaborators_arg(["callable:tests.scripted.multiplier", "callable:tests.scripted.reverser"])
 
@@ -80,3 +93,130 @@ def test_router_fit_under_deepspeed(preset, tmp_path, tiny_models):
     result = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert list((tmp_path / "runs").rglob("*.ckpt"))
+
+
+# -- every trained method under 2-process DDP ----------------------------------------------------
+
+
+class RankState(L.Callback):
+    """Saves, per rank, what ``fit`` ended with to ``$MOCO_TEST_RANK_STATE/rank<r>.pt``."""
+
+    def on_train_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        trained = {name for name, p in module.named_parameters() if p.requires_grad}
+        if getattr(module, "agents", None) is not None:
+            trained |= module.agents.trainable_keys("agents.")
+        trained.discard("ddp_anchor")
+        state = {
+            "weights": {k: v.detach().cpu() for k, v in module.state_dict().items() if k in trained},
+            "buffers": {name: b.detach().cpu() for name, b in module.named_buffers(recurse=False)},
+            "attributes": module.iteration_state()["attributes"]
+            if hasattr(module, "iteration_state")
+            else {},
+            "dev_labels": list(module.dev_labels),
+        }
+        torch.save(state, Path(os.environ[RANK_STATE]) / f"rank{trainer.global_rank}.pt")
+
+
+def _teacher_run(folder: Path) -> str:
+    """A teacher's predictions.jsonl on the quickstart dev questions (its text: a fixed answer)."""
+    from moco_lit.data.datamodule import BenchmarkDataModule
+
+    examples = BenchmarkDataModule("quickstart", dev_limit=5).examples("dev")
+    folder.mkdir(parents=True)
+    lines = [json.dumps({"id": e["id"], "output": "Final Answer: \\boxed{42}"}) for e in examples]
+    (folder / "predictions.jsonl").write_text("\n".join(lines) + "\n")
+    return str(folder)
+
+
+SAGE = "callable:tests.methods.test_sparta.sage"
+LORA = ["--model.max_new_tokens", "4", "--model.lora_r", "4", "--model.lora_dropout", "0"]
+
+# method -> its model arguments, given the tiny models and a scratch folder
+TRAINED_METHODS: dict[str, Callable[[list[str], Path], list[str]]] = {
+    "sparta": lambda tiny, _: [
+        "--model.collaborators", collaborators_arg([tiny[0], tiny[1], SAGE]), *LORA,
+        "--model.num_iterations", "2", "--model.temperature", "1.0", "--model.learning_rate", "0.01",
+    ],
+    "stackelberg": lambda tiny, _: [
+        "--model.collaborators", collaborators_arg([tiny[0], tiny[1], SAGE]), *LORA,
+        "--model.num_iterations", "2", "--model.leader_type", "contested", "--model.temperature", "1.0",
+    ],
+    # two agents and two critics: four adapters on one shared base, most idle in a step
+    "multiagent_finetuning": lambda tiny, _: [
+        "--model.collaborators", collaborators_arg([tiny[0], tiny[0]]), *LORA,
+        "--model.temperature", "1.0",
+    ],
+    "agglm": lambda tiny, _: [
+        "--model.collaborators", collaborators_arg(tiny[:2]), "--model.agg_model", tiny[2], *LORA,
+        "--model.group_size", "2",
+    ],
+    # a trained ranker and fuser: two adapters on one base
+    "llm_blender": lambda tiny, _: [
+        "--model.collaborators", collaborators_arg(["callable:tests.scripted.oracle",
+                                                    "callable:tests.scripted.wrong"]),
+        "--model.ranker", tiny[0], "--model.fuser", tiny[0], "--model.top_k", "2", *LORA,
+        "--model.train_ranker_on_dev", "true", "--model.train_fuser_on_dev", "true",
+        "--model.ranker_max_new_tokens", "2", "--model.learning_rate", "0.01",
+    ],
+    "distillation": lambda tiny, scratch: [
+        "--model.collaborators", collaborators_arg([tiny[0], tiny[0]]), *LORA,
+        "--model.teacher_run", _teacher_run(scratch / "teacher"), "--model.learning_rate", "0.01",
+    ],
+    "graph_routing": lambda tiny, _: [
+        "--model.collaborators", collaborators_arg(["callable:tests.scripted.multiplier",
+                                                    "callable:tests.scripted.reverser"]),
+        "--model.embedding_model", tiny[0], "--trainer.max_epochs", "2",
+    ],
+}  # fmt: skip
+
+
+def _assert_same(first: Any, second: Any, where: str) -> None:
+    if isinstance(first, torch.Tensor):
+        assert torch.equal(first, second), where
+    elif isinstance(first, dict):
+        assert first.keys() == second.keys(), where
+        for key in first:
+            _assert_same(first[key], second[key], f"{where}.{key}")
+    else:
+        assert first == second, where
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list(TRAINED_METHODS))
+def test_two_process_fit_of_a_trained_method_agrees_across_ranks_and_tests(
+    method, tmp_path, tiny_models, run_cli
+):
+    model_args = ["--model", method, *TRAINED_METHODS[method](tiny_models, tmp_path)]
+    data_args = ["--data.benchmark", "quickstart"]
+    states = tmp_path / "states"
+    states.mkdir()
+    env = {
+        **os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1",
+        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), RANK_STATE: str(states),
+    }  # fmt: skip
+    command = [sys.executable, "-m", "moco_lit", "fit", *model_args, *data_args]
+    command += ["--data.dev_limit", "5", "--data.batch_size", "1", "--trainer.accelerator", "cpu"]
+    command += ["--trainer.strategy", "ddp", "--trainer.devices", "2"]
+    command += ["--trainer.callbacks+=tests.test_distributed_training.RankState"]
+    command += ["--run_dir", str(tmp_path / "runs"), "--wandb", "false", "--progress", "false"]
+    command += ["--trainer.enable_progress_bar", "false"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    rank0, rank1 = (torch.load(states / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    _assert_same(rank0, rank1, "rank 0 vs rank 1")
+    assert rank0["weights"] and bool(rank0["buffers"]["trained"])
+    # the adapters learnt (LoRA B starts at zero); agglm's random tiny aggregator is never right,
+    # so its GRPO advantages (and gradients) are all zero
+    if method not in ("graph_routing", "agglm"):
+        assert any(v.abs().sum() > 0 for k, v in rank0["weights"].items() if "lora_B" in k)
+    (checkpoint,) = (tmp_path / "runs").rglob("*.ckpt")
+    saved = torch.load(checkpoint, weights_only=False)
+    _assert_same(rank0["weights"], {k: saved["state_dict"][k] for k in rank0["weights"]}, "checkpoint")
+    _assert_same(rank0["buffers"], {k: saved["state_dict"][k] for k in rank0["buffers"]}, "checkpoint")
+    _assert_same(rank0["attributes"], saved.get("iteration_attributes", {}), "checkpoint")
+    assert saved["global_step"] > 0 and saved["dev_table"]["labels"] == rank0["dev_labels"]
+
+    _, tested = run_cli("test", *model_args, *data_args, "--data.limit", "2", "--ckpt_path", str(checkpoint))
+    assert bool(tested.model.trained) and len(run_records(tested)) == 2
+    _assert_same(rank0["buffers"]["dev_scores"], tested.model.dev_scores.cpu(), "tested dev scores")

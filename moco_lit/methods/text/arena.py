@@ -20,9 +20,10 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Literal
+from typing import Any, Literal
 
 import torch
+from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
 from torch import nn
 
 from moco_lit.collaborators import Collaborator, Prompt
@@ -175,6 +176,10 @@ class LoraAgents(nn.Module):
             agent.fingerprint = f"{original.fingerprint}:{key}"
             self.agents[key] = agent
             self._where[id(agent)] = (base_key, adapter)
+        # peft freezes every adapter but the active one; DDP reduces only the gradients of weights
+        # that require one when it wraps the module, so each adapter must require one then
+        for parameter in self.trainable_parameters():
+            parameter.requires_grad_(True)
         log.info("trainable agents %s (%s, %s)", list(self.agents), layout, "LoRA" if lora else "full")
 
     def _lora_config(self):
@@ -239,7 +244,18 @@ class AgentTrainedModule(DevTrainedModule):
     Subclasses say which models train (:meth:`models_to_train`), fill ``self.items`` (dev example
     id -> list of items) in :meth:`build_iteration`, and compute an item list's loss in
     :meth:`items_loss`. Each iteration's items go to ``<method>_iter<k>.jsonl`` in the run folder.
+
+    Under DDP every rank builds the iteration (same weights, same seeds) and then takes rank 0's
+    items, buffers (ratings, scores) and :attr:`iteration_attributes`, so ranks can never train on
+    different data. Which agents learn depends on a step's questions, so DDP runs with
+    ``find_unused_parameters`` (an idle agent's gradient stays None on every rank, as in one
+    process) and a rank without items this step backpropagates a zero through ``ddp_anchor``. The
+    iteration's items and attributes travel in checkpoints: a fit resumed between two epochs of
+    one iteration trains on them again instead of building the iteration a second time.
     """
+
+    # plain attributes an iteration builds (besides buffers): shared by the ranks, checkpointed
+    iteration_attributes: tuple[str, ...] = ("items", "built_iteration")
 
     def __init__(
         self,
@@ -270,8 +286,12 @@ class AgentTrainedModule(DevTrainedModule):
         self.max_length = max_length
         self.agents: LoraAgents | None = None
         self.items: dict[str, list[dict]] = {}
+        self.built_iteration: int | None = None  # the iteration ``items`` belong to
         self.register_buffer("iteration", torch.tensor(0))
         self.strict_loading = not lora  # a LoRA checkpoint holds the adapters only
+        # never optimised: a rank with no training items in a step still joins the gradient
+        # all-reduce through it (see ``training_step``)
+        self.ddp_anchor.requires_grad_(True)
 
     # -- what a subclass writes ---------------------------------------------------------------
 
@@ -295,6 +315,25 @@ class AgentTrainedModule(DevTrainedModule):
         """Hook at the end of the last epoch (before its checkpoint): pick the tested agent etc."""
 
     # -- building the agents ------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage == "fit":
+            self._let_agents_sit_out_steps()
+
+    def _let_agents_sit_out_steps(self) -> None:
+        """Turn on DDP's ``find_unused_parameters`` before the module is wrapped.
+
+        Touching idle adapters with a zero loss instead would give AdamW zero gradients and move
+        those adapters by momentum and weight decay, steps one process never takes.
+        """
+        strategy = self.trainer.strategy
+        if isinstance(strategy, DeepSpeedStrategy) or not isinstance(strategy, DDPStrategy):
+            return  # DeepSpeed (a DDPStrategy too) partitions gradients its own way
+        ddp_kwargs = strategy._ddp_kwargs  # what DDPStrategy passes to DistributedDataParallel
+        if not ddp_kwargs.get("find_unused_parameters"):
+            log.info("%s: DDP with find_unused_parameters (agents idle in a step)", self.method_name)
+        ddp_kwargs["find_unused_parameters"] = True
 
     def configure_model(self) -> None:
         if self.agents is None:
@@ -387,13 +426,39 @@ class AgentTrainedModule(DevTrainedModule):
 
     def on_train_epoch_start(self) -> None:
         iteration = self.current_epoch // self.epochs_per_iteration
-        if self.current_epoch % self.epochs_per_iteration == 0 or not self.items:
+        if self.built_iteration != iteration:  # a resumed iteration keeps its checkpointed items
             self.agents.refresh_fingerprints()
             self.items = self.build_iteration(iteration)
+            self.built_iteration = iteration
             self.iteration.fill_(iteration)
+            self.take_rank_zero_state()
             count = sum(len(v) for v in self.items.values())
             log.info("%s iteration %d: %d training items", self.method_name, iteration, count)
             self.write_items(f"{self.method_name}_iter{iteration}.jsonl")
+
+    def iteration_state(self) -> dict[str, Any]:
+        """The method's own buffers and :attr:`iteration_attributes` (not the agents' weights)."""
+        return {
+            "buffers": {name: buffer.cpu() for name, buffer in self.named_buffers(recurse=False)},
+            "attributes": {name: getattr(self, name) for name in self.iteration_attributes},
+        }
+
+    def load_iteration_state(self, state: dict[str, Any]) -> None:
+        own = dict(self.named_buffers(recurse=False))
+        for name, value in state["buffers"].items():
+            own[name].copy_(value)
+        for name, value in state["attributes"].items():
+            setattr(self, name, value)
+
+    def take_rank_zero_state(self) -> None:
+        """Every rank takes rank 0's iteration state.
+
+        The ranks computed it alike, so this only removes float differences between devices;
+        building on every rank (rather than on rank 0 while the others wait in the broadcast) keeps
+        a long iteration clear of the process group's timeout.
+        """
+        if self.trainer.world_size > 1:
+            self.load_iteration_state(self.trainer.strategy.broadcast(self.iteration_state(), src=0))
 
     def write_items(self, filename: str) -> None:
         folder = self.runtime.run_folder
@@ -408,8 +473,11 @@ class AgentTrainedModule(DevTrainedModule):
 
     def training_step(self, batch: list[Example], batch_idx: int) -> torch.Tensor | None:
         items = [item for example in batch for item in self.items.get(example["id"], [])]
-        if not items:
-            return None  # nothing to learn from these questions this iteration
+        if not items:  # nothing to learn from these questions this iteration
+            if self.trainer.world_size == 1:
+                return None
+            # a DDP rank may not skip the step: it joins the gradient all-reduce with a zero
+            return self.ddp_anchor.sum() * 0.0
         loss = self.items_loss(items)
         self.log("train/loss", loss, batch_size=len(items), prog_bar=True)
         return loss
@@ -422,6 +490,7 @@ class AgentTrainedModule(DevTrainedModule):
             self.agents.refresh_fingerprints()
             self.finish_training()
             self.trained.fill_(True)
+            self.take_rank_zero_state()
 
     def configure_optimizers(self) -> torch.optim.Optimizer | None:
         parameters = self.agents.trainable_parameters()
@@ -435,10 +504,13 @@ class AgentTrainedModule(DevTrainedModule):
         checkpoint["state_dict"] = {
             k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("agents.") or k in keep
         }
+        checkpoint["iteration_attributes"] = self.iteration_state()["attributes"]
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
-        self.items = {}  # a resumed fit rebuilds its iteration's items with the restored agents
+        # without them (an older checkpoint) a resumed fit builds its iteration again
+        for name, value in checkpoint.get("iteration_attributes", {}).items():
+            setattr(self, name, value)
 
     # -- evaluation with the trained agents ---------------------------------------------------
 

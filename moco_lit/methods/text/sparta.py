@@ -40,6 +40,7 @@ class Sparta(AgentTrainedModule):
     method_name = "sparta"
     level = "text"
     min_collaborators = 3  # two players and at least one judge
+    iteration_attributes = (*AgentTrainedModule.iteration_attributes, "last_duels")
 
     def __init__(
         self,
@@ -64,6 +65,7 @@ class Sparta(AgentTrainedModule):
         self.random_match_prob = random_match_prob
         self.num_instructions = num_instructions
         self.beta = beta
+        self.last_duels: list[dict] = []  # the latest iteration's duels (ratings already moved)
         count = len(collaborators)
         self.register_buffer("ratings", torch.full((count,), float(initial_rating), dtype=torch.float64))
         self.register_buffer("rating_updates", torch.tensor(0))

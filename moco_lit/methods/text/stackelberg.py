@@ -27,6 +27,7 @@ class Stackelberg(Sparta):
 
     method_name = "stackelberg"
     level = "text"
+    iteration_attributes = (*Sparta.iteration_attributes, "leader_choice")
 
     def __init__(
         self,
@@ -42,7 +43,7 @@ class Stackelberg(Sparta):
             raise UserError(f"stackelberg.leader_type must be difficulty or contested, got {leader_type!r}")
         self.leader_type = leader_type
         self.leader_fraction = leader_fraction
-        self.last_duels: list[dict] = []
+        self.leader_choice: list[str] = []  # dev ids the leader kept for the latest iteration
 
     def leader_scores(self, examples: list[Example]) -> dict[str, float]:
         """How much the leader wants each instruction duelled on (higher first)."""
