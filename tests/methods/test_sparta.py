@@ -93,3 +93,36 @@ def test_recipe_parses(run_cli):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("fit", "-c", str(ROOT / "recipes/text/sparta.yaml"), "--print_config")
     assert exit_info.value.code == 0
+
+
+def test_a_fit_resumed_inside_an_iteration_keeps_its_duels(run_cli, tiny_models, tmp_path):
+    # 2 iterations of 2 epochs; the resume starts from the checkpoint after epoch 0, between the
+    # two epochs that train on iteration 0's duels
+    checkpoints = tmp_path / "every_epoch"
+    fitted, common = _sparta(
+        run_cli, [tiny_models[0], tiny_models[1], "callable:tests.methods.test_sparta.sage"],
+        "--model.max_new_tokens", "4", "--model.lora_r", "4", "--model.lora_dropout", "0",
+        "--model.num_iterations", "2", "--model.epochs_per_iteration", "2", "--model.temperature", "1.0",
+        "--model.learning_rate", "0.01", "--data.dev_limit", "4", "--data.batch_size", "2",
+        "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+        f"--trainer.callbacks.dirpath={checkpoints}", "--trainer.callbacks.save_top_k=-1",
+    )  # fmt: skip
+    (after_epoch0,) = checkpoints.glob("epoch=0-*.ckpt")
+    mid = torch.load(after_epoch0, weights_only=False)
+    assert mid["iteration_attributes"]["built_iteration"] == 0 and mid["iteration_attributes"]["items"]
+    assert int(mid["state_dict"]["rating_updates"]) == 4  # iteration 0's duels, already rated
+
+    resumed_checkpoints = tmp_path / "resumed"
+    common[common.index(f"--trainer.callbacks.dirpath={checkpoints}")] = (
+        f"--trainer.callbacks.dirpath={resumed_checkpoints}"
+    )
+    _, resumed = run_cli("fit", *common, "--ckpt_path", str(after_epoch0))
+    uninterrupted, again = fitted.model, resumed.model
+    # one rating update per duel: 4 per iteration, none replayed
+    assert int(again.rating_updates) == int(uninterrupted.rating_updates) == 8
+    assert again.ratings.tolist() == uninterrupted.ratings.tolist()
+    assert again.last_duels == uninterrupted.last_duels
+    adapters = uninterrupted.agents.trainable_keys("agents.")
+    state, resumed_state = uninterrupted.state_dict(), again.state_dict()
+    assert adapters and all(torch.equal(state[k], resumed_state[k]) for k in adapters)
+    assert any(state[k].abs().sum() > 0 for k in adapters if "lora_B" in k)  # they did train
