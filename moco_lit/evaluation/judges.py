@@ -2,13 +2,17 @@
 
 Each judge is loaded once per process: ``Judge.load(model, device=..., batch_size=...)`` returns
 the cached instance for ``(class, model, device)``, so a run that scores many batches (or many
-benchmarks) never reloads the weights. All scoring is batched and runs under ``inference_mode``.
+benchmarks) never reloads the weights. A judge needed for one phase only (labelling the dev set)
+comes from ``Judge.for_phase(...)``, which releases it afterwards (``Judge.release``: out of the
+cache, model freed). All scoring is batched and runs under ``inference_mode``.
 Any ``from_pretrained`` name or local folder works, which is how the tests use tiny local models.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import torch
@@ -55,6 +59,10 @@ J = TypeVar("J", bound="Judge")
 _LOADED: dict[tuple[type, str, str], Judge] = {}
 
 
+def _cache_key(cls: type, model: str, device: str | torch.device) -> tuple[type, str, str]:
+    return (cls, model, str(torch.device(device)))
+
+
 def clear_judges() -> None:
     """Forget every loaded judge (frees their memory once nothing else holds them)."""
     _LOADED.clear()
@@ -72,16 +80,46 @@ class Judge:
 
     def __init__(self, model: str, device: str | torch.device = "cpu", batch_size: int = 8) -> None:
         self.model_name = model
+        self.model: torch.nn.Module | None = None  # set by each kind of judge; None once released
         self.device = torch.device(device)
         self.batch_size = max(1, int(batch_size))
 
     @classmethod
     def load(cls: type[J], model: str, device: str | torch.device = "cpu", **kwargs: int) -> J:
         """The judge for ``(cls, model, device)``, built on first use and reused afterwards."""
-        key = (cls, model, str(torch.device(device)))
+        key = _cache_key(cls, model, device)
         if key not in _LOADED:
             _LOADED[key] = cls(model, device=device, **kwargs)
         return _LOADED[key]  # type: ignore[return-value]
+
+    @classmethod
+    def is_loaded(cls, model: str, device: str | torch.device = "cpu") -> bool:
+        """Whether the judge for ``(cls, model, device)`` is in the process-wide cache."""
+        return _cache_key(cls, model, device) in _LOADED
+
+    @classmethod
+    @contextmanager
+    def for_phase(cls: type[J], model: str, device: str | torch.device = "cpu", **kwargs: int) -> Iterator[J]:
+        """The judge for one phase of a run, released when the phase ends.
+
+        A judge that was loaded before the phase (a scorer of the same model holds it) is left
+        loaded: its other user still needs it.
+        """
+        shared = cls.is_loaded(model, device)
+        judge = cls.load(model, device, **kwargs)
+        try:
+            yield judge
+        finally:
+            if not shared:
+                judge.release()
+
+    def release(self) -> None:
+        """Drop this judge from the process-wide cache and free its model; it cannot score again."""
+        for key in [key for key, judge in _LOADED.items() if judge is self]:
+            del _LOADED[key]
+        self.model = None
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()  # hand the weights' memory back to other processes too
 
     def _batches(self, items: list) -> list[list]:
         return [items[i : i + self.batch_size] for i in range(0, len(items), self.batch_size)]

@@ -1,6 +1,8 @@
 """Judge models, exercised with tiny local models built in conftest.py."""
 
+import gc
 import math
+import weakref
 
 import pytest
 import torch
@@ -47,6 +49,27 @@ def test_judges_are_loaded_once_per_model_and_device(tiny_reward_model):
     first = RewardModelJudge.load(tiny_reward_model)
     assert RewardModelJudge.load(tiny_reward_model) is first
     assert RewardModelJudge.load(tiny_reward_model, device=torch.device("cpu")) is first
+
+
+def test_release_drops_the_judge_from_the_cache_and_frees_its_model(tiny_reward_model):
+    judge = RewardModelJudge.load(tiny_reward_model)
+    weights = weakref.ref(judge.model)
+    judge.release()
+    gc.collect()
+    assert not RewardModelJudge.is_loaded(tiny_reward_model) and judge.model is None
+    assert weights() is None  # nothing else held the model
+    reloaded = RewardModelJudge.load(tiny_reward_model)
+    assert reloaded is not judge and reloaded.score(PROMPTS[:1], RESPONSES[:1])
+
+
+def test_a_phase_judge_is_released_unless_it_was_loaded_before(tiny_reward_model):
+    with RewardModelJudge.for_phase(tiny_reward_model, batch_size=2) as judge:
+        assert RewardModelJudge.is_loaded(tiny_reward_model) and len(judge.score(PROMPTS, RESPONSES)) == 2
+    assert not RewardModelJudge.is_loaded(tiny_reward_model) and judge.model is None
+    kept = RewardModelJudge.load(tiny_reward_model)  # e.g. the benchmark's scorer
+    with RewardModelJudge.for_phase(tiny_reward_model) as judge:
+        assert judge is kept
+    assert RewardModelJudge.load(tiny_reward_model) is kept and kept.model is not None
 
 
 def test_unloadable_model_is_a_user_error(tmp_path):

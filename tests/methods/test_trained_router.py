@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from transformers import LlamaForSequenceClassification
 
 from moco_lit.dev_table import DEV_ANSWERS, DevTable, reward_ties
 from moco_lit.errors import UserError
-from moco_lit.evaluation.judges import RewardModelJudge
+from moco_lit.evaluation.judges import RewardModelJudge, clear_judges
 from tests.conftest import ROOT, collaborators_arg
 from tests.evaluation.conftest import llama_config, save_tokenizer
 from tests.scripted import solve_quickstart
@@ -241,3 +243,26 @@ def test_ties_go_to_the_reward_models_choice_else_to_dev_order(
     else:
         assert {row["label"] for row in dev_rows} == {"right_then_no"}
         assert not any("tie_rewards" in row for row in dev_rows)
+
+
+def test_the_tie_break_reward_model_is_released_after_labelling(
+    run_cli, tiny_models, yes_reward_model, monkeypatch
+):
+    clear_judges()
+    scored_by: list[weakref.ref] = []
+    score = RewardModelJudge.score
+
+    def recording_score(judge: RewardModelJudge, prompts: list[str], responses: list[str]) -> list[float]:
+        scored_by.append(weakref.ref(judge))
+        return score(judge, prompts, responses)
+
+    monkeypatch.setattr(RewardModelJudge, "score", recording_score)
+    _, fitted = run_cli(
+        "fit", "--model", "trained_router", "--model.collaborators", TIED, "--model.router", "encoder",
+        "--model.router_base_model", tiny_models[0], "--model.tie_break_reward_model", yes_reward_model,
+        "--data.benchmark", "quickstart", "--data.dev_limit", "4", "--trainer.max_epochs", "1",
+    )  # fmt: skip
+    assert set(fitted.model.dev_labels) == {1}  # the reward model did label the ties
+    gc.collect()
+    assert scored_by and not RewardModelJudge.is_loaded(yes_reward_model)
+    assert all(ref() is None for ref in scored_by)  # nothing holds the judge after labelling

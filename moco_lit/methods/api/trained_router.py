@@ -201,8 +201,9 @@ class TrainedRouter(DevTrainedModule):
             return None
         from moco_lit.evaluation.judges import RewardModelJudge
 
-        judge = RewardModelJudge.load(name, device=self.trainer.strategy.root_device)
-        rewards = reward_ties(table, judge.score)
+        # needed for these labels only: released before the router's epochs
+        with RewardModelJudge.for_phase(name, device=self.trainer.strategy.root_device) as judge:
+            rewards = reward_ties(table, judge.score)
         log.info("trained_router: %d tied dev questions scored by %s", sum(map(bool, rewards)), name)
         return rewards
 
