@@ -132,3 +132,15 @@ def test_trained_ranker_and_fuser_learn_from_dev(run_cli, tiny_models):
     _, tested = run_cli("test", *common, "--data.limit", "2", "--ckpt_path", checkpoint)
     records = run_records(tested)
     assert len(records) == 2 and all(r["answered_by"] == "tiny0" and r["calls"] == 4 for r in records)
+
+
+def test_fit_of_the_zero_shot_form_says_what_to_set(tmp_path, capsys):
+    from moco_lit.cli import main
+
+    oracle = "callable:tests.scripted.oracle"
+    args = ["fit", "--model", "llm_blender", "--model.collaborators", f"[{oracle}, {oracle}]"]
+    args += ["--model.ranker", "0", "--data.benchmark", "quickstart", "--data.limit", "2"]
+    code = main([*args, "--run_dir", str(tmp_path / "runs"), "--progress", "false"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1
+    assert "train_ranker_on_dev" in errors[0] and "`test`" in errors[0]

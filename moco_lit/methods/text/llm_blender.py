@@ -104,6 +104,11 @@ class LlmBlender(AgentTrainedModule):
         self.helpers: dict[str, Collaborator] = {}
 
     def setup(self, stage: str) -> None:
+        if stage == "fit" and not self.trained_roles:
+            raise UserError(
+                "llm_blender: nothing to fit in the zero-shot form; set train_ranker_on_dev and/or "
+                "train_fuser_on_dev to train on dev, or run `test`"
+            )
         super().setup(stage)
         device = self.trainer.strategy.root_device if self._trainer is not None else "cpu"
         for role, value in (("ranker", self.ranker), ("fuser", self.fuser)):
