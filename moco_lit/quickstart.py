@@ -6,7 +6,8 @@
    of steps, capped in time; keep the trained folders in the cache, keyed by the settings, so
    reruns skip training.
 3. Run every quickstart method on the mixed ``quickstart`` test split through the same path as
-   ``python -m moco_lit test`` and print a leaderboard, per skill and overall.
+   ``python -m moco_lit test`` (trained methods ``fit`` on the dev split first, then ``test`` from
+   that checkpoint) and print a leaderboard, per skill and overall.
 """
 
 from __future__ import annotations
@@ -135,11 +136,17 @@ class SkillTuning(L.LightningModule):
         return torch.optim.AdamW(self.model.parameters(), lr=self.learning_rate, weight_decay=0.0)
 
 
+ANSWER_FORMAT = "answer right after the prompt"
+"""How a specialist's training answer follows the rendered prompt: directly, with no space, as the
+trained collaboration methods write completions (``training.completion_batch``), so an output of
+one specialist is a training target in the format every specialist already knows (distillation,
+fine-tuning on consensus). Part of the cache key: specialists trained otherwise are not reused."""
+
+
 def skill_training_pairs(skill: str, count: int, seed: int) -> list[tuple[str, str]]:
     records = skill_examples(skill, count, seed, "train")
     return [
-        (render_plain([{"role": "user", "content": render_user_prompt(r)}]), " " + r["output"])
-        for r in records
+        (render_plain([{"role": "user", "content": render_user_prompt(r)}]), r["output"]) for r in records
     ]
 
 
@@ -176,7 +183,9 @@ def train_specialist(
 
 
 def specialists_dir(training: SpecialistTraining, model_config: TinyModelConfig) -> Path:
-    settings = json.dumps([asdict(training), asdict(model_config), sorted(SKILL_MAKERS)], sort_keys=True)
+    settings = json.dumps(
+        [asdict(training), asdict(model_config), sorted(SKILL_MAKERS), ANSWER_FORMAT], sort_keys=True
+    )
     wording = "".join(prompt_wording_corpus()[:3])
     digest = hashlib.sha256((settings + wording).encode()).hexdigest()[:12]
     return paths.subdir("quickstart") / f"specialists-{digest}"
@@ -207,13 +216,23 @@ class QuickstartRun:
     """One leaderboard entry: a method, its extra CLI arguments, and whether it is fitted first.
 
     ``{specialist}`` in an argument is replaced by the first specialist's folder (for methods
-    that need a model of their own, such as the router's encoder).
+    that need a model of their own, such as the router's encoder), ``{teacher}`` by the folder of
+    ``teacher``'s ``validate`` run on the dev split (for distillation). ``label`` names the entry
+    on the leaderboard when the method's own label would not tell it from another entry.
     """
 
     method: str
     args: tuple[str, ...] = ()
     fit_first: bool = False
+    teacher: QuickstartRun | None = None
+    label: str | None = None
 
+
+TRAINED_ROUTER = QuickstartRun(
+    "trained_router",
+    ("--model.router", "encoder", "--model.router_base_model", "{specialist}", "--trainer.max_epochs", "20"),
+    fit_first=True,
+)
 
 QUICKSTART_RUNS: list[QuickstartRun] = [
     QuickstartRun("single_model"),
@@ -228,26 +247,49 @@ QUICKSTART_RUNS: list[QuickstartRun] = [
     QuickstartRun("greedy_soup"),
     QuickstartRun("expo"),
     QuickstartRun("model_swarms", ("--model.max_iterations", "3")),
+    TRAINED_ROUTER,
+    # the trained collaborations, each sized to at most ~20 s of fit + test on 2 CPU cores
+    QuickstartRun("sparta", ("--model.num_iterations", "1"), fit_first=True),
     QuickstartRun(
-        "trained_router",
+        "agglm",
         (
-            "--model.router",
-            "encoder",
-            "--model.router_base_model",
-            "{specialist}",
-            "--trainer.max_epochs",
-            "20",
+            "--model.agg_model",
+            "0",
+            "--model.sample_size",
+            "1",
+            *("--data.dev_limit", "30", "--data.batch_size", "8"),
         ),
         fit_first=True,
     ),
+    QuickstartRun(
+        "distillation",
+        (
+            *("--model.teacher_run", "{teacher}", "--model.learning_rate", "2e-3"),
+            *("--model.epochs_per_iteration", "10", "--data.batch_size", "8"),
+        ),
+        fit_first=True,
+        teacher=TRAINED_ROUTER,
+    ),
+    QuickstartRun("multiagent_finetuning", fit_first=True),
+    QuickstartRun(
+        "llm_blender",
+        (
+            # ranker and fuser on different specialists, one LoRA copy each: on one shared base,
+            # only the adapter a training step activates last gets gradients (peft freezes the rest)
+            *("--model.ranker", "2", "--model.fuser", "0", "--model.top_k", "2"),
+            *("--model.train_ranker_on_dev", "true", "--model.train_fuser_on_dev", "true"),
+            # a verdict is one letter; "Final Answer: \\boxed{...}" is ~25 characters
+            *("--model.ranker_max_new_tokens", "2", "--model.max_new_tokens", "32"),
+            *("--model.learning_rate", "1e-3", "--model.epochs_per_iteration", "3", "--data.dev_limit", "30"),
+            *("--data.batch_size", "16"),
+        ),
+        fit_first=True,
+        label="llm_blender (trained)",
+    ),
 ]
 """The methods the quickstart compares on the mixed test split; methods that need no GPU and
-make sense for three single-skill specialists join here."""
-
-
-def _run_args(stage: str, run: QuickstartRun, common: list[str], specialist: str) -> list[str]:
-    extra = [arg.replace("{specialist}", specialist) for arg in run.args]
-    return [stage, "--model", run.method, *common, *extra]
+make sense for three single-skill specialists join here. ``fit_first`` entries are trained on the
+dev split first (distillation's teacher is the trained router's dev outputs)."""
 
 
 def run_quickstart(
@@ -259,7 +301,7 @@ def run_quickstart(
     runs: list[QuickstartRun] | None = None,
 ) -> list[dict]:
     """Train (or reuse) three tiny specialists, run every quickstart method, print a leaderboard."""
-    from moco_lit.report import leaderboard_rows, print_leaderboard, write_report
+    from moco_lit.report import print_leaderboard
 
     training = training or SpecialistTraining()
     if seconds is not None:
@@ -270,7 +312,31 @@ def run_quickstart(
     if retrain:
         shutil.rmtree(specialists_dir(training, TinyModelConfig()), ignore_errors=True)
     folders = ensure_specialists(training)
-    common = [
+    runner = QuickstartRunner(_common_args(folders, run_dir, limit), folders[0])
+    tested: dict[Path, QuickstartRun] = {}
+    failures: list[str] = []
+    for run in runs if runs is not None else QUICKSTART_RUNS:
+        print(f"running {run.label or run.method} {' '.join(run.args)}".rstrip() + " ...", flush=True)
+        try:
+            tested[runner.test(run)] = run
+        except Exception as err:  # one failing method must not cost the others' results
+            failures.append(f"{run.method}: {type(err).__name__}: {err}")
+            print(f"  {run.method} failed: {type(err).__name__}: {err}", flush=True)
+    rows = _labelled_rows(tested)
+    print()
+    print_leaderboard(
+        rows, title=f"quickstart leaderboard (test split, {time.perf_counter() - started:.0f} s)"
+    )
+    report = _write_report(tested, Path(run_dir) / "reports" / "quickstart")
+    print(f"\nreport: {report['html']}")
+    if failures:
+        raise QuickstartFailures(failures)
+    return rows
+
+
+def _common_args(folders: list[str], run_dir: str, limit: int | None) -> list[str]:
+    """The arguments every quickstart run shares: the specialists, the benchmark, quiet output."""
+    return [
         "--model.collaborators",
         "[" + ", ".join(folders) + "]",
         "--model.max_new_tokens",
@@ -289,25 +355,6 @@ def run_quickstart(
         "false",
         *(["--data.limit", str(limit)] if limit is not None else []),
     ]
-    run_folders: list[Path] = []
-    failures: list[str] = []
-    for run in runs if runs is not None else QUICKSTART_RUNS:
-        print(f"running {run.method} {' '.join(run.args)}".rstrip() + " ...", flush=True)
-        try:
-            run_folders.append(_fit_and_test(run, common, folders[0]))
-        except Exception as err:  # one failing method must not cost the others' results
-            failures.append(f"{run.method}: {type(err).__name__}: {err}")
-            print(f"  {run.method} failed: {type(err).__name__}: {err}", flush=True)
-    rows = leaderboard_rows(run_folders, group_field="skill")
-    print()
-    print_leaderboard(
-        rows, title=f"quickstart leaderboard (test split, {time.perf_counter() - started:.0f} s)"
-    )
-    report = write_report(run_folders, Path(run_dir) / "reports" / "quickstart", title="quickstart report")
-    print(f"\nreport: {report['html']}")
-    if failures:
-        raise QuickstartFailures(failures)
-    return rows
 
 
 class QuickstartFailures(Exception):
@@ -317,11 +364,74 @@ class QuickstartFailures(Exception):
         super().__init__(f"{len(failures)} quickstart method(s) failed: " + "; ".join(failures))
 
 
-def _fit_and_test(run: QuickstartRun, common: list[str], specialist: str) -> Path:
-    from moco_lit.cli import run_lightning
+class QuickstartRunner:
+    """Runs quickstart entries through the same path as ``python -m moco_lit fit/validate/test``.
 
-    test_args = _run_args("test", run, common, specialist)
-    if run.fit_first:
-        fitted = run_lightning(_run_args("fit", run, common, specialist))
-        test_args += ["--ckpt_path", fitted.trainer.checkpoint_callback.best_model_path]
-    return run_lightning(test_args).model.runtime.run_folder.path
+    Each entry is fitted at most once per quickstart (a distillation teacher that is also on the
+    leaderboard reuses its checkpoint), and a teacher is validated on dev at most once.
+    """
+
+    def __init__(self, common: list[str], specialist: str) -> None:
+        self.common = common
+        self.specialist = specialist
+        self.checkpoints: dict[QuickstartRun, str] = {}
+        self.dev_runs: dict[QuickstartRun, Path] = {}
+
+    def args(self, stage: str, run: QuickstartRun) -> list[str]:
+        teacher = str(self.dev_run(run.teacher)) if run.teacher is not None else ""
+        extra = [
+            arg.replace("{specialist}", self.specialist).replace("{teacher}", teacher) for arg in run.args
+        ]
+        args = [stage, "--model", run.method, *self.common, *extra]
+        return args + (["--ckpt_path", self.checkpoint(run)] if run.fit_first and stage != "fit" else [])
+
+    def checkpoint(self, run: QuickstartRun) -> str:
+        """The checkpoint of ``run``'s ``fit`` (fitted on first use)."""
+        if run not in self.checkpoints:
+            fitted = self._lightning(self.args("fit", run))
+            self.checkpoints[run] = fitted.trainer.checkpoint_callback.best_model_path
+        return self.checkpoints[run]
+
+    def dev_run(self, run: QuickstartRun) -> Path:
+        """The run folder of ``run`` validated on the dev split (its outputs teach distillation)."""
+        if run not in self.dev_runs:
+            self.dev_runs[run] = self._lightning(self.args("validate", run)).model.runtime.run_folder.path
+        return self.dev_runs[run]
+
+    def test(self, run: QuickstartRun) -> Path:
+        """The run folder of ``run`` on the test split (fitted first when it says so)."""
+        return self._lightning(self.args("test", run)).model.runtime.run_folder.path
+
+    @staticmethod
+    def _lightning(args: list[str]):
+        from moco_lit.cli import run_lightning
+
+        return run_lightning(args)
+
+
+def _labelled_rows(tested: dict[Path, QuickstartRun]) -> list[dict]:
+    """Leaderboard rows, per skill, with each entry's own ``label`` where it has one."""
+    from moco_lit.report import leaderboard_rows
+
+    rows = leaderboard_rows(list(tested), group_field="skill")
+    for row in rows:
+        label = tested[Path(row["run"])].label
+        if label is not None and not row["method"].startswith("single:"):
+            row["method"] = label
+    return rows
+
+
+def _write_report(tested: dict[Path, QuickstartRun], out_dir: Path) -> dict[str, Path]:
+    """The HTML/Markdown report of the tested runs, from a summary in the sweep format (so the
+    report shows the same labels as the leaderboard, and ``python -m moco_lit report`` on that
+    file rebuilds it)."""
+    from moco_lit.report import write_report
+
+    cells = [
+        {"run_folder": str(path), "pool": "specialists", **({"label": run.label} if run.label else {})}
+        for path, run in tested.items()
+    ]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = out_dir / "runs.json"
+    summary.write_text(json.dumps({"sweep": "quickstart", "cells": cells}, indent=2) + "\n")
+    return write_report([summary], out_dir, title="quickstart report")
