@@ -204,6 +204,10 @@ class LoraAgents(nn.Module):
         model = self.bases[base_key]
         if self.layout == "shared_base" and model.active_adapter != adapter:
             model.set_adapter(adapter)
+            # set_adapter freezes the other adapters: a step that runs several agents must still
+            # reach every one of them with its gradient (a frozen weight gets none)
+            for parameter in self.trainable_parameters():
+                parameter.requires_grad_(True)
         return model
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -211,7 +215,9 @@ class LoraAgents(nn.Module):
         return [p for n, p in self.named_parameters() if not self.lora or "lora_" in n]
 
     def trainable_keys(self, prefix: str) -> set[str]:
-        return {prefix + n for n, _ in self.named_parameters() if not self.lora or "lora_" in n}
+        # every name of a shared weight (a tied output layer too): the checkpoint must hold each key
+        named = self.named_parameters(remove_duplicate=False)
+        return {prefix + n for n, _ in named if not self.lora or "lora_" in n}
 
     def refresh_fingerprints(self) -> None:
         """Fingerprint each agent by its own trained weights, so the generation cache stays exact."""
