@@ -25,6 +25,9 @@ from typing import Any
 from moco_lit.errors import UserError
 from moco_lit.runs import RunFolder
 
+TRAINED_FORM_FLAGS = ("train_ranker_on_dev", "train_fuser_on_dev")
+"""Arguments that switch a method from its zero-shot form to a form trained on dev."""
+
 
 def _method_label(config: dict, metrics: dict) -> str:
     init_args = (config.get("model") or {}).get("init_args") or {}
@@ -32,6 +35,9 @@ def _method_label(config: dict, metrics: dict) -> str:
     for key in ("tie", "mode", "structure_type", "router"):
         if key in init_args and init_args[key] is not None:
             label += f" ({key}={init_args[key]})"
+    # methods with a zero-shot and a trained form (llm_blender) say which one ran
+    if any(init_args.get(key) for key in TRAINED_FORM_FLAGS):
+        label += " (trained)"
     return label
 
 
