@@ -217,15 +217,13 @@ class QuickstartRun:
 
     ``{specialist}`` in an argument is replaced by the first specialist's folder (for methods
     that need a model of their own, such as the router's encoder), ``{teacher}`` by the folder of
-    ``teacher``'s ``validate`` run on the dev split (for distillation). ``label`` names the entry
-    on the leaderboard when the method's own label would not tell it from another entry.
+    ``teacher``'s ``validate`` run on the dev split (for distillation).
     """
 
     method: str
     args: tuple[str, ...] = ()
     fit_first: bool = False
     teacher: QuickstartRun | None = None
-    label: str | None = None
 
 
 TRAINED_ROUTER = QuickstartRun(
@@ -274,8 +272,8 @@ QUICKSTART_RUNS: list[QuickstartRun] = [
     QuickstartRun(
         "llm_blender",
         (
-            # ranker and fuser on different specialists, one LoRA copy each: on one shared base,
-            # only the adapter a training step activates last gets gradients (peft freezes the rest)
+            # the ranker reads the next-letter specialist's verdicts, the fuser writes as the
+            # multiplication one: each learns its role with a LoRA adapter on dev
             *("--model.ranker", "2", "--model.fuser", "0", "--model.top_k", "2"),
             *("--model.train_ranker_on_dev", "true", "--model.train_fuser_on_dev", "true"),
             # a verdict is one letter; "Final Answer: \\boxed{...}" is ~25 characters
@@ -284,7 +282,6 @@ QUICKSTART_RUNS: list[QuickstartRun] = [
             *("--data.batch_size", "16"),
         ),
         fit_first=True,
-        label="llm_blender (trained)",
     ),
 ]
 """The methods the quickstart compares on the mixed test split; methods that need no GPU and
@@ -301,7 +298,7 @@ def run_quickstart(
     runs: list[QuickstartRun] | None = None,
 ) -> list[dict]:
     """Train (or reuse) three tiny specialists, run every quickstart method, print a leaderboard."""
-    from moco_lit.report import print_leaderboard
+    from moco_lit.report import leaderboard_rows, print_leaderboard
 
     training = training or SpecialistTraining()
     if seconds is not None:
@@ -313,16 +310,16 @@ def run_quickstart(
         shutil.rmtree(specialists_dir(training, TinyModelConfig()), ignore_errors=True)
     folders = ensure_specialists(training)
     runner = QuickstartRunner(_common_args(folders, run_dir, limit), folders[0])
-    tested: dict[Path, QuickstartRun] = {}
+    tested: list[Path] = []
     failures: list[str] = []
     for run in runs if runs is not None else QUICKSTART_RUNS:
-        print(f"running {run.label or run.method} {' '.join(run.args)}".rstrip() + " ...", flush=True)
+        print(f"running {run.method} {' '.join(run.args)}".rstrip() + " ...", flush=True)
         try:
-            tested[runner.test(run)] = run
+            tested.append(runner.test(run))
         except Exception as err:  # one failing method must not cost the others' results
             failures.append(f"{run.method}: {type(err).__name__}: {err}")
             print(f"  {run.method} failed: {type(err).__name__}: {err}", flush=True)
-    rows = _labelled_rows(tested)
+    rows = leaderboard_rows(tested, group_field="skill")
     print()
     print_leaderboard(
         rows, title=f"quickstart leaderboard (test split, {time.perf_counter() - started:.0f} s)"
@@ -409,28 +406,12 @@ class QuickstartRunner:
         return run_lightning(args)
 
 
-def _labelled_rows(tested: dict[Path, QuickstartRun]) -> list[dict]:
-    """Leaderboard rows, per skill, with each entry's own ``label`` where it has one."""
-    from moco_lit.report import leaderboard_rows
-
-    rows = leaderboard_rows(list(tested), group_field="skill")
-    for row in rows:
-        label = tested[Path(row["run"])].label
-        if label is not None and not row["method"].startswith("single:"):
-            row["method"] = label
-    return rows
-
-
-def _write_report(tested: dict[Path, QuickstartRun], out_dir: Path) -> dict[str, Path]:
-    """The HTML/Markdown report of the tested runs, from a summary in the sweep format (so the
-    report shows the same labels as the leaderboard, and ``python -m moco_lit report`` on that
-    file rebuilds it)."""
+def _write_report(tested: list[Path], out_dir: Path) -> dict[str, Path]:
+    """The HTML/Markdown report of the tested runs, from a summary in the sweep format
+    (``python -m moco_lit report`` on that file rebuilds it)."""
     from moco_lit.report import write_report
 
-    cells = [
-        {"run_folder": str(path), "pool": "specialists", **({"label": run.label} if run.label else {})}
-        for path, run in tested.items()
-    ]
+    cells = [{"run_folder": str(path), "pool": "specialists"} for path in tested]
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = out_dir / "runs.json"
     summary.write_text(json.dumps({"sweep": "quickstart", "cells": cells}, indent=2) + "\n")
