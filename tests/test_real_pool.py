@@ -24,6 +24,8 @@ SMOLLM2 = REAL_HOME / "models" / "smollm2-135m-instruct"
 GEMMA = REAL_HOME / "models" / "gemma3-270m"
 MOCO_DATA = REAL_HOME / "data" / "modelco-1.1.2"
 PAIR = "[gemma3-270m, smollm2-135m-instruct]"  # base model first, as nudging expects
+SMOLLM2_FIRST = "[smollm2-135m-instruct, gemma3-270m]"  # generator / weak model first
+NAMES = {"gemma3-270m", "smollm2-135m-instruct"}
 
 pytestmark = [
     pytest.mark.real,
@@ -109,14 +111,145 @@ def test_majority_vote_over_the_two_families(cache_path, run_cli):
         assert set(record["details"]["answers"]) == {"gemma3-270m", "smollm2-135m-instruct"}
 
 
+def _pair_records(run_cli, cache_path: str, method: str, *overrides: str, limit: int = 2) -> list[dict]:
+    """A test run of ``method`` on SmolLM2 + Gemma (dev-set choices on as many dev questions)."""
+    args = _test_args(method, SMOLLM2_FIRST, cache_path, limit=limit, new_tokens=12)
+    code, cli = run_cli(*args, "--data.dev_limit", str(limit), *overrides)
+    records = run_records(cli)
+    assert code == 0 and len(records) == limit
+    for record in records:
+        assert record["output"].strip() and 0.0 <= record["score"] <= 1.0
+    return records
+
+
+def _rejoined(segments: list[list[str]]) -> str:
+    assert {name for name, _ in segments} <= NAMES
+    return "".join(text for _, text in segments).strip()
+
+
 @needs_gemma
-def test_logit_fusion_refuses_the_two_vocabularies(cache_path, tmp_path, capsys):
-    args = _test_args("logit_fusion", PAIR, cache_path, limit=2, new_tokens=4)
+def test_mentor_collab_consults_gemma_while_smollm2_writes(cache_path, run_cli):
+    # every step is a decision point: where Gemma's next token differs, both write a 4-token patch
+    overrides = ["--model.decision_proportion", "100", "--model.patch_size", "4"]
+    records = _pair_records(run_cli, cache_path, "mentor_collab", *overrides)
+    for record in records:
+        details = record["details"]
+        # Gemma's next token differed at least once, and both wrote a patch from the shared text
+        assert details["mode"] == "free" and details["decisions"] >= 1
+        assert 0 <= details["mentor_patches"] <= details["decisions"]  # SmolLM2 judged each branch
+        assert _rejoined(details["segments"]) == record["output"].strip()
+        assert details["segments"][0][0] == "smollm2-135m-instruct"  # the generator starts
+        assert record["answered_by"] == ["smollm2-135m-instruct", "gemma3-270m"]
+
+
+@needs_gemma
+def test_switch_generation_passes_the_answer_between_families(cache_path, run_cli):
+    # SmolLM2 as the selector LM names the writer of each 4-token patch: no training needed
+    overrides = ["--model.selector_model", "smollm2-135m-instruct", "--model.patch_size", "4"]
+    records = _pair_records(run_cli, cache_path, "switch_generation", *overrides)
+    for record in records:
+        details = record["details"]
+        assert 1 <= len(details["writers"]) <= 3 and set(details["writers"]) <= NAMES
+        assert _rejoined(details["segments"]) == record["output"].strip()
+    assert set().union(*(r["details"]["writers"] for r in records)) == NAMES
+
+
+def _both_answered_every_round(details: dict) -> None:
+    assert details["rounds"] and all(set(said) == NAMES for said in details["rounds"])
+    assert all(set(answers) == NAMES for answers in details["round_answers"])
+
+
+def _check_multiagent_refine(record: dict) -> None:
+    _both_answered_every_round(record["details"])
+    assert len(record["details"]["rounds"]) == 2
+    assert record["answered_by"] == record["details"]["summariser"] in NAMES
+
+
+def _check_moa(record: dict) -> None:
+    _both_answered_every_round(record["details"])
+    assert record["answered_by"] == record["details"]["aggregator"] in NAMES
+
+
+def _check_cascade(record: dict) -> None:
+    trail = record["details"]["trail"]
+    assert trail[0]["model"] == "smollm2-135m-instruct"  # weak model first
+    assert [step["model"] for step in trail] == ["smollm2-135m-instruct", "gemma3-270m"][: len(trail)]
+    assert record["details"]["level"] == len(trail) - 1 and record["answered_by"] == trail[-1]["model"]
+    assert all(0.0 <= step["confidence"] <= 1.0 for step in trail)
+
+
+def _check_llm_blender(record: dict) -> None:
+    details = record["details"]
+    assert set(details["candidates"]) == NAMES and all(details["candidates"].values())
+    assert set(details["wins"]) == NAMES and sum(details["wins"].values()) == 1  # one pair, one winner
+    assert set(details["top"]) == NAMES and record["answered_by"] == "smollm2-135m-instruct"  # the fuser
+
+
+def _check_knowledge_card(record: dict) -> None:
+    assert set(record["details"]["cards"]) == NAMES
+    assert record["answered_by"] == record["details"]["answerer"] in NAMES
+
+
+def _check_structure(record: dict) -> None:
+    details = record["details"]
+    _both_answered_every_round(details)
+    # a one-way edge: Gemma reads SmolLM2, SmolLM2 reads nobody and keeps its first answer
+    assert details["neighbours"] == {"smollm2-135m-instruct": [], "gemma3-270m": ["smollm2-135m-instruct"]}
+    first, second = details["rounds"]
+    assert second["smollm2-135m-instruct"] == first["smollm2-135m-instruct"]
+    assert record["answered_by"] == details["final_node"] in NAMES
+
+
+TEXT_METHODS = {
+    "multiagent_refine": (["--model.round", "2"], _check_multiagent_refine),
+    "moa": (["--model.round", "1"], _check_moa),
+    "cascade": ([], _check_cascade),
+    "llm_blender": (
+        [
+            "--model.ranker",
+            "1",
+            "--model.fuser",
+            "0",
+            "--model.top_k",
+            "2",
+            "--model.ranker_max_new_tokens",
+            "4",
+        ],
+        _check_llm_blender,
+    ),
+    "knowledge_card": ([], _check_knowledge_card),
+    # structure_matrix[j][i] = 1: model i reads model j
+    "structure": (
+        [
+            "--model.structure_type",
+            "other",
+            "--model.structure_matrix",
+            "[[0, 1], [0, 0]]",
+            "--model.num_rounds",
+            "2",
+        ],
+        _check_structure,
+    ),
+}
+
+
+@needs_gemma
+@pytest.mark.parametrize("method", sorted(TEXT_METHODS))
+def test_text_methods_run_on_the_two_families(method, cache_path, run_cli):
+    overrides, check = TEXT_METHODS[method]
+    for record in _pair_records(run_cli, cache_path, method, *overrides):
+        check(record)
+
+
+@needs_gemma
+@pytest.mark.parametrize("method", ["logit_fusion", "logit_contrastive"])
+def test_logit_methods_refuse_the_two_vocabularies(method, cache_path, tmp_path, capsys):
+    args = _test_args(method, PAIR, cache_path, limit=2, new_tokens=4)
     code = main([*args, "--run_dir", str(tmp_path / "runs"), "--progress", "false"])
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1 and "Traceback" not in err  # one line, not a stack
-    assert "different vocabularies" in errors[0]
+    assert errors[0].startswith(f"error: {method} ") and "different vocabularies" in errors[0]
     assert "'gemma3-270m'" in errors[0] and "'smollm2-135m-instruct'" in errors[0]
     assert not list((tmp_path / "runs").rglob("predictions.jsonl"))
 
