@@ -136,11 +136,12 @@ class SkillTuning(L.LightningModule):
         return torch.optim.AdamW(self.model.parameters(), lr=self.learning_rate, weight_decay=0.0)
 
 
-ANSWER_FORMAT = "answer right after the prompt"
-"""How a specialist's training answer follows the rendered prompt: directly, with no space, as the
-trained collaboration methods write completions (``training.completion_batch``), so an output of
-one specialist is a training target in the format every specialist already knows (distillation,
-fine-tuning on consensus). Part of the cache key: specialists trained otherwise are not reused."""
+ANSWER_FORMAT = "answer after a space"
+"""How a specialist's training answer follows the rendered prompt (``...Assistant:``): after a
+space, as ``training.completion_batch`` writes every completion that follows text, so an output
+of one specialist is a training target in the format every specialist already knows
+(distillation, fine-tuning on consensus). Part of the cache key: specialists trained otherwise
+are not reused."""
 
 
 def skill_training_pairs(skill: str, count: int, seed: int) -> list[tuple[str, str]]:

@@ -25,10 +25,13 @@ def completion_batch(
     """Right-padded ``input_ids``/``attention_mask``/``labels`` for rendered prompts + completions.
 
     Each completion ends with the tokenizer's EOS so the model learns to stop. Over-long examples
-    lose their prompt's start, never the completion.
+    lose their prompt's start, never the completion. A completion that would run straight on from
+    a prompt ending in text (the plain-text fallback's ``Assistant:``) starts with a space, as
+    models continue such text when they generate; chat templates end in a newline and need none.
     """
     rows, labels = [], []
     for prompt, completion in zip(prompts, completions):
+        completion = joined_completion(prompt, completion)
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
         completion_ids = completion_ids + [tokenizer.eos_token_id]
@@ -45,6 +48,14 @@ def completion_batch(
         label_ids[i, : len(label)] = torch.tensor(label)
         attention[i, : len(row)] = 1
     return {"input_ids": input_ids, "attention_mask": attention, "labels": label_ids}
+
+
+def joined_completion(prompt: str, completion: str) -> str:
+    """``completion`` as it follows ``prompt`` in a training row: after a space when neither side
+    has whitespace at the seam."""
+    if prompt and completion and not prompt[-1].isspace() and not completion[0].isspace():
+        return " " + completion
+    return completion
 
 
 def sft_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

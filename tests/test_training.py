@@ -52,6 +52,19 @@ def test_completion_batch_labels_only_the_completion(tiny_models):
         assert tokenizer.decode(completion[:-1]) == [" 6", " hello there"][row]
 
 
+def test_a_completion_after_text_starts_with_a_space_as_generated_text_does(tiny_models):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models[0])
+    prompts = ["User: 2 times 3?\n\nAssistant:", "User: 2 times 3?\n\nAssistant:", "<chat>\n"]
+    batch = completion_batch(tokenizer, prompts, ["6", " 6", "6"])
+    completions = [labels[labels != IGNORE_INDEX][:-1] for labels in batch["labels"]]
+    # after "Assistant:" the answer reads " 6" whether or not it came with its space; after a
+    # newline (chat templates) it stays as it is
+    assert [tokenizer.decode(ids) for ids in completions] == [" 6", " 6", "6"]
+    assert torch.equal(batch["input_ids"][0], batch["input_ids"][1])
+
+
 def test_sequence_logps_sum_the_completion_tokens():
     logits = torch.zeros(1, 4, 5)  # uniform over 5 tokens
     labels = torch.tensor([[IGNORE_INDEX, IGNORE_INDEX, 3, 1]])
