@@ -60,7 +60,10 @@ _LOADED: dict[tuple[type, str, str], Judge] = {}
 
 
 def _cache_key(cls: type, model: str, device: str | torch.device) -> tuple[type, str, str]:
-    return (cls, model, str(torch.device(device)))
+    """(kind, the folder or hub id ``model`` resolves to, device): a short name and its folder are one judge."""
+    from moco_lit.models import resolve_model
+
+    return (cls, resolve_model(model), str(torch.device(device)))
 
 
 def clear_judges() -> None:
@@ -86,10 +89,12 @@ class Judge:
 
     @classmethod
     def load(cls: type[J], model: str, device: str | torch.device = "cpu", **kwargs: int) -> J:
-        """The judge for ``(cls, model, device)``, built on first use and reused afterwards."""
+        """The judge for ``(cls, model, device)``, built on first use and reused afterwards.
+
+        ``model`` may be a fetched short name or a ``.gguf`` file, as for collaborators."""
         key = _cache_key(cls, model, device)
         if key not in _LOADED:
-            _LOADED[key] = cls(model, device=device, **kwargs)
+            _LOADED[key] = cls(key[1], device=device, **kwargs)
         return _LOADED[key]  # type: ignore[return-value]
 
     @classmethod

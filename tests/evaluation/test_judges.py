@@ -51,6 +51,20 @@ def test_judges_are_loaded_once_per_model_and_device(tiny_reward_model):
     assert RewardModelJudge.load(tiny_reward_model, device=torch.device("cpu")) is first
 
 
+def test_a_fetched_short_name_is_the_same_judge_as_its_folder(tiny_reward_model):
+    import shutil
+
+    from moco_lit.models import model_dir
+
+    folder = model_dir("smollm2-135m-instruct")  # in this test's own cache root
+    shutil.copytree(tiny_reward_model, folder)
+    judge = RewardModelJudge.load("smollm2-135m-instruct")
+    assert judge.model_name == str(folder) and RewardModelJudge.load(str(folder)) is judge
+    assert RewardModelJudge.is_loaded("smollm2-135m-instruct")
+    with pytest.raises(UserError, match="models fetch gemma3-270m"):
+        RewardModelJudge.load("gemma3-270m")  # known but not fetched: says what to run
+
+
 def test_release_drops_the_judge_from_the_cache_and_frees_its_model(tiny_reward_model):
     judge = RewardModelJudge.load(tiny_reward_model)
     weights = weakref.ref(judge.model)

@@ -129,9 +129,12 @@ class TrainedRouter(DevTrainedModule):
     def _load_router_lm(self):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from moco_lit.models import resolve_model
+
+        path = resolve_model(self.router_base_model)  # a fetched short name works here too
         try:
-            tokenizer = AutoTokenizer.from_pretrained(self.router_base_model)
-            model = AutoModelForCausalLM.from_pretrained(self.router_base_model)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path)
         except (OSError, ValueError) as err:
             raise UserError(f"cannot load router_base_model {self.router_base_model!r}: {err}") from err
         if tokenizer.pad_token is None:
