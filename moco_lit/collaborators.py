@@ -29,6 +29,9 @@ Prompt = str | Sequence[Message]
 """A user message, or a whole chat (a list of ``{"role", "content"}`` dicts)."""
 
 PLAIN_ROLE_NAMES = {"system": "", "user": "User: ", "assistant": "Assistant: "}
+PLAIN_TURN_STARTS = ("\nUser:", "\nAssistant:")
+"""Where a model reading the plain-text fallback starts writing the next turn itself: its answer
+ends there (a model without a chat template has no end-of-turn token to stop on)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,12 @@ class Collaborator:
     @property
     def has_chat_template(self) -> bool:
         return bool(getattr(self.tokenizer, "chat_template", None))
+
+    @property
+    def stop_strings(self) -> tuple[str, ...]:
+        """Text that ends an answer besides the end token: the next plain-text turn, for models
+        that read the plain-text fallback; none for chat templates and scripted collaborators."""
+        return () if self.model is None or self.has_chat_template else PLAIN_TURN_STARTS
 
     @property
     def device(self) -> torch.device:

@@ -98,6 +98,12 @@ class GenerationStats:
         return self.prompt_tokens + self.new_tokens
 
 
+def cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
+    """``text`` up to the first stop string (the model went on to write the next turn)."""
+    ends = [text.find(stop) for stop in stop_strings if stop in text]
+    return text[: min(ends)] if ends else text
+
+
 def strip_thinking(text: str) -> str:
     return text.rsplit(THINK_END, 1)[-1].strip()
 
@@ -161,6 +167,8 @@ class GenerationEngine:
             for i, (prompt, seed) in enumerate(zip(prompts, seeds))
         ]
         fields = decoding.cache_fields()
+        if collaborator.stop_strings:  # outputs cut at a stop string are other outputs
+            fields = {**fields, "stop": list(collaborator.stop_strings)}
         for request in requests:
             seed = 0 if decoding.greedy else request.seed
             request.key = cache_key(collaborator.fingerprint, request.rendered, fields, seed, request.sample)
@@ -235,18 +243,20 @@ class GenerationEngine:
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=eos_ids,
             use_cache=True,
+            stop_strings=list(collaborator.stop_strings) or None,
         )
         recorder = LogprobRecorder()
         processors = LogitsProcessorList([recorder])
         if not decoding.greedy:
             processors.append(SeededSampler([r.seed ^ r.sample for r in batch], decoding))
-        sequences = model.generate(**inputs, generation_config=config, logits_processor=processors)
+        stop = {"tokenizer": tokenizer} if collaborator.stop_strings else {}
+        sequences = model.generate(**inputs, generation_config=config, logits_processor=processors, **stop)
         new_ids = sequences[:, inputs["input_ids"].shape[1] :]
         logprobs = recorder.finish(new_ids)
         results = {}
         for row, request in enumerate(batch):
             ids = _until_eos(new_ids[row].tolist(), eos_ids)
-            raw = tokenizer.decode(ids, skip_special_tokens=True)
+            raw = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), collaborator.stop_strings)
             count = max(len(ids), 1)
             results[request.key] = {
                 "raw_text": raw,

@@ -21,7 +21,7 @@ from typing import Any
 
 from moco_lit.collaborators import Collaborator, _fingerprint
 from moco_lit.errors import UserError
-from moco_lit.generation import DecodingConfig, _Request, _until_eos, eos_ids_of
+from moco_lit.generation import DecodingConfig, _Request, _until_eos, cut_at_stop, eos_ids_of
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,9 @@ class VllmBackend:
         generated = list(completion.token_ids)
         ids = _until_eos(generated, eos_ids)
         return {
-            "raw_text": collaborator.tokenizer.decode(ids, skip_special_tokens=True),
+            "raw_text": cut_at_stop(
+                collaborator.tokenizer.decode(ids, skip_special_tokens=True), collaborator.stop_strings
+            ),
             "prompt_tokens": len(output.prompt_token_ids or []) or request.length,
             "new_tokens": len(ids),
             "mean_logprob": _chosen_logprob_sum(completion, generated, len(ids)) / max(len(ids), 1),

@@ -88,3 +88,40 @@ def test_seeded_sampler_draws_from_the_tempered_distribution():
     choices = sampler(torch.zeros(3000, 1, dtype=torch.long), scores).argmax(dim=-1)
     frequencies = torch.bincount(choices, minlength=3).float() / 3000
     assert torch.allclose(frequencies, probabilities, atol=0.03)
+
+
+def test_plain_text_answers_end_where_the_model_starts_the_next_turn(tiny_models, monkeypatch):
+    from moco_lit.collaborators import PLAIN_TURN_STARTS, Collaborator
+    from moco_lit.generation import cut_at_stop
+
+    assert cut_at_stop("B\n\nUser: and now?\nAssistant: C", PLAIN_TURN_STARTS) == "B\n"
+    assert cut_at_stop("no turn here", PLAIN_TURN_STARTS) == "no turn here"
+    collaborator = load_collaborator(tiny_models[0])
+    assert not collaborator.has_chat_template and collaborator.stop_strings == PLAIN_TURN_STARTS
+    decoding = DecodingConfig(max_new_tokens=24, temperature=1.0)  # seeded: varied, reproducible
+
+    def generate():
+        return GenerationEngine(cache=None, progress=False).generate(
+            collaborator, PROMPTS[:1], decoding, [3]
+        )[0]
+
+    free = generate()
+    # a random model never writes "User:": make a piece of its own answer the next turn instead
+    # (one that cannot run on from the prompt's closing "Assistant:")
+    piece = free.raw_text[8:11]
+    assert len(set(free.raw_text)) > 5 and ":" not in piece
+    monkeypatch.setattr(Collaborator, "stop_strings", property(lambda self: (piece,)))
+    cut = generate()
+    assert cut.raw_text == free.raw_text[: free.raw_text.index(piece)]
+    assert cut.new_tokens < free.new_tokens  # generation stopped there, not only the text
+
+
+def test_stop_strings_are_part_of_the_cache_key(tiny_models, tmp_path, monkeypatch):
+    from moco_lit.collaborators import Collaborator
+
+    collaborator = load_collaborator(tiny_models[0])
+    engine = GenerationEngine(cache=GenerationCache(tmp_path / "cache.sqlite"), progress=False)
+    engine.generate(collaborator, PROMPTS[:2], DecodingConfig(max_new_tokens=4))
+    monkeypatch.setattr(Collaborator, "stop_strings", property(lambda self: ()))
+    again = engine.generate(collaborator, PROMPTS[:2], DecodingConfig(max_new_tokens=4))
+    assert not any(output.cached for output in again)  # other stop strings, other outputs
