@@ -1,11 +1,13 @@
-"""arena.LoraAgents: several trainable agents on one loaded model, each learning in the same step."""
+"""arena.LoraAgents: agents on one loaded model all learn in a step; agents export as PEFT folders."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from moco_lit.collaborators import load_collaborator
 from moco_lit.methods.text.arena import LoraAgents
+from tests.conftest import collaborators_arg
 
 
 def _loss(agents: LoraAgents, key: str) -> torch.Tensor:
@@ -32,3 +34,47 @@ def test_full_fine_tuning_keys_include_tied_weights(tiny_models):
     # a checkpoint keeps these keys: the tied output layer must be among them to load again
     state = {"agents." + name for name in agents.state_dict()}
     assert keys == state
+
+
+@pytest.mark.parametrize("layout", ["shared_base", "one_by_one"])
+def test_an_exported_agent_loads_as_base_plus_folder(layout, tiny_models, tmp_path):
+    torch.manual_seed(0)
+    base = load_collaborator(tiny_models[0])
+    agents = LoraAgents({"agent0": base, "agent1": base}, layout=layout, lora_r=4, lora_alpha=8).eval()
+    with torch.no_grad():  # as training would: each agent's B matrices become non-zero, differently
+        for name, parameter in agents.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.05)
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    with torch.no_grad():
+        plain = base.model(input_ids=ids).logits
+        for key in ("agent0", "agent1"):
+            folder = agents.export(key, tmp_path / layout / key)
+            assert {"adapter_config.json", "adapter_model.safetensors"} <= {p.name for p in folder.iterdir()}
+            tuned = load_collaborator(f"{tiny_models[0]}+{folder}")  # the recipe syntax: base+adapter
+            expected = agents.activate(agents.agents[key])(input_ids=ids).logits
+            assert torch.allclose(tuned.model(input_ids=ids).logits, expected, atol=1e-5)
+            assert not torch.allclose(expected, plain, atol=1e-3)
+
+
+def test_fit_with_export_dir_saves_every_trained_agent(run_cli, tiny_models, tmp_path):
+    common = [
+        "--model",
+        "multiagent_finetuning",
+        "--model.collaborators",
+        collaborators_arg([tiny_models[0]] * 2),
+    ]
+    common += ["--model.max_new_tokens", "4", "--model.lora_r", "4", "--data.benchmark", "quickstart"]
+    export = tmp_path / "adapters"
+    _, fitted = run_cli("fit", *common, "--data.dev_limit", "4", "--model.export_dir", str(export))
+    agents = fitted.model.agents
+    assert sorted(p.name for p in export.iterdir()) == sorted(agents.agents)
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+    key = sorted(agents.agents)[-1]
+    with torch.no_grad():
+        expected = agents.activate(agents.agents[key])(input_ids=ids).logits
+        tuned = load_collaborator(f"{tiny_models[0]}+{export / key}")
+        assert torch.allclose(tuned.model(input_ids=ids).logits, expected, atol=1e-5)
+    # an action of that run, not a setting: the checkpoint does not carry it into later runs
+    checkpoint = torch.load(fitted.trainer.checkpoint_callback.best_model_path, weights_only=False)
+    assert "export_dir" not in checkpoint["hyper_parameters"]

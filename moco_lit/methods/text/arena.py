@@ -20,6 +20,7 @@ import logging
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -219,6 +220,29 @@ class LoraAgents(nn.Module):
         named = self.named_parameters(remove_duplicate=False)
         return {prefix + n for n, _ in named if not self.lora or "lora_" in n}
 
+    def export(self, key: str, folder: Path) -> Path:
+        """Save agent ``key`` where ``base+folder`` loads it again: its LoRA adapter in PEFT's
+        format (``adapter_config.json`` + ``adapter_model.safetensors``), or the whole model when
+        fine-tuned in full; with the tokenizer."""
+        agent = self.agents[key]
+        base_key, adapter = self._where[id(agent)]
+        model = self.bases[base_key]
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.lora:
+            from peft import get_peft_model_state_dict
+            from safetensors.torch import save_file
+
+            # one adapter of a shared base, under the names PEFT gives a single saved adapter
+            tensors = get_peft_model_state_dict(model, adapter_name=adapter)
+            save_file(
+                {k: v.detach().contiguous() for k, v in tensors.items()}, folder / "adapter_model.safetensors"
+            )
+            model.peft_config[adapter].save_pretrained(folder)
+        else:
+            model.save_pretrained(folder)
+        agent.tokenizer.save_pretrained(folder)
+        return folder
+
     def refresh_fingerprints(self) -> None:
         """Fingerprint each agent by its own trained weights, so the generation cache stays exact."""
         for key, agent in self.agents.items():
@@ -258,6 +282,18 @@ class AgentTrainedModule(DevTrainedModule):
     process) and a rank without items this step backpropagates a zero through ``ddp_anchor``. The
     iteration's items and attributes travel in checkpoints: a fit resumed between two epochs of
     one iteration trains on them again instead of building the iteration a second time.
+
+    Args (shared by every trained text method):
+    learning_rate, weight_decay: AdamW's.
+    num_iterations, epochs_per_iteration: build-then-train iterations, and epochs in each.
+    multi_model: ``shared_base`` (one loaded model, one LoRA adapter per agent), ``one_by_one``
+        (a copy per agent) or ``auto`` (shared when every agent copies one model and LoRA is on).
+    lora, lora_r, lora_alpha, lora_dropout, lora_target_modules: LoRA adapters (``lora: false``
+        fine-tunes every weight).
+    max_length: prompt + completion tokens per training sequence.
+    export_dir: save each trained agent to ``export_dir/<agent>`` when ``fit`` ends (and on
+        ``predict`` from a checkpoint): a PEFT adapter folder that loads as ``base+folder``
+        wherever a model is named, or the whole model when fine-tuned in full.
     """
 
     # plain attributes an iteration builds (besides buffers): shared by the ranks, checkpointed
@@ -277,9 +313,15 @@ class AgentTrainedModule(DevTrainedModule):
         lora_dropout: float = 0.05,
         lora_target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"],  # noqa: B006
         max_length: int = 512,
+        export_dir: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(collaborators, learning_rate=learning_rate, weight_decay=weight_decay, **kwargs)
+        self.export_dir = export_dir
+        # an action of this run, not a setting of the method: kept out of the checkpoint's
+        # hyperparameters, which LightningCLI would otherwise apply over the command line's
+        for hparams in (self._hparams, self._hparams_initial):
+            hparams.pop("export_dir", None)
         for name, value in (
             ("num_iterations", num_iterations),
             ("epochs_per_iteration", epochs_per_iteration),
@@ -497,6 +539,7 @@ class AgentTrainedModule(DevTrainedModule):
             self.finish_training()
             self.trained.fill_(True)
             self.take_rank_zero_state()
+            self.export_agents()
 
     def configure_optimizers(self) -> torch.optim.Optimizer | None:
         parameters = self.agents.trainable_parameters()
@@ -535,6 +578,15 @@ class AgentTrainedModule(DevTrainedModule):
     def on_predict_start(self) -> None:
         super().on_predict_start()
         self._refresh_before_eval()
+        self.export_agents()
+
+    def export_agents(self) -> list[Path]:
+        """With ``export_dir``, save every trained agent to ``export_dir/<agent>`` (rank 0 only)."""
+        if not self.export_dir or self.agents is None or not bool(self.trained) or self.global_rank != 0:
+            return []
+        folders = [self.agents.export(key, Path(self.export_dir) / key) for key in self.agents.agents]
+        self.print(f"{self.method_name}: trained agents saved to {', '.join(map(str, folders))}")
+        return folders
 
     def score_on_dev(self, models: Sequence[int | Collaborator], step: str) -> list[float]:
         """Mean dev score of each model answering alone (one batched call per model)."""
