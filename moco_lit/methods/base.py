@@ -138,6 +138,14 @@ class CollaborationModule(L.LightningModule):
                 f"it supports: {', '.join(sorted(self.supported_task_types))}"
             )
 
+    def keep_out_of_checkpoint(self, *names: str) -> None:
+        """Drop ``names`` from the saved hyperparameters: arguments that are an action of this run
+        (``export_dir``), not a setting of the method; LightningCLI would otherwise apply a
+        checkpoint's values over the command line's."""
+        for hparams in (self._hparams, self._hparams_initial):
+            for name in names:
+                hparams.pop(name, None)
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:

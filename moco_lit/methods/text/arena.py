@@ -177,10 +177,8 @@ class LoraAgents(nn.Module):
             agent.fingerprint = f"{original.fingerprint}:{key}"
             self.agents[key] = agent
             self._where[id(agent)] = (base_key, adapter)
-        # peft freezes every adapter but the active one; DDP reduces only the gradients of weights
-        # that require one when it wraps the module, so each adapter must require one then
-        for parameter in self.trainable_parameters():
-            parameter.requires_grad_(True)
+        # DDP reduces only the gradients of weights that require one when it wraps the module
+        self._unfreeze_adapters()
         log.info("trainable agents %s (%s, %s)", list(self.agents), layout, "LoRA" if lora else "full")
 
     def _lora_config(self):
@@ -205,11 +203,15 @@ class LoraAgents(nn.Module):
         model = self.bases[base_key]
         if self.layout == "shared_base" and model.active_adapter != adapter:
             model.set_adapter(adapter)
-            # set_adapter freezes the other adapters: a step that runs several agents must still
-            # reach every one of them with its gradient (a frozen weight gets none)
-            for parameter in self.trainable_parameters():
-                parameter.requires_grad_(True)
+            # a step that runs several agents must still reach each of them with its gradient
+            self._unfreeze_adapters()
         return model
+
+    def _unfreeze_adapters(self) -> None:
+        """peft freezes every adapter but the active one (on adding one, on switching): every
+        agent's weights must require a gradient all the same."""
+        for parameter in self.trainable_parameters():
+            parameter.requires_grad_(True)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         # by name, not requires_grad: peft freezes the inactive adapters of a shared base
@@ -318,10 +320,7 @@ class AgentTrainedModule(DevTrainedModule):
     ) -> None:
         super().__init__(collaborators, learning_rate=learning_rate, weight_decay=weight_decay, **kwargs)
         self.export_dir = export_dir
-        # an action of this run, not a setting of the method: kept out of the checkpoint's
-        # hyperparameters, which LightningCLI would otherwise apply over the command line's
-        for hparams in (self._hparams, self._hparams_initial):
-            hparams.pop("export_dir", None)
+        self.keep_out_of_checkpoint("export_dir")
         for name, value in (
             ("num_iterations", num_iterations),
             ("epochs_per_iteration", epochs_per_iteration),
@@ -488,8 +487,11 @@ class AgentTrainedModule(DevTrainedModule):
         """The method's own buffers and :attr:`iteration_attributes` (not the agents' weights)."""
         return {
             "buffers": {name: buffer.cpu() for name, buffer in self.named_buffers(recurse=False)},
-            "attributes": {name: getattr(self, name) for name in self.iteration_attributes},
+            "attributes": self._iteration_attributes(),
         }
+
+    def _iteration_attributes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.iteration_attributes}
 
     def load_iteration_state(self, state: dict[str, Any]) -> None:
         own = dict(self.named_buffers(recurse=False))
@@ -553,7 +555,7 @@ class AgentTrainedModule(DevTrainedModule):
         checkpoint["state_dict"] = {
             k: v for k, v in checkpoint["state_dict"].items() if not k.startswith("agents.") or k in keep
         }
-        checkpoint["iteration_attributes"] = self.iteration_state()["attributes"]
+        checkpoint["iteration_attributes"] = self._iteration_attributes()  # buffers are saved already
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)

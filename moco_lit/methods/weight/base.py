@@ -63,10 +63,7 @@ class MergeSearch(CollaborationModule):
         super().__init__(collaborators, **kwargs)
         self.automatic_optimization = False
         self.export_dir = export_dir
-        # an action of this run, not a setting of the search: kept out of the checkpoint's
-        # hyperparameters, which LightningCLI would otherwise apply over the command line's
-        for hparams in (self._hparams, self._hparams_initial):
-            hparams.pop("export_dir", None)
+        self.keep_out_of_checkpoint("export_dir")
         self.candidate_score = ScoreMetric()
         self.merged_index: int | None = None
         self.sources: list[Weights] = []
