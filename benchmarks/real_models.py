@@ -36,7 +36,7 @@ import torch  # noqa: E402
 from moco_lit import models  # noqa: E402
 from moco_lit.cache import GenerationCache  # noqa: E402
 from moco_lit.collaborators import Collaborator, load_collaborator  # noqa: E402
-from moco_lit.generation import DecodingConfig, GenerationEngine  # noqa: E402
+from moco_lit.generation import DecodingConfig, GenerationEngine, eos_ids_of  # noqa: E402
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -58,16 +58,12 @@ QUESTIONS = [
 ]
 
 
-def stop_ids(model, tokenizer) -> set[int]:
-    eos = model.generation_config.eos_token_id
-    return ({eos} if isinstance(eos, int) else set(eos or [])) | {tokenizer.pad_token_id}
-
-
 def generate_plain(
     model, tokenizer, rendered: list[str], batch: int, new_tokens: int
 ) -> tuple[int, list[list[int]]]:
     """Tokens up to each row's end token, and the rows, decoding with ``model.generate``."""
-    stops, counted, rows = stop_ids(model, tokenizer), 0, []
+    # the engine's end tokens, and the padding model.generate puts after a finished row
+    stops, counted, rows = {*eos_ids_of(model, tokenizer), tokenizer.pad_token_id}, 0, []
     for start in range(0, len(rendered), batch):
         encoded = tokenizer(
             rendered[start : start + batch], return_tensors="pt", padding=True, add_special_tokens=False
