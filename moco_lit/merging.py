@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -23,6 +24,8 @@ Combine = Callable[[str, list[torch.Tensor]], torch.Tensor]
 """Per-tensor rule: (tensor name, the sources' tensors in float32) -> the merged tensor."""
 
 PEFT_PREFIX = "base_model.model."
+
+DareRescale = Literal["l1", "inverse_density"]
 
 
 # -- views of weights ---------------------------------------------------------------------------
@@ -212,9 +215,10 @@ def merge_dare_ties(
     *,
     density: float = 1.0,
     ties_density: float = 1.0,
-    disjoint_mean: bool = True,
+    disjoint_mean: bool = False,
     sign_election: bool = True,
     seed: int = 0,
+    dare_rescale: DareRescale = "l1",
 ) -> None:
     """DARE each task vector (keep ``density``, seeded per model and tensor), then TIES them.
 
@@ -224,7 +228,9 @@ def merge_dare_ties(
     scratch = Scratch()
 
     def rule(name: str, deltas: list[torch.Tensor]) -> torch.Tensor:
-        dropped = [dare(d, 1.0 - density, tensor_seed(seed, i, name)) for i, d in enumerate(deltas)]
+        dropped = [
+            dare(d, 1.0 - density, tensor_seed(seed, i, name), dare_rescale) for i, d in enumerate(deltas)
+        ]
         if not sign_election:
             return weighted_sum(dropped, weights)
         # the task vectors are this merge's own (scratch buffers or DARE's copies): TIES may reuse them
@@ -288,15 +294,15 @@ def ties(
     weights: Sequence[float] | None = None,
     *,
     density: float = 1.0,
-    disjoint_mean: bool = True,
+    disjoint_mean: bool = False,
     reuse_inputs: bool = False,
     scratch: Scratch | None = None,
 ) -> torch.Tensor:
     """TIES-merging (Yadav et al., 2023): trim, elect the sign, combine the entries that agree.
 
-    With weights, the deltas are scaled first; ``disjoint_mean`` divides each entry by the total
-    weight of the models that agree on it (the paper's disjoint mean; equal weights give the plain
-    mean), otherwise agreeing weighted entries are summed (MoCo 1.1.2's native merge).
+    With weights, the deltas are scaled first; the agreeing weighted entries are summed (MoCo
+    1.1.2's native merge), or with ``disjoint_mean`` divided by the total weight of the models that
+    agree on each entry (the paper's disjoint mean; equal weights give the plain mean).
     ``reuse_inputs`` lets it scale the deltas in place, for callers that own them; with
     ``scratch`` the result and temporaries live in its buffers (valid until its next use).
 
@@ -333,19 +339,34 @@ def ties(
     return total.div_(mass.add_(agree.copy_(flags)))
 
 
-def dare(delta: torch.Tensor, drop_rate: float, seed: int) -> torch.Tensor:
-    """DARE (Yu et al., 2024): drop each entry with probability ``drop_rate``, rescale by 1/(1−p).
+def dare(delta: torch.Tensor, drop_rate: float, seed: int, rescale: DareRescale = "l1") -> torch.Tensor:
+    """DARE (Yu et al., 2024): drop each entry with probability ``drop_rate``, rescale the rest.
 
-    The rescale keeps the expectation of every entry; the mask comes from ``seed`` alone (a CPU
-    generator), so the same seed gives the same mask on any device.
+    ``l1`` (MoCo's, after mergekit) scales the kept entries so the tensor keeps its L1 norm;
+    ``inverse_density`` divides them by ``1 − drop_rate``, which keeps every entry's expectation
+    (the paper's). The mask is :func:`dare_mask` of ``seed``.
     """
     if drop_rate <= 0.0:
         return delta
     if drop_rate >= 1.0:
         return torch.zeros_like(delta)
+    kept = delta * dare_mask(delta.shape, drop_rate, seed).to(device=delta.device, dtype=delta.dtype)
+    if rescale == "inverse_density":
+        return kept / (1.0 - drop_rate)
+    if rescale != "l1":
+        raise UserError(f"DARE rescale must be l1 or inverse_density, got {rescale!r}")
+    before, after = delta.abs().sum(), kept.abs().sum()
+    if before < 1e-7 or after < 1e-7:  # nothing to rescale toward (MoCo's cut-offs)
+        return kept
+    return kept * (before / after)
+
+
+def dare_mask(shape: Sequence[int], drop_rate: float, seed: int) -> torch.Tensor:
+    """The entries DARE keeps (True) of a tensor of ``shape``: each dropped with probability
+    ``drop_rate``, from ``seed`` alone (a CPU generator), so the same seed gives the same mask on
+    any device."""
     generator = torch.Generator().manual_seed(seed)
-    keep = torch.rand(delta.shape, generator=generator) >= drop_rate
-    return delta * keep.to(delta.device) / (1.0 - drop_rate)
+    return torch.rand(tuple(shape), generator=generator) >= drop_rate
 
 
 def lora_delta(lora_a: torch.Tensor, lora_b: torch.Tensor, scaling: float) -> torch.Tensor:

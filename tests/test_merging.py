@@ -79,17 +79,21 @@ D3 = torch.tensor([-1.0, 1.2, -4.0, 0.25])
 
 
 def test_ties_on_three_task_vectors():
-    # sums [2, 0.7, -2, 0.25] elect [+, +, -, +]; each entry averages the deltas that agree
-    assert torch.allclose(ties([D1, D2, D3]), torch.tensor([1.5, 1.35, -2.5, 0.375]))
+    # sums [2, 0.7, -2, 0.25] elect [+, +, -, +]; the disjoint mean averages the deltas that agree
+    assert torch.allclose(ties([D1, D2, D3], disjoint_mean=True), torch.tensor([1.5, 1.35, -2.5, 0.375]))
+    # MoCo's merge (the default) sums them
+    assert torch.allclose(ties([D1, D2, D3]), torch.tensor([3.0, 2.7, -5.0, 0.75]))
     # trimmed to the top half by magnitude: [0,-2,3,0], [2,1.5,0,0], [0,1.2,-4,0]
     assert torch.equal(trim_to_density(D1, 0.5), torch.tensor([0.0, -2.0, 3.0, 0.0]))
-    assert torch.allclose(ties([D1, D2, D3], density=0.5), torch.tensor([2.0, 1.35, -4.0, 0.0]))
+    assert torch.allclose(
+        ties([D1, D2, D3], density=0.5, disjoint_mean=True), torch.tensor([2.0, 1.35, -4.0, 0.0])
+    )
     # weighted: [.5,-1,1.5,.25], [.5,.375,-.25,-.125], [-.25,.3,-1,.0625] elect [+, -, +, +];
-    # MoCo 1.1.2's variant sums the agreeing weighted entries instead of averaging them
-    summed = ties([D1, D2, D3], [0.5, 0.25, 0.25], disjoint_mean=False)
+    # MoCo 1.1.2's merge (the default) sums the agreeing weighted entries
+    summed = ties([D1, D2, D3], [0.5, 0.25, 0.25])
     assert torch.allclose(summed, torch.tensor([1.0, -1.0, 1.5, 0.3125]))
     # the weighted disjoint mean divides by the weight of the agreeing models
-    weighted = ties([D1, D2, D3], [0.5, 0.25, 0.25])
+    weighted = ties([D1, D2, D3], [0.5, 0.25, 0.25], disjoint_mean=True)
     assert torch.allclose(weighted, torch.tensor([1.0 / 0.75, -1.0 / 0.5, 1.5 / 0.5, 0.3125 / 0.75]))
 
 
@@ -97,8 +101,10 @@ def test_dare_ties_merge_adds_ties_of_task_vectors_to_the_base():
     base = {"w": torch.tensor([0.5, 0.5, 0.5, 0.5])}
     models = [Weights.of({"w": base["w"] + d}, f"m{i}") for i, d in enumerate((D1, D2, D3))]
     out = {"w": torch.zeros(4)}
-    merge_dare_ties(out, Weights.of(base), models, [1 / 3] * 3)
+    merge_dare_ties(out, Weights.of(base), models, [1 / 3] * 3, disjoint_mean=True)
     assert torch.allclose(out["w"], base["w"] + torch.tensor([1.5, 1.35, -2.5, 0.375]))
+    merge_dare_ties(out, Weights.of(base), models, [1 / 3] * 3)  # MoCo's sum of agreeing entries
+    assert torch.allclose(out["w"], base["w"] + torch.tensor([3.0, 2.7, -5.0, 0.75]) / 3)
 
 
 def test_dare_ties_reuses_its_buffers_across_tensors_of_any_shape():
@@ -141,13 +147,21 @@ def test_dare_with_no_drop_is_task_arithmetic(tiny_models):
         assert torch.allclose(arithmetic[name], expected, atol=1e-6)
 
 
-def test_dare_rescale_keeps_the_expectation_and_is_seeded():
+def test_dare_rescales_to_the_l1_norm_or_the_expectation_and_is_seeded():
     delta = torch.full((200_000,), 2.0)
-    out = dare(delta, 0.3, seed=11)
+    out = dare(delta, 0.3, seed=11, rescale="inverse_density")
     assert abs(float((out == 0).float().mean()) - 0.3) < 0.01
     assert torch.allclose(out[out != 0], torch.tensor(2.0 / 0.7))
     assert abs(float(out.mean()) - 2.0) < 0.02
-    assert torch.equal(out, dare(delta, 0.3, seed=11)) and not torch.equal(out, dare(delta, 0.3, seed=12))
+    assert torch.equal(out, dare(delta, 0.3, seed=11, rescale="inverse_density"))
+    assert not torch.equal(out, dare(delta, 0.3, seed=12, rescale="inverse_density"))
+    # MoCo's rescale (the default): the same mask, scaled so the L1 norm is the task vector's
+    signed = torch.linspace(-1.0, 2.0, 1000)
+    l1 = dare(signed, 0.4, seed=5)
+    mask = dare(signed, 0.4, seed=5, rescale="inverse_density") != 0
+    assert torch.equal(l1 != 0, mask)
+    assert torch.allclose(l1.abs().sum(), signed.abs().sum())
+    assert torch.allclose(l1[mask], signed[mask] * signed.abs().sum() / signed[mask].abs().sum())
 
 
 def test_expo_with_alpha_zero_returns_the_target(tiny_models):

@@ -1,9 +1,10 @@
 """DARE-TIES: merge task vectors (model − base) after random drops and a sign election.
 
 Every collaborator's task vector against ``base_model_name`` is DARE-sparsified (each entry kept
-with probability ``density`` and rescaled by 1/density, seeded), optionally trimmed to its largest
-``ties_density`` share, scaled by the model's weight; per entry the sign with the larger total
-mass wins and the agreeing entries are averaged (TIES' disjoint mean) and added to the base.
+with probability ``density``, seeded, the rest rescaled to the task vector's L1 norm), optionally
+trimmed to its largest ``ties_density`` share, scaled by the model's weight; per entry the sign
+with the larger total mass wins and the agreeing entries are summed (MoCo's merge; TIES' disjoint
+mean on request) and added to the base.
 ``mode: average`` uses equal weights; ``optimized`` searches softmax(weights) with a particle swarm
 on dev. Yu et al. 2024 (DARE), Yadav et al. 2023 (TIES). MoCo: ``weight_dare_ties``.
 """
@@ -17,7 +18,14 @@ import torch
 
 from moco_lit.collaborators import load_collaborator
 from moco_lit.errors import UserError
-from moco_lit.merging import Weights, is_lora, lora_full_weights, merge_dare_ties, model_weights
+from moco_lit.merging import (
+    DareRescale,
+    Weights,
+    is_lora,
+    lora_full_weights,
+    merge_dare_ties,
+    model_weights,
+)
 from moco_lit.methods.weight.base import MergeSearch, Recipe
 from moco_lit.search import ParticleSwarm
 
@@ -29,7 +37,10 @@ class DareTies(MergeSearch):
     mode: ``average`` (equal weights, no search) or ``optimized`` (particle swarm over weights).
     density: DARE's keep probability (1.0: no drop, MoCo's default).
     ties_density: share of each task vector TIES keeps by magnitude (1.0: no trim, as MoCo).
-    disjoint_mean: average agreeing entries (TIES); False sums them (MoCo 1.1.2's native merge).
+    disjoint_mean: False (MoCo 1.1.2's native merge) sums the agreeing weighted entries; True
+        divides them by the weight of the agreeing models (the TIES paper's disjoint mean).
+    dare_rescale: how DARE rescales the kept entries: ``l1`` (MoCo's: the task vector keeps its L1
+        norm) or ``inverse_density`` (the DARE paper's 1/density, which keeps each expectation).
     population, max_iterations, inertia, cognitive_coeff, social_coeff, repel_coeff, repel_term,
     step_length, step_length_factor, minimum_step_length, patience, restart_patience,
     starting_velocity_mode, weight_randomness: the swarm of ``optimized`` (MoCo's defaults).
@@ -44,7 +55,8 @@ class DareTies(MergeSearch):
         mode: Literal["average", "optimized"] = "average",
         density: float = 1.0,
         ties_density: float = 1.0,
-        disjoint_mean: bool = True,
+        disjoint_mean: bool = False,
+        dare_rescale: DareRescale = "l1",
         population: int = 5,
         max_iterations: int = 5,
         inertia: float = 0.2,
@@ -114,6 +126,7 @@ class DareTies(MergeSearch):
             "density": settings.density,
             "ties_density": settings.ties_density,
             "disjoint_mean": settings.disjoint_mean,
+            "dare_rescale": settings.dare_rescale,
             "seed": settings.seed,
         }
 
@@ -127,6 +140,7 @@ class DareTies(MergeSearch):
             ties_density=recipe["ties_density"],
             disjoint_mean=recipe["disjoint_mean"],
             seed=recipe["seed"],
+            dare_rescale=recipe.get("dare_rescale", "inverse_density"),
         )
 
     def start_search(self) -> None:
