@@ -85,9 +85,7 @@ class ParticleSwarm:
                     f"a swarm needs dimension >= 1 and population >= 1, got {dimension}, {population}"
                 )
             low, high = self.config.init_low, self.config.init_high
-            positions = low + (high - low) * torch.rand(
-                population, dimension, generator=self.generator, dtype=torch.float64
-            )
+            positions = low + (high - low) * self._rand(population, dimension)
         self.positions = positions
         if self.config.starting_velocity == "zero":
             self.velocities = torch.zeros_like(positions)
@@ -126,15 +124,11 @@ class ParticleSwarm:
             raise ValueError(f"got {len(values)} scores for {self.population} particles")
         self._record(values)
         self.iteration += 1
-        if self._stalled(self.best_history, self.config.patience):
+        if self._should_stop():
             self.stopped = True
             return True
         for particle in range(self.population):
-            history = [row[particle] for row in self.score_history]
-            if self._stalled(history, self.config.restart_patience):
-                self._restart(particle)
-            else:
-                self._move(particle)
+            self._update(particle)
         self.step_length = max(
             self.step_length * self.config.step_length_factor, self.config.minimum_step_length
         )
@@ -153,6 +147,19 @@ class ParticleSwarm:
             self.global_worst_score = float(values[worst])
             self.global_worst = self.positions[worst].clone()
         self.best_history.append(self.global_best_score)
+
+    def particle_history(self, particle: int) -> list[float]:
+        return [row[particle] for row in self.score_history]
+
+    def _should_stop(self) -> bool:
+        return self._stalled(self.best_history, self.config.patience)
+
+    def _update(self, particle: int) -> None:
+        """A stalled particle restarts (and sits this iteration out); any other one moves."""
+        if self._stalled(self.particle_history(particle), self.config.restart_patience):
+            self._restart(particle)
+        else:
+            self._move(particle)
 
     @staticmethod
     def _stalled(history: Sequence[float], patience: int) -> bool:
@@ -181,7 +188,7 @@ class ParticleSwarm:
         """Draw the (normalised) weights of one velocity update from the swarm's generator."""
         config = self.config
         if config.weight_randomness:  # each weight scaled by its own uniform draw in [0, 1)
-            r = torch.rand(4, generator=self.generator, dtype=torch.float64)
+            r = self._rand(4)
         else:
             r = torch.ones(4, dtype=torch.float64)
         raw = [
@@ -195,7 +202,12 @@ class ParticleSwarm:
 
     def _uniform(self, shape: tuple[int, ...] | torch.Size) -> torch.Tensor:
         """Uniform in [-1, 1) from the swarm's generator."""
-        return torch.rand(*shape, generator=self.generator, dtype=torch.float64) * 2 - 1
+        return self._rand(*shape) * 2 - 1
+
+    def _rand(self, *shape: int) -> torch.Tensor:
+        """Uniform draws in [0, 1): the one source of the swarm's randomness (row-major order),
+        so a test can feed it the very draws another implementation consumes."""
+        return torch.rand(*shape, generator=self.generator, dtype=torch.float64)
 
     # -- checkpointing ------------------------------------------------------------------------
 

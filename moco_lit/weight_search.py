@@ -2,7 +2,7 @@
 
 - :class:`GreedySelection`: forward selection over a fixed order (greedy soup).
 - :class:`CoefficientSwarm`: ``moco_lit.search.ParticleSwarm`` over coefficient vectors on the
-  collaborators (Model Swarms), restarting a stalled particle at rest, as MoCo's weight swarm does.
+  collaborators (Model Swarms), with the stop and restart rules of MoCo's weight swarm.
 - :class:`BoundedSwarm`: the same swarm whose positions are clipped to a box (LoraHub without
   nevergrad).
 - :class:`NevergradSearch`: an adaptor for nevergrad (optional extra) whose state is the list of
@@ -15,7 +15,8 @@ search resumed from it continues exactly as an uninterrupted one.
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import torch
 
@@ -72,26 +73,81 @@ class GreedySelection:
         self.skipped = list(state["skipped"])
 
 
+SwarmRules = Literal["model_swarms", "numeric"]
+
+RESTART_COOLDOWN = 3
+"""Updates after a restart during which Model Swarms does not restart the particle again."""
+
+
 class CoefficientSwarm(ParticleSwarm):
     """Particles are coefficient vectors over the collaborators (particle i starts as model i).
 
-    The starting velocity of particle i points to a randomly chosen other model (``e_j − e_i``),
-    and a stalled particle restarts at its personal best with zero velocity, as in Model Swarms.
+    The starting velocity of particle i points to a randomly chosen other model (``e_j − e_i``).
+    ``rules`` sets when the search stops and when a particle restarts (at its personal best, at rest):
+
+    - ``model_swarms`` (MoCo's weight swarm): stop when the global best equals its value
+      ``patience − 1`` updates earlier; restart a particle whose score is not above its score
+      ``restart_patience − 1`` updates earlier, unless it restarted in the last
+      ``RESTART_COOLDOWN`` updates; a restarted particle still moves in that update.
+    - ``numeric`` (MoCo's ``NumericSwarm``, as DARE-TIES' search): stop when the global best did
+      not improve in the last update; restart a particle whose score is not above the best of its
+      previous ``restart_patience − 1``, and let it sit that update out.
+
+    A patience of 0 turns that rule off.
     """
 
-    def __init__(self, models: int, seed: int = 0, **overrides: Any) -> None:
+    def __init__(
+        self, models: int, seed: int = 0, rules: SwarmRules = "model_swarms", **overrides: Any
+    ) -> None:
+        if rules not in ("model_swarms", "numeric"):
+            raise UserError(f"swarm rules must be model_swarms or numeric, got {rules!r}")
         super().__init__(initial_positions=torch.eye(models, dtype=torch.float64), seed=seed, **overrides)
+        self.rules = rules
+        self.cooldown = [0] * models
         velocities = torch.zeros_like(self.positions)
         for particle in range(models):
             if models > 1:
-                partner = int(torch.randint(models - 1, (1,), generator=self.generator))
-                partner += partner >= particle  # any model but itself
-                velocities[particle] = self.positions[partner] - self.positions[particle]
+                velocities[particle] = self.positions[self._partner(particle)] - self.positions[particle]
         self.velocities = velocities
+
+    def _partner(self, particle: int) -> int:
+        """A uniformly drawn model other than ``particle`` (the starting velocity's target)."""
+        partner = int(torch.randint(self.population - 1, (1,), generator=self.generator))
+        return partner + (partner >= particle)
+
+    def _should_stop(self) -> bool:
+        if self.rules == "numeric":
+            return super()._should_stop()
+        return _lagging(self.best_history, self.config.patience)
+
+    def _update(self, particle: int) -> None:
+        if self.rules == "numeric":
+            return super()._update(particle)
+        stalled = _lagging(self.particle_history(particle), self.config.restart_patience)
+        if stalled and self.cooldown[particle] == 0:
+            self._restart(particle)
+            self.cooldown[particle] = RESTART_COOLDOWN
+        else:
+            self.cooldown[particle] = max(0, self.cooldown[particle] - 1)
+        self._move(particle)
 
     def _restart(self, particle: int) -> None:
         self.positions[particle] = self.personal_best[particle]
         self.velocities[particle] = torch.zeros(self.dimension, dtype=torch.float64)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "rules": self.rules, "cooldown": list(self.cooldown)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        # checkpoints written before the rules were an option ran the numeric ones
+        self.rules = state.get("rules", "numeric")
+        self.cooldown = list(state.get("cooldown", [0] * self.population))
+
+
+def _lagging(history: Sequence[float], patience: int) -> bool:
+    """True when the last value is not above the one ``patience − 1`` entries before it."""
+    return patience >= 1 and len(history) > patience and history[-1] <= history[-patience]
 
 
 class BoundedSwarm(ParticleSwarm):

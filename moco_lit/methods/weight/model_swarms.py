@@ -3,8 +3,9 @@
 Particle i starts as collaborator i with a velocity toward another collaborator. Each iteration
 scores every particle on dev, then moves it: velocity = randomly weighted inertia + pull to its
 personal best + pull to the global best + push away from the global worst; position += step ×
-velocity, the step length decaying; a stalled particle restarts from its personal best; the search
-stops after ``max_iterations`` or when the global best stalls for ``patience`` iterations. Every
+velocity, the step length decaying; a stalled particle restarts from its personal best at rest
+(and still moves), at most once per three updates; the search stops after ``max_iterations`` or
+when the global best has not improved over the last ``patience − 1`` iterations (MoCo's rules). Every
 position is a linear combination of the collaborators, so the swarm's state is one coefficient
 vector per particle and a particle is materialised by a linear merge (of the LoRA tensors when
 every collaborator is a LoRA adapter, as MoCo's fast merge, else of full weights). The global best
@@ -17,7 +18,7 @@ from typing import Any, Literal
 
 from moco_lit.merging import is_lora
 from moco_lit.methods.weight.base import MergeSearch, Recipe
-from moco_lit.weight_search import CoefficientSwarm
+from moco_lit.weight_search import CoefficientSwarm, SwarmRules
 
 
 class ModelSwarms(MergeSearch):
@@ -28,6 +29,10 @@ class ModelSwarms(MergeSearch):
     inertia, cognitive_coefficient, social_coefficient, repel_coefficient, repel_term_flag,
     step_length, step_length_factor, minimum_step_length, patience, restart_patience,
     weight_randomness_flag: the swarm (MoCo's names and defaults).
+    swarm_rules: when to stop and restart. ``model_swarms`` (MoCo's weight swarm, the default) or
+        ``numeric`` (MoCo's ``NumericSwarm``, which moco_lit used before: stop after one update
+        without a new global best, a restarted particle sits its update out); see
+        ``moco_lit.weight_search.CoefficientSwarm``.
     """
 
     method_name = "model_swarms"
@@ -49,6 +54,7 @@ class ModelSwarms(MergeSearch):
         patience: int = 5,
         restart_patience: int = 3,
         weight_randomness_flag: bool = True,
+        swarm_rules: SwarmRules = "model_swarms",
         **kwargs,
     ) -> None:
         super().__init__(collaborators, **kwargs)
@@ -67,6 +73,7 @@ class ModelSwarms(MergeSearch):
             "restart_patience": restart_patience,
             "weight_randomness": weight_randomness_flag,
         }
+        self.swarm_rules = swarm_rules
         self.swarm: CoefficientSwarm | None = None
 
     def merge_space(self) -> Literal["full", "adapters"]:
@@ -74,7 +81,9 @@ class ModelSwarms(MergeSearch):
         return "adapters" if self.merge == "auto" and all(is_lora(m) for m in models) else "full"
 
     def start_search(self) -> None:
-        self.swarm = CoefficientSwarm(len(self.inputs), seed=self.hparams.seed, **self.swarm_settings)
+        self.swarm = CoefficientSwarm(
+            len(self.inputs), seed=self.hparams.seed, rules=self.swarm_rules, **self.swarm_settings
+        )
 
     def propose(self) -> list[Recipe]:
         return [{"op": "linear", "weights": position.tolist()} for position in self.swarm.ask()]
