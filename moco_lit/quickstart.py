@@ -240,8 +240,10 @@ QUICKSTART_RUNS: list[QuickstartRun] = [
     QuickstartRun("multiagent_refine"),
     QuickstartRun("moa"),
     QuickstartRun("cascade", ("--model.mode", "logit")),
-    QuickstartRun("logit_fusion"),
-    QuickstartRun("logit_contrastive"),
+    # the logit methods sample at MoCo's temperature 0.7 by default; the leaderboard decodes
+    # greedily, so it is one number per method rather than one draw
+    QuickstartRun("logit_fusion", ("--model.temperature", "0.0")),
+    QuickstartRun("logit_contrastive", ("--model.temperature", "0.0")),
     QuickstartRun("llm_blender", ("--model.ranker", "0")),
     QuickstartRun("greedy_soup"),
     QuickstartRun("expo"),

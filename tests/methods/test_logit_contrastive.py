@@ -39,7 +39,7 @@ def test_logit_contrastive_runs_on_tiny_models(run_cli, tiny_models):
 
 
 def test_the_dev_ranking_decides_top_and_bottom(lively_models):  # noqa: F811
-    module = LogitContrastive(lively_models, k=1, lambda_=0.2, max_new_tokens=10)
+    module = LogitContrastive(lively_models, k=1, lambda_=0.2, max_new_tokens=10, temperature=0.0)
     module.setup("test")
     module.dev_scores.copy_(torch.tensor([0.2, 0.9, 0.5], dtype=torch.float64))
     module.calibrated.fill_(True)

@@ -29,6 +29,8 @@ def test_logit_fusion_runs_on_tiny_models(run_cli, tiny_models):
     assert all(r["calls"] == 3 for r in records)
     assert all(r["details"]["new_tokens"] <= 6 for r in records)
     assert all(r["answered_by"] == ["tiny0", "tiny1", "tiny2"] for r in records)
+    # MoCo's decoding for logit methods: multinomial sampling at 0.7 with no nucleus cut
+    assert (cli.model.decoding.temperature, cli.model.decoding.top_p) == (0.7, 1.0)
     stats = cli.model.engine.stats
     assert stats.calls == 0  # nothing went through single-model generation
     # a rerun answers from the generation cache: same outputs

@@ -17,6 +17,9 @@ class LogitContrastive(CollaborationModule):
     """Args:
     k: how many top and how many bottom models (by dev score) take part.
     lambda_: weight of the top-minus-bottom offset added to the best model's logits.
+    temperature, top_p: MoCo samples every token from softmax(contrasted logits / temperature)
+        with no nucleus cut (its run-wide temperature, 0.7 by default); ``temperature: 0`` decodes
+        greedily.
     """
 
     method_name = "logit_contrastive"
@@ -24,8 +27,16 @@ class LogitContrastive(CollaborationModule):
     min_collaborators = 2
     needs_calibration = True
 
-    def __init__(self, collaborators: list[str | dict], k: int = 1, lambda_: float = 0.2, **kwargs) -> None:
-        super().__init__(collaborators, **kwargs)
+    def __init__(
+        self,
+        collaborators: list[str | dict],
+        k: int = 1,
+        lambda_: float = 0.2,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        **kwargs,
+    ) -> None:
+        super().__init__(collaborators, temperature=temperature, top_p=top_p, **kwargs)
         if k < 1 or 2 * k > len(collaborators):
             raise UserError(
                 f"logit_contrastive.k={k} needs 2*k distinct collaborators (top and bottom); "

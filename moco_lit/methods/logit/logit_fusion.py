@@ -2,8 +2,8 @@
 
 At every step each collaborator reads the shared prefix (its own KV cache), the next-token logits
 are averaged (or summed with ``weights``) in the shared id space and one token is chosen from the
-mix, greedily or by seeded sampling. Needs one vocabulary across collaborators: a clear error
-otherwise. MoCo: ``logit_fusion`` (logit arithmetic, cf. model ensembling / "product of experts").
+mix by seeded sampling (MoCo's: temperature 0.7, no top-p) or greedily. Needs one vocabulary
+across collaborators: a clear error otherwise. MoCo: ``logit_fusion`` (logit arithmetic, cf. model ensembling / "product of experts").
 """
 
 from __future__ import annotations
@@ -16,14 +16,23 @@ from moco_lit.methods.base import Answer, CollaborationModule
 class LogitFusion(CollaborationModule):
     """Args:
     weights: one weight per collaborator for a weighted sum of logits; None averages them.
+    temperature, top_p: MoCo samples every token from softmax(fused logits / temperature) with no
+        nucleus cut (its run-wide temperature, 0.7 by default); ``temperature: 0`` decodes greedily.
     """
 
     method_name = "logit_fusion"
     level = "logit"
     min_collaborators = 2
 
-    def __init__(self, collaborators: list[str | dict], weights: list[float] | None = None, **kwargs) -> None:
-        super().__init__(collaborators, **kwargs)
+    def __init__(
+        self,
+        collaborators: list[str | dict],
+        weights: list[float] | None = None,
+        temperature: float = 0.7,
+        top_p: float = 1.0,
+        **kwargs,
+    ) -> None:
+        super().__init__(collaborators, temperature=temperature, top_p=top_p, **kwargs)
         if weights is not None and len(weights) != len(collaborators):
             raise UserError(
                 f"logit_fusion.weights has {len(weights)} entries for {len(collaborators)} collaborators"
