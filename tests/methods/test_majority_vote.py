@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import torch
+
 from moco_lit.methods.text.majority_vote import MajorityVote
 from tests.conftest import collaborators_arg, run_records
 
@@ -74,3 +76,34 @@ def test_dev_based_tie_follows_the_better_dev_model(run_cli):
     records = run_records(cli)
     assert all(r["details"]["tie"] for r in records)
     assert all(r["answered_by"] == ["multiplier"] for r in records)
+
+
+def _voter(**kwargs) -> MajorityVote:
+    from moco_lit.collaborators import load_collaborator
+
+    specs = [f"callable:tests.scripted.{name}" for name in ("oracle", "multiplier", "reverser", "wrong")]
+    model = MajorityVote(specs, **kwargs)
+    model.collaborators = [load_collaborator(spec) for spec in specs]
+    return model
+
+
+MC_EXAMPLE = {
+    "id": "q1",
+    "task_type": "multiple_choice",
+    "record": {"question": "?", "choices": {"A": "one", "B": "two", "C": "three"}, "answer": "A"},
+}
+
+
+def test_unparsed_answers_do_not_vote_unless_asked():
+    options = [(0, "Answer: A"), (1, "no idea"), (2, "not sure")]
+    assert _voter().vote(MC_EXAMPLE, options[:3] + [(3, "hmm")]).details["winner"] == "A"
+    moco_vote = _voter(count_unparsed=True).vote(MC_EXAMPLE, options)
+    assert moco_vote.details["winner"] is None and moco_vote.text == "no idea"
+
+
+def test_dev_based_tie_takes_the_first_given_answers_voters_first():
+    # a two-two tie; models 1 and 3 share the best dev score: model 3 voted for the answer given first
+    model = _voter(tie="dev-based")
+    model.dev_scores.copy_(torch.tensor([0.0, 0.5, 0.0, 0.5], dtype=torch.float64))
+    options = [(0, "Answer: B"), (1, "Answer: A"), (2, "Answer: A"), (3, "Answer: B")]
+    assert model.vote(MC_EXAMPLE, options).details["winner"] == "B"

@@ -3,12 +3,19 @@
 Answers are compared after extraction and normalisation (the letter of a multiple-choice answer,
 the normalised final answer otherwise). A tie is broken at random (seeded per example) or, with
 ``tie: dev-based``, in favour of the tied answer given by the collaborator with the best dev
-score. With ``samples_per_model`` above 1 each collaborator contributes that many sampled answers
+score: the tied answers in the order they were first given, the models that gave each in recipe
+order, and the first of those with the best dev score wins (MoCo's order). With
+``samples_per_model`` above 1 each collaborator contributes that many sampled answers
 (self-consistency when there is a single collaborator). MoCo: ``text_majority_vote``.
+
+Answers with nothing to extract (no option letter) do not vote by default: in MoCo they count as
+one more answer, "None", which can outvote a real answer and then scores 0 although no model
+contradicted it. ``count_unparsed: true`` restores MoCo's vote.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections import Counter
 from typing import Literal
@@ -22,6 +29,8 @@ class MajorityVote(CollaborationModule):
     """Args:
     tie: how to break a tie between the most frequent answers: ``random`` or ``dev-based``.
     samples_per_model: answers each collaborator contributes (sampled when above 1).
+    count_unparsed: let unparsed answers vote as one more answer, None (MoCo's vote); when None
+        wins, the output is the first unparsed response.
     """
 
     method_name = "majority_vote"
@@ -33,6 +42,7 @@ class MajorityVote(CollaborationModule):
         collaborators: list[str | dict],
         tie: Literal["random", "dev-based"] = "random",
         samples_per_model: int = 1,
+        count_unparsed: bool = False,
         **kwargs,
     ) -> None:
         super().__init__(collaborators, **kwargs)
@@ -40,6 +50,7 @@ class MajorityVote(CollaborationModule):
             raise UserError(f"majority_vote.samples_per_model must be >= 1, got {samples_per_model}")
         self.tie = tie
         self.samples_per_model = samples_per_model
+        self.count_unparsed = count_unparsed
         self.needs_calibration = tie == "dev-based"
 
     def collaborate(self, batch: list[dict]) -> list[Answer]:
@@ -57,7 +68,7 @@ class MajorityVote(CollaborationModule):
 
     def vote(self, example: dict, options: list[tuple[int, str]]) -> Answer:
         answers = [(model, output, self.answer_of(output, example)) for model, output in options]
-        counts = Counter(answer for _, _, answer in answers if answer is not None)
+        counts = Counter(answer for _, _, answer in answers if answer is not None or self.count_unparsed)
         details = {
             "votes": dict(counts),
             "answers": {self.collaborator_names[m]: a for m, _, a in answers}
@@ -74,11 +85,15 @@ class MajorityVote(CollaborationModule):
         voters = sorted({self.collaborator_names[m] for m, _, a in answers if a == winner})
         return Answer(output, by=voters, details={**details, "winner": winner, "tie": len(tied) > 1})
 
-    def break_tie(self, example: dict, tied: list[str], answers: list[tuple[int, str, str | None]]) -> str:
+    def break_tie(
+        self, example: dict, tied: list[str | None], answers: list[tuple[int, str, str | None]]
+    ) -> str | None:
         if self.tie == "dev-based":
-            for model in self.dev_ranking():
-                for m, _, answer in answers:
-                    if m == model and answer in tied:
-                        return answer
+            # MoCo's order: tied answers as first given, each one's voters in recipe order; the
+            # first of them with the best dev score decides
+            dev = [-1.0 if math.isnan(s) else s for s in self.dev_scores.tolist()]
+            voters = [(m, a) for answer in tied for m, _, a in answers if a == answer]
+            best = max(dev[m] for m, _ in voters)
+            return next(a for m, a in voters if dev[m] == best)
         rng = random.Random(example_seed(self.hparams.seed, example["id"], "tie"))
-        return rng.choice(sorted(tied))
+        return rng.choice(sorted(tied, key=lambda a: (a is None, a or "")))

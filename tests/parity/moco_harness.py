@@ -1,0 +1,462 @@
+"""Differential tests: run MoCo's ``run_method`` and moco_lit on the same data with the same scripted models.
+
+The pieces, in the order a test uses them:
+
+* :class:`Task`: a tiny MoCo-format task (``{"name", "task_type", "dev", "test"}``) built in the
+  test. MoCo reads it through a patched ``eval._load_task_json``; moco_lit reads the same JSON
+  file as ``--data.benchmark``.
+* :class:`Script`: the scripted models. A *policy* ``(Ask) -> content`` decides what a model says
+  from what it is shown: which model it is, which example (found by matching the task's known
+  question strings in the prompt), and which earlier replies the prompt quotes (found by matching
+  the replies the script itself gave). Template wording is never read, since moco_lit's prompts are
+  its own. Each reply is ``content [model NNNNNN]``: the tag names its author and hashes everything
+  the policy saw, so a later prompt that quotes it is recognised and two systems that asked the
+  same things get byte-identical replies. Every call is logged as a :class:`Call`.
+* :func:`run_moco` / :func:`run_moco_lit`: one run of each system with its own fresh
+  :class:`Script` over the same policy. MoCo's generation entry points (``distributed_generation``,
+  ``batch_generate_text*``, the ``transformers`` classes ``single_model`` loads directly) answer
+  from the script; its working directory is a temporary folder, so its log lands there, not in
+  site-packages. moco_lit runs through the real ``test`` command with ``callable:`` collaborators
+  (:data:`MODELS`) that dispatch to the active script.
+* :func:`assert_same_calls`, :func:`assert_same` and :func:`diff`: the comparison, with a readable
+  diff on mismatch.
+
+Where MoCo draws at random (a tie, reviewers), the test injects the same draws into both systems
+rather than aligning two random streams.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+MODELS = ("alpha", "beta", "gamma", "delta", "epsilon")
+"""Names of the scripted models; moco_lit names them ``callable:tests.parity.moco_harness.NAME``."""
+
+
+# -- the task ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Task:
+    """A MoCo-format task. Questions must be unique and none a substring of another's."""
+
+    name: str
+    task_type: str
+    dev: list[dict]
+    test: list[dict]
+
+    def __post_init__(self) -> None:
+        questions = [self.question(r) for r in self.dev + self.test]
+        for q in questions:
+            clashes = [other for other in questions if other != q and q in other]
+            assert not clashes and questions.count(q) == 1, f"fixture question {q!r} is not unique"
+
+    def question(self, record: dict) -> str:
+        return record["question"] if self.task_type == "multiple_choice" else record["input"]
+
+    def as_json(self) -> dict:
+        return {"name": self.name, "task_type": self.task_type, "dev": self.dev, "test": self.test}
+
+    def write(self, folder: Path) -> Path:
+        path = folder / f"{self.name}.json"
+        path.write_text(json.dumps(self.as_json()))
+        return path
+
+    def find(self, prompt: str) -> tuple[str, dict]:
+        """(split, record) of the one question the prompt contains."""
+        found = [(s, r) for s in ("dev", "test") for r in getattr(self, s) if self.question(r) in prompt]
+        assert len(found) == 1, f"expected one known question in the prompt, found {len(found)}:\n{prompt}"
+        return found[0]
+
+
+def exact_match_task(
+    dev: Sequence[tuple[str, str]], test: Sequence[tuple[str, str]], name: str = "parity"
+) -> Task:
+    """An exact_match task from (question, answer) pairs; ids are ``d0..`` and ``t0..``."""
+
+    def records(pairs, prefix):
+        return [{"id": f"{prefix}{i}", "input": q, "output": a} for i, (q, a) in enumerate(pairs)]
+
+    return Task(name, "exact_match", records(dev, "d"), records(test, "t"))
+
+
+def multiple_choice_task(
+    dev: Sequence[tuple[str, dict, str]], test: Sequence[tuple[str, dict, str]], name: str = "parity_mc"
+) -> Task:
+    """A multiple_choice task from (question, choices, answer letter) triples."""
+
+    def records(items, prefix):
+        return [
+            {"id": f"{prefix}{i}", "question": q, "choices": choices, "answer": answer}
+            for i, (q, choices, answer) in enumerate(items)
+        ]
+
+    return Task(name, "multiple_choice", records(dev, "d"), records(test, "t"))
+
+
+# -- the scripted models ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Quote:
+    """An earlier reply that a prompt quotes: who wrote it, what it said, its tag."""
+
+    author: str
+    content: str
+    tag: str
+
+
+@dataclass(frozen=True)
+class Ask:
+    """What a policy is shown: who is asked, about which example, quoting which replies."""
+
+    model: str
+    split: str
+    example: str
+    record: dict = field(hash=False, compare=False)
+    quotes: tuple[Quote, ...]
+    repeat: int
+    """How many identical asks came before (0 the first time): a sample index for sampling."""
+
+    @property
+    def quoted_contents(self) -> list[str]:
+        return [q.content for q in self.quotes]
+
+    @property
+    def own(self) -> list[Quote]:
+        return [q for q in self.quotes if q.author == self.model]
+
+    @property
+    def others(self) -> list[Quote]:
+        return [q for q in self.quotes if q.author != self.model]
+
+
+@dataclass(frozen=True)
+class Call:
+    """One logged model call: phase (the split), model, example, and the tags of the quoted replies."""
+
+    split: str
+    model: str
+    example: str
+    quoted: tuple[str, ...]
+
+    def __str__(self) -> str:
+        quoted = ", ".join(self.quoted) if self.quoted else "-"
+        return f"{self.split:4} {self.model:7} {self.example:4} quotes: {quoted}"
+
+
+Policy = Callable[[Ask], str]
+
+
+class Script:
+    """Scripted models for one run of one system: answers by ``policy``, logs every call."""
+
+    def __init__(self, task: Task, policy: Policy) -> None:
+        self.task = task
+        self.policy = policy
+        self.calls: list[Call] = []
+        self.replies: dict[str, Quote] = {}  # reply text -> what it was
+        self._seen: Counter = Counter()
+
+    def __call__(self, model: str, prompt: str) -> str:
+        split, record = self.task.find(prompt)
+        # longest first, so a reply that contains another is not also counted as that one
+        quotes, rest = [], prompt
+        for text in sorted(self.replies, key=len, reverse=True):
+            if text in rest:
+                quotes.append(self.replies[text])
+                rest = rest.replace(text, "")
+        quotes.sort(key=lambda q: q.tag)
+        key = (model, split, record["id"], tuple(q.tag for q in quotes))
+        repeat = self._seen[key]
+        self._seen[key] += 1
+        ask = Ask(model, split, record["id"], record, tuple(quotes), repeat)
+        content = self.policy(ask)
+        digest = hashlib.sha256(repr((key, repeat, content)).encode()).hexdigest()
+        tag = f"{model} {int(digest, 16) % 10**6:06d}"
+        reply = f"{content} [{tag}]"
+        self.replies[reply] = Quote(model, content, tag)
+        self.calls.append(Call(split, model, record["id"], key[3]))
+        return reply
+
+
+_ACTIVE: list[Script] = []
+
+
+def _dispatch(model: str) -> Callable[[str], str]:
+    def respond(rendered: str) -> str:
+        assert _ACTIVE, "no scripted run is active"
+        return _ACTIVE[-1](model, rendered)
+
+    respond.__name__ = model
+    return respond
+
+
+alpha, beta, gamma, delta, epsilon = (_dispatch(name) for name in MODELS)
+
+
+def collaborators(models: Sequence[str]) -> str:
+    """moco_lit's ``--model.collaborators`` value for these scripted models."""
+    return "[" + ", ".join(f"callable:tests.parity.moco_harness.{m}" for m in models) + "]"
+
+
+# -- running MoCo -----------------------------------------------------------------------------
+
+
+@dataclass
+class MocoRun:
+    log: dict
+    calls: list[Call]
+    script: Script
+
+    @property
+    def outputs(self) -> list:
+        return [entry["output"] for entry in self.log["logs"]]
+
+    @property
+    def score(self) -> float:
+        return self.log["avg_test_score"]
+
+
+def _fake_generation(script: Script) -> dict[str, Callable]:
+    def batch(model_name, gpu_id, input_list, *args, **kwargs):
+        return [script(model_name, prompt) for prompt in input_list]
+
+    def distributed(list_of_model_name, list_of_input_list, list_of_gpu_id, *args, **kwargs):
+        return [batch(m, None, inputs) for m, inputs in zip(list_of_model_name, list_of_input_list)]
+
+    def with_score(model_name, gpu_id, input_list, *args, **kwargs):
+        texts = batch(model_name, gpu_id, input_list)
+        return texts, [[1.0] for _ in texts]
+
+    return {
+        "distributed_generation": distributed,
+        "distributed_generation_adapter_aware": distributed,
+        "batch_generate_text": batch,
+        "batch_generate_text_adapter_aware": batch,
+        "batch_generate_text_with_score": with_score,
+    }
+
+
+class _FakeTokenizer:
+    """Stands in for ``AutoTokenizer`` where MoCo loads a model itself: ids index a text table."""
+
+    eos_token = "</s>"
+    eos_token_id = 0
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+
+    def apply_chat_template(self, *args, **kwargs):
+        raise ValueError("no chat template: MoCo falls back to the raw prompt")
+
+    def __call__(self, prompts, **kwargs):
+        import torch
+
+        ids = []
+        for prompt in prompts:
+            self.texts.append(prompt)
+            ids.append([len(self.texts) - 1])
+        return _Encoding(input_ids=torch.tensor(ids))
+
+    def batch_decode(self, ids, **kwargs) -> list[str]:
+        return [self.texts[int(row[0])] for row in ids]
+
+
+class _Encoding(dict):
+    def __getattr__(self, name):
+        return self[name]
+
+    def to(self, device):
+        return self
+
+
+class _FakeModel:
+    device = "cpu"
+
+    def __init__(self, name: str, texts: list[str], script: Script) -> None:
+        self.name, self.texts, self.script = name, texts, script
+
+    def generate(self, input_ids, **kwargs):
+        import torch
+
+        replies = []
+        for row in input_ids:
+            self.texts.append(self.script(self.name, self.texts[int(row[0])]))
+            replies.append([len(self.texts) - 1])
+        return torch.cat([input_ids, torch.tensor(replies)], dim=1)
+
+
+def _fake_transformers(script: Script) -> tuple[Any, Any]:
+    texts: list[str] = []
+
+    class Models:
+        @staticmethod
+        def from_pretrained(name, *args, **kwargs):
+            return _FakeModel(name, texts, script)
+
+    class Tokenizers:
+        @staticmethod
+        def from_pretrained(name, *args, **kwargs):
+            return _FakeTokenizer(texts)
+
+    return Models, Tokenizers
+
+
+def run_moco(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    method: str,
+    task: Task,
+    models: Sequence[str],
+    policy: Policy,
+    hyperparameters: dict | None = None,
+    patches: dict[str, Any] | None = None,
+) -> MocoRun:
+    """MoCo's ``model_collaboration.method.<method>.run_method`` on ``task`` with scripted models.
+
+    ``patches`` maps ``attribute`` of the method module to a replacement (injected draws).
+    """
+    from model_collaboration.data import eval as moco_eval
+    from model_collaboration.method import distributed_generation
+
+    module = importlib.import_module(f"model_collaboration.method.{method}")
+    script = Script(task, policy)
+    data = task.as_json()
+    monkeypatch.setattr(moco_eval, "_load_task_json", lambda name: copy.deepcopy(data))
+    monkeypatch.setattr(moco_eval, "_ensure_dataset", lambda name: None)
+    for name, fake in _fake_generation(script).items():
+        monkeypatch.setattr(distributed_generation, name, fake)
+        if callable(getattr(module, name, None)):  # a method that imported the function itself
+            monkeypatch.setattr(module, name, fake)
+    if hasattr(module, "AutoModelForCausalLM"):
+        fake_models, fake_tokenizers = _fake_transformers(script)
+        monkeypatch.setattr(module, "AutoModelForCausalLM", fake_models)
+        monkeypatch.setattr(module, "AutoTokenizer", fake_tokenizers)
+    for name, value in (patches or {}).items():
+        monkeypatch.setattr(module, name, value)
+    workdir = tmp_path / "moco"
+    (workdir / "model_collaboration" / "logs").mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(workdir)
+    real_chdir = os.chdir
+    # run_method changes into its package's parent folder and writes logs/ there: keep it in tmp
+    monkeypatch.setattr(os, "chdir", lambda path: real_chdir(workdir))
+    hyperparameters = {"ratio": 1.0, **(hyperparameters or {})}
+    module.run_method(task.name, task.task_type, [0], list(models), hyperparameters)
+    monkeypatch.setattr(os, "chdir", real_chdir)
+    logs = sorted((workdir / "model_collaboration" / "logs").glob("*.json"), key=os.path.getmtime)
+    assert logs, f"MoCo's {method} wrote no log"
+    log = json.loads(logs[-1].read_text())
+    for path in logs:
+        path.unlink()
+    return MocoRun(log, list(script.calls), script)
+
+
+# -- running moco_lit -------------------------------------------------------------------------
+
+
+@dataclass
+class LitRun:
+    records: list[dict]
+    metrics: dict
+    calls: list[Call]
+    script: Script
+    module: Any
+
+    @property
+    def outputs(self) -> list[str]:
+        return [r["output"] for r in self.records]
+
+    @property
+    def score(self) -> float:
+        return self.metrics["score"]
+
+
+def run_moco_lit(
+    run_cli,
+    tmp_path: Path,
+    method: str,
+    task: Task,
+    models: Sequence[str],
+    policy: Policy,
+    *args: str,
+) -> LitRun:
+    """moco_lit's ``test`` command for ``method`` on ``task`` with the scripted models (greedy, no cache)."""
+    script = Script(task, policy)
+    path = task.write(tmp_path)
+    _ACTIVE.append(script)
+    try:
+        code, cli = run_cli(
+            "test",
+            "--model",
+            method,
+            "--model.collaborators",
+            collaborators(models),
+            "--model.temperature",
+            "0",
+            "--model.top_p",
+            "1.0",
+            *args,
+            "--data.benchmark",
+            str(path),
+            "--cache",
+            "false",
+            "--wandb",
+            "false",
+            "--run_dir",
+            str(tmp_path / "lit_runs"),
+        )
+    finally:
+        _ACTIVE.remove(script)
+    assert code == 0
+    folder = cli.model.runtime.run_folder.path
+    records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    order = {r["id"]: i for i, r in enumerate(task.test)}
+    records.sort(key=lambda r: order[r["id"]])
+    metrics = json.loads((folder / "metrics.json").read_text())
+    return LitRun(records, metrics, list(script.calls), script, cli.model)
+
+
+# -- comparing --------------------------------------------------------------------------------
+
+
+def diff(title: str, moco: Sequence, lit: Sequence) -> str:
+    """A readable side-by-side of two sequences (only the differing lines, with their index)."""
+    lines = [f"{title}: MoCo has {len(moco)}, moco_lit has {len(lit)}"]
+    for i in range(max(len(moco), len(lit))):
+        left = moco[i] if i < len(moco) else "—"
+        right = lit[i] if i < len(lit) else "—"
+        if left != right:
+            lines.append(f"  [{i}] MoCo:     {left}\n  [{i}] moco_lit: {right}")
+    return "\n".join(lines)
+
+
+def assert_same_calls(moco: Sequence[Call], lit: Sequence[Call]) -> None:
+    """Same multiset of calls: which model, about which example, in which phase, quoting what, how often."""
+    moco_counts, lit_counts = Counter(moco), Counter(lit)
+    if moco_counts == lit_counts:
+        return
+    lines = ["the two systems made different model calls (count: call)"]
+    for call in sorted(set(moco_counts) | set(lit_counts), key=str):
+        if moco_counts[call] != lit_counts[call]:
+            lines.append(f"  MoCo {moco_counts[call]} / moco_lit {lit_counts[call]}: {call}")
+    raise AssertionError("\n".join(lines))
+
+
+def assert_same(title: str, moco: Sequence, lit: Sequence) -> None:
+    assert list(moco) == list(lit), diff(title, list(moco), list(lit))
+
+
+def boxed(answer: str) -> str:
+    return f"\\boxed{{{answer}}}"
