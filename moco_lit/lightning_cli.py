@@ -89,6 +89,14 @@ class MocoCLI(LightningCLI):
                 raise
             raise UserError(_one_line(err)) from err
 
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            folder = getattr(getattr(self.model, "runtime", None), "run_folder", None)
+            if folder is not None:
+                folder.unlock()
+
     # -- before every Lightning command ---------------------------------------------------
 
     def before_fit(self) -> None:
@@ -112,9 +120,11 @@ class MocoCLI(LightningCLI):
         folder = RunFolder.for_experiment(
             config["run_dir"], data.hparams.benchmark, model.method_name, run_id, stage
         )
-        folder.prepare()
+        if not _launched_worker():
+            # DDP workers started by this process share its folder and its lock
+            folder.lock()
         if self.trainer.global_rank == 0:
-            folder.write_config(_plain(config.as_dict()))
+            folder.write_config(_plain(config.as_dict()))  # written with the first result
         summary = {
             "benchmark": data.hparams.benchmark,
             "run_id": run_id,
@@ -158,6 +168,11 @@ class MocoCLI(LightningCLI):
             config=_plain(config.as_dict()),
         )
         self.trainer.loggers = [logger]
+
+
+def _launched_worker() -> bool:
+    """True in a process a DDP launcher started (its rank is in the environment and not 0)."""
+    return any(os.environ.get(name, "0") not in {"", "0"} for name in ("LOCAL_RANK", "RANK", "NODE_RANK"))
 
 
 def _check_checkpoint(ckpt_path: str | None) -> None:

@@ -11,6 +11,7 @@ whose fix they wait for; they turn into failures (strict) once it lands.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import string
@@ -60,12 +61,26 @@ def _row(i: int) -> dict:
 
 
 def _lightning(
-    inputs: Inputs, *args: str, model: str = "single_model", collaborators: str = ORACLE
+    inputs: Inputs,
+    *args: str,
+    model: str = "single_model",
+    collaborators: str = ORACLE,
+    limit: int = 2,
+    run_id: str = EARLIER,
 ) -> list[str]:
     head = ["test", "--model", model] if model else ["test"]
     if collaborators:
         head += ["--model.collaborators", collaborators]
-    return [*head, *args, "--data.limit", "2", "--run_dir", str(inputs.run_dir), "--run_id", EARLIER]
+    return [*head, *args, "--data.limit", str(limit), "--run_dir", str(inputs.run_dir), "--run_id", run_id]
+
+
+def _resume_over(inputs: Inputs, line: str) -> list[str]:
+    """Resume a run folder whose second record is ``line`` (the first is a good one)."""
+    folder = inputs.run_dir / "quickstart" / "single_model" / "damaged"
+    folder.mkdir(parents=True)
+    good = {"id": "0", "output": "0", "score": 1.0, "calls": 1, "tokens": 5, "new_tokens": 1}
+    (folder / "predictions.jsonl").write_text(json.dumps(good) + "\n" + line + "\n")
+    return _lightning(inputs, run_id="damaged")
 
 
 def _score(inputs: Inputs, predictions: str, *args: str) -> list[str]:
@@ -238,6 +253,26 @@ CASES: list = [
         lambda i: [*_lightning(i)[:-4], "--run_dir", i.file("plain.txt", "x") + "/runs"],
         "run folder",
     ),
+    ("run_id climbs out of run_dir", lambda i: _lightning(i, run_id="../escaped"), "plain folder name"),
+    ("run_id is a path", lambda i: _lightning(i, run_id="a/b"), "plain folder name"),
+    ("no test examples", lambda i: _lightning(i, limit=0), "no examples"),
+    (
+        "resume: a NaN score read back",
+        lambda i: _resume_over(
+            i, '{"id": "1", "output": "2", "score": NaN, "calls": 1, "tokens": 5, "new_tokens": 1}'
+        ),
+        "line 2",
+    ),
+    (
+        "resume: a record without its counts",
+        lambda i: _resume_over(i, '{"id": "1", "output": "2", "score": 1.0}'),
+        '"calls"',
+    ),
+    (
+        "resume: a corrupt line before the last",
+        lambda i: _resume_over(i, '{"id": "1", "outp\n{"id": "2", "output": "4"}'),
+        "line 2 is not valid JSON",
+    ),
     pytest.param(
         "ckpt_path does not exist",
         lambda i: _lightning(i, "--ckpt_path", str(i.root / "missing.ckpt")),
@@ -333,16 +368,27 @@ def truly_other_vocab(tmp_path_factory) -> str:
     return str(folder)
 
 
-def _earlier_results(run_dir: Path) -> dict[Path, bytes]:
-    """A finished run for every method used here, in the folder ``--run_id earlier`` points at."""
-    record = {"id": "0", "output": "8", "score": 1.0}
+def _earlier_results(run_dir: Path) -> dict[Path, str]:
+    """A finished run for every method used here, in the folder ``--run_id earlier`` points at.
+
+    Returns the SHA-256 of every file under ``run_dir`` (config.yaml included)."""
+    record = {"id": "0", "output": "8", "score": 1.0, "calls": 1, "tokens": 9, "new_tokens": 1}
     for method in ("single_model", "logit_contrastive", "greedy_soup", "logit_fusion", "model_swarms"):
         for benchmark in ("quickstart", "noid", "dup", "nofield", "intinput", "task", "mc", "nosplit"):
             folder = run_dir / benchmark / method / EARLIER
             folder.mkdir(parents=True)
+            (folder / "config.yaml").write_text(f"model: {method}\nrun_id: {EARLIER}\n")
             (folder / "predictions.jsonl").write_text(json.dumps(record) + "\n")
             (folder / "metrics.json").write_text(json.dumps({"score": 1.0, "n": 1}) + "\n")
-    return {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    return _hashes(run_dir)
+
+
+def _hashes(run_dir: Path) -> dict[Path, str]:
+    return {
+        p: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in run_dir.rglob("*")
+        if p.is_file() and EARLIER in p.parts
+    }
 
 
 @pytest.mark.parametrize("name, build, fragment", _with_ids(CASES))
@@ -373,7 +419,7 @@ def test_bad_input_gives_one_error_line_and_keeps_earlier_results(
     # model loading may log "loaded ..." lines first; the error is the one and last line
     assert len(errors) == 1 and err.rstrip().splitlines()[-1] == errors[0], err[-2000:]
     assert fragment in errors[0], errors[0]
-    assert {p: p.read_bytes() for p in earlier} == earlier
+    assert _hashes(inputs.run_dir) == earlier  # no file of the earlier run changed, none added
     if predictions:
         assert predictions.read_bytes() == before
         assert scores_file.read_text() == '{"id": "1", "score": 1.0}\n'

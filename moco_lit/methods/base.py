@@ -150,6 +150,7 @@ class CollaborationModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        _check_not_empty(getattr(self._trainer, "datamodule", None) if self._trainer else None, stage)
         if not self.collaborators:
             self.collaborators = [load_collaborator(spec, device) for spec in self.collaborator_specs]
         cache = None
@@ -470,8 +471,8 @@ class CollaborationModule(L.LightningModule):
         folder = self._folder
         if folder is None or self.global_rank != 0:
             return
-        if self.trainer.world_size > 1:
-            folder.merge_shards()
+        if self.trainer.world_size > 1 or folder.shards():
+            folder.merge_shards()  # also rank files of an earlier run with another number of ranks
         if split != "predict":
             folder.write_metrics(
                 {
@@ -485,6 +486,18 @@ class CollaborationModule(L.LightningModule):
                     **metrics,
                 }
             )
+
+
+def _check_not_empty(datamodule: Any, stage: str) -> None:
+    """A run with nothing to run on is a mistake in the data options, not a success with n=0."""
+    if datamodule is None or not hasattr(datamodule, "examples"):
+        return
+    split = "test" if stage in {"test", "predict"} else "dev"
+    if not datamodule.examples(split):
+        raise UserError(
+            f"{datamodule.hparams.benchmark}: the {split} split has no examples "
+            "(after --data.limit and --data.ratio); nothing to run"
+        )
 
 
 def _check_decoding(max_new_tokens: int, temperature: float, top_p: float) -> None:
