@@ -1,0 +1,252 @@
+"""Weight methods against MoCo's own code: the same tensors from the same state dicts, and the same
+search trajectory from the same random draws and the same scripted dev scores.
+
+MoCo merges on disk (``save_pretrained`` folders), so the fixtures are tiny Llamas saved in a
+temporary folder. MoCo casts to bfloat16/float16 on load; where a MoCo function takes no dtype the
+test hands it float32 (a precision choice, not a different algorithm), so tensors compare with
+``assert_close``. Where randomness cannot be aligned (Python's ``random`` on MoCo's side, a
+seeded torch generator on moco_lit's), both sides are fed the same scripted draws.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+from pathlib import Path
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+swarm_utils = pytest.importorskip(
+    "model_collaboration.utils.swarm", reason="MoCo (modelco==1.1.2) is not installed: parity tests skipped"
+)
+
+from moco_lit.merging import (  # noqa: E402
+    adapter_weights,
+    dare,
+    dare_mask,
+    merge_dare_ties,
+    merge_extrapolate,
+    merge_linear,
+    merge_task_arithmetic,
+    model_weights,
+    tensor_seed,
+    ties,
+    writable_tensors,
+)
+from tests.test_merging import load_tiny, make_lora_adapters  # noqa: E402
+
+# -- fixtures: tiny models on disk ------------------------------------------------------------------
+
+
+def _save_llama(folder: Path, seed: int, tied: bool) -> str:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from moco_lit.quickstart import build_tokenizer, prompt_wording_corpus
+
+    tokenizer = build_tokenizer(prompt_wording_corpus() + list(string.printable), vocab_size=400)
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=tied,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def untied(tmp_path_factory) -> list[str]:
+    """Four tiny Llamas with separate input and output embeddings (MoCo's linear merge is exact
+    on those; see the tied case below)."""
+    root = tmp_path_factory.mktemp("untied")
+    return [_save_llama(root / f"m{i}", seed=10 + i, tied=False) for i in range(4)]
+
+
+@pytest.fixture(scope="module")
+def tied(tmp_path_factory) -> list[str]:
+    root = tmp_path_factory.mktemp("tied")
+    return [_save_llama(root / f"t{i}", seed=20 + i, tied=True) for i in range(2)]
+
+
+def folder_tensors(path: str) -> dict[str, torch.Tensor]:
+    """Every tensor of a saved model, as float32, by state-dict name."""
+    return {name: t.float().clone() for name, t in load_tiny(path).state_dict().items()}
+
+
+def assert_same_tensors(moco: dict[str, torch.Tensor], lit: dict[str, torch.Tensor]) -> None:
+    assert set(lit) <= set(moco), set(lit) - set(moco)
+    for name, tensor in lit.items():
+        assert_close(tensor.float(), moco[name].float(), rtol=1e-5, atol=1e-6, msg=name)
+
+
+def lit_merge(template: str, run) -> dict[str, torch.Tensor]:
+    """Run a moco_lit merge into a copy of ``template`` and return the written tensors."""
+    target = writable_tensors(load_tiny(template))
+    run(target)
+    return {name: t.clone() for name, t in target.items()}
+
+
+# -- merge functions ------------------------------------------------------------------------------
+
+
+def test_linear_average_equals_moco_full_model_linear_merge(untied, tmp_path):
+    weights = [0.5, 0.3, 0.2]
+    out = str(tmp_path / "moco")
+    swarm_utils.full_model_linear_merge(weights, untied[:3], out, dtype=torch.float32)
+    sources = [model_weights(load_tiny(p), p) for p in untied[:3]]
+    lit = lit_merge(untied[0], lambda target: merge_linear(target, sources, weights))
+    assert_same_tensors(folder_tensors(out), lit)
+
+
+def test_moco_linear_merge_counts_tied_embeddings_twice_and_moco_lit_does_not(tied, tmp_path):
+    """MoCo 1.1.2 scales and adds every state-dict key; a tied embedding is two keys for one
+    tensor, so it is scaled by w² and the other models are added twice. moco_lit merges each
+    tensor once (the weighted average every other tensor gets)."""
+    weights = [0.5, 0.5]
+    out = str(tmp_path / "moco")
+    swarm_utils.full_model_linear_merge(weights, tied, out, dtype=torch.float32)
+    first, second = (folder_tensors(p) for p in tied)
+    sources = [model_weights(load_tiny(p), p) for p in tied]
+    lit = lit_merge(tied[0], lambda target: merge_linear(target, sources, weights))
+    moco = folder_tensors(out)
+    name = "model.embed_tokens.weight"
+    assert_close(moco[name], 0.25 * first[name] + 1.0 * second[name])  # w0²·E0 + 2·w1·E1
+    assert_close(lit[name], 0.5 * first[name] + 0.5 * second[name])
+    assert "lm_head.weight" not in lit  # the tied tensor is written once
+    others = {n: t for n, t in lit.items() if n != name}
+    assert others
+    assert_same_tensors(moco, others)  # every untied tensor agrees
+
+
+def test_task_arithmetic_equals_moco_linear_merge_of_base_and_models(untied, tmp_path):
+    # base + Σ w_i (x_i − base) is MoCo's linear merge with weights (1 − Σw, w_1, w_2)
+    weights = [0.7, -0.4]
+    out = str(tmp_path / "moco")
+    swarm_utils.full_model_linear_merge([1 - sum(weights), *weights], untied[:3], out, dtype=torch.float32)
+    base, *models = (model_weights(load_tiny(p), p) for p in untied[:3])
+    lit = lit_merge(untied[0], lambda target: merge_task_arithmetic(target, base, models, weights))
+    assert_same_tensors(folder_tensors(out), lit)
+
+
+def _random_deltas(count: int, shape=(5, 7), seed: int = 0) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    deltas = [torch.randn(shape, generator=generator) for _ in range(count)]
+    deltas[0][0] = 0.0  # zeros agree with no sign
+    deltas[1][1] = -deltas[0][1]  # opposite entries: a zero total elects +
+    return deltas
+
+
+def test_ties_sums_agreeing_weighted_entries_as_moco():
+    deltas, weights = _random_deltas(3), [0.5, 0.3, 0.2]
+    moco = swarm_utils._ties_sign_consensus_merge([d * w for d, w in zip(deltas, weights)])
+    assert_close(ties(deltas, weights), moco)
+    # the paper's disjoint mean stays one option away, and really differs
+    assert not torch.allclose(ties(deltas, weights, disjoint_mean=True), moco)
+
+
+def test_dare_with_the_same_mask_equals_moco_sparsify(monkeypatch):
+    delta, density, seed = _random_deltas(2, (40, 30))[1], 0.6, 123
+    mask = dare_mask(delta.shape, 1 - density, seed)
+    drawn = []
+
+    def bernoulli(probabilities, generator=None):
+        drawn.append(float(probabilities.flatten()[0]))
+        return mask.to(probabilities.dtype)
+
+    monkeypatch.setattr(torch, "bernoulli", bernoulli)
+    moco = swarm_utils._dare_sparsify(delta, density)
+    assert drawn == [pytest.approx(density)]  # MoCo's keep probability is the density
+    assert_close(dare(delta, 1 - density, seed), moco)
+    assert not torch.allclose(dare(delta, 1 - density, seed, rescale="inverse_density"), moco)
+
+
+@pytest.mark.parametrize("density", [1.0, 0.6])
+def test_dare_ties_merge_equals_moco_with_the_same_masks(untied, tmp_path, monkeypatch, density):
+    base_path, model_paths, weights, seed = untied[0], untied[1:3], [0.6, 0.4], 5
+    names = list(folder_tensors(base_path))
+    # MoCo draws one Bernoulli mask per (model, tensor) in that order, in each of its two passes
+    expected_calls = [(i, name) for i in range(len(model_paths)) for name in names] * 2
+    calls = []
+
+    def bernoulli(probabilities, generator=None):
+        model, name = expected_calls[len(calls)]
+        calls.append((model, name))
+        mask = dare_mask(probabilities.shape, 1 - density, tensor_seed(seed, model, name))
+        return mask.to(probabilities.dtype)
+
+    monkeypatch.setattr(torch, "bernoulli", bernoulli)
+    out = str(tmp_path / "moco")
+    swarm_utils.dare_ties_merge(weights, model_paths, base_path, out, density=density, dtype=torch.float32)
+    assert calls == (expected_calls if density < 1 else [])
+    base = model_weights(load_tiny(base_path), "base")
+    sources = [model_weights(load_tiny(p), p) for p in model_paths]
+    lit = lit_merge(
+        base_path, lambda target: merge_dare_ties(target, base, sources, weights, density=density, seed=seed)
+    )
+    assert_same_tensors(folder_tensors(out), lit)
+
+
+class _Float32Loader:
+    """MoCo's ExPO loads in bfloat16 with no dtype argument: the same loader, in float32."""
+
+    @staticmethod
+    def from_pretrained(path, **kwargs):
+        from transformers import AutoModelForCausalLM
+
+        kwargs.update(torch_dtype=torch.float32)
+        kwargs.pop("device_map", None)
+        return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+def test_extrapolation_equals_moco_expo(untied, tmp_path, monkeypatch):
+    weight_expo = pytest.importorskip("model_collaboration.method.weight_expo")
+    monkeypatch.setattr(weight_expo, "AutoModelForCausalLM", _Float32Loader)
+    source, target, alpha = untied[0], untied[1], 0.3
+    out = str(tmp_path / "moco")
+    weight_expo.extrapolate_models(source, target, alpha, out, gpu_id=0)
+    source_w, target_w = (model_weights(load_tiny(p), p) for p in (source, target))
+    lit = lit_merge(target, lambda t: merge_extrapolate(t, source_w, target_w, alpha))
+    assert_same_tensors(folder_tensors(out), lit)
+
+
+def _adapter_files(paths: list[str]) -> list[dict[str, torch.Tensor]]:
+    from safetensors.torch import load_file
+
+    return [load_file(os.path.join(p, "adapter_model.safetensors")) for p in paths]
+
+
+def _adapter_name(parameter: str) -> str:
+    """A PEFT parameter name as PEFT saves it (without the adapter's name)."""
+    return parameter.replace(".default.", ".")
+
+
+def lit_adapter_merge(base: str, adapters: list[str], weights: list[float]) -> dict[str, torch.Tensor]:
+    """moco_lit's merge of LoRA tensors (Model Swarms' and LoraHub's adapter space)."""
+    from peft import PeftModel
+
+    models = [PeftModel.from_pretrained(load_tiny(base), a) for a in adapters]
+    target = writable_tensors(models[0], adapters_only=True)
+    merge_linear(target, [adapter_weights(m, a) for m, a in zip(models, adapters)], weights)
+    return {_adapter_name(name): t.clone() for name, t in target.items()}
+
+
+def test_lora_combination_equals_moco_fast_merge(untied, tmp_path):
+    adapters = make_lora_adapters(untied[0], tmp_path, 3)
+    weights = [0.8, -0.3, 0.5]
+    moco = swarm_utils.lora_merge(weights, adapters, str(tmp_path / "moco"), 0, directly_load_safetensors=1)
+    lit = lit_adapter_merge(untied[0], adapters, weights)
+    assert set(lit) == set(moco)
+    assert_same_tensors(moco, lit)
+    # what MoCo wrote is what it returned
+    assert_same_tensors(_adapter_files([str(tmp_path / "moco")])[0], lit)
