@@ -124,7 +124,7 @@ class RunFolder:
         self._pending_config = None
 
     def write_metrics(self, metrics: dict) -> None:
-        self.commit_config()
+        self.prepare().commit_config()
         _atomic_write(self.path / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
     def read_config(self) -> dict:
@@ -142,7 +142,7 @@ class RunFolder:
         lines = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
         if not lines:
             return
-        self.commit_config()
+        self.prepare().commit_config()
         path = self.shard_path(rank, world_size)
         _drop_torn_tail(path)
         try:

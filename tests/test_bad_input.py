@@ -253,6 +253,7 @@ CASES: list = [
         lambda i: [*_lightning(i)[:-4], "--run_dir", i.file("plain.txt", "x") + "/runs"],
         "run folder",
     ),
+    ("cache_path is a folder", lambda i: _lightning(i, "--cache_path", str(i.root)), "is a folder"),
     ("run_id climbs out of run_dir", lambda i: _lightning(i, run_id="../escaped"), "plain folder name"),
     ("run_id is a path", lambda i: _lightning(i, run_id="a/b"), "plain folder name"),
     ("no test examples", lambda i: _lightning(i, limit=0), "no examples"),
