@@ -107,9 +107,10 @@ def test_graphs():
     assert neighbours_of("chain", 4) == [[1], [0, 2], [1, 3], [2]]
     assert neighbours_of("circle", 4) == [[1, 3], [0, 2], [1, 3], [0, 2]]
     assert neighbours_of("tree", 5) == [[1, 2], [0, 3, 4], [0], [1], [1]]
-    assert neighbours_of("star", 4) == [[1, 2, 3], [0], [0], [0]]
-    # MoCo's "star" also rings the spokes: here that graph is "wheel"
-    assert neighbours_of("wheel", 5) == [[1, 2, 3, 4], [0, 2, 4], [0, 1, 3], [0, 2, 4], [0, 1, 3]]
+    # MoCo's "star": a hub joined to everyone, and the spokes in a ring; "hub" is the hub alone
+    assert neighbours_of("star", 5) == [[1, 2, 3, 4], [0, 2, 4], [0, 1, 3], [0, 2, 4], [0, 1, 3]]
+    assert neighbours_of("star", 2) == [[1], [0]]
+    assert neighbours_of("hub", 4) == [[1, 2, 3], [0], [0], [0]]
     assert neighbours_of("complete", 3) == [[1, 2], [0, 2], [0, 1]]
     assert neighbours_of("other", 3, [[1, 1, 0], [0, 0, 1], [1, 0, 0]]) == [[2], [0], [1]]
 

@@ -431,6 +431,9 @@ def run_moco_lit(
 # -- comparing --------------------------------------------------------------------------------
 
 
+MAX_DIFF_LINES = 30
+
+
 def diff(title: str, moco: Sequence, lit: Sequence) -> str:
     """A readable side-by-side of two sequences (only the differing lines, with their index)."""
     lines = [f"{title}: MoCo has {len(moco)}, moco_lit has {len(lit)}"]
@@ -447,10 +450,11 @@ def assert_same_calls(moco: Sequence[Call], lit: Sequence[Call]) -> None:
     moco_counts, lit_counts = Counter(moco), Counter(lit)
     if moco_counts == lit_counts:
         return
-    lines = ["the two systems made different model calls (count: call)"]
-    for call in sorted(set(moco_counts) | set(lit_counts), key=str):
-        if moco_counts[call] != lit_counts[call]:
-            lines.append(f"  MoCo {moco_counts[call]} / moco_lit {lit_counts[call]}: {call}")
+    differing = [
+        c for c in sorted(set(moco_counts) | set(lit_counts), key=str) if moco_counts[c] != lit_counts[c]
+    ]
+    lines = [f"the two systems made different model calls ({len(differing)} differ; count: call)"]
+    lines += [f"  MoCo {moco_counts[c]} / moco_lit {lit_counts[c]}: {c}" for c in differing[:MAX_DIFF_LINES]]
     raise AssertionError("\n".join(lines))
 
 

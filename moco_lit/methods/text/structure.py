@@ -36,7 +36,7 @@ UPDATE_TEMPLATE = (
     "Think it over and write your updated answer."
 )
 
-StructureType = Literal["chain", "tree", "star", "wheel", "circle", "complete", "other"]
+StructureType = Literal["chain", "tree", "star", "hub", "circle", "complete", "other"]
 
 
 def neighbours_of(structure_type: str, count: int, matrix: list[list[int]] | None = None) -> list[list[int]]:
@@ -44,9 +44,11 @@ def neighbours_of(structure_type: str, count: int, matrix: list[list[int]] | Non
 
     Built-in graphs are undirected (as in MoCo). ``chain``: i-1 and i+1; ``circle``: the chain
     closed into a ring; ``tree``: the binary heap order (parent (i-1)//2, children 2i+1, 2i+2);
-    ``star``: node 0 is the hub, every other node reads only the hub; ``wheel``: a star whose spokes
-    also form a ring (what MoCo calls ``star``); ``complete``: everyone. ``other``: ``matrix[j][i]``
-    = 1 means node i reads node j (rows send, columns receive; the diagonal is ignored).
+    ``star``: MoCo's star, node 0 joined to everyone and the other nodes in a ring 1—2—…—(n-1)—1;
+    ``hub``: node 0 joined to everyone and nothing else; ``complete``: everyone. ``other``:
+    ``matrix[j][i]`` = 1 means node i reads node j (rows send, columns receive; the diagonal is
+    ignored). With two models MoCo's star also has node 1 read its own answer as a neighbour's;
+    here it is the single edge 0—1.
     """
     nodes = range(count)
     if structure_type == "other":
@@ -60,13 +62,13 @@ def neighbours_of(structure_type: str, count: int, matrix: list[list[int]] | Non
         edges = {(i, (i + 1) % count) for i in nodes}
     elif structure_type == "tree":
         edges = {((child - 1) // 2, child) for child in range(1, count)}
-    elif structure_type in ("star", "wheel"):
+    elif structure_type in ("star", "hub"):
         edges = {(0, i) for i in range(1, count)}
-        if structure_type == "wheel" and count > 2:
+        if structure_type == "star" and count > 2:
             edges |= {(i, i % (count - 1) + 1) for i in range(1, count)}
     else:
         raise UserError(
-            f"structure.structure_type {structure_type!r}: expected chain, tree, star, wheel, circle, complete or other"
+            f"structure.structure_type {structure_type!r}: expected chain, tree, star, hub, circle, complete or other"
         )
     undirected = edges | {(j, i) for i, j in edges}
     return [sorted(j for j in nodes if j != i and (j, i) in undirected) for i in nodes]
@@ -88,7 +90,8 @@ def check_matrix(matrix: list[list[int]] | None, count: int) -> list[list[int]]:
 
 class Structure(CollaborationModule):
     """Args:
-    structure_type: the graph: chain, tree, star, wheel, circle, complete, or other (give the matrix).
+    structure_type: the graph: chain, tree, star (MoCo's: hub and ring), hub, circle, complete, or
+        other (give the matrix).
     num_rounds: rounds of answering, the first one included.
     structure_matrix: for ``other``, ``matrix[j][i] = 1`` when model i reads model j's answers.
     update_template: a node's prompt in later rounds; fields ``{question}``, ``{own}``, ``{neighbours}``.
