@@ -3,8 +3,14 @@
 A MoCo config (``python -m model_collaboration.main -c config.json``) holds ``method`` (the
 module name, ``text_majority_vote``), ``task``, ``task_type``, ``gpu_ids``, ``model_names`` and a
 free-form ``hyperparameters`` dict. :func:`convert_config` maps the method to its moco_lit short
-name, each hyperparameter to the method's ``__init__`` argument (or a data/trainer setting), and
-``gpu_ids`` to the Trainer's devices; what has no counterpart is listed in the recipe's header.
+name and every hyperparameter MoCo's method reads to a setting with the same meaning: a method
+``__init__`` argument of the same name (found by inspecting the signature, so options added later
+are picked up), one named in :data:`RENAMED`, or ``data.ratio``. Where the config leaves a setting
+out, the recipe gets MoCo's default (:data:`MOCO_DEFAULTS`) wherever moco_lit's differs. A
+setting moco_lit cannot express (:data:`UNSUPPORTED`, and the value rules in :data:`VALUE_RULES`)
+stops the conversion with one line naming each; ``allow_lossy`` converts anyway and lists them in
+the recipe's header. Settings that only say where MoCo keeps files or how it places models on GPUs
+(:data:`MOCO_ONLY`) are dropped, as moco_lit does the equivalent itself.
 
 A MoCo log (``logs/<task>_<models>_<score>_<method>.json``) holds ``task``, ``task_type``,
 ``model_names``, ``hyperparameters``, ``avg_test_score`` and ``logs``: one ``{input, output,
@@ -17,6 +23,7 @@ from __future__ import annotations
 import inspect
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,37 +33,256 @@ from moco_lit.errors import UserError
 
 LEVEL_PREFIXES = ("api_", "text_", "logit_", "weight_")
 
-# MoCo hyperparameters every method shares, and where they go in a recipe
-COMMON = {
-    "max_response_length": ("model", "max_new_tokens"),
-    "temperature": ("model", "temperature"),
-    "top_p": ("model", "top_p"),
-    "seed": ("model", "seed"),
-    "batch_size": ("model", "generation_batch_size"),
-    "reward_model_name": ("model", "reward_model"),
+# MoCo method modules whose moco_lit name is not the module name without its level prefix
+METHOD_ALIASES = {"sparta_stackelberg": "stackelberg"}
+
+# MoCo's main.py hands these to its generation module for every method (and many methods read
+# them again); the values it uses when a config leaves them out
+GENERATION = {
+    "max_response_length": ("max_new_tokens",),
+    "temperature": ("temperature",),
+    "top_p": ("top_p",),
+    "batch_size": ("generation_batch_size",),
+}
+GENERATION_DEFAULTS = {"max_response_length": 512, "temperature": 0.7, "top_p": 0.9, "batch_size": 32}
+
+# MoCo hyperparameters whose moco_lit setting has another name. A target is a method argument,
+# or ``data.<name>`` / ``trainer.<name>``; a key with several targets sets each of them.
+RENAMED: dict[str, dict[str, tuple[str, ...]]] = {
+    # MoCo's `temperature` is both the generation temperature (main.py) and GRPO's sampling one
+    "agglm": {"temperature": ("temperature", "grpo_temperature"), "max_epochs": ("epochs_per_iteration",)},
+    "collm": {"training_dataset_name": ("training_data",), "max_sequence_length": ("max_seq_length",)},
+    "graph_routing": {"embedding_model_name": ("embedding_model",)},
+    "llm_blender": {
+        "ranker_model_name": ("ranker",),
+        "fuser_model_name": ("fuser",),
+        "ranker_max_response_length": ("ranker_max_new_tokens",),
+    },
+    "multiagent_finetuning": {
+        "sft_epochs": ("epochs_per_iteration",),
+        "sft_learning_rate": ("learning_rate",),
+    },
+    "switch_generation": {"selector_model_name": ("selector_model",)},
+    "trained_router": {
+        "reward_model_name": ("tie_break_reward_model",),
+        "num_train_epochs": ("trainer.max_epochs",),
+    },
 }
 
-# MoCo hyperparameter names that differ from the moco_lit method's argument names
-RENAMED: dict[str, dict[str, str]] = {
-    "graph_routing": {"embedding_model_name": "embedding_model"},
-    "llm_blender": {"fuser_model_name": "fuser", "ranker_max_response_length": "ranker_max_new_tokens"},
+# What MoCo runs with where a config leaves a setting out, by moco_lit target, wherever moco_lit's
+# default differs (including what MoCo fixes in code): written into the recipe unless the config
+# sets that target. GENERATION_DEFAULTS (main.py's) come first; a method's own defaults win.
+MOCO_DEFAULTS: dict[str, dict[str, Any]] = {
+    "bbmas": {"max_iterations": 10},
+    "cascade": {"max_new_tokens": 256, "generation_batch_size": 8},
+    "collm": {"training_data": "nlile/hendrycks-MATH-benchmark", "max_seq_length": 2048},
+    "expo": {"alpha_candidates": [0.1, 0.2, 0.3, 0.4, 0.5]},
+    # MoCo scores each candidate graph on the whole (ratio-cut) dev split
+    "heterogeneous_swarms": {"ratio": 1.0},
+    "lorahub": {"max_new_tokens": 256, "generation_batch_size": 4},
+    # MoCo's vote counts a reply with no readable answer as a vote for "no answer"
+    "majority_vote": {"count_unparsed": True},
+    "model_swarms": {"merge": "full"},
+    "single_model": {"max_new_tokens": 100, "generation_batch_size": 8},
+    "sparta": {"max_new_tokens": 256, "generation_batch_size": 1},
+    "stackelberg": {"max_new_tokens": 256, "generation_batch_size": 1, "num_iterations": 1},
+    "trained_router": {
+        "tie_break_reward_model": "Skywork/Skywork-Reward-Llama-3.1-8B-v0.2",
+        "trainer.max_epochs": 5,
+        "router_base_model": "Qwen/Qwen2.5-7B-Instruct",
+    },
 }
 
-# MoCo settings that only say where MoCo keeps files, how it spreads models over GPUs or how it
-# loads them: moco_lit does these itself (run folders, Lightning strategies), so they are dropped
-# quietly rather than reported as lost
+# Settings that only say where MoCo keeps its files, how it spreads models and jobs over GPUs,
+# or how fast it runs: moco_lit does these itself (run folders, the Trainer's devices, its
+# generation cache), so they are dropped without changing what is computed
 MOCO_ONLY = {
-    "big_model_mode",
-    "load_in_8bit",
-    "resume",
-    "max_parallel_generation_models",
-    "swarm_base_path",
-    "dare_ties_base_path",
-    "expo_base_path",
-    "agglm_log_path",
-    "ranker_gpu_id",
-    "fuser_gpu_id",
-    "reward_model_gpu_id",
+    "resume": "moco_lit resumes its own run folder",
+    "reuse_log": "moco_lit's generation cache reuses outputs",
+    "max_parallel_generation_models": "GPU scheduling",
+    "swarm_base_path": "MoCo's file location",
+    "dare_ties_base_path": "MoCo's file location",
+    "expo_base_path": "MoCo's file location",
+    "agglm_log_path": "MoCo's file location",
+    "base_dir": "MoCo's file location",
+    "run_id": "names MoCo's log folder",
+    "debug": "MoCo's console printing",
+    "use_kv_cache": "speed only",
+    "judge_batch_size": "batching only",
+    "eval_batch_size": "batching only",
+    "ranker_gpu_id": "GPU placement",
+    "fuser_gpu_id": "GPU placement",
+    "reward_model_gpu_id": "GPU placement",
+    "online_judge_gpu_ids": "GPU placement",
+    "gpus_per_grpo_job": "GPU placement",
+    "max_parallel_grpo_jobs": "GPU scheduling",
+    "parallel_grpo_training": "GPU scheduling",
+    "parallel_dpo_training": "GPU scheduling",
+}
+
+# MoCo hyperparameters moco_lit's method has no setting for, and why. An option the method gains
+# later under the same name is used instead (names are looked up in its signature first).
+UNSUPPORTED: dict[str, dict[str, str]] = {
+    "agglm": {"train_batch_size": "GRPO steps here take one data batch of questions, not a sample count"},
+    "bbmas": {"agent_idle_threshold": "agents are not prompted to act after idling"},
+    "graph_routing": {
+        "in_edges": "the graph's edges per query node are fixed",
+        "train_epochs": "training runs trainer.max_epochs epochs over dev batches, not MoCo's steps",
+        "train_mask_rate": "no edges are masked during training",
+        "split_ratio": "the router trains on all of dev (no train/val/test split of it)",
+    },
+    "heterogeneous_swarms": {
+        "starting_velocity_mode": "the search always starts from random velocities",
+        "weight_randomness": "the search always draws random weights for its terms",
+        "repel_term": "the search always uses the repel term",
+    },
+    "multiagent_finetuning": {
+        "sft_batch_size": "a fine-tuning step takes one data batch of questions' items",
+        "sft_grad_accum": "set trainer.accumulate_grad_batches yourself: steps differ in size",
+    },
+    "sparta": {
+        "score_type": "the judge's score is fixed to MoCo's normal scoring",
+        "judge_rounds": "one judge verdict per duel",
+        "num_opponents": "one opponent per duel",
+        "window_size": "no rating-convergence window",
+        "min_deviation": "no rating-convergence window",
+        "epsilon": "no rating-convergence window",
+        "freeze_ratings": "ratings always update",
+    },
+    "stackelberg": {
+        key: "Stackelberg here has a difficulty/contested leader and DPO followers only"
+        for key in (
+            "score_type training_algorithm reward_method freeze_ratings window_size min_deviation "
+            "epsilon num_duels_per_iteration eval_max_response_length eval_temperature eval_top_p "
+            "instruction_selection instr_sample_gamma difficulty_reward_weight score_threshold "
+            "preference_quality_reward_weight ideal_start_gap ideal_end_gap preference_gap_sigma "
+            "opponent_selection grpo_scale_rewards grpo_loss_type reward_scale leader_uniform_mix "
+            "num_opponents reputation_gap_sigma judge_rounds judge_max_response_length "
+            "judge_temperature judge_top_p grpo_batch_size grpo_gradient_accumulation_steps "
+            "grpo_learning_rate grpo_epoch grpo_num_generations grpo_max_completion_length grpo_beta "
+            "grpo_epsilon leader_scope dpo_batch_size dpo_gradient_accumulation_steps "
+            "dpo_learning_rate dpo_epoch current_iteration"
+        ).split()
+    },
+}
+
+# A value rule decides from the value (and the rest of the config) what a setting becomes: a
+# dict of recipe targets (empty: nothing to set, same result), or a string: why it cannot be
+# expressed. Rules come before names, so they also catch a same-named option with another meaning.
+Rule = Callable[[Any, dict], "dict[str, Any] | str"]
+
+
+def _equivalent_when(test: Callable[[Any, dict], bool], reason: str) -> Rule:
+    return lambda value, hyper: {} if test(value, hyper) else reason
+
+
+def _unused_unless(flag: str, reason: str) -> Rule:
+    """MoCo reads the setting only when ``flag`` is set in the config."""
+    return lambda value, hyper: reason if hyper.get(flag) else {}
+
+
+def _unused_when(flag: str, reason: str) -> Rule:
+    """MoCo reads the setting only when ``flag`` is not set in the config."""
+    return lambda value, hyper: {} if hyper.get(flag) else reason
+
+
+_SFT = "per-role fine-tuning settings: the trained ranker/fuser use the method's LoRA training arguments"
+_SELECTOR = "MoCo LoRA-tunes a causal LM selector on reward-model-scored rollouts; here a head on a frozen encoder learns from the task metric"
+
+VALUE_RULES: dict[str, dict[str, Rule]] = {
+    "*": {
+        "load_in_8bit": _equivalent_when(
+            lambda v, h: not v, "moco_lit loads weights unquantised; 8-bit weights change the outputs"
+        ),
+        "big_model_mode": _equivalent_when(
+            lambda v, h: not v, "moco_lit holds each model on one device; it cannot split one over GPUs"
+        ),
+    },
+    "agglm": {
+        "lr_scheduler": _equivalent_when(
+            lambda v, h: v == "constant", "the learning rate stays constant here"
+        ),
+    },
+    "expo": {
+        "sft_models": _equivalent_when(
+            lambda v, h: v is None, "pairs are built from the collaborators' dev scores"
+        ),
+        "dpo_models": _equivalent_when(
+            lambda v, h: v is None, "pairs are built from the collaborators' dev scores"
+        ),
+    },
+    "graph_routing": {
+        "batch_size": lambda v, h: (
+            "MoCo's batch_size is also the router's masks per training step; training here takes data batches"
+        ),
+    },
+    "heterogeneous_swarms": {
+        "starting_velocity_mode": _equivalent_when(
+            lambda v, h: v == "random", UNSUPPORTED["heterogeneous_swarms"]["starting_velocity_mode"]
+        ),
+        "weight_randomness": _equivalent_when(
+            lambda v, h: bool(v), UNSUPPORTED["heterogeneous_swarms"]["weight_randomness"]
+        ),
+        "repel_term": _equivalent_when(
+            lambda v, h: bool(v), UNSUPPORTED["heterogeneous_swarms"]["repel_term"]
+        ),
+    },
+    "llm_blender": {
+        **{
+            f"{role}_sft_{name}": _unused_unless(f"train_{role}_on_dev", _SFT)
+            for role in ("ranker", "fuser")
+            for name in ("batch_size", "gradient_accumulation_steps", "learning_rate", "epoch")
+        },
+        "fuser_max_response_length": _equivalent_when(
+            lambda v, h: (
+                v is None or v == h.get("max_response_length", GENERATION_DEFAULTS["max_response_length"])
+            ),
+            "the fuser writes with max_new_tokens like every other call",
+        ),
+    },
+    "logit_fusion": {
+        "mode": _equivalent_when(
+            lambda v, h: v == "average", "MoCo implements only mode 'average' (weights: null)"
+        ),
+    },
+    "mentor_collab": {
+        "mode": _equivalent_when(
+            lambda v, h: v == "free",
+            "MoCo's train mode downloads a pretrained MLP; here mode 'train' trains one in fit",
+        ),
+        "task": _equivalent_when(lambda v, h: h.get("mode", "free") == "free", "the pretrained MLP's domain"),
+    },
+    "model_swarms": {
+        "fast_merge_flag": lambda v, h: {"merge": "auto" if v else "full"},
+        "base_model": _equivalent_when(
+            lambda v, h: v is None, "the swarm has no separate base model setting"
+        ),
+    },
+    "multiagent_finetuning": {
+        "training_ratio": _equivalent_when(lambda v, h: float(v) >= 1.0, "every dev question trains"),
+    },
+    "nudging": {
+        # MoCo decodes greedily without do_sample; moco_lit decodes greedily at temperature 0
+        "do_sample": lambda v, h: {} if v else {"temperature": 0.0},
+    },
+    "sparta": {
+        "current_iteration": _equivalent_when(
+            lambda v, h: not v, "MoCo resumes from its own iteration folders"
+        ),
+        "freeze_ratings": _equivalent_when(lambda v, h: not v, UNSUPPORTED["sparta"]["freeze_ratings"]),
+    },
+    "stackelberg": {
+        # same name, another meaning: MoCo's leader draws instructions (probabilistic/uniform)
+        "leader_type": lambda v, h: (
+            "MoCo's leader samples instructions; here it keeps the difficult "
+            "or contested share (leader_type: difficulty|contested)"
+        ),
+    },
+    "switch_generation": {
+        # with a trained selector given, MoCo trains nothing and reads neither setting
+        "selector_base_model": _unused_when("selector_model_name", _SELECTOR),
+        "reward_model_name": _unused_when("selector_model_name", _SELECTOR),
+    },
 }
 
 CONFIG_KEYS = ("method", "task", "task_type", "gpu_ids", "model_names", "hyperparameters")
@@ -69,6 +295,7 @@ def moco_method_name(name: str) -> str:
     available = methods.names()
     candidates = [name] + [name[len(p) :] for p in LEVEL_PREFIXES if name.startswith(p)]
     for candidate in candidates:
+        candidate = METHOD_ALIASES.get(candidate, candidate)
         if candidate in available:
             return candidate
     raise UserError(
@@ -90,60 +317,181 @@ def read_moco_config(path: str | Path) -> dict:
     return config
 
 
-def convert_config(config: dict) -> tuple[dict, list[str]]:
-    """(recipe dict, notes) for a MoCo config dict; notes name what could not be carried over."""
+def method_arguments(method: type) -> dict[str, inspect.Parameter]:
+    """Every ``__init__`` argument of a method class and its bases, by name."""
+    found: dict[str, inspect.Parameter] = {}
+    for cls in reversed(method.__mro__):
+        if "__init__" in vars(cls):
+            for parameter in inspect.signature(cls.__init__).parameters.values():
+                if parameter.name != "self" and parameter.kind not in (
+                    parameter.VAR_KEYWORD,
+                    parameter.VAR_POSITIONAL,
+                ):
+                    found[parameter.name] = parameter
+    return found
+
+
+def map_setting(
+    name: str, key: str, value: Any, hyper: dict, accepted: set[str]
+) -> dict[str, Any] | str | None:
+    """Where MoCo's ``key`` goes for method ``name``: recipe targets and values, a reason it cannot
+    be expressed, or None when MoCo's method does not read it. Targets are method arguments or
+    ``data.<name>`` / ``trainer.<name>``; an empty dict means nothing needs setting."""
+    if key == "ratio":
+        return _ratio(value)
+    rule = VALUE_RULES.get(name, {}).get(key) or VALUE_RULES["*"].get(key)
+    if rule is not None:
+        return rule(value, hyper)
+    if key in RENAMED.get(name, {}):
+        targets = RENAMED[name][key]
+        missing = [t for t in targets if "." not in t and t not in accepted]
+        if missing:
+            return f"moco_lit's {name} has no {', '.join(missing)}"
+        return dict.fromkeys(targets, value)
+    if key in accepted:
+        return {key: value}
+    if key in GENERATION:
+        return dict.fromkeys(GENERATION[key], value)
+    if key in MOCO_ONLY:
+        return {}
+    if key in UNSUPPORTED.get(name, {}):
+        return UNSUPPORTED[name][key]
+    return None
+
+
+def _ratio(value: Any) -> dict[str, Any] | str:
+    """MoCo keeps the first ``int(len(split) * ratio)`` examples of dev and test: ``data.ratio``."""
+    try:
+        ratio = float(value)
+    except (TypeError, ValueError):
+        return f"ratio must be a number, got {value!r}"
+    if ratio <= 0:
+        return "a ratio <= 0 leaves MoCo with no examples"
+    return {} if ratio >= 1 else {"data.ratio": ratio}
+
+
+def convert_config(config: dict, allow_lossy: bool = False) -> tuple[dict, list[str]]:
+    """(recipe dict, header notes) for a MoCo config dict.
+
+    Raises a UserError naming every setting moco_lit cannot express, unless ``allow_lossy``: then
+    they are listed in the notes (the recipe's header) and left out.
+    """
     from moco_lit import methods
 
     name = moco_method_name(config["method"])
-    method = methods.get(name)
-    accepted = _init_args(method)
-    init_args: dict[str, Any] = {"collaborators": list(config["model_names"])}
+    accepted = set(method_arguments(methods.get(name)))
+    hyper = dict(config.get("hyperparameters") or {})
+    models = list(config["model_names"])
+    targets: dict[str, Any] = {}
+    lost: list[str] = []
+    ignored: list[str] = []
+    # settings decided by a value rule come last: they may override a plain one (nudging's
+    # do_sample sets the temperature), whatever the order of the config's keys
+    ruled = {**VALUE_RULES["*"], **VALUE_RULES.get(name, {})}
+    for key, value in sorted(hyper.items(), key=lambda item: item[0] in ruled):
+        mapped = map_setting(name, key, value, hyper, accepted)
+        if isinstance(mapped, str):
+            lost.append(f"{key}={value!r} ({mapped})")
+        elif mapped is None:
+            ignored.append(key)
+        else:
+            targets.update(mapped)
+    if name == "structure":
+        problem = _structure_graph(hyper, len(models), targets)
+        if problem:
+            lost.append(problem)
+    for target, value in {**_generation_defaults(), **MOCO_DEFAULTS.get(name, {})}.items():
+        if target not in targets and ("." in target or target in accepted):
+            targets[target] = value
+    if lost and not allow_lossy:
+        raise UserError(
+            f"MoCo's {config['method']} settings moco_lit cannot express: {'; '.join(lost)}. "
+            "Pass --allow_lossy to convert without them (they are listed in the recipe's header)."
+        )
+    notes = [f"dropped (moco_lit cannot express it): {item}" for item in lost]
+    if ignored:
+        notes.append(f"ignored (MoCo's {config['method']} does not read them): {', '.join(ignored)}")
+    return _recipe(name, models, config, targets), notes
+
+
+def _generation_defaults() -> dict[str, Any]:
+    return {GENERATION[key][0]: value for key, value in GENERATION_DEFAULTS.items()}
+
+
+def _recipe(name: str, models: list, config: dict, targets: dict[str, Any]) -> dict:
+    from moco_lit import methods
+
+    init_args: dict[str, Any] = {"collaborators": models}
     data: dict[str, Any] = {"benchmark": config["task"]}
     if config.get("task_type"):
         data["task_type"] = config["task_type"]
-    notes: list[str] = []
-    renamed = RENAMED.get(name, {})
-    for key, value in (config.get("hyperparameters") or {}).items():
-        if key == "ratio":
-            _apply_ratio(value, data, notes)
-        elif key in renamed and renamed[key] in accepted:
-            init_args[renamed[key]] = value
-        elif key in accepted:
-            init_args[key] = value
-        elif key in COMMON:
-            init_args[COMMON[key][1]] = value
-        elif key not in MOCO_ONLY:
-            notes.append(f"hyperparameter {key}={value!r} has no counterpart in moco_lit's {name}")
-    recipe = {
+    trainer = _trainer(config.get("gpu_ids"))
+    for target, value in targets.items():
+        section, _, field = target.rpartition(".")
+        {"": init_args, "data": data, "trainer": trainer}[section][field] = value
+    return {
         "model": {"class_path": methods.class_path(name), "init_args": init_args},
         "data": data,
-        "trainer": _trainer(config.get("gpu_ids")),
+        "trainer": trainer,
     }
-    return recipe, notes
 
 
-def _init_args(method: type) -> set[str]:
-    names: set[str] = set()
-    for cls in method.__mro__:
-        if "__init__" in vars(cls):
-            names |= {p for p in inspect.signature(cls.__init__).parameters if p not in {"self", "kwargs"}}
-    return names
+def moco_structure_matrix(structure_type: str, count: int, matrix: list | None = None) -> list[list[int]]:
+    """MoCo's communication graph for ``count`` models: ``m[j][i] = 1`` when model i reads model j.
 
-
-def _apply_ratio(ratio: Any, data: dict, notes: list[str]) -> None:
-    """MoCo's ``ratio`` keeps the first share of the test split; moco_lit's ``limit`` counts examples."""
-    if ratio is None or float(ratio) >= 1.0:
-        return
-    try:
-        from moco_lit.data import load_benchmark
-
-        size = len(load_benchmark(data["benchmark"], task_type=data.get("task_type")).test)
-    except UserError:
-        notes.append(
-            f"ratio={ratio}: set data.limit to {ratio} × the test split's size (benchmark not available here)"
+    MoCo's graphs: ``chain`` (i—i+1), ``circle`` (the chain closed), ``tree`` (binary heap order),
+    ``star`` (hub 0 joined to all, and the others in a ring 1—2—…—(n-1)—1), ``complete``; all
+    undirected. ``other`` is the given matrix.
+    """
+    if structure_type == "other":
+        return [[int(x) for x in row] for row in matrix or []]
+    edges: set[tuple[int, int]] = set()
+    if structure_type == "complete":
+        edges = {(i, j) for i in range(count) for j in range(count) if i != j}
+    elif structure_type == "chain":
+        edges = {(i, i + 1) for i in range(count - 1)}
+    elif structure_type == "circle":
+        edges = {(i, (i + 1) % count) for i in range(count)}
+    elif structure_type == "tree":
+        edges = {((child - 1) // 2, child) for child in range(1, count)}
+    elif structure_type == "star":
+        edges = {(0, i) for i in range(1, count)} | {(i, i + 1) for i in range(1, count - 1)}
+        if count > 1:
+            edges.add((1, count - 1))  # closes the ring (a self-loop on node 1 with two models)
+    else:
+        raise UserError(
+            f"MoCo structure_type {structure_type!r}: expected chain, tree, star, circle, complete or other"
         )
-        return
-    data["limit"] = max(1, int(size * float(ratio)))
+    matrix_out = [[0] * count for _ in range(count)]
+    for i, j in edges:
+        matrix_out[i][j] = matrix_out[j][i] = 1
+    return matrix_out
+
+
+def _structure_graph(hyper: dict, count: int, targets: dict[str, Any]) -> str | None:
+    """Name moco_lit's topology with MoCo's graph, or give the graph as a matrix (``other``)."""
+    from typing import get_args
+
+    from moco_lit.methods.text import structure
+
+    targets.pop("structure_matrix", None)
+    kind = hyper.get("structure_type")
+    if kind is None:
+        return "structure_type is missing (MoCo stops without it)"
+    moco = moco_structure_matrix(kind, count, hyper.get("structure_matrix"))
+    if len(moco) != count or any(len(row) != count for row in moco):
+        return f"structure_matrix must be {count}x{count}, one row per model"
+    if any(moco[i][i] for i in range(count)):
+        return f"MoCo's {kind} graph lets a model read its own answer as a neighbour's"
+    reads = [[j for j in range(count) if j != i and moco[j][i]] for i in range(count)]
+    names = [n for n in get_args(structure.StructureType) if n != "other"]
+    for candidate in sorted(names, key=lambda n: n != kind):  # MoCo's own name first
+        if structure.neighbours_of(candidate, count) == reads:
+            targets["structure_type"] = candidate
+            return None
+    targets["structure_type"] = "other"
+    targets["structure_matrix"] = moco
+    return None
 
 
 def _trainer(gpu_ids: Any) -> dict:
@@ -159,13 +507,15 @@ def recipe_yaml(recipe: dict, notes: list[str], source: str, target: str | None 
         f"# Converted from the MoCo config {source}.",
         f"#   python -m moco_lit test -c {target or 'RECIPE.yaml'}   (`fit` first if the method trains)",
     ]
-    header += [f"# not carried over: {note}" for note in notes]
+    header += [f"# {note}" for note in notes]
     return "\n".join(header) + "\n" + yaml.safe_dump(recipe, sort_keys=False, default_flow_style=False)
 
 
-def convert_file(path: str | Path, output: str | Path | None = None) -> tuple[str, list[str]]:
+def convert_file(
+    path: str | Path, output: str | Path | None = None, allow_lossy: bool = False
+) -> tuple[str, list[str]]:
     """Convert a MoCo config file; writes ``output`` when given. Returns (YAML text, notes)."""
-    recipe, notes = convert_config(read_moco_config(path))
+    recipe, notes = convert_config(read_moco_config(path), allow_lossy)
     text = recipe_yaml(recipe, notes, Path(path).name, None if output is None else str(output))
     if output is not None:
         Path(output).parent.mkdir(parents=True, exist_ok=True)
@@ -291,13 +641,18 @@ def main(argv: list[str]) -> int:
         "config", help="MoCo config file (method, task, task_type, gpu_ids, model_names, ...)"
     )
     parser.add_argument("-o", "--output", default=None, help="recipe file to write (default: print it)")
+    parser.add_argument(
+        "--allow_lossy",
+        action="store_true",
+        help="convert even when some MoCo settings have no moco_lit counterpart (listed in the header)",
+    )
     args = parser.parse_args(argv)
-    text, notes = convert_file(args.config, args.output)
+    text, notes = convert_file(args.config, args.output, args.allow_lossy)
     if args.output is None:
         print(text, end="")
     else:
+        dropped = sum(note.startswith("dropped") for note in notes)
         print(
-            f"wrote {args.output}"
-            + (f" ({len(notes)} setting(s) not carried over; see its header)" if notes else "")
+            f"wrote {args.output}" + (f" ({dropped} setting(s) dropped; see its header)" if dropped else "")
         )
     return 0

@@ -61,6 +61,9 @@ class BenchmarkDataModule(L.LightningDataModule):
         benchmark: a registered name (``python -m moco_lit data list``), ``quickstart``, or a
             path to a MoCo-format ``.json`` / ``.jsonl`` file.
         data_dir: a folder holding ``<benchmark>.json`` / ``.jsonl`` files, searched first.
+        ratio: serve only the first ``int(len(split) * ratio)`` examples of dev and of test, as
+            MoCo's ``ratio`` hyperparameter does (so a converted MoCo config sees the same
+            examples); ``limit`` and ``dev_limit`` then cut further.
         limit: serve only the first ``limit`` test examples (and dev, unless ``dev_limit``).
         dev_limit: serve only the first ``dev_limit`` dev examples.
         batch_size: examples per batch.
@@ -73,6 +76,7 @@ class BenchmarkDataModule(L.LightningDataModule):
         self,
         benchmark: str = "quickstart",
         data_dir: str | None = None,
+        ratio: float | None = None,
         limit: int | None = None,
         dev_limit: int | None = None,
         batch_size: int = 16,
@@ -84,6 +88,8 @@ class BenchmarkDataModule(L.LightningDataModule):
         for label, value in (("limit", limit), ("dev_limit", dev_limit)):
             if value is not None and value < 0:
                 raise UserError(f"--data.{label} must be >= 0, got {value}.")
+        if ratio is not None and not 0 < ratio <= 1:
+            raise UserError(f"--data.ratio must be in (0, 1] (a share of each split), got {ratio}.")
         if batch_size < 1:
             raise UserError(f"--data.batch_size must be >= 1, got {batch_size}.")
         self.save_hyperparameters()
@@ -125,8 +131,12 @@ class BenchmarkDataModule(L.LightningDataModule):
         return self.hparams.limit
 
     def records(self, split: str) -> list[dict[str, Any]]:
-        """The raw records of ``split`` after the limit."""
-        return self.benchmark.split(split)[: self._limit(split)]
+        """The raw records of ``split`` after the ratio and the limit."""
+        records = self.benchmark.split(split)
+        if self.hparams.ratio is not None:
+            # the same cut as MoCo's: int() of the float product, not a rounded share
+            records = records[: int(len(records) * self.hparams.ratio)]
+        return records[: self._limit(split)]
 
     def records_by_id(self, split: str) -> dict[str, dict[str, Any]]:
         """The records of ``split`` (after the limit) keyed by id, for scoring by id."""
