@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pytest
 import torch
 
-from moco_lit.methods.text.arena import elo_update, expected_score, k_factor
+from moco_lit.methods.text.ratings import (
+    RatingTable,
+    average_rounds,
+    judge_round_scores,
+    k_step,
+    parse_judge_score,
+    player_weights,
+)
 from tests.conftest import ROOT, collaborators_arg
 from tests.scripted import _question, solve_quickstart
 
 
 def _judge_or_answer(rendered: str, answer: str) -> str:
-    """Judge prompts: prefer the correct answer; questions: reply ``answer``."""
-    if "Answer A:" in rendered:
+    """Judge prompts: 9 for the correct answer, 1-8 for any other (by its characters); questions: reply ``answer``."""
+    if "Response:\n" in rendered:
         right = solve_quickstart(rendered)
-        answer_a = re.search(r"Answer A:\n(.*?)\n\nAnswer B:", rendered, re.S).group(1).strip()
-        return "A" if answer_a == right else "B"
+        response = re.search(r"Response:\n(.*?)\n\n", rendered, re.S).group(1).strip()
+        return f'{{"score": {9 if response == right else 1 + sum(map(ord, response)) % 8}}}'
     return answer
 
 
@@ -30,16 +38,43 @@ def fool(rendered: str) -> str:
     return _judge_or_answer(rendered, "zzz")
 
 
-def test_elo_pieces():
-    ratings = torch.tensor([100.0, 100.0], dtype=torch.float64)
-    assert expected_score(100, 100, 20) == 0.5 and expected_score(120, 100, 20) == pytest.approx(10 / 11)
-    elo_update(ratings, 0, 1, 1.0, k=10, scale=20)
-    assert ratings.tolist() == [105.0, 95.0]
-    assert (
-        k_factor(10, 5, 0.9, 10, 0) == 10
-        and k_factor(10, 5, 0.9, 10, 10) == 9
-        and k_factor(10, 5, 0.5, 1, 5) == 5
-    )
+def test_judge_scores_are_read_and_averaged():
+    assert [parse_judge_score(t) for t in ['{"score": 7}', '{"score": 7.9}', " Score: 8", "it is 6/10"]] == [
+        7,
+        7,
+        8,
+        6,
+    ]
+    assert parse_judge_score('{"score": 11}') is None and parse_judge_score("no idea") is None
+    # a JSON-like object outranks an earlier looser form; out-of-range numbers are skipped
+    assert parse_judge_score('"score": 3 ... {"score": 12} {"score": 4}') == 4
+    assert judge_round_scores('{"score": 8}', "junk") == ([5.0, 5.0], True)
+    assert average_rounds([([8.0, 2.0], False), ([5.0, 5.0], True), ([9.0, 1.0], False)]) == (7.33, 2.67)
+    assert average_rounds([([5.0, 5.0], True)]) == (5.0, 5.0)
+
+
+def test_rating_update_by_hand():
+    assert k_step(10, 5, 0.9, 10, 10) == pytest.approx(9.0) and k_step(10, 5, 0.5, 1, 5) == 5
+    table = RatingTable([100.0, 100.0, 100.0], [0.5, 0.5, 0.5])
+    k = k_step(10, 5, 0.9, 10, 1)
+    assert table.update(0, 1, {2: (9.0, 2.0)}, k, 20.0, 0.01, 10, 0.1) == 7.0
+    step_a = k * 7 * math.tanh(0.5) * 0.01 / 20  # equal ratings: the gap term is at its floor epsilon
+    gap = -step_a / (math.sqrt(2) * math.sqrt(0.5))  # B already sees A's new rating
+    step_b = -k * 7 * math.tanh(0.5) * max(abs(math.erf(gap)), 0.01) / 20
+    assert table.ratings == pytest.approx([100 + step_a, 100 + step_b, 100.0])
+    assert table.recent_changes[0] == [pytest.approx(step_a)] and table.deviations == [0.5, 0.5, 0.5]
+    # the judge's weight is its rating; ratings stop at 10; two changes give a deviation
+    table = RatingTable([10.0, 150.0, 100.0, 50.0], [3.0, 3.0, 0.5, 0.5])
+    table.update(0, 1, {2: (1.0, 10.0), 3: (10.0, 1.0)}, 10.0, 20.0, 0.01, 10, 0.1)
+    assert table.ratings[0] == 10.0 and table.ratings[1] > 150.0
+    table.update(0, 1, {2: (1.0, 10.0)}, 10.0, 20.0, 0.01, 10, 0.1)
+    assert table.recent_changes[0] == [0.0, 0.0] and table.deviations[0] == 0.1  # min_deviation
+    history = [[100.0, 90.0, 95.0, 120.0]] * 3
+    assert player_weights("normal", history, 3) is None and player_weights("dynamic", history, 1) is None
+    assert player_weights("dynamic", history, 3) == [1.0, 0.0, 0.1, 1.0]
+    assert player_weights("static", [[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0], [5.0, 2.0, 3.0, 4.0]], 3) == [
+        0.0, 0.1, 1.0, 1.0
+    ]  # fmt: skip
 
 
 def _sparta(run_cli, collaborators: list[str], *extra: str, method: str = "sparta"):
@@ -55,10 +90,15 @@ def test_ratings_move_toward_the_model_the_judges_prefer(run_cli):
         run_cli, [*players, players[0]], "--data.dev_limit", "9", "--model.num_iterations", "2"
     )
     ratings = fitted.model.ratings.tolist()
-    # the fool loses every duel it plays; the two sages tie (same answers) and only gain
-    assert ratings[1] < 90.0 and ratings[0] > 100.0 and ratings[2] > 100.0
-    assert sum(ratings) == pytest.approx(300.0)
+    # the fool loses every duel it plays (9 against 2 from every judge); the sages tie each other
+    assert ratings[1] < 100.0 < min(ratings[0], ratings[2])
     assert int(fitted.model.rating_updates) == 18 and int(fitted.model.iteration) == 1
+    duels = fitted.model.last_duels
+    assert all(
+        d["scores"][d["players"].index(1)] == 1 + sum(map(ord, "zzz")) % 8 for d in duels if 1 in d["players"]
+    )
+    pairs = fitted.model.preference_pairs
+    assert pairs and all(p["rejected_by"] == "fool" and p["rejected"] == "zzz" for p in pairs)
     duels = [
         json.loads(line) for line in (fitted.model.runtime.run_folder.path / "sparta_iter0.jsonl").open()
     ]
@@ -71,14 +111,18 @@ def test_fit_with_dpo_then_test_on_tiny_models(run_cli, tiny_models):
     judge = "callable:tests.methods.test_sparta.sage"
     fitted, common = _sparta(
         run_cli, [tiny_models[0], tiny_models[1], judge], "--model.max_new_tokens", "4", "--model.lora_r", "4",
-        "--model.num_iterations", "1", "--model.temperature", "1.0", "--data.dev_limit", "4",
+        "--model.num_iterations", "1", "--model.temperature", "1.0", "--data.dev_limit", "6",
     )  # fmt: skip
     model = fitted.model
     assert model.agents.layout == "one_by_one" and set(model.agents.agents) == {"agent0", "agent1"}
     items = [json.loads(line) for line in (model.runtime.run_folder.path / "sparta_iter0.jsonl").open()]
-    assert items and all(
-        item["chosen"] != item["rejected"] and item["agent"] in {"agent0", "agent1"} for item in items
-    )
+    # every trained model learns from every pair, against its own log-probabilities before training
+    pairs = model.preference_pairs
+    assert pairs and len(items) == 2 * len(pairs)
+    for agent in ("agent0", "agent1"):
+        own = [(i["id"], i["chosen"], i["rejected"]) for i in items if i["agent"] == agent]
+        assert own == [(p["id"], p["chosen"], p["rejected"]) for p in pairs]
+    assert all(len(item["reference_logps"]) == 2 for item in items)
     assert not torch.isnan(model.final_dev_scores).any()
     checkpoint = fitted.trainer.checkpoint_callback.best_model_path
     _, tested = run_cli("test", *common, "--data.limit", "2", "--ckpt_path", checkpoint)

@@ -1,75 +1,154 @@
 """SPARTA: alignment by combat — collaborators duel, judge each other, and learn from the verdicts.
 
-Each iteration every dev instruction is a duel: a player (in turn) meets the opponent closest in
-rating, or a random one with probability ``random_match_prob``. Both answer; the other
-collaborators judge the pair (A or B); Elo-like ratings move by a step that starts at
-``initial_k`` and decays. A decided duel gives a (chosen, rejected) pair that trains both players
-with DPO (LoRA; the reference is the adapter disabled). After ``num_iterations`` the collaborator
-with the best dev score is tested. Jiang et al., "SPARTA ALIGNMENT: Collectively Aligning Multiple
-Language Models through Combat" (NeurIPS 2025). MoCo: ``text_sparta``.
+Each iteration the dev instructions are duels: per round of instructions the models play in a
+random order, each against an opponent drawn at random from the ``num_opponents`` closest in
+rating (or from everyone, with probability ``random_match_prob``). Every model outside a duel
+scores both answers 1-10; the judges' rating-weighted scores move the ratings (``ratings.py``) and
+give a (chosen, rejected) pair, and every model is DPO-tuned on all of the iteration's pairs (LoRA;
+the reference is the model before the iteration). Finally the dev-best model is tested.
+Jiang et al., "SPARTA ALIGNMENT: Collectively Aligning Multiple Language Models through Combat"
+(NeurIPS 2025). MoCo: ``text_sparta``.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+from typing import Literal
 
 import torch
 
 from moco_lit.errors import UserError
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer, Example
-from moco_lit.methods.text.arena import AgentTrainedModule, elo_update, judge_pairs, k_factor
+from moco_lit.methods.text.arena import AgentTrainedModule
 from moco_lit.methods.text.discussion import question_of
+from moco_lit.methods.text.ratings import (
+    RatingTable,
+    ScoreType,
+    average_rounds,
+    judge_round_scores,
+    k_step,
+    player_weights,
+)
+from moco_lit.training import completion_logps, dpo_loss, reference_logps
 
 log = logging.getLogger(__name__)
+
+SCORE_JUDGE_PROMPT = """Rate how well the response below answers the instruction, from 1 (useless) \
+to 10 (excellent).
+
+Instruction:
+{instruction}
+
+Response:
+{response}
+
+Reply with a JSON object and nothing else, for example {{"score": 6}}."""
 
 
 class Sparta(AgentTrainedModule):
     """Args:
     num_iterations: combat-then-DPO iterations (one epoch each unless ``epochs_per_iteration``).
-    random_match_prob: chance that a duel's opponent is random rather than the closest in rating.
-    num_instructions: dev instructions duelled on per iteration (at most the dev split).
-    initial_rating: every collaborator's starting rating.
-    initial_k, min_k, decay_rate, decay_steps: the rating step ``max(min_k, initial_k *
-        decay_rate ** (updates // decay_steps))``.
-    scaling_factor: rating difference at which the stronger side is expected to win 10:1.
-    beta: DPO's beta.
+    num_instructions: dev instructions duelled on per iteration (the first ones of dev).
+    random_match_prob: chance that an opponent is drawn from everyone instead of the nearest.
+    num_opponents: how many of the nearest in rating an opponent is drawn from.
+    opponents_by_rating: ``until_trained`` (MoCo: once a DPO step has run, MoCo looks the trained
+        models' ratings up under their new names, finds none, and draws every opponent at random)
+        or ``always`` (match by rating in every iteration, as the paper describes).
+    judge_rounds: times each judge scores each answer (the scores are averaged).
+    score_type: ``normal``; ``dynamic`` / ``static`` damp the lowest-rated players' scores in the
+        rating update from iteration 2 on (see ``ratings.player_weights``).
+    initial_rating, initial_deviation: every model's starting rating and deviation.
+    initial_k, min_k, decay_rate, decay_steps: the step ``max(min_k, initial_k * decay_rate **
+        (n / decay_steps))`` for the iteration's n-th duel.
+    scaling_factor, epsilon: the rating change is divided by ``scaling_factor``; ``epsilon`` is
+        the least weight of the rating-gap term.
+    window_size, min_deviation: a deviation is the spread of the last ``window_size`` changes.
+    freeze_ratings: keep every rating and deviation at its start.
+    dpo_reference: ``previous`` (MoCo: the model before this iteration's DPO) or ``base`` (the
+        untrained model, the adapter disabled).
+    beta: DPO's beta. (MoCo's DPO: learning rate 1e-6; max_new_tokens 256 for every call.)
     """
 
     method_name = "sparta"
     level = "text"
     min_collaborators = 3  # two players and at least one judge
-    iteration_attributes = (*AgentTrainedModule.iteration_attributes, "last_duels")
+    iteration_attributes = (
+        *AgentTrainedModule.iteration_attributes,
+        "last_duels",
+        "preference_pairs",
+        "recent_changes",
+        "rating_history",
+        "trained_before",
+    )
 
     def __init__(
         self,
         collaborators: list[str | dict],
         num_iterations: int = 3,
-        random_match_prob: float = 0.2,
         num_instructions: int = 500,
+        random_match_prob: float = 0.2,
+        num_opponents: int = 3,
+        opponents_by_rating: Literal["until_trained", "always"] = "until_trained",
+        judge_rounds: int = 1,
+        score_type: ScoreType = "normal",
         initial_rating: float = 100.0,
+        initial_deviation: float = 0.5,
         initial_k: float = 10.0,
         min_k: float = 5.0,
         decay_rate: float = 0.9,
         decay_steps: int = 10,
         scaling_factor: float = 20.0,
+        epsilon: float = 0.01,
+        window_size: int = 10,
+        min_deviation: float = 0.1,
+        freeze_ratings: bool = False,
+        dpo_reference: Literal["previous", "base"] = "previous",
         beta: float = 0.1,
+        learning_rate: float = 1e-6,
+        max_new_tokens: int = 256,
         **kwargs,
     ) -> None:
-        super().__init__(collaborators, num_iterations=num_iterations, **kwargs)
+        super().__init__(
+            collaborators,
+            num_iterations=num_iterations,
+            learning_rate=learning_rate,
+            max_new_tokens=max_new_tokens,
+            **kwargs,
+        )
+        name = self.method_name
         if not 0.0 <= random_match_prob <= 1.0:
-            raise UserError(
-                f"{self.method_name}.random_match_prob must be in [0, 1], got {random_match_prob}"
-            )
-        self.random_match_prob = random_match_prob
+            raise UserError(f"{name}.random_match_prob must be in [0, 1], got {random_match_prob}")
+        for label, value in [
+            ("num_opponents", num_opponents),
+            ("judge_rounds", judge_rounds),
+            ("decay_steps", decay_steps),
+            ("window_size", window_size),
+        ]:
+            if value < 1:
+                raise UserError(f"{name}.{label} must be >= 1, got {value}")
+        for label, value, allowed in [
+            ("opponents_by_rating", opponents_by_rating, ("until_trained", "always")),
+            ("score_type", score_type, ("normal", "dynamic", "static")),
+            ("dpo_reference", dpo_reference, ("previous", "base")),
+        ]:
+            if value not in allowed:
+                raise UserError(f"{name}.{label} must be one of {', '.join(allowed)}; got {value!r}")
         self.num_instructions = num_instructions
         self.beta = beta
-        self.last_duels: list[dict] = []  # the latest iteration's duels (ratings already moved)
         count = len(collaborators)
         self.register_buffer("ratings", torch.full((count,), float(initial_rating), dtype=torch.float64))
-        self.register_buffer("rating_updates", torch.tensor(0))
+        self.register_buffer(
+            "deviations", torch.full((count,), float(initial_deviation), dtype=torch.float64)
+        )
+        self.register_buffer("rating_updates", torch.tensor(0))  # duels rated so far
         self.register_buffer("final_dev_scores", torch.full((count,), float("nan"), dtype=torch.float64))
+        self.last_duels: list[dict] = []  # the latest iteration's duels, answers, judges and scores
+        self.preference_pairs: list[dict] = []  # the latest iteration's DPO pairs (every model's)
+        self.recent_changes: list[list[float]] = [[] for _ in range(count)]
+        self.rating_history: list[list[float]] = []  # the ratings after each iteration
+        self.trained_before = False  # an earlier iteration had pairs to train on
 
     def models_to_train(self):
         # scripted collaborators (no weights) still duel and judge; only real models learn
@@ -81,24 +160,33 @@ class Sparta(AgentTrainedModule):
         """The instructions duelled on this iteration (SPARTA: the first ``num_instructions``)."""
         return examples[: self.num_instructions]
 
-    def match(self, iteration: int, examples: list[Example]) -> list[tuple[int, int]]:
-        """(player, opponent) per instruction: players in turn, opponents by reputation or at random."""
-        count = len(self.collaborators)
+    def match(self, iteration: int, count: int) -> list[tuple[int, int]]:
+        """(player, opponent) for each of ``count`` instructions, in instruction order."""
+        hp = self.hparams
+        rng = random.Random(example_seed(hp.seed, "sparta-match", iteration))
+        models = list(range(len(self.collaborators)))
+        by_rating = hp.opponents_by_rating == "always" or not self.trained_before
+
+        def opponent(player: int) -> int:
+            others = [m for m in models if m != player]
+            if not by_rating or rng.random() < hp.random_match_prob:
+                return rng.choice(others)
+            # stable: equally close models keep collaborator order
+            nearest = sorted(others, key=lambda m: abs(float(self.ratings[m] - self.ratings[player])))
+            return rng.choice(nearest[: min(hp.num_opponents, len(nearest))])
+
+        # whole rounds give every model one instruction to open, in a shuffled order; the
+        # instructions left over get a player drawn at random (draws in MoCo's order)
         pairs = []
-        for i, example in enumerate(examples):
-            rng = random.Random(example_seed(self.hparams.seed, example["id"], "match", iteration))
-            player = (i + iteration) % count
-            others = [m for m in range(count) if m != player]
-            if rng.random() < self.random_match_prob:
-                opponent = rng.choice(others)
-            else:
-                opponent = min(others, key=lambda m: (abs(float(self.ratings[m] - self.ratings[player])), m))
-            pairs.append((player, opponent))
+        for _ in range(count // len(models)):
+            pairs += [(player, opponent(player)) for player in rng.sample(models, len(models))]
+        for _ in range(count % len(models)):
+            player = rng.choice(models)
+            pairs.append((player, opponent(player)))
         return pairs
 
-    def duel(self, iteration: int, examples: list[Example]) -> list[dict]:
-        """Both players answer (one batched call per model), the others judge; ratings update."""
-        pairs = self.match(iteration, examples)
+    def answer(self, iteration: int, examples: list[Example], pairs: list[tuple[int, int]]) -> dict:
+        """Each model answers all its duels in one call: ``{(duel, side): text}``."""
         answers: dict[tuple[int, int], str] = {}
         for model in range(len(self.collaborators)):
             mine = [(i, side) for i, pair in enumerate(pairs) for side in (0, 1) if pair[side] == model]
@@ -107,70 +195,135 @@ class Sparta(AgentTrainedModule):
                     model, [examples[i]["prompt"] for i, _ in mine], [examples[i]["id"] for i, _ in mine],
                     step=f"duel{iteration}",
                 )  # fmt: skip
-                answers.update({(i, side): o.text for (i, side), o in zip(mine, outputs)})
-        judges = [[m for m in range(len(self.collaborators)) if m not in pair] for pair in pairs]
-        outcomes = judge_pairs(
-            self,
-            judges,
-            [question_of(e) for e in examples],
-            [answers[(i, 0)] for i in range(len(examples))],
-            [answers[(i, 1)] for i in range(len(examples))],
-            [e["id"] for e in examples],
-            step=f"judge{iteration}",
+                answers.update({key: output.text for key, output in zip(mine, outputs)})
+        return answers
+
+    def judge(self, iteration: int, examples: list[Example], pairs, answers) -> list[dict[int, tuple]]:
+        """Every model outside a duel scores both answers ``judge_rounds`` times: per duel,
+        ``{judge: (score A, score B)}`` in the order the judges were first needed."""
+        count = len(self.collaborators)
+        panels = [[m for m in range(count) if m not in pair] for pair in pairs]
+        judges = list(dict.fromkeys(j for panel in panels for j in panel))
+        judged: list[dict[int, tuple]] = [{} for _ in pairs]
+        for judge in judges:
+            duels = [i for i, panel in enumerate(panels) if judge in panel]
+            prompts = [
+                SCORE_JUDGE_PROMPT.format(instruction=question_of(examples[i]), response=answers[(i, side)])
+                for i in duels
+                for side in (0, 1)
+            ]
+            ids = [examples[i]["id"] for i in duels for _ in (0, 1)]
+            rounds: list[list] = [[] for _ in duels]
+            for r in range(self.hparams.judge_rounds):
+                replies = [o.text for o in self.ask(judge, prompts, ids, step=f"judge{iteration}.{r}")]
+                for n in range(len(duels)):
+                    rounds[n].append(judge_round_scores(replies[2 * n], replies[2 * n + 1]))
+            for n, i in enumerate(duels):
+                judged[i][judge] = average_rounds(rounds[n])
+        return judged
+
+    def rate(self, iteration: int, pairs, judged) -> RatingTable:
+        """Rate the duels in order (MoCo's update, ``ratings.RatingTable``); return the new table."""
+        hp = self.hparams
+        table = RatingTable(
+            self.ratings.tolist(), self.deviations.tolist(), [list(c) for c in self.recent_changes]
         )
-        duels = []
-        for i, ((a, b), outcome) in enumerate(zip(pairs, outcomes)):
-            if answers[(i, 0)] == answers[(i, 1)]:
-                outcome = 0.5  # identical answers: nothing to judge or learn
-            k = k_factor(
-                self.hparams.initial_k, self.hparams.min_k, self.hparams.decay_rate,
-                self.hparams.decay_steps, int(self.rating_updates),
-            )  # fmt: skip
-            elo_update(self.ratings, a, b, outcome, k, self.hparams.scaling_factor)
-            self.rating_updates += 1
-            duels.append({"id": examples[i]["id"], "players": [a, b], "outcome_a": outcome, "k": k,
-                          "answers": [answers[(i, 0)], answers[(i, 1)]]})  # fmt: skip
-        self._example_cost.clear()
-        return duels
+        if not hp.freeze_ratings:
+            weights = player_weights(hp.score_type, self.rating_history, iteration)
+            for n, ((a, b), scores) in enumerate(zip(pairs, judged), start=1):
+                k = k_step(hp.initial_k, hp.min_k, hp.decay_rate, hp.decay_steps, n)
+                table.update(a, b, scores, k, hp.scaling_factor, hp.epsilon, hp.window_size,
+                             hp.min_deviation, weights)  # fmt: skip
+                self.rating_updates += 1
+        self.ratings.copy_(torch.tensor(table.ratings, dtype=torch.float64))
+        self.deviations.copy_(torch.tensor(table.deviations, dtype=torch.float64))
+        self.recent_changes = table.recent_changes
+        self.rating_history.append(list(table.ratings))
+        return table
 
     def build_iteration(self, iteration: int) -> dict[str, list[dict]]:
         examples = self.choose_instructions(iteration, self.dev_examples())
-        duels = self.duel(iteration, examples)
-        self.last_duels = duels
-        by_id = {e["id"]: e for e in examples}
-        items: dict[str, list[dict]] = {}
-        for duel in duels:
-            if duel["outcome_a"] == 0.5:
-                continue
-            winner = 0 if duel["outcome_a"] > 0.5 else 1
-            chosen, rejected = duel["answers"][winner], duel["answers"][1 - winner]
-            items[duel["id"]] = [
-                {
-                    "agent": f"agent{m}",
-                    "prompt": by_id[duel["id"]]["prompt"],
-                    "chosen": chosen,
-                    "rejected": rejected,
-                }
-                for m in duel["players"]
-                if f"agent{m}" in self.agents.agents
-            ]
+        pairs = self.match(iteration, len(examples))
+        answers = self.answer(iteration, examples, pairs)
+        judged = self.judge(iteration, examples, pairs, answers)
+        self._example_cost.clear()  # fit-time calls are not part of any test record's cost
+        table = self.rate(iteration, pairs, judged)
         names = self.collaborator_names
-        log.info("%s ratings after iteration %d: %s", self.method_name, iteration,
-                 {n: round(float(r), 2) for n, r in zip(names, self.ratings)})  # fmt: skip
+        self.last_duels, self.preference_pairs = [], []
+        for i, ((a, b), example) in enumerate(zip(pairs, examples)):
+            # the pair's verdict uses the ratings after the whole iteration, as MoCo's does
+            score_a, score_b, _ = table.weighted_scores(judged[i])
+            duel = {"id": example["id"], "players": [a, b], "answers": [answers[(i, 0)], answers[(i, 1)]]}
+            duel["judges"] = {names[j]: list(s) for j, s in judged[i].items()}
+            duel["scores"] = [score_a, score_b]
+            duel["outcome_a"] = score_a / (score_a + score_b)  # 1/2: a tie
+            self.last_duels.append(duel)
+            if score_a != score_b:  # a tie teaches nothing
+                win = 0 if score_a > score_b else 1
+                self.preference_pairs.append({
+                    "id": example["id"], "prompt": example["prompt"],
+                    "chosen": duel["answers"][win], "rejected": duel["answers"][1 - win],
+                    "chosen_by": names[duel["players"][win]], "rejected_by": names[duel["players"][1 - win]],
+                    "score_diff": abs(score_a - score_b),
+                })  # fmt: skip
+        log.info("%s ratings after iteration %d: %s (%d pairs)", self.method_name, iteration,
+                 {n: round(r, 3) for n, r in zip(names, table.ratings)}, len(self.preference_pairs))  # fmt: skip
+        items = self.training_items(self.preference_pairs)
+        self.trained_before = self.trained_before or bool(self.preference_pairs)
         return items
 
-    def items_loss(self, items: list[dict]) -> torch.Tensor:
-        losses = [
-            self.agent_dpo_loss(
-                key,
-                [x["prompt"] for x in own],
-                [x["chosen"] for x in own],
-                [x["rejected"] for x in own],
-                self.beta,
+    def training_items(self, pairs: list[dict]) -> dict[str, list[dict]]:
+        """Every trained model learns from every pair; with ``dpo_reference: previous`` each item
+        keeps the model's own log-probabilities of both answers now, before this iteration trains."""
+        items: dict[str, list[dict]] = {}
+        for key in self.agents.agents:
+            reference = [None] * len(pairs)
+            if self.hparams.dpo_reference == "previous" and pairs:
+                reference = self._reference_logps(key, pairs)
+            for pair, logps in zip(pairs, reference):
+                item = {
+                    "agent": key,
+                    "prompt": pair["prompt"],
+                    "chosen": pair["chosen"],
+                    "rejected": pair["rejected"],
+                }
+                if logps is not None:
+                    item["reference_logps"] = logps
+                items.setdefault(pair["id"], []).append(item)
+        return items
+
+    def _reference_logps(self, key: str, pairs: list[dict]) -> list[list[float]]:
+        size = self.hparams.generation_batch_size
+        found: list[list[float]] = []
+        for start in range(0, len(pairs), size):
+            batch = pairs[start : start + size]
+            prompts = [p["prompt"] for p in batch] * 2
+            logps = self.agent_completion_logps(
+                key, prompts, [p["chosen"] for p in batch] + [p["rejected"] for p in batch]
             )
-            for key in sorted({item["agent"] for item in items})
-            for own in [[item for item in items if item["agent"] == key]]
-        ]
+            found += [[float(logps[n]), float(logps[n + len(batch)])] for n in range(len(batch))]
+        return found
+
+    def items_loss(self, items: list[dict]) -> torch.Tensor:
+        losses = []
+        for key in sorted({item["agent"] for item in items}):
+            own = [item for item in items if item["agent"] == key]
+            model = self.agents.activate(self.agents.agents[key])
+            tokens = self._tokens(self.agents.agents[key], [x["prompt"] for x in own] * 2,
+                                  [x["chosen"] for x in own] + [x["rejected"] for x in own])  # fmt: skip
+            policy = completion_logps(model, tokens)
+            if all("reference_logps" in x for x in own):
+                reference = torch.tensor([x["reference_logps"] for x in own], device=policy.device).T.reshape(
+                    -1
+                )
+            else:
+                reference = reference_logps(model, tokens)  # the adapter disabled: the base model
+            n = len(own)
+            losses.append(
+                dpo_loss(
+                    policy[:n], policy[n:], reference[:n].to(policy), reference[n:].to(policy), self.beta
+                )
+            )
         return torch.stack(losses).mean()
 
     # -- after training: the dev-best collaborator is tested ------------------------------------
