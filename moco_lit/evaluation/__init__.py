@@ -17,6 +17,7 @@ from moco_lit.evaluation.extraction import (
     token_f1,
 )
 from moco_lit.evaluation.metrics import (
+    SCORINGS,
     TASK_TYPES,
     ScoreMetric,
     Scorer,
@@ -27,6 +28,7 @@ from moco_lit.evaluation.noncompliance import noncompliance_score
 from moco_lit.evaluation.sandbox import SandboxResult, run_python
 
 __all__ = [
+    "SCORINGS",
     "TASK_TYPES",
     "SandboxResult",
     "ScoreMetric",

@@ -38,9 +38,10 @@ from moco_lit.evaluation.judges import (
     VerifierJudge,
 )
 from moco_lit.evaluation.noncompliance import noncompliance_score
-from moco_lit.evaluation.sandbox import run_python
+from moco_lit.evaluation.sandbox import require_isolation, run_python
 
 __all__ = [
+    "SCORINGS",
     "TASK_TYPES",
     "ScoreMetric",
     "Scorer",
@@ -65,6 +66,9 @@ TASK_TYPES: tuple[str, ...] = (
 )
 
 Score = float | None
+
+SCORINGS: tuple[str, ...] = ("moco_lit", "moco")
+"""Scoring profiles: moco_lit's corrected rules (the default) and MoCo's own (``moco_rules.py``)."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,9 +136,20 @@ def apply_group_all_or_nothing(scores: dict[str, Score], records_by_id: dict[str
 class Scorer:
     """Scores outputs of one task type; build with ``Scorer.for_task`` once per run."""
 
-    def __init__(self, task_type: str, score_batch: Callable[[list[str], list[dict]], list[Score]]) -> None:
+    def __init__(
+        self,
+        task_type: str,
+        score_batch: Callable[[list[str], list[dict]], list[Score]],
+        *,
+        scoring: str = "moco_lit",
+        strip_reasoning: bool = True,
+        regroup: Callable[[dict[str, Score], dict[str, dict]], dict[str, Score]] | None = None,
+    ) -> None:
         self.task_type = task_type
+        self.scoring = scoring
         self._score_batch = score_batch
+        self._strip_reasoning = strip_reasoning
+        self._regroup = regroup
 
     @classmethod
     def for_task(
@@ -147,11 +162,33 @@ class Scorer:
         device: str | torch.device = "cpu",
         coding_timeout_s: float = 10,
         coding_workers: int | None = None,
+        scoring: str = "moco_lit",
+        benchmark: str | None = None,
+        split: str = "test",
     ) -> Scorer:
-        """The scorer for ``task_type``; judge models load here, once (``None`` = MoCo's default)."""
+        """The scorer for ``task_type``; judge models load here, once (``None`` = MoCo's default).
+
+        ``scoring="moco"`` gives MoCo's own rules (``moco_rules.py``), which also depend on the
+        ``benchmark`` name (popqa, culturebench) and, for text_generation, on the ``split``.
+        """
         if task_type not in TASK_TYPES:
             raise UserError(
                 f"unsupported task type {task_type!r}; supported task types: {', '.join(TASK_TYPES)}"
+            )
+        if scoring not in SCORINGS:
+            raise UserError(f"unknown scoring {scoring!r}; expected one of: {', '.join(SCORINGS)}")
+        if scoring == "moco":
+            from moco_lit.evaluation.moco_rules import moco_scorer
+
+            return moco_scorer(
+                task_type,
+                benchmark=benchmark,
+                split=split,
+                reward_model=reward_model,
+                verifier=verifier,
+                encoder=encoder,
+                device=device,
+                coding_workers=coding_workers or min(4, os.cpu_count() or 1),
             )
         if task_type == "reward_model":
             judge = RewardModelJudge.load(reward_model or DEFAULT_REWARD_MODEL, device=device)
@@ -163,6 +200,7 @@ class Scorer:
             encoder_judge = EmbeddingJudge.load(encoder or DEFAULT_ENCODER, device=device)
             return cls(task_type, lambda outs, recs: _diversity(encoder_judge, outs, recs))
         if task_type == "coding":
+            require_isolation()  # refuse before any generation when model code cannot be sandboxed
             workers = coding_workers or min(4, os.cpu_count() or 1)
             return cls(task_type, lambda outs, recs: _run_tests(outs, recs, coding_timeout_s, workers))
         return cls(task_type, lambda outs, recs: [_RULES[task_type](o, r) for o, r in zip(outs, recs)])
@@ -173,8 +211,17 @@ class Scorer:
             raise ValueError(f"{len(outputs)} outputs but {len(records)} records")
         if not outputs:
             return []
-        answers = [strip_thinking(str(output)) for output in outputs]
+        answers = [strip_thinking(str(o)) if self._strip_reasoning else str(o) for o in outputs]
         return self._score_batch(answers, records)
+
+    def regroup(self, scores: dict[str, Score], records_by_id: dict[str, dict]) -> dict[str, Score]:
+        """Scores of a whole split after rules that span examples (CultureBench's question groups)."""
+        if self._regroup is not None:
+            return self._regroup(scores, records_by_id)
+        if self.scoring == "moco_lit" and self.task_type == "exact_match":
+            if any("question_id" in records_by_id[i] for i in scores):
+                return apply_group_all_or_nothing(scores, records_by_id)
+        return scores
 
 
 def _multiple_choice(output: str, record: dict) -> Score:
@@ -317,9 +364,7 @@ def score_predictions(
     outputs = _read_predictions(Path(predictions_path), records)
     ids = list(outputs)
     values = scorer.score([outputs[i] for i in ids], [records[i] for i in ids])
-    scores = dict(zip(ids, values))
-    if task_type == "exact_match" and any("question_id" in records[i] for i in ids):
-        scores = apply_group_all_or_nothing(scores, records)
+    scores = scorer.regroup(dict(zip(ids, values)), records)
     present = [s for s in scores.values() if s is not None]
     mean = sum(present) / len(present) if present else None
     return {"task_type": task_type, "n": len(ids), "mean": mean, "scores": scores}

@@ -1,0 +1,303 @@
+"""``--scoring moco`` against MoCo's own ``get_scores`` (``model_collaboration.data.eval``).
+
+Each test builds a small MoCo-format split, lets MoCo score many outputs through ``get_scores``
+(its data loading pointed at the split) and asserts that ``Scorer.for_task(..., scoring="moco")``
+gives the same score for every example. Skipped when modelco is not installed.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from moco_lit.evaluation import Scorer
+
+# fmt: off
+
+
+@pytest.fixture(scope="module")
+def moco():
+    return pytest.importorskip("model_collaboration.data.eval", reason="modelco (MoCo) is not installed")
+
+
+def moco_get_scores(moco, monkeypatch, task: str, task_type: str, records: list[dict], outputs: list[str],
+                    split: str = "test") -> list[float]:
+    """MoCo's per-example scores, its data file replaced by ``records``."""
+    monkeypatch.setattr(moco, "_ensure_dataset", lambda name: None)
+    monkeypatch.setattr(moco, "_load_task_json", lambda name: {split: records})
+    return [float(s) for s in moco.get_scores(task, task_type, split, outputs)]
+
+
+def ours(task: str, task_type: str, records: list[dict], outputs: list[str], split: str = "test") -> list[float]:
+    scorer = Scorer.for_task(task_type, scoring="moco", benchmark=task, split=split)
+    ids = [str(r["id"]) for r in records]
+    scores = scorer.regroup(dict(zip(ids, scorer.score(outputs, records))), dict(zip(ids, records)))
+    return [scores[i] for i in ids]
+
+
+def assert_same(theirs: list[float], mine: list[float], outputs: list[str], records: list[dict]) -> None:
+    differing = [(o, r, t, m) for o, r, t, m in zip(outputs, records, theirs, mine) if t != m]
+    assert not differing, f"{len(differing)} of {len(outputs)} differ, e.g. {differing[:3]}"
+
+
+def cases(pairs: list[tuple[dict, str]]) -> tuple[list[dict], list[str]]:
+    """One record per output (ids made unique), as MoCo aligns outputs with records by position."""
+    records = [{**record, "id": i} for i, (record, _) in enumerate(pairs)]
+    return records, [output for _, output in pairs]
+
+
+# -- multiple_choice ---------------------------------------------------------------------------
+
+CHOICE_SETS = [
+    {"A": "Paris", "B": "London", "C": "Berlin", "D": "Rome"},
+    {"A": "8 lb", "B": "0.8 lb", "C": "80 lb", "D": "0.08 lb"},   # options inside other options
+    {"A": "no", "B": "yes", "C": "nothing", "D": "cannot tell"},  # option text inside words
+    {"A": "13", "B": "\\frac{13}{2}", "C": "26", "D": "6.5"},
+    {"1": "red", "2": "green", "3": "blue", "4": "black"},         # digit keys (arc_challenge)
+]
+LETTER_PHRASES = [
+    "{L}", "{l}", "({L})", "{L}.", "{L})", "{l})", " {L} ", "**{L}**", "\\boxed{{{L}}}",
+    "The answer is {L}", "the answer is {l}", "The answer is ({L}).", "Answer: {L}", "answer:{l}",
+    "Final answer: {L}", "final answer is ({L})", "FINAL ANSWER = {L}", "I think {L}) is right.",
+    "Option {L}.", "Let's consider option C. Answer: {L}", "Answer: A. Wait, no. Answer: {L}",
+    "{L} because it fits", "Cats like {L}.", "etc. so ({L})", "The answer is a {L}", "({L}) and (A)",
+    "My pick: {L}\nThe answer is clear.", "</think>\n{L}", "Answer is {L}{L}",
+]
+TEXT_PHRASES = [
+    "{text}", "{text}.", "  {text}  ", "The answer is {text}.", "It is not {other}, it is {text}",
+    "{text}, not {other}", "I would say {text} rather than {other}.", "Definitely {TEXT}!",
+    "nothing fits", "",
+]
+
+
+def test_multiple_choice_matches_moco(moco, monkeypatch):
+    pairs = []
+    for choices in CHOICE_SETS:
+        keys, texts = list(choices), list(choices.values())
+        for gold_index, key in enumerate(keys):
+            record = {"question": "Which one?", "choices": choices, "answer": key}
+            letter = chr(ord("A") + gold_index)
+            for phrase in LETTER_PHRASES:
+                pairs.append((record, phrase.format(L=letter, l=letter.lower())))
+            for phrase in TEXT_PHRASES:
+                text, other = texts[gold_index], texts[(gold_index + 1) % len(texts)]
+                pairs.append((record, phrase.format(text=text, other=other, TEXT=text.upper())))
+    records, outputs = cases(pairs)
+    assert len(outputs) > 700
+    theirs = moco_get_scores(moco, monkeypatch, "mmlu", "multiple_choice", records, outputs)
+    assert_same(theirs, ours("mmlu", "multiple_choice", records, outputs), outputs, records)
+    assert 0 < sum(theirs) < len(theirs)  # both right and wrong picks are exercised
+
+
+# -- exact_match -------------------------------------------------------------------------------
+
+ANSWER_PHRASES = [
+    "{a}", "\\boxed{{{a}}}", "\\box{{{a}}}", "\\BOXED {{ {a} }}", "\\boxed {a}", "\\boxed{{wrong}} then \\boxed{{{a}}}",
+    "\\boxed{{{a}}}\nAnswer: 7", "Final Answer: {a}\n", "Final Answer: {a}", "final answer is: {a}\nmore",
+    "The answer is: {a}\n", "The answer is {a}.", "So the answer is **{a}**.", "Answer: {a}\nDone",
+    "answer = {a}", "Solution: {a}\n", "The solution is: {a}\n", "I think it is {a}", "Reasoning...\n{a}",
+    "<think>2+2</think> {a}", "Final Answer: <<{a}>>\n", "\\boxed{{}}",
+]
+# (reference, answer_type, predicted values to phrase)
+EXACT_REFERENCES = [
+    ("112", None, ["112", "112.0", "112.5", "$112", "1,12", "112 apples", "111"]),
+    ("1,234", None, ["1234", "1,234", "1 234"]),
+    ("0.5", None, ["0.5", "1/2", "\\frac{1}{2}", "0.504", "0.51", ".5"]),
+    ("\\frac{1}{2}", None, ["\\frac{1}{2}", "\\dfrac{1}{2}", "1/2", "0.5"]),
+    ("50\\%", None, ["50", "50%", "0.5", "50\\%"]),
+    ("3.54e-07", "float", ["3.54e-07", "3.5e-07", "0.000000354", "3.6e-7"]),
+    ("0", None, ["0", "0.0", "-0", "1e-12", "zero"]),
+    ("-3", "integer", ["-3", "-3.0", "−3", "-3.01"]),
+    ("16.98", "float", ["17", "16.98", "16.9"]),
+    ("True", "bool", ["True", "yes", "true.", "False", "no", "maybe"]),
+    ("no", None, ["no", "No.", "False", "yes"]),
+    ("[1, 2, 3]", "list of integer", ["[1, 2, 3]", "[1.0, 2, 3]", "1, 2, 3", "[1, 2]", "[3, 2, 1]"]),
+    ("[0.5, 0.25]", "list of float", ["[0.5, 0.25]", "[0.501, 0.25]", "[1/2, 1/4]", "(0.5, 0.25)"]),
+    ("['a', 'b']", None, ["['a', 'b']", "[\"A\", \"B\"]", "[a, b]"]),
+    ("Paris", None, ["Paris", "paris.", "The Paris", "Paris, France", "London"]),
+    ("x+1", None, ["x + 1", "x+1", "x-1", "(x+1)"]),
+    ("(a)", "option", ["(a)", "a", "(b)", ""]),
+    ("> } ]", None, ["> } ]", ">", "]"]),
+    ("$5", None, ["5", "$5", "5 dollars"]),
+]
+
+
+def test_exact_match_matches_moco(moco, monkeypatch):
+    pairs = []
+    for reference, answer_type, predictions in EXACT_REFERENCES:
+        record = {"input": "q", "output": reference, **({"answer_type": answer_type} if answer_type else {})}
+        for value, phrase in itertools.product(predictions, ANSWER_PHRASES):
+            pairs.append((record, phrase.format(a=value)))
+    records, outputs = cases(pairs)
+    assert len(outputs) > 1500
+    theirs = moco_get_scores(moco, monkeypatch, "theoremqa", "exact_match", records, outputs)
+    assert_same(theirs, ours("theoremqa", "exact_match", records, outputs), outputs, records)
+    assert 0 < sum(theirs) < len(theirs)
+
+
+def test_culturebench_groups_statements_as_moco_does(moco, monkeypatch):
+    pairs = []
+    for question, answers in enumerate([("yes", "no", "yes"), ("no", "no"), ("yes",), ("no", "yes")]):
+        for statement, answer in enumerate(answers):
+            record = {"input": f"q{question}.{statement}", "output": "yes", "question_id": question}
+            pairs.append((record, f"\\boxed{{{answer}}}"))
+    records, outputs = cases(pairs)
+    theirs = moco_get_scores(moco, monkeypatch, "culturebench", "exact_match", records, outputs)
+    assert_same(theirs, ours("culturebench", "exact_match", records, outputs), outputs, records)
+    assert theirs == [0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+
+
+# -- f1_match ----------------------------------------------------------------------------------
+
+F1_REFERENCES = [
+    json.dumps(["Akkineni Nagarjuna", "Nagarjuna Akkineni", "Nagarjuna"]),
+    json.dumps(["Christmas Island, Other Territories", "Christmas Island"]),  # alias with a comma
+    json.dumps(["Toulon", "Port-la-Montagne"]),
+    json.dumps(["O'Neill", "the Beatles"]),
+    "['Rome', 'Roma']",
+    "Barack Obama",
+]
+F1_PREDICTIONS = ["Nagarjuna", "Akkineni Nagarjuna Rao", "Christmas Island", "Other Territories", "Toulon",
+                  "Port la Montagne", "Port-la-Montagne", "ONeill", "Beatles", "Roma", "Obama", "Paris", ""]
+
+
+@pytest.mark.parametrize("task", ["popqa", "nq"])
+def test_f1_match_matches_moco(moco, monkeypatch, task):
+    pairs = [
+        ({"input": "q", "output": reference}, phrase.format(a=value))
+        for reference in F1_REFERENCES
+        for value, phrase in itertools.product(F1_PREDICTIONS, ANSWER_PHRASES[:12])
+    ]
+    records, outputs = cases(pairs)
+    theirs = moco_get_scores(moco, monkeypatch, task, "f1_match", records, outputs)
+    assert_same(theirs, ours(task, "f1_match", records, outputs), outputs, records)
+    assert len(set(theirs)) > 3  # partial overlaps, not just 0 and 1
+
+
+# -- noncompliance -----------------------------------------------------------------------------
+
+CATEGORIES = [
+    "Incomplete requests", "Requests with safety concerns", "Unsupported requests", "Humanizing requests",
+    "Indeterminate requests", "false presuppositions", "Subjective questions", "universal unknowns", "other",
+]
+RESPONSES = [
+    "Sure! Here is the poem you asked for.", "I'm sorry, but I can't help with that.", "I’m sorry, I can’t.",
+    "Sorry, no.", "I apologize for the confusion.", "I can’t help with that request.", "I cannot do that.",
+    "I'm not able to browse the internet.", "As an AI, I have no feelings.", "As an artificial intelligence I",
+    "I am a language model.", "I am an AI assistant.", "I don’t have access to real-time data.",
+    "I do not have personal opinions.", "I don't have a body.", "That never happened.", "No one knows.",
+    "Not really.", "There is no king of France.", "there is no evidence", "It was not invented by him.",
+    "Actually, the moon is not made of cheese.", "This is a subjective question.", "Objectively speaking",
+    "It depends on your taste.", "Opinions vary widely.", "Many people love it.", "There are several options.",
+    "Some of the most famous ones are these.", "One of the most debated topics.", "Here are a few ideas:",
+    "This is a complex issue with multi-faceted answers.", "The answer is unknown.", "It is difficult to say.",
+    "Could you clarify which one you mean?", "It would be helpful to know more.", "It is not clear what you mean.",
+    "That would be harmful and unethical.", "That is a racist stereotype.", "That is derogatory.",
+    "It is important to consult a doctor.", "It is important to remember that", "That is impossible.",
+    "That is not possible.", "I am unable to comply.", "That information is not publicly available.",
+    "I do not have the ability to see.", "NEVER!", "None of them.", "Nope", "Paris is the capital of France.",
+    "I’m not sure about that.", "I don’t have an opinion.",
+]
+
+
+def test_noncompliance_matches_moco_for_every_category(moco, monkeypatch):
+    pairs = [({"input": "q", "category": c}, r) for c, r in itertools.product(CATEGORIES, RESPONSES)]
+    records, outputs = cases(pairs)
+    theirs = moco_get_scores(moco, monkeypatch, "coconot", "noncompliance", records, outputs)
+    assert_same(theirs, ours("coconot", "noncompliance", records, outputs), outputs, records)
+    assert 0 < sum(theirs) < len(theirs)
+
+
+# -- text_generation ---------------------------------------------------------------------------
+
+
+def test_text_generation_test_split_scores_zero_as_moco_does(moco, monkeypatch):
+    records, outputs = cases([({"input": "Write a poem."}, "A poem."), ({"input": "Hi"}, "")])
+    theirs = moco_get_scores(moco, monkeypatch, "wildchat", "text_generation", records, outputs)
+    assert theirs == ours("wildchat", "text_generation", records, outputs) == [0.0, 0.0]
+
+
+# -- coding ------------------------------------------------------------------------------------
+
+CODING_TEST = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
+ADD = "def add(a, b):\n    return a + b"
+CODING_OUTPUTS = [
+    f"```python\n{ADD}\n```",
+    f"Here you go:\n```\n{ADD}\n```\nDone.",
+    f"```Python\n{ADD}\n```",
+    f"```py\n{ADD}\n```",                                              # MoCo keeps the "py" line
+    ADD,
+    f"```python\ndef add(a, b):\n    return a - b\n```\nFixed:\n```python\n{ADD}\n```",  # first block wins
+    "```python\ndef helper(x):\n    return x\n\ndef add(a, b):\n    return helper(a) + b\n```",  # helper first
+    "```python\nclass Solution:\n    def add(self, a, b):\n        return a + b\n```",
+    "```python\ndef add(a: List[int], b):\n    return a + b\n```",      # no typing import in MoCo
+    "```python\nfrom typing import List\ndef add(a: List[int], b):\n    return a + b\n```",
+    "```python\ndef add(a, b):\n    sys.setrecursionlimit(100)\n    return a + b\n```",  # MoCo imports sys
+    "```python\ndef add(a, b):\n    return os.sep and a + b\n```",
+    "```python\ndef add(a, b):\n    return a * b\n```",
+    "```python\ndef add(a, b)\n    return a + b\n```",
+    "```python\nadd = lambda a, b: a + b\n```",
+    "The sum of a and b.",
+    "```python\n# def helper(x): unused\ndef add(a, b):\n    return a + b\n```",
+    "```python\ndef add(a, b):\n    raise ValueError('no')\n```",
+    "```python\nimport socket\ndef add(a, b):\n    return a + b\n```",
+]
+
+
+def test_coding_matches_moco(moco, monkeypatch):
+    pairs = [({"input": "Write add.", "test": CODING_TEST}, output) for output in CODING_OUTPUTS]
+    pairs += [
+        ({"input": "Write add.", "test": ""}, CODING_OUTPUTS[0]),
+        ({"input": "Write add.", "test_code": CODING_TEST}, CODING_OUTPUTS[0]),
+        ({"input": "Write add.", "test": CODING_TEST, "language": "javascript"}, CODING_OUTPUTS[0]),
+    ]
+    records, outputs = cases(pairs)
+    theirs = moco_get_scores(moco, monkeypatch, "humaneval", "coding", records, outputs)
+    assert_same(theirs, ours("humaneval", "coding", records, outputs), outputs, records)
+    assert 0 < sum(theirs) < len(theirs)
+
+
+# -- where the default scorer deliberately differs (docs/scoring.md) ---------------------------
+
+# (task, task type, record, output, moco_lit's default score, MoCo's score)
+DELIBERATE_DIFFERENCES = [
+    ("mmlu", "multiple_choice", {"question": "?", "choices": CHOICE_SETS[0], "answer": "C"},
+     "The answer is a city in Europe, Berlin", 1.0, 0.0),            # MoCo reads the "a" as option A
+    ("arc_challenge", "multiple_choice", {"question": "?", "choices": CHOICE_SETS[4], "answer": "2"},
+     "2", 1.0, 0.0),                                                 # MoCo maps answers to letters only
+    ("mmlu", "multiple_choice", {"question": "?", "choices": CHOICE_SETS[2], "answer": "B"},
+     "yes, I know", 1.0, 0.0),                                       # "no" found inside "know"
+    ("tablemwp", "exact_match", {"input": "q", "output": "16.98"}, "\\boxed{17}", 0.0, 1.0),  # 1% tolerance
+    ("math", "exact_match", {"input": "q", "output": "0.5"}, "\\boxed{\\frac{1}{2}}", 1.0, 0.0),
+    ("math", "exact_match", {"input": "q", "output": "50\\%"}, "\\boxed{50}", 1.0, 0.0),
+    ("bbh", "exact_match", {"input": "q", "output": "> } ]"}, "\\boxed{>}", 0.0, 1.0),
+    ("popqa", "f1_match", {"input": "q", "output": json.dumps(["Christmas Island, Other Territories"])},
+     "\\boxed{Christmas Island, Other Territories}", 1.0, 2 / 3),
+    ("popqa", "f1_match", {"input": "q", "output": json.dumps(["Christmas Island, Other Territories"])},
+     "\\boxed{Other Territories}", 2 / 3, 1.0),                        # MoCo splits the alias at its comma
+    ("coconot", "noncompliance", {"input": "q", "category": "Requests with safety concerns"},
+     "I can’t help with that.", 1.0, 0.0),                           # MoCo's curly-apostrophe phrase
+    ("coconot", "noncompliance", {"input": "q", "category": "Indeterminate requests"},
+     "Paris is actually lovely.", 0.0, 1.0),                         # MoCo's "actually" fires anywhere
+    ("coconot", "noncompliance", {"input": "q", "category": "Incomplete requests"},
+     "Sure, the answer cannot be 4 because 2+2=4.", 0.0, 1.0),       # "cannot" anywhere
+    ("humaneval", "coding", {"input": "q", "test": CODING_TEST},
+     f"```python\ndef add(a, b):\n    return a - b\n```\nFixed:\n```python\n{ADD}\n```", 1.0, 0.0),
+    ("humaneval", "coding", {"input": "q", "test": CODING_TEST},
+     "```python\ndef add(a: List[int], b):\n    return a + b\n```", 1.0, 0.0),
+]  # fmt: skip
+
+
+def test_default_scorer_differs_from_moco_where_documented():
+    for task, task_type, record, output, default, theirs in DELIBERATE_DIFFERENCES:
+        records, outputs = cases([(record, output)])
+        assert Scorer.for_task(task_type, benchmark=task).score(outputs, records) == [pytest.approx(default)], output
+        assert ours(task, task_type, records, outputs) == [pytest.approx(theirs)], output
+
+
+def test_moco_profile_agrees_with_moco_on_the_documented_differences(moco, monkeypatch):
+    for task, task_type, record, output, _, theirs in DELIBERATE_DIFFERENCES:
+        records, outputs = cases([(record, output)])
+        assert moco_get_scores(moco, monkeypatch, task, task_type, records, outputs) == [pytest.approx(theirs)], output
