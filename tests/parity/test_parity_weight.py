@@ -10,6 +10,7 @@ seeded torch generator on moco_lit's), both sides are fed the same scripted draw
 
 from __future__ import annotations
 
+import gc
 import os
 import string
 from pathlib import Path
@@ -250,3 +251,124 @@ def test_lora_combination_equals_moco_fast_merge(untied, tmp_path):
     assert_same_tensors(moco, lit)
     # what MoCo wrote is what it returned
     assert_same_tensors(_adapter_files([str(tmp_path / "moco")])[0], lit)
+
+
+# -- searches: MoCo's run_method with scripted dev scores ---------------------------------------
+
+SMALL = ["--model.max_new_tokens", "2", "--data.benchmark", "quickstart", "--data.limit", "2"]
+
+
+def goal_score(get, goal: dict[str, torch.Tensor]) -> float:
+    """The scripted dev score of a model: minus its squared distance to ``goal`` (read from its
+    tensors, so both sides score a merge by what the merge wrote)."""
+    return -sum(float((get(name).float() - value).pow(2).sum()) for name, value in goal.items())
+
+
+def lit_score(module, model: int, goal: dict[str, torch.Tensor]) -> float:
+    weights = module.target if model == module.merged_index else module.sources[model]
+    return goal_score(weights.get if isinstance(weights, dict) else weights.tensor, goal)
+
+
+@pytest.fixture
+def moco_run(tmp_path, monkeypatch):
+    """``run(module, models, hyperparameters, score_of_folder)`` runs MoCo's ``run_method`` in
+    ``tmp_path``: every model MoCo generates with is scored by ``score_of_folder(path)`` (its one
+    output is that score, which the patched metric returns). Gives [(path, score)] in call order."""
+    eval_module = pytest.importorskip("model_collaboration.data.eval")
+    generation = pytest.importorskip("model_collaboration.method.distributed_generation")
+    (tmp_path / "model_collaboration" / "logs").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(os, "chdir", lambda path: None)  # run_method moves into its package
+    monkeypatch.setattr(gc, "collect", lambda *args: 0)  # MoCo frees memory after each merge: slow here
+    monkeypatch.setattr(eval_module, "prepare_inputs", lambda task, task_type, split, ratio=1.0: [split])
+
+    def get_scores(task, task_type, split, outputs, ratio=1.0):
+        return [float(output) for output in outputs]
+
+    monkeypatch.setattr(eval_module, "get_scores", get_scores)
+
+    def run(module, models, hyperparameters, score_of_folder) -> list[tuple[str, float]]:
+        evaluated: list[tuple[str, float]] = []
+
+        def generate(model_names, inputs, gpu_ids):
+            outputs = []
+            for path, prompts in zip(model_names, inputs):
+                evaluated.append((path, score_of_folder(path)))
+                outputs.append([repr(evaluated[-1][1])] * len(prompts))
+            return outputs
+
+        monkeypatch.setattr(generation, "distributed_generation", generate)
+        module.run_method("parity", "exact_match", [0], list(models), hyperparameters)
+        return evaluated
+
+    return run
+
+
+def folder_score(goal):
+    return lambda path: goal_score(folder_tensors(path).__getitem__, goal)
+
+
+def test_greedy_soup_same_order_same_keeps_same_soup(untied, moco_run, run_cli, monkeypatch):
+    weight_greedy_soup = pytest.importorskip("model_collaboration.method.weight_greedy_soup")
+    from moco_lit.methods.weight.greedy_soup import GreedySoup
+
+    a, b, c = (folder_tensors(p) for p in untied[:3])
+    goal = {n: 0.6 * a[n] + 0.4 * c[n] for n in a}  # ranks a, c, b; a+c helps, adding b hurts
+    merges: list[list[str]] = []
+
+    def linear_merge(weights, model_path_list, output_path, dtype=None):
+        merges.append(list(model_path_list))
+        swarm_utils.full_model_linear_merge(weights, model_path_list, output_path, dtype=torch.float32)
+
+    monkeypatch.setattr(weight_greedy_soup, "full_model_linear_merge", linear_merge)
+    evaluated = moco_run(weight_greedy_soup, untied[:3], {}, folder_score(goal))
+
+    monkeypatch.setattr(GreedySoup, "dev_score", lambda self, model, batches: lit_score(self, model, goal))
+    _, cli = run_cli(
+        "test", "--model", "greedy_soup", "--model.collaborators", f"[{', '.join(untied[:3])}]", *SMALL
+    )
+    module: GreedySoup = cli.model
+    # dev scores of the single models, then of each soup tried, in the same order
+    assert_close(module.dev_scores.tolist(), [s for _, s in evaluated[:3]], rtol=1e-5, atol=0)
+    tried = [[untied[m] for m, w in enumerate(h["recipe"]["weights"]) if w > 0] for h in module.history]
+    assert (
+        [sorted(t) for t in tried]
+        == [sorted(m) for m in merges[:-1]]
+        == [
+            sorted([untied[0], untied[2]]),
+            sorted(untied[:3]),
+        ]
+    )
+    assert_close([h["score"] for h in module.history], [s for _, s in evaluated[3:5]], rtol=1e-5, atol=0)
+    # the same soup is kept and tested: a and c
+    assert module.selection.selected == [0, 2] and merges[-1] == [untied[0], untied[2]]
+    assert_same_tensors(folder_tensors("model_collaboration/logs/greedy_soup"), dict(module.target))
+
+
+def test_expo_same_endpoints_same_alpha_search(untied, moco_run, run_cli, monkeypatch):
+    import json
+
+    weight_expo = pytest.importorskip("model_collaboration.method.weight_expo")
+    from moco_lit.methods.weight.expo import Expo
+
+    monkeypatch.setattr(weight_expo, "AutoModelForCausalLM", _Float32Loader)
+    a, b, c = (folder_tensors(p) for p in untied[:3])
+    goal = {n: b[n] + 0.27 * (b[n] - c[n]) for n in b}  # best b, worst c; alpha 0.3 comes closest
+    hyperparameters = {"alpha_mode": "optimized", "expo_base_path": "expo/"}
+    evaluated = moco_run(weight_expo, untied[:3], hyperparameters, folder_score(goal))
+    (log,) = Path("model_collaboration/logs").glob("*_expo.json")
+    moco_log = json.loads(log.read_text())
+
+    monkeypatch.setattr(Expo, "dev_score", lambda self, model, batches: lit_score(self, model, goal))
+    args = ["--model.alpha_mode", "optimized", "--model.collaborators", f"[{', '.join(untied[:3])}]"]
+    _, cli = run_cli("test", "--model", "expo", *args, *SMALL)
+    module: Expo = cli.model
+    assert_close(module.dev_scores.tolist(), [s for _, s in evaluated[:3]], rtol=1e-5, atol=0)
+    assert (moco_log["source_model"], moco_log["target_model"]) == (untied[2], untied[1])
+    target, source = module.endpoints()
+    assert target.tolist() == [0, 1, 0] and source.tolist() == [0, 0, 1]
+    # the same candidates, scored alike, and the same alpha chosen
+    assert [h["recipe"]["alpha"] for h in module.history] == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert_close([h["score"] for h in module.history], [s for _, s in evaluated[3:8]], rtol=1e-5, atol=0)
+    assert module.chosen_alpha == moco_log["alpha"] == 0.3
+    assert_same_tensors(folder_tensors(evaluated[-1][0]), dict(module.target))
