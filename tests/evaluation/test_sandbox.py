@@ -1,4 +1,9 @@
-"""The code sandbox: hostile programs fail quickly and cleanly, and the next run still works."""
+"""The code sandbox: hostile programs fail quickly and cleanly, and the next run still works.
+
+Tests without a fixture run in the OS sandbox (bubblewrap); where it is missing they run in the
+best-effort fallback. Tests marked with ``unsafe_fallback`` check that fallback's own guard.
+``test_sandbox_hostile.py`` holds the hostile programs the OS sandbox must contain.
+"""
 
 import os
 import time
@@ -7,11 +12,44 @@ from pathlib import Path
 
 import pytest
 
+from moco_lit.errors import UserError
+from moco_lit.evaluation import sandbox
 from moco_lit.evaluation.sandbox import build_program, first_function_name, run_python
 
 TEST = "def check(candidate):\n    assert candidate(2) == 4\n"
 GOOD = "def double(x):\n    return x * 2\n"
 FAST = {"timeout_s": 2}
+
+
+@pytest.fixture(autouse=True)
+def _fallback_without_bubblewrap(monkeypatch):
+    if sandbox.isolation_problem() is not None:
+        monkeypatch.setattr(sandbox, "_unsafe_allowed", True)
+
+
+@pytest.fixture
+def unsafe_fallback(monkeypatch):
+    """No bubblewrap, and unsafe execution allowed: the single guarded child process."""
+    monkeypatch.setattr(sandbox, "BWRAP", "/nonexistent/bwrap")
+    monkeypatch.setattr(sandbox, "_unsafe_allowed", True)
+
+
+def test_without_bubblewrap_scoring_refuses_in_one_line(monkeypatch):
+    from moco_lit.evaluation import Scorer
+
+    monkeypatch.setattr(sandbox, "BWRAP", "/nonexistent/bwrap")
+    monkeypatch.setattr(sandbox, "_unsafe_allowed", False)
+    for attempt in (lambda: run_python(GOOD, TEST), lambda: Scorer.for_task("coding")):
+        with pytest.raises(UserError) as refused:
+            attempt()
+        message = str(refused.value)
+        assert "\n" not in message and "/nonexistent/bwrap" in message
+        assert "apt-get install bubblewrap" in message and "--allow_unsafe_code_execution" in message
+    sandbox.allow_unsafe_code_execution(True)
+    try:
+        assert run_python(GOOD, TEST, **FAST).passed
+    finally:
+        sandbox.allow_unsafe_code_execution(False)
 
 
 def assert_still_works():
@@ -63,7 +101,7 @@ def test_endless_programs_are_stopped(body, why):
     ],
     ids=["fork-bomb", "multiprocessing", "subprocess", "os.system"],
 )
-def test_no_new_processes(body):
+def test_no_new_processes(body, unsafe_fallback):
     result = run_python(f"def double(x):\n{body}", TEST, **FAST)
     assert not result.passed and "not allowed" in result.reason
     assert_still_works()
@@ -79,7 +117,7 @@ def test_huge_allocation_fails_fast():
     assert_still_works()
 
 
-def test_writes_outside_the_sandbox_are_refused():
+def test_writes_outside_the_sandbox_are_refused(unsafe_fallback):
     name = f"moco_lit_escape_{uuid.uuid4().hex}.txt"
     code = f"def double(x):\n    open('../../{name}', 'w').write('x')\n    return 4\n"
     result = run_python(code, TEST, **FAST)
@@ -105,7 +143,7 @@ def test_home_is_an_empty_temporary_directory():
     assert run_python(code, TEST, **FAST).passed
 
 
-def test_sockets_are_blocked():
+def test_sockets_are_blocked(unsafe_fallback):
     for module in ("socket", "_socket"):
         result = run_python(
             f"import {module}\ndef double(x):\n    {module}.socket()\n    return 4\n", TEST, **FAST
@@ -114,6 +152,11 @@ def test_sockets_are_blocked():
 
 
 def test_early_clean_exit_is_not_a_pass():
+    for exit_call in ("import os\nos._exit(0)", "import sys\nsys.exit(0)"):
+        assert not run_python(f"{exit_call}\n{GOOD}", TEST, **FAST).passed
+
+
+def test_early_clean_exit_in_the_fallback(unsafe_fallback):
     for exit_call in ("import os\nos._exit(0)", "import sys\nsys.exit(0)"):
         result = run_python(f"{exit_call}\n{GOOD}", TEST, **FAST)
         assert not result.passed and result.reason == "exited before the checks finished"
@@ -125,7 +168,7 @@ def test_endless_output_is_capped():
     assert_still_works()
 
 
-def test_the_callers_home_files_cannot_be_read_or_listed(tmp_path, monkeypatch):
+def test_the_callers_home_files_cannot_be_read_or_listed(tmp_path, monkeypatch, unsafe_fallback):
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True)
     (home / ".netrc").write_text("machine api.example.com password hunter2\n")
