@@ -497,3 +497,119 @@ def test_moco_s_star_is_a_hub_and_a_ring():
         convert_config(
             moco_config("text_structure", {"structure_type": "star"}) | {"model_names": ["a", "b"]}
         )
+
+
+# -- a converted MoCo config runs as MoCo's own run does ------------------------------------------
+
+
+def run_converted(run_cli, tmp_path: Path, config: dict, task, policy):
+    """``convert`` ``config``, then ``python -m moco_lit test -c`` the recipe on ``task`` with the
+    harness's scripted models (the recipe names them as ``callable:`` collaborators)."""
+    from moco_lit.cli import main
+    from tests.parity import moco_harness
+
+    config = {**config, "task": str(task.write(tmp_path)), "gpu_ids": []}
+    (tmp_path / "moco.json").write_text(json.dumps(config))
+    recipe_path = tmp_path / "converted.yaml"
+    assert main(["convert", str(tmp_path / "moco.json"), "-o", str(recipe_path)]) == 0
+    recipe = yaml.safe_load(recipe_path.read_text())
+    specs = [f"callable:tests.parity.moco_harness.{model}" for model in config["model_names"]]
+    recipe["model"]["init_args"]["collaborators"] = specs
+    recipe_path.write_text(yaml.safe_dump(recipe))
+    script = moco_harness.Script(task, policy)
+    moco_harness._ACTIVE.append(script)
+    try:
+        code, cli = run_cli(
+            "test", "-c", str(recipe_path), "--cache", "false", "--wandb", "false",
+            "--run_dir", str(tmp_path / "lit_runs"),
+        )  # fmt: skip
+    finally:
+        moco_harness._ACTIVE.remove(script)
+    assert code == 0
+    folder = cli.model.runtime.run_folder.path
+    records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    order = {r["id"]: i for i, r in enumerate(task.test)}
+    records.sort(key=lambda r: order[r["id"]])
+    metrics = json.loads((folder / "metrics.json").read_text())
+    return recipe, moco_harness.LitRun(records, metrics, list(script.calls), script, cli.model)
+
+
+DEV_ITEMS = [
+    ("Which planet is red?", {"A": "Mars", "B": "Venus", "C": "Earth", "D": "Pluto"}, "A"),
+    ("Which animal barks?", {"A": "cat", "B": "dog", "C": "cow", "D": "owl"}, "B"),
+    ("Which metal is liquid when warm?", {"A": "iron", "B": "gold", "C": "mercury", "D": "tin"}, "C"),
+    ("Which shape has three sides?", {"A": "square", "B": "circle", "C": "hexagon", "D": "triangle"}, "D"),
+]
+TEST_ITEMS = [
+    ("Which colour is a clear sky?", {"A": "green", "B": "blue", "C": "red", "D": "black"}, "B"),
+    ("Which animal has a trunk?", {"A": "elephant", "B": "mouse", "C": "frog", "D": "snake"}, "A"),
+    ("Which bird cannot fly?", {"A": "crow", "B": "eagle", "C": "swan", "D": "penguin"}, "D"),
+    ("Which season is coldest?", {"A": "winter", "B": "summer", "C": "spring", "D": "autumn"}, "A"),
+    ("Which fruit is yellow?", {"A": "banana", "B": "plum", "C": "grape", "D": "cherry"}, "A"),
+    ("Which tool cuts paper?", {"A": "scissors", "B": "spoon", "C": "cup", "D": "brush"}, "A"),
+]
+
+
+@needs_moco
+def test_a_converted_majority_vote_config_runs_as_moco_runs_it(run_cli, tmp_path, monkeypatch):
+    """A MoCo majority_vote config (its example's fields, a dev-based tie, ratio 0.5) converted and
+    run gives the same calls, votes, outputs and score as MoCo's run_method on the same scripted
+    models."""
+    from tests.parity.moco_harness import assert_same, assert_same_calls, multiple_choice_task, run_moco
+
+    task = multiple_choice_task(DEV_ITEMS, TEST_ITEMS, name="convert_vote")
+    # ratio 0.5 keeps t0..t2 of six test questions and d0, d1 of four dev questions
+    votes = {"t0": ["A", "B", "B"], "t1": [None, None, "B"], "t2": ["C", "D", "A"]}
+    dev_right = {"alpha": {"d0"}, "beta": {"d0", "d1"}, "gamma": set()}
+    models = ["alpha", "beta", "gamma"]
+
+    def policy(ask) -> str:
+        if ask.split == "dev":
+            letter = ask.record["answer"] if ask.example in dev_right[ask.model] else "D"
+        else:
+            letter = votes[ask.example][models.index(ask.model)]
+        return "I cannot tell." if letter is None else f"Answer: {letter}"
+
+    hyper = {**GENERATION_FIELDS, "tie": "dev-based", "ratio": 0.5}
+    config = {"method": "text_majority_vote", "task_type": "multiple_choice", "model_names": models}
+    moco = run_moco(monkeypatch, tmp_path, "text_majority_vote", task, models, policy, hyper)
+    recipe, lit = run_converted(run_cli, tmp_path, {**config, "hyperparameters": hyper}, task, policy)
+    assert recipe["data"]["ratio"] == 0.5 and recipe["model"]["init_args"]["tie"] == "dev-based"
+    assert_same_calls(moco.calls, lit.calls)
+    assert {c.example for c in lit.calls} == {"t0", "t1", "t2", "d0", "d1"}  # both splits cut
+    answers = [r["answer"] for r in lit.records]
+    assert_same("voted answers", moco.outputs, answers)
+    # t1: two unreadable replies outvote gamma's B, as in MoCo; t2: a three-way tie goes to beta
+    assert answers == ["B", None, "D"]
+    assert moco.score == lit.score == 2 / 3
+
+
+@needs_moco
+def test_a_converted_structure_star_config_runs_as_moco_runs_it(run_cli, tmp_path, monkeypatch):
+    from tests.parity.moco_harness import assert_same, assert_same_calls, boxed, exact_match_task, run_moco
+
+    task = exact_match_task(
+        dev=[("What is 2 plus 3?", "5"), ("What is 4 plus 4?", "8")],
+        test=[("What is 10 plus 11?", "21"), ("What is 20 plus 22?", "42")],
+        name="convert_structure",
+    )
+
+    def policy(ask) -> str:
+        truth = ask.record["output"]
+        if ask.model == "alpha" or boxed(truth) in ask.quoted_contents:
+            return boxed(truth)
+        return boxed("0")
+
+    models = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    hyper = {**GENERATION_FIELDS, "structure_type": "star", "num_rounds": 3}
+    config = {
+        "method": "text_structure",
+        "task_type": "exact_match",
+        "model_names": models,
+        "hyperparameters": hyper,
+    }
+    moco = run_moco(monkeypatch, tmp_path, "text_structure", task, models, policy, hyper)
+    recipe, lit = run_converted(run_cli, tmp_path, config, task, policy)
+    assert_same_calls(moco.calls, lit.calls)
+    assert_same("outputs", moco.outputs, lit.outputs)
+    assert moco.score == lit.score
