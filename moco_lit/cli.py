@@ -159,6 +159,12 @@ def _score(argv: list[str]) -> int:
     parser.add_argument("--reward_model", default=None)
     parser.add_argument("--verifier", default=None)
     parser.add_argument("--encoder", default=None)
+    parser.add_argument(
+        "--scoring",
+        default="moco_lit",
+        choices=["moco_lit", "moco"],
+        help="moco: MoCo's own rules, quirks included",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
     args = parser.parse_args(argv)
     if not args.predictions.is_file():
@@ -173,10 +179,21 @@ def _score(argv: list[str]) -> int:
     if moco_task is not None:  # MoCo logs list outputs in the split's order, without ids
         args.predictions = moco_log_predictions(args.predictions, benchmark.split(args.split))
     scorer = Scorer.for_task(
-        benchmark.task_type, reward_model=args.reward_model, verifier=args.verifier, encoder=args.encoder
+        benchmark.task_type,
+        reward_model=args.reward_model,
+        verifier=args.verifier,
+        encoder=args.encoder,
+        scoring=args.scoring,
+        benchmark=benchmark.name,
+        split=args.split,
     )
     result = score_predictions_file(records, args.predictions, benchmark.task_type, scorer)
-    summary = {"benchmark": benchmark.name, "task_type": benchmark.task_type, **result}
+    summary = {
+        "benchmark": benchmark.name,
+        "task_type": benchmark.task_type,
+        "scoring": args.scoring,
+        **result,
+    }
     if args.json:
         print(json.dumps(summary))
     else:

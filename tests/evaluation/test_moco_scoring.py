@@ -301,3 +301,56 @@ def test_moco_profile_agrees_with_moco_on_the_documented_differences(moco, monke
     for task, task_type, record, output, _, theirs in DELIBERATE_DIFFERENCES:
         records, outputs = cases([(record, output)])
         assert moco_get_scores(moco, monkeypatch, task, task_type, records, outputs) == [pytest.approx(theirs)], output
+
+
+# -- the score command -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "task,task_type,pairs",
+    [
+        ("popqa", "f1_match",
+         [({"input": "q", "output": ref}, phrase.format(a=value))
+          for ref, value, phrase in itertools.product(F1_REFERENCES[:3], F1_PREDICTIONS, ANSWER_PHRASES[:3])]),
+        ("coconot", "noncompliance",
+         [({"input": "q", "category": c}, r) for c, r in zip(CATEGORIES * 6, RESPONSES)]),
+        ("mmlu_redux", "multiple_choice",
+         [({"question": "?", "choices": CHOICE_SETS[i % 4], "answer": "ABCD"[i % 4]}, phrase.format(L="B", l="b"))
+          for i, phrase in enumerate(LETTER_PHRASES)]),
+        ("culturebench", "exact_match",
+         [({"input": "q", "output": "yes", "question_id": i // 2}, a) for i, a in
+          enumerate(["Answer: yes", "Final Answer: **yes**", "Answer: yes", "no", "no", "Answer: yes"])]),
+    ],
+)  # fmt: skip
+def test_score_command_gives_moco_scores(moco, monkeypatch, tmp_path, capsys, task, task_type, pairs):
+    from moco_lit.cli import main
+
+    records, outputs = cases(pairs)
+    data = tmp_path / f"{task}.json"
+    data.write_text(json.dumps({"task_type": task_type, "dev": [], "test": records}))
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text("".join(json.dumps({"id": r["id"], "output": o}) + "\n" for r, o in zip(records, outputs)))
+
+    def score(*extra: str) -> dict:
+        assert main(["score", "--benchmark", str(data), "--predictions", str(predictions), "--json", *extra]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    result = score("--scoring", "moco")
+    theirs = moco_get_scores(moco, monkeypatch, task, task_type, records, outputs)
+    assert result["scoring"] == "moco" and result["n"] == len(records)
+    assert [result["scores"][str(r["id"])] for r in records] == theirs
+    assert result["mean"] == pytest.approx(sum(theirs) / len(theirs))
+    default = score()
+    assert default["scoring"] == "moco_lit"
+    assert default["scores"] != result["scores"]  # each family here has outputs the two read differently
+
+
+def test_score_command_refuses_an_unknown_scoring(tmp_path, capsys):
+    from moco_lit.cli import main
+
+    predictions = tmp_path / "p.jsonl"
+    predictions.write_text('{"id": 0, "output": "x"}\n')
+    argv = ["score", "--benchmark", "quickstart_multiply", "--predictions", str(predictions), "--scoring", "mocco"]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "invalid choice: 'mocco'" in error
