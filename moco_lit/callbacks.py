@@ -1,4 +1,9 @@
-"""Lightning callbacks for comparing runs in Weights & Biases.
+"""Lightning callbacks: a resumable checkpoint every iteration, and runs compared in Weights & Biases.
+
+``IterationCheckpoint`` writes ``checkpoints/last.ckpt`` at the end of every ``fit`` epoch (one
+epoch is one search iteration or one training round), whatever the recipe's ModelCheckpoint keeps
+as best-k: a kill loses at most the iteration it interrupted. The file is replaced atomically
+(written beside it, then renamed), so a kill while saving leaves the previous iteration's file.
 
 ``PredictionsTable`` makes a W&B run ready for side-by-side comparison: at the start of ``test`` it
 adds the experiment's identity (method, level, collaborators, benchmark) to the run config as
@@ -12,14 +17,61 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
 
 log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = ["id", "output", "answer", "reference", "score", "answered_by", "calls", "tokens", "details"]
 SUMMARY_KEYS = ("score", "cost/tokens", "cost/calls", "cost/new_tokens", "n")
+
+
+LAST = "last.ckpt"
+
+
+class IterationCheckpoint(Checkpoint):
+    """Save a resumable ``last.ckpt`` after every training epoch (best-k stays with ModelCheckpoint).
+
+    A ``Checkpoint`` subclass, so Lightning runs it after the module's ``on_train_epoch_end``
+    (where a search finishes its iteration). It takes over ``save_last`` from every
+    ModelCheckpoint, which writes ``last.ckpt`` only when it also saves a best-k file.
+    """
+
+    def __init__(self, on_first_save=None) -> None:
+        self.on_first_save = on_first_save
+        self.last_path: Path | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint):
+                callback.save_last = False
+
+    def directory(self, trainer: L.Trainer) -> Path:
+        for callback in trainer.checkpoint_callbacks:
+            if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+                return Path(callback.dirpath)
+        return Path(trainer.default_root_dir) / "checkpoints"
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.fast_dev_run:
+            return
+        target = self.directory(trainer) / LAST
+        partial = target.with_name(LAST + ".partial")
+        if trainer.is_global_zero:
+            if self.on_first_save is not None:
+                self.on_first_save()
+                self.on_first_save = None
+            target.parent.mkdir(parents=True, exist_ok=True)
+        trainer.save_checkpoint(partial)  # every rank takes part; rank 0 writes
+        if trainer.is_global_zero:
+            with open(partial, "rb") as handle:
+                os.fsync(handle.fileno())
+            os.replace(partial, target)
+        self.last_path = target
 
 
 def _wandb_loggers(trainer: L.Trainer) -> list:

@@ -8,21 +8,26 @@ W&B logger (offline when no credentials are configured; skipped when wandb is of
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from jsonargparse import ArgumentError, Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
-from moco_lit.callbacks import PredictionsTable
+from moco_lit.callbacks import IterationCheckpoint, PredictionsTable
 from moco_lit.data import BenchmarkDataModule
-from moco_lit.errors import UserError
+from moco_lit.errors import UserError, first_line
 from moco_lit.methods.base import CollaborationModule
 from moco_lit.runs import RunFolder, run_id_for
+
+log = logging.getLogger(__name__)
 
 TRAINER_DEFAULTS: dict[str, Any] = {
     "accelerator": "auto",
@@ -79,6 +84,7 @@ class MocoCLI(LightningCLI):
         # LightningCLI reads the checkpoint's hyperparameters before anything else: check it first
         subcommand_config = self.config.get(str(self.config.get("subcommand")), self.config)
         _check_checkpoint(subcommand_config.get("ckpt_path"))
+        _check_checkpoint_method(subcommand_config)
         super()._parse_ckpt_path()
 
     def instantiate_classes(self) -> None:
@@ -138,6 +144,10 @@ class MocoCLI(LightningCLI):
         model.runtime.config = {"summary": summary, "experiment": experiment}
         if stage == "fit" and self.trainer.default_root_dir == os.getcwd():
             self.trainer._default_root_dir = str(folder.path)
+        checkpointing = any(isinstance(c, ModelCheckpoint) for c in self.trainer.checkpoint_callbacks)
+        if stage == "fit" and checkpointing:
+            if not any(isinstance(c, IterationCheckpoint) for c in self.trainer.callbacks):
+                self.trainer.callbacks.append(IterationCheckpoint(on_first_save=folder.commit_config))
         if config["wandb"]:
             self._attach_wandb(config, folder, stage, data.hparams.benchmark, model)
             if not any(isinstance(c, PredictionsTable) for c in self.trainer.callbacks):
@@ -185,6 +195,47 @@ def _check_checkpoint(ckpt_path: str | None) -> None:
     if not zipfile.is_zipfile(path):
         raise UserError(
             f"--ckpt_path {ckpt_path!r} is not a Lightning checkpoint (expected a file written by `fit`)"
+        )
+
+
+def _check_checkpoint_method(config: Namespace) -> None:
+    """A checkpoint answers for one method; its saved arguments win over the command line's.
+
+    LightningCLI would silently swap in the checkpoint's method and arguments: another method's
+    checkpoint is an error, and each argument whose value the checkpoint overrides is named in
+    one warning line.
+    """
+    ckpt_path = config.get("ckpt_path")
+    if not ckpt_path or not Path(ckpt_path).is_file():
+        return
+    try:
+        hparams = dict(
+            torch.load(ckpt_path, weights_only=True, map_location="cpu").get("hyper_parameters") or {}
+        )
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same bad input
+        raise UserError(
+            f"--ckpt_path {ckpt_path!r} cannot be read as a checkpoint ({first_line(err)})"
+        ) from err
+    model = _plain(config["model"].as_dict()) if isinstance(config.get("model"), Namespace) else {}
+    saved_class = hparams.pop("_class_path", None)
+    hparams.pop("_instantiator", None)
+    wanted_class = model.get("class_path")
+    if saved_class and wanted_class and saved_class != wanted_class:
+        raise UserError(
+            f"--ckpt_path {ckpt_path!r} was written by a fit of {saved_class.rpartition('.')[2]}, not "
+            f"{wanted_class.rpartition('.')[2]}; give a checkpoint of this method's fit (or drop --ckpt_path)"
+        )
+    given = model.get("init_args") or {}
+    overridden = [
+        f"{key}={_plain(value)!r} (not {given[key]!r})"
+        for key, value in hparams.items()
+        if key in given and _plain(value) != given[key]
+    ]
+    if overridden:
+        log.warning(
+            "--ckpt_path %s: the checkpoint's values win over the recipe and command line: %s",
+            ckpt_path,
+            ", ".join(overridden),
         )
 
 

@@ -88,6 +88,13 @@ def _score(inputs: Inputs, predictions: str, *args: str) -> list[str]:
     return ["score", "--benchmark", benchmark, "--predictions", predictions, *args]
 
 
+def _checkpoint_of(inputs: Inputs, class_path: str) -> str:
+    """A checkpoint file (a torch zip) whose saved hyperparameters name ``class_path``."""
+    path = inputs.root / "other_method.ckpt"
+    torch.save({"hyper_parameters": {"_class_path": class_path, "collaborators": [ORACLE]}}, path)
+    return str(path)
+
+
 def _recipe(inputs: Inputs, text: str) -> list[str]:
     return ["test", "-c", inputs.file("recipe.yaml", text), "--run_dir", str(inputs.run_dir)]
 
@@ -283,6 +290,13 @@ CASES: list = [
         "ckpt_path is not a checkpoint",
         lambda i: _lightning(i, "--ckpt_path", i.file("fake.ckpt", "not a checkpoint")),
         "fake.ckpt",
+    ),
+    (
+        "ckpt_path of another method",
+        lambda i: _lightning(
+            i, "--ckpt_path", _checkpoint_of(i, "moco_lit.methods.text.majority_vote.MajorityVote")
+        ),
+        "written by a fit of MajorityVote, not SingleModel",
     ),
     pytest.param(
         "accelerator gpu without CUDA",

@@ -47,7 +47,7 @@ def _router_fit(tiny_model: str, run_dir: Path, batch_size: int, extra: list[str
 
 
 def _head(run_dir: Path) -> dict[str, torch.Tensor]:
-    (checkpoint,) = run_dir.rglob("*.ckpt")
+    (checkpoint,) = run_dir.rglob("last.ckpt")
     state = torch.load(checkpoint, weights_only=False)["state_dict"]
     return {k: v for k, v in state.items() if "ddp_anchor" not in k and v.is_floating_point()}
 
@@ -210,7 +210,7 @@ def test_two_process_fit_of_a_trained_method_agrees_across_ranks_and_tests(
     # so its GRPO advantages (and gradients) are all zero
     if method not in ("graph_routing", "agglm"):
         assert any(v.abs().sum() > 0 for k, v in rank0["weights"].items() if "lora_B" in k)
-    (checkpoint,) = (tmp_path / "runs").rglob("*.ckpt")
+    (checkpoint,) = (tmp_path / "runs").rglob("last.ckpt")
     saved = torch.load(checkpoint, weights_only=False)
     _assert_same(rank0["weights"], {k: saved["state_dict"][k] for k in rank0["weights"]}, "checkpoint")
     _assert_same(rank0["buffers"], {k: saved["state_dict"][k] for k in rank0["buffers"]}, "checkpoint")

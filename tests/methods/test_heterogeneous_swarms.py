@@ -39,7 +39,7 @@ SEARCH = [
 
 
 def _checkpoint(cli) -> Path:
-    (path,) = sorted((cli.model.runtime.run_folder.path / "checkpoints").glob("*.ckpt"))
+    (path,) = (cli.model.runtime.run_folder.path / "checkpoints").glob("last.ckpt")
     return path
 
 
@@ -192,7 +192,7 @@ def test_ddp_ranks_take_the_same_search_decisions(run_cli, tmp_path):
     ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    (checkpoint,) = (tmp_path / "ddp_runs").rglob("*.ckpt")
+    (checkpoint,) = (tmp_path / "ddp_runs").rglob("last.ckpt")
     state = torch.load(checkpoint, weights_only=False)["swarm"]
     assert state["score_history"] == single.model.swarm.score_history
     assert torch.equal(state["positions"], single.model.swarm.positions)

@@ -143,7 +143,7 @@ def test_two_process_ddp_fit_builds_the_whole_table_and_trains(tmp_path, tiny_mo
     (folder,) = (tmp_path / "runs" / "quickstart" / "trained_router").glob("*-fit")
     dev_ids = [json.loads(line)["id"] for line in (folder / DEV_ANSWERS).open()]
     assert len(dev_ids) == 17 and dev_ids[:3] == ["multiply-dev-0", "reverse-dev-0", "next_letter-dev-0"]
-    (checkpoint,) = (folder / "checkpoints").glob("*.ckpt")
+    (checkpoint,) = (folder / "checkpoints").glob("last.ckpt")
     saved = torch.load(checkpoint, weights_only=False)
     assert saved["global_step"] == 4 and len(saved["dev_table"]["rows"]) == 17
 
