@@ -285,6 +285,15 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
     },
 }
 
+# Whole-config conditions: a branch MoCo takes that moco_lit runs differently, whichever keys are set
+BRANCH_RULES: dict[str, Callable[[dict], str | None]] = {
+    "switch_generation": lambda hyper: (
+        None
+        if hyper.get("selector_model_name")
+        else f"selector_model_name unset ({_SELECTOR}; give a trained selector)"
+    ),
+}
+
 CONFIG_KEYS = ("method", "task", "task_type", "gpu_ids", "model_names", "hyperparameters")
 
 
@@ -400,6 +409,8 @@ def convert_config(config: dict, allow_lossy: bool = False) -> tuple[dict, list[
         problem = _structure_graph(hyper, len(models), targets)
         if problem:
             lost.append(problem)
+    if name in BRANCH_RULES and (problem := BRANCH_RULES[name](hyper)):
+        lost.append(problem)
     for target, value in {**_generation_defaults(), **MOCO_DEFAULTS.get(name, {})}.items():
         if target not in targets and ("." in target or target in accepted):
             targets[target] = value
