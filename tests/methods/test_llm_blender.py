@@ -144,3 +144,9 @@ def test_fit_of_the_zero_shot_form_says_what_to_set(tmp_path, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert code == 2 and len(errors) == 1
     assert "train_ranker_on_dev" in errors[0] and "`test`" in errors[0]
+
+
+def test_parse_preference_the_moco_way_reads_the_first_a_or_b_anywhere():
+    assert parse_preference("Both are fine", "first_letter") == "B"
+    assert parse_preference("ANSWER: B", "first_letter") == "A"
+    assert parse_preference("ANSWER: B") == "B" and parse_preference("no verdict", "first_letter") is None

@@ -30,8 +30,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import importlib
+import importlib.util
 import json
 import os
+import sys
+import types
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -126,6 +129,9 @@ class Ask:
     example: str
     record: dict = field(hash=False, compare=False)
     quotes: tuple[Quote, ...]
+    """The quoted replies, sorted by tag (the same order whatever order a prompt lists them in)."""
+    in_order: tuple[Quote, ...]
+    """The same replies in the order the prompt shows them (for "first or second?" judges)."""
     repeat: int
     """How many identical asks came before (0 the first time): a sample index for sampling."""
 
@@ -172,16 +178,17 @@ class Script:
     def __call__(self, model: str, prompt: str) -> str:
         split, record = self.task.find(prompt)
         # longest first, so a reply that contains another is not also counted as that one
-        quotes, rest = [], prompt
+        found, rest = [], prompt
         for text in sorted(self.replies, key=len, reverse=True):
             if text in rest:
-                quotes.append(self.replies[text])
+                found.append((prompt.index(text), self.replies[text]))
                 rest = rest.replace(text, "")
-        quotes.sort(key=lambda q: q.tag)
+        in_order = tuple(quote for _, quote in sorted(found, key=lambda f: f[0]))
+        quotes = sorted(in_order, key=lambda q: q.tag)
         key = (model, split, record["id"], tuple(q.tag for q in quotes))
         repeat = self._seen[key]
         self._seen[key] += 1
-        ask = Ask(model, split, record["id"], record, tuple(quotes), repeat)
+        ask = Ask(model, split, record["id"], record, tuple(quotes), in_order, repeat)
         content = self.policy(ask)
         digest = hashlib.sha256(repr((key, repeat, content)).encode()).hexdigest()
         tag = f"{model} {int(digest, 16) % 10**6:06d}"
@@ -314,6 +321,30 @@ def _fake_transformers(script: Script) -> tuple[Any, Any]:
     return Models, Tokenizers
 
 
+TRAINING_ONLY = ("trl",)
+"""Packages MoCo's method modules import at the top but use only to train; the inference paths
+under test never touch them, so a stub stands in when one is not installed."""
+
+
+def _import_moco_method(monkeypatch: pytest.MonkeyPatch, method: str) -> Any:
+    for name in TRAINING_ONLY:
+        if importlib.util.find_spec(name) is None:
+            stub = types.ModuleType(name)
+            stub.__getattr__ = lambda attr, name=name: _unavailable(name, attr)
+            monkeypatch.setitem(sys.modules, name, stub)
+    return importlib.import_module(f"model_collaboration.method.{method}")
+
+
+def _unavailable(package: str, attr: str) -> Any:
+    if attr.startswith("__"):
+        raise AttributeError(attr)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError(f"{package}.{attr} is not installed: this differential test must not train")
+
+    return fail
+
+
 def run_moco(
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
@@ -331,7 +362,7 @@ def run_moco(
     from model_collaboration.data import eval as moco_eval
     from model_collaboration.method import distributed_generation
 
-    module = importlib.import_module(f"model_collaboration.method.{method}")
+    module = _import_moco_method(monkeypatch, method)
     script = Script(task, policy)
     data = task.as_json()
     monkeypatch.setattr(moco_eval, "_load_task_json", lambda name: copy.deepcopy(data))

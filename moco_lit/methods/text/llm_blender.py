@@ -1,7 +1,10 @@
 """LLM-Blender: rank all answers by pairwise comparison, then fuse the best few into one.
 
 Every collaborator answers. A ranker LM compares each pair of candidates (A or B?); a win counts 1,
-an unreadable verdict half a point to each side. The ``top_k`` candidates by wins, best first, go
+an unreadable verdict half a point to each side. The verdict is the first standalone letter A or B
+of the ranker's reply; MoCo takes the first A or B character anywhere, so "Both are fine" is a
+vote for B and "ANSWER: B" one for A (``verdict_parsing: first_letter`` restores that reading).
+The ``top_k`` candidates by wins, best first, go
 to a fuser LM that writes the final answer. Ranker and fuser are a collaborator (by index) or any
 other model. Jiang et al., "LLM-Blender: Ensembling Large Language Models with Pairwise Ranking
 and Generative Fusion" (ACL 2023). MoCo: ``text_llm_blender`` (zero-shot mode).
@@ -17,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import combinations
 
+from typing import Literal
 import torch
 
 from moco_lit.collaborators import Collaborator, Prompt, load_collaborator
@@ -64,6 +68,8 @@ class LlmBlender(AgentTrainedModule):
     top_k: how many of the best-ranked candidates the fuser reads.
     ranker_max_new_tokens: generation budget of one verdict.
     train_ranker_on_dev: LoRA-tune the ranker on dev preference pairs (under ``fit``).
+    verdict_parsing: how a verdict is read: ``standalone`` (the first standalone letter A or B) or
+        ``first_letter`` (MoCo's: the first A or B character anywhere in the reply).
     train_fuser_on_dev: LoRA-tune the fuser on dev gold answers (under ``fit``).
     (the training arguments of ``arena.AgentTrainedModule`` apply when either is on)
     """
@@ -81,6 +87,7 @@ class LlmBlender(AgentTrainedModule):
         ranker_max_new_tokens: int = 128,
         train_ranker_on_dev: bool = False,
         train_fuser_on_dev: bool = False,
+        verdict_parsing: Literal["standalone", "first_letter"] = "standalone",
         **kwargs,
     ) -> None:
         super().__init__(collaborators, **kwargs)
@@ -101,6 +108,7 @@ class LlmBlender(AgentTrainedModule):
         self.ranker_decoding = DecodingConfig(
             ranker_max_new_tokens, self.decoding.temperature, self.decoding.top_p
         )
+        self.verdict_parsing = verdict_parsing
         self.helpers: dict[str, Collaborator] = {}
 
     def setup(self, stage: str) -> None:
@@ -235,7 +243,7 @@ class LlmBlender(AgentTrainedModule):
         )
         wins = [[0.0] * len(candidates) for candidates in per_example]
         for (i, a, b), verdict in zip(pairs, verdicts):
-            choice = parse_preference(verdict.text)
+            choice = parse_preference(verdict.text, self.verdict_parsing)
             if choice == "A":
                 wins[i][a] += 1.0
             elif choice == "B":
@@ -265,8 +273,13 @@ def gold_answer(example: Example) -> str | None:
     return None if reference is None else str(reference)
 
 
-def parse_preference(text: str) -> str | None:
-    """The verdict "A" or "B": the first standalone letter A or B in the reply, else None."""
+def parse_preference(text: str, rule: str = "standalone") -> str | None:
+    """The verdict "A" or "B": the first standalone letter A or B in the reply, else None.
+
+    ``rule="first_letter"`` reads MoCo's way: the first A or B character anywhere, case-blind.
+    """
+    if rule == "first_letter":
+        return next((ch for ch in text.upper() if ch in "AB"), None)
     for token in text.replace("*", " ").replace(".", " ").replace(":", " ").split():
         word = token.strip("\"'()[]").upper()
         if word in ("A", "B"):
