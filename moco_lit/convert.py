@@ -168,7 +168,8 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
 
 # A value rule decides from the value (and the rest of the config) what a setting becomes: a
 # dict of recipe targets (empty: nothing to set, same result), or a string: why it cannot be
-# expressed. Rules come before names, so they also catch a same-named option with another meaning.
+# expressed. A rule applies where the method has no argument of that name (one added later with
+# MoCo's meaning is used instead), except for the names in OTHER_MEANING.
 Rule = Callable[[Any, dict], "dict[str, Any] | str"]
 
 
@@ -285,6 +286,14 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
     },
 }
 
+# moco_lit arguments named like a MoCo hyperparameter but meaning something else: the value rule
+# decides, never the name
+OTHER_MEANING: dict[str, set[str]] = {
+    "mentor_collab": {"mode"},  # MoCo's train mode loads a pretrained MLP; here it trains one
+    "stackelberg": {"leader_type"},
+    "switch_generation": {"selector_base_model"},  # MoCo's LoRA-tuned LM, here a frozen encoder
+}
+
 # Whole-config conditions: a branch MoCo takes that moco_lit runs differently, whichever keys are set
 BRANCH_RULES: dict[str, Callable[[dict], str | None]] = {
     "switch_generation": lambda hyper: (
@@ -349,7 +358,7 @@ def map_setting(
     if key == "ratio":
         return _ratio(value)
     rule = VALUE_RULES.get(name, {}).get(key) or VALUE_RULES["*"].get(key)
-    if rule is not None:
+    if rule is not None and (key not in accepted or key in OTHER_MEANING.get(name, ())):
         return rule(value, hyper)
     if key in RENAMED.get(name, {}):
         targets = RENAMED[name][key]
@@ -396,7 +405,8 @@ def convert_config(config: dict, allow_lossy: bool = False) -> tuple[dict, list[
     ignored: list[str] = []
     # settings decided by a value rule come last: they may override a plain one (nudging's
     # do_sample sets the temperature), whatever the order of the config's keys
-    ruled = {**VALUE_RULES["*"], **VALUE_RULES.get(name, {})}
+    ruled = {key for key in {**VALUE_RULES["*"], **VALUE_RULES.get(name, {})} if key not in accepted}
+    ruled |= OTHER_MEANING.get(name, set())
     for key, value in sorted(hyper.items(), key=lambda item: item[0] in ruled):
         mapped = map_setting(name, key, value, hyper, accepted)
         if isinstance(mapped, str):

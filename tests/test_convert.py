@@ -613,3 +613,19 @@ def test_a_converted_structure_star_config_runs_as_moco_runs_it(run_cli, tmp_pat
     assert_same_calls(moco.calls, lit.calls)
     assert_same("outputs", moco.outputs, lit.outputs)
     assert moco.score == lit.score
+
+
+def test_an_option_a_method_gains_under_moco_s_name_is_used():
+    from moco_lit import methods
+
+    accepted = set(method_arguments(methods.get("heterogeneous_swarms")))
+    assert isinstance(
+        map_setting("heterogeneous_swarms", "repel_term", False, {}, accepted - {"repel_term"}), str
+    )
+    assert map_setting("heterogeneous_swarms", "repel_term", False, {}, accepted | {"repel_term"}) == {
+        "repel_term": False
+    }
+    # a same-named option with another meaning never takes MoCo's value
+    accepted = set(method_arguments(methods.get("stackelberg")))
+    assert "leader_type" in accepted
+    assert isinstance(map_setting("stackelberg", "leader_type", "uniform", {}, accepted), str)
