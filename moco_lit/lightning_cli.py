@@ -73,6 +73,12 @@ class MocoCLI(LightningCLI):
         parser.add_argument("--wandb_project", type=str, default="moco_lit")
         parser.add_argument("--wandb_group", type=str | None, default=None, help="default: the benchmark")
         parser.add_argument("--progress", type=bool, default=True, help="progress bars")
+        parser.add_argument(
+            "--scoring",
+            type=Literal["moco_lit", "moco"],
+            default="moco_lit",
+            help="moco_lit's corrected scoring, or moco: MoCo's own rules, quirks included",
+        )
 
     def parse_arguments(self, parser, args) -> None:
         try:
@@ -135,11 +141,13 @@ class MocoCLI(LightningCLI):
             "benchmark": data.hparams.benchmark,
             "run_id": run_id,
             "stage": stage,
+            "scoring": config.get("scoring") or "moco_lit",
         }
         model.runtime.cache = bool(config["cache"])
         model.runtime.cache_path = config.get("cache_path")
         model.runtime.generation_backend = config.get("generation_backend") or "hf"
         model.runtime.progress = bool(config["progress"])
+        model.runtime.scoring = summary["scoring"]
         model.runtime.run_folder = folder
         model.runtime.config = {"summary": summary, "experiment": experiment}
         if stage == "fit" and self.trainer.default_root_dir == os.getcwd():
@@ -248,11 +256,14 @@ def experiment_config(config: Namespace, stage: str = "test") -> dict:
     data = {k: v for k, v in (plain.get("data") or {}).items() if k not in NOT_IN_RUN_ID}
     model = plain.get("model") or {}
     init_args = {k: v for k, v in (model.get("init_args") or {}).items() if k not in NOT_IN_RUN_ID}
-    return {
+    experiment = {
         "model": {"class_path": model.get("class_path"), "init_args": init_args},
         "data": data,
         "ckpt_path": None if stage == "fit" else plain.get("ckpt_path"),
     }
+    if plain.get("scoring", "moco_lit") != "moco_lit":  # runs of the default scorer keep their ids
+        experiment["scoring"] = plain["scoring"]
+    return experiment
 
 
 def _plain(value: Any) -> Any:

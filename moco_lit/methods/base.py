@@ -53,6 +53,7 @@ class RuntimeOptions:
     generation_backend: str = "hf"
     run_folder: RunFolder | None = None
     progress: bool = True
+    scoring: str = "moco_lit"
     config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -167,13 +168,16 @@ class CollaborationModule(L.LightningModule):
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None and stage != "predict":
             self.check_task_type(datamodule.task_type)
-            if self.scorer is None or self.scorer.task_type != datamodule.task_type:
+            wanted = (datamodule.task_type, self.runtime.scoring)
+            if self.scorer is None or (self.scorer.task_type, self.scorer.scoring) != wanted:
                 self.scorer = Scorer.for_task(
                     datamodule.task_type,
                     reward_model=self.hparams.reward_model,
                     verifier=self.hparams.verifier,
                     encoder=self.hparams.encoder,
                     device=device,
+                    scoring=self.runtime.scoring,
+                    benchmark=datamodule.name,
                 )
 
     @property

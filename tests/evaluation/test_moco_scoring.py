@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 
 import pytest
 
@@ -354,3 +355,40 @@ def test_score_command_refuses_an_unknown_scoring(tmp_path, capsys):
     assert main(argv) == 2
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and "invalid choice: 'mocco'" in error
+
+
+# -- the test command --------------------------------------------------------------------------
+
+RUN_OUTPUTS = ["The answer is a city in Europe, Berlin", "(C)", "yes, I know", "Answer: B", "Berlin."]
+
+
+def phrased_answer(rendered: str) -> str:
+    """A scripted collaborator: question "Q<i>" gets ``RUN_OUTPUTS[i]``."""
+    return RUN_OUTPUTS[int(re.search(r"Q(\d+)", rendered).group(1))]
+
+
+def test_test_command_scores_with_moco_rules_and_records_the_scorer(moco, monkeypatch, tmp_path, capsys):
+    from moco_lit.cli import main
+
+    choice_sets = [CHOICE_SETS[0], CHOICE_SETS[0], CHOICE_SETS[2], CHOICE_SETS[0], CHOICE_SETS[0]]
+    records = [{"id": i, "question": f"Q{i}", "choices": c, "answer": "C" if i != 2 else "B"}
+               for i, c in enumerate(choice_sets)]  # fmt: skip
+    data = tmp_path / "choices.json"
+    data.write_text(json.dumps({"task_type": "multiple_choice", "dev": [], "test": records}))
+
+    def run(scoring: str) -> dict:
+        argv = ["test", "--model", "single_model", "--model.collaborators",
+                "[callable:tests.evaluation.test_moco_scoring.phrased_answer]", "--data.benchmark", str(data),
+                "--run_dir", str(tmp_path / "runs"), "--wandb", "false", "--progress", "false", "--cache", "false",
+                "--scoring", scoring]  # fmt: skip
+        assert main(argv) == 0, capsys.readouterr().err
+        folders = [p.parent for p in (tmp_path / "runs").rglob("metrics.json")]
+        folder = max(folders, key=lambda p: (p / "metrics.json").stat().st_mtime)
+        return json.loads((folder / "metrics.json").read_text()) | {"folder": folder}
+
+    moco_run, default_run = run("moco"), run("moco_lit")
+    theirs = moco_get_scores(moco, monkeypatch, "choices", "multiple_choice", records, RUN_OUTPUTS)
+    assert moco_run["scoring"] == "moco" and default_run["scoring"] == "moco_lit"
+    assert moco_run["score"] == pytest.approx(sum(theirs) / len(theirs)) == pytest.approx(0.4)
+    assert default_run["score"] == pytest.approx(0.8)
+    assert moco_run["folder"] != default_run["folder"]  # the scorer is part of the experiment
