@@ -224,7 +224,11 @@ def test_extrapolation_equals_moco_expo(untied, tmp_path, monkeypatch):
 def _adapter_files(paths: list[str]) -> list[dict[str, torch.Tensor]]:
     from safetensors.torch import load_file
 
-    return [load_file(os.path.join(p, "adapter_model.safetensors")) for p in paths]
+    # copies: load_file maps the file, and MoCo rewrites its folders in place
+    return [
+        {name: t.clone() for name, t in load_file(os.path.join(p, "adapter_model.safetensors")).items()}
+        for p in paths
+    ]
 
 
 def _adapter_name(parameter: str) -> str:
@@ -372,3 +376,231 @@ def test_expo_same_endpoints_same_alpha_search(untied, moco_run, run_cli, monkey
     assert_close([h["score"] for h in module.history], [s for _, s in evaluated[3:8]], rtol=1e-5, atol=0)
     assert module.chosen_alpha == moco_log["alpha"] == 0.3
     assert_same_tensors(folder_tensors(evaluated[-1][0]), dict(module.target))
+
+
+# -- swarms: the same draws on both sides -----------------------------------------------------------
+
+
+class Draws:
+    """One scripted stream of uniform draws in [0, 1), read in order by one side."""
+
+    def __init__(self, seed: int = 0) -> None:
+        generator = torch.Generator().manual_seed(seed)
+        self.values = torch.rand(4000, generator=generator, dtype=torch.float64).tolist()
+        self.used = 0
+
+    def next(self) -> float:
+        self.used += 1
+        return self.values[self.used - 1]
+
+    def tensor(self, *shape: int) -> torch.Tensor:
+        """moco_lit's ``ParticleSwarm._rand``: draws in row-major order."""
+        count = int(torch.Size(shape).numel())
+        return torch.tensor([self.next() for _ in range(count)], dtype=torch.float64).reshape(shape)
+
+
+class ScriptedRandom:
+    """Stands in for MoCo's ``random`` module: ``uniform`` reads the draws, ``randint`` the picks."""
+
+    def __init__(self, draws: Draws, picks: list[int] | None = None) -> None:
+        self.draws, self.picks = draws, list(picks or [])
+
+    def uniform(self, low: float, high: float) -> float:
+        return low + (high - low) * self.draws.next()
+
+    def randint(self, low: int, high: int) -> int:
+        return self.picks.pop(0)
+
+    def choice(self, items):
+        return items[0]  # MoCo's first global best/worst, overwritten by the first update
+
+
+def _numeric_state(swarm) -> dict[str, torch.Tensor]:
+    return {
+        "positions": torch.stack(swarm.particles).double(),
+        "velocities": torch.stack(swarm.velocities).double(),
+        "personal_best": torch.stack(swarm.personal_bests).double(),
+        "global_best": swarm.global_best.double(),
+        "global_worst": swarm.global_worst.double(),
+    }
+
+
+def _lit_state(swarm) -> dict[str, torch.Tensor]:
+    return {
+        "positions": swarm.positions.clone(),
+        "velocities": swarm.velocities.clone(),
+        "personal_best": swarm.personal_best.clone(),
+        "global_best": swarm.global_best.clone(),
+        "global_worst": swarm.global_worst.clone(),
+    }
+
+
+def assert_same_trajectory(moco: list[dict], lit: list[dict]) -> None:
+    assert len(moco) == len(lit)
+    for step, (a, b) in enumerate(zip(moco, lit)):
+        for key in a:
+            assert_close(b[key], a[key], rtol=1e-5, atol=1e-6, msg=f"update {step + 1}: {key}")
+
+
+# plateaus make particles restart and the search stop: restart_patience 2, patience 4
+PLATEAU_SCORES = [
+    [0.1, 0.2, 0.3],
+    [0.2, 0.1, 0.4],
+    [0.1, 0.3, 0.5],
+    [0.05, 0.3, 0.6],
+    [0.0, 0.2, 0.6],
+    [0.0, 0.1, 0.6],
+    [0.0, 0.1, 0.6],
+    [0.0, 0.1, 0.6],
+]
+
+
+def test_dare_ties_swarm_moves_as_moco_numeric_swarm(monkeypatch):
+    """DARE-TIES' optimiser against MoCo's ``NumericSwarm``: same positions, velocities, bests,
+    restarts (a restarted particle sits its update out) and stop (after one update without a new
+    global best), from the same draws and scores."""
+    numeric_swarm = pytest.importorskip("model_collaboration.utils.numeric_swarm")
+    from moco_lit.search import ParticleSwarm
+
+    moco_draws, lit_draws = Draws(), Draws()
+    monkeypatch.setattr(numeric_swarm, "random", ScriptedRandom(moco_draws))
+    monkeypatch.setattr(ParticleSwarm, "_rand", lambda self, *shape: lit_draws.tensor(*shape))
+    settings = {"patience": 4, "restart_patience": 2}
+    moco = numeric_swarm.NumericSwarm(dimension=2, population=3, **settings)
+    lit = ParticleSwarm(dimension=2, population=3, seed=0, **settings)
+    moco_path, lit_path, stops = [_numeric_state(moco)], [_lit_state(lit)], []
+    for scores in PLATEAU_SCORES:
+        stops.append((moco.update(list(scores)), lit.tell(scores)))
+        moco_path.append(_numeric_state(moco))
+        lit_path.append(_lit_state(lit))
+        if stops[-1][0]:
+            break
+    assert stops == [(False, False)] * 4 + [(True, True)]  # MoCo's rule: g[-1] <= max(g[-4:-1])
+    assert_same_trajectory(moco_path, lit_path)
+    # 12 starting draws, 4 per move, 2 per restart: 9 moves and 3 restarts (updates 3 and 4)
+    assert moco_draws.used == lit_draws.used == 12 + 9 * 4 + 3 * 2
+
+
+def _adapter_folder(path: str) -> dict[str, torch.Tensor]:
+    return _adapter_files([path])[0]
+
+
+def test_model_swarms_moves_as_moco_weight_swarm(untied, tmp_path, moco_run, run_cli, monkeypatch):
+    """Model Swarms on LoRA adapters (MoCo's fast merge) against MoCo's ``Swarm``: every particle's
+    position, velocity and personal best, and the global best and worst, as weights after every
+    update; restarts with MoCo's cooldown; MoCo's stop rule; the same global best tested."""
+    weight_model_swarms = pytest.importorskip("model_collaboration.method.weight_model_swarms")
+    from moco_lit.methods.weight.model_swarms import ModelSwarms
+    from moco_lit.weight_search import CoefficientSwarm
+
+    adapters = make_lora_adapters(untied[0], tmp_path, 3)
+    sources = _adapter_files(adapters)
+    partners = [1, 2, 0]  # the starting velocity of particle i points to model partners[i]
+
+    def scripted(counter: list[int]):
+        def score() -> float:
+            counter[0] += 1
+            iteration, particle = divmod(counter[0] - 1, 3)
+            return PLATEAU_SCORES[iteration][particle] if iteration < len(PLATEAU_SCORES) else -1.0
+
+        return score
+
+    # MoCo: snapshots of its folders after every update
+    moco_draws, moco_path, moco_counters = Draws(), [], []
+    monkeypatch.setattr(swarm_utils, "random", ScriptedRandom(moco_draws, [*partners, 0, 0]))
+    update = swarm_utils.Swarm.update
+
+    def recorded_update(self, scores):
+        stop = update(self, scores)
+        moco_counters.append(list(self.restart_counter))
+        base = Path(self.swarm_base_path)
+        moco_path.append(
+            {
+                "positions": [_adapter_folder(str(base / f"model_{i}" / "now")) for i in range(3)],
+                "velocities": [_adapter_folder(str(base / f"model_{i}" / "velocity")) for i in range(3)],
+                "personal_best": [
+                    _adapter_folder(str(base / f"model_{i}" / "personal_best")) for i in range(3)
+                ],
+                "global_best": [_adapter_folder(str(base / "global_best"))],
+                "global_worst": [_adapter_folder(str(base / "global_worst"))],
+            }
+        )
+        return stop
+
+    monkeypatch.setattr(swarm_utils.Swarm, "update", recorded_update)
+    moco_score = scripted([0])
+    tested = {}
+
+    def score_of_folder(path: str) -> float:
+        if "global_best" in path:  # the test run after the search
+            tested.update(_adapter_folder(path))
+            return 0.0
+        return moco_score()
+
+    hyperparameters = {
+        "swarm_base_path": str(tmp_path / "swarm") + "/",
+        "fast_merge_flag": True,
+        "patience": 4,
+        "restart_patience": 2,
+    }
+    moco_run(weight_model_swarms, adapters, hyperparameters, score_of_folder)
+
+    # moco_lit: the same partners and draws; coefficients shown as the weights they stand for
+    lit_draws, lit_path, lit_counters = Draws(), [], []
+    monkeypatch.setattr(CoefficientSwarm, "_partner", lambda self, particle: partners[particle])
+    start_search, tell = ModelSwarms.start_search, CoefficientSwarm.tell
+
+    def start_with_draws(self):
+        start_search(self)
+        self.swarm._rand = lambda *shape: lit_draws.tensor(*shape)  # after its own set-up draws
+
+    def as_weights(coefficients: torch.Tensor) -> list[dict[str, torch.Tensor]]:
+        return [
+            {name: sum(float(c) * s[name] for c, s in zip(row, sources)) for name in sources[0]}
+            for row in coefficients.reshape(-1, 3)
+        ]
+
+    def recorded_tell(self, scores):
+        stop = tell(self, scores)
+        lit_counters.append(list(self.cooldown))
+        lit_path.append({key: as_weights(value) for key, value in _lit_state(self).items()})
+        return stop
+
+    lit_score_of = scripted([0])
+    monkeypatch.setattr(ModelSwarms, "start_search", start_with_draws)
+    monkeypatch.setattr(CoefficientSwarm, "tell", recorded_tell)
+    monkeypatch.setattr(ModelSwarms, "dev_score", lambda self, model, batches: lit_score_of())
+    collaborators = f"[{', '.join(f'{untied[0]}+{a}' for a in adapters)}]"
+    extra = ["--model.patience", "4", "--model.restart_patience", "2", "--trainer.max_epochs", "10"]
+    _, cli = run_cli("fit", "--model", "model_swarms", "--model.collaborators", collaborators, *extra, *SMALL)
+    module: ModelSwarms = cli.model
+
+    # MoCo's Swarm stops when g[-1] <= g[-4]: after update 7 (the numeric rule would stop at 5)
+    assert len(moco_path) == len(lit_path) == 7 and module.finished
+    assert moco_draws.used == lit_draws.used == 6 * 3 * 4
+    for step, (moco_state, lit_state) in enumerate(zip(moco_path, lit_path)):
+        for key in moco_state:
+            for particle, (a, b) in enumerate(zip(moco_state[key], lit_state[key])):
+                for name in a:
+                    assert_close(
+                        b[name], a[name], rtol=1e-5, atol=1e-6, msg=f"{step + 1} {key} {particle} {name}"
+                    )
+    # restarts at updates 3, 4 and 5 (one particle each), each followed by MoCo's cooldown
+    assert lit_counters == moco_counters
+    assert moco_counters[2:5] == [[3, 0, 0], [2, 3, 0], [1, 2, 3]]
+    # the global best (particle 2 at update 4) is what both test
+    final = lit_adapter_merge(untied[0], adapters, module.final_recipe()["weights"])
+    assert_same_tensors(tested, final)
+    assert_same_tensors(tested, {_adapter_name(n): t for n, t in module.target.items()})
+
+
+def test_model_swarms_numeric_rules_stay_one_option_away():
+    """``swarm_rules: numeric`` (moco_lit's earlier Model Swarms) stops two updates sooner on the
+    same scores: after one update without a new global best."""
+    from moco_lit.weight_search import CoefficientSwarm
+
+    stops = {}
+    for rules in ("model_swarms", "numeric"):
+        swarm = CoefficientSwarm(3, seed=0, rules=rules, patience=4, restart_patience=2)
+        stops[rules] = next(i + 1 for i, scores in enumerate(PLATEAU_SCORES) if swarm.tell(scores))
+    assert stops == {"model_swarms": 7, "numeric": 5}
