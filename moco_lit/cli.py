@@ -166,7 +166,16 @@ def _score(argv: list[str]) -> int:
         help="moco: MoCo's own rules, quirks included",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
+    parser.add_argument(
+        "--allow_unsafe_code_execution",
+        action="store_true",
+        help="without bubblewrap, run model-written code with best-effort limits only",
+    )
     args = parser.parse_args(argv)
+    if args.allow_unsafe_code_execution:
+        from moco_lit.evaluation.sandbox import allow_unsafe_code_execution
+
+        allow_unsafe_code_execution()
     if not args.predictions.is_file():
         raise UserError(f"predictions file {str(args.predictions)!r} does not exist")
     from moco_lit.convert import moco_log_predictions, moco_log_task

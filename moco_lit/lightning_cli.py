@@ -24,6 +24,7 @@ from lightning.pytorch.cli import LightningCLI
 from moco_lit.callbacks import IterationCheckpoint, PredictionsTable
 from moco_lit.data import BenchmarkDataModule
 from moco_lit.errors import UserError, first_line
+from moco_lit.evaluation.sandbox import allow_unsafe_code_execution
 from moco_lit.methods.base import CollaborationModule
 from moco_lit.runs import RunFolder, run_id_for
 
@@ -73,6 +74,12 @@ class MocoCLI(LightningCLI):
         parser.add_argument("--wandb_project", type=str, default="moco_lit")
         parser.add_argument("--wandb_group", type=str | None, default=None, help="default: the benchmark")
         parser.add_argument("--progress", type=bool, default=True, help="progress bars")
+        parser.add_argument(
+            "--allow_unsafe_code_execution",
+            type=bool,
+            default=False,
+            help="coding scores without bubblewrap: run model-written code with best-effort limits only",
+        )
         parser.add_argument(
             "--scoring",
             type=Literal["moco_lit", "moco"],
@@ -147,6 +154,7 @@ class MocoCLI(LightningCLI):
         model.runtime.cache_path = config.get("cache_path")
         model.runtime.generation_backend = config.get("generation_backend") or "hf"
         model.runtime.progress = bool(config["progress"])
+        allow_unsafe_code_execution(bool(config.get("allow_unsafe_code_execution")))
         model.runtime.scoring = summary["scoring"]
         model.runtime.run_folder = folder
         model.runtime.config = {"summary": summary, "experiment": experiment}

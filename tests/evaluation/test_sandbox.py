@@ -197,3 +197,26 @@ def test_a_batch_with_hostile_answers_is_scored_to_the_end():
     record = {"input": "Write double(x).", "test": TEST, "entry_point": "double"}
     scorer = Scorer.for_task("coding", coding_timeout_s=2)
     assert scorer.score(outputs, [record] * len(outputs)) == [1.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_score_command_refuses_without_bubblewrap_unless_told(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    records = [{"id": "0", "input": "Write double(x).", "test": TEST, "entry_point": "double"}]
+    benchmark = tmp_path / "tiny_coding.json"
+    benchmark.write_text(json.dumps({"task_type": "coding", "dev": records, "test": records}))
+    predictions = tmp_path / "predictions.jsonl"
+    predictions.write_text(json.dumps({"id": "0", "output": f"```python\n{GOOD}```"}) + "\n")
+    command = [sys.executable, "-m", "moco_lit", "score", "--benchmark", str(benchmark)]
+    command += ["--predictions", str(predictions), "--json"]
+    no_bwrap = {**os.environ, "PATH": str(tmp_path), "OMP_NUM_THREADS": "1"}  # bwrap is not found
+    refused = subprocess.run(command, capture_output=True, text=True, env=no_bwrap, timeout=120)
+    assert refused.returncode == 2 and "--allow_unsafe_code_execution" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    allowed = subprocess.run(
+        [*command, "--allow_unsafe_code_execution"], capture_output=True, text=True, env=no_bwrap, timeout=120
+    )
+    assert allowed.returncode == 0, allowed.stderr[-2000:]
+    assert json.loads(allowed.stdout.strip().splitlines()[-1])["mean"] == 1.0
