@@ -629,3 +629,38 @@ def test_an_option_a_method_gains_under_moco_s_name_is_used():
     accepted = set(method_arguments(methods.get("stackelberg")))
     assert "leader_type" in accepted
     assert isinstance(map_setting("stackelberg", "leader_type", "uniform", {}, accepted), str)
+
+
+@needs_moco
+def test_a_converted_moa_config_runs_as_moco_runs_it(run_cli, tmp_path, monkeypatch):
+    from tests.parity.moco_harness import assert_same, assert_same_calls, boxed, exact_match_task, run_moco
+
+    task = exact_match_task(
+        dev=[("What is 3 plus 3?", "6"), ("What is 5 plus 2?", "7")],
+        test=[("What is 12 plus 13?", "25"), ("What is 31 plus 14?", "45"), ("What is 50 plus 17?", "67")],
+        name="convert_moa",
+    )
+
+    def policy(ask) -> str:
+        truth = ask.record["output"]
+        if ask.split == "dev":  # beta is the best on dev, so it aggregates
+            return boxed(truth if ask.model == "beta" else "0")
+        quoted = [q.content for q in ask.quotes if q.author == "gamma"]
+        if quoted:  # a later layer follows gamma, who is right on t0 and t1 only
+            return quoted[0]
+        return boxed(truth if ask.model == "gamma" and ask.example != "t2" else "1")
+
+    models = ["alpha", "beta", "gamma"]
+    hyper = {**GENERATION_FIELDS, "round": 2}
+    config = {
+        "method": "text_moa",
+        "task_type": "exact_match",
+        "model_names": models,
+        "hyperparameters": hyper,
+    }
+    moco = run_moco(monkeypatch, tmp_path, "text_moa", task, models, policy, hyper)
+    recipe, lit = run_converted(run_cli, tmp_path, config, task, policy)
+    assert recipe["model"]["init_args"]["round"] == 2
+    assert_same_calls(moco.calls, lit.calls)
+    assert_same("outputs", moco.outputs, lit.outputs)
+    assert moco.score == lit.score == 2 / 3
