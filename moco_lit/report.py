@@ -163,6 +163,7 @@ class Run:
     pool_name: str | None = None
     source: str = "run"
     mtime: float = 0.0
+    scoring: str = "moco_lit"
 
     @property
     def pool(self) -> tuple[str, ...]:
@@ -219,6 +220,7 @@ def run_from_folder(path: str | Path) -> Run | None:
         single=single,
         decoding=tuple(init_args.get(k) for k in ("max_new_tokens", "temperature", "top_p")),
         mtime=(path / "metrics.json").stat().st_mtime,
+        scoring=metrics.get("scoring") or "moco_lit",
     )
 
 
@@ -253,7 +255,9 @@ def load_runs(sources: list[str | Path], pool_names: dict[str, str] | None = Non
         else:
             raise UserError(f"{source} does not exist; give run folders, a runs/ root, a sweep or MoCo logs")
         runs += [run for run in map(run_from_folder, folders) if run is not None]
-    runs += runs_from_moco_logs(moco_logs)
+    for run in runs_from_moco_logs(moco_logs):
+        run.scoring = "moco"  # MoCo's logs carry the scores MoCo's own scorer gave
+        runs.append(run)
     for run in runs:
         run.pool_name = (pool_names or {}).get(run.path) or run.pool_name
         run.label = labels.get(run.path, run.label)
@@ -335,6 +339,21 @@ def gain_over_best_single(run_path: str | Path) -> float | None:
     return None if baseline is None else run.score - baseline.score
 
 
+def check_one_scorer(runs: list[Run]) -> None:
+    """Refuse to compare runs of one benchmark that different scorers scored (``--scoring``)."""
+    for benchmark in sorted({run.benchmark for run in runs}):
+        counts: dict[str, int] = {}
+        for run in runs:
+            if run.benchmark == benchmark:
+                counts[run.scoring] = counts.get(run.scoring, 0) + 1
+        if len(counts) > 1:
+            found = ", ".join(f"{n} by {scoring}" for scoring, n in sorted(counts.items()))
+            raise UserError(
+                f"runs of {benchmark} were scored by different scorers ({found}); a table compares one "
+                "scorer: rerun or rescore them alike (--scoring moco or moco_lit), or report them apart"
+            )
+
+
 def compare(runs: list[Run], solved_at: float = SOLVED_AT) -> list[dict]:
     """One row per run: setting, score, best single model, gain, cost, collaborative emergence."""
     singles = [run for run in runs if run.is_single]
@@ -354,6 +373,7 @@ def compare(runs: list[Run], solved_at: float = SOLVED_AT) -> list[dict]:
                 "pool": pool,
                 "setting": f"{run.benchmark} | {pool}" if multi_pool else run.benchmark,
                 "score": run.score,
+                "scoring": run.scoring,
                 "best_single": None if baseline is None else baseline.score,
                 "best_single_model": None if baseline is None else baseline.name,
                 "gain": None if baseline is None or run.score is None else run.score - baseline.score,
@@ -524,6 +544,7 @@ def write_report(
     runs = load_runs(sources)
     if not runs:
         raise UserError(f"no finished test runs in {', '.join(map(str, sources))}")
+    check_one_scorer(runs)
     rows = compare(runs, solved_at)
     stats = headline(rows)
     out = Path(out_dir)

@@ -24,6 +24,7 @@ Sweep file::
     model: {max_new_tokens: 256}    # --model.* for every cell, the baseline included
     data: {limit: 100}              # --data.* for every cell
     args: ["--trainer.devices", "1"]   # any other CLI arguments for every cell
+    scoring: moco                   # MoCo's own scoring rules (default: moco_lit's)
     wandb: true
 """
 
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 BASELINE = "single_model"
 SWEEP_KEYS = {"name", "run_dir", "pools", "collaborators", "benchmarks", "methods", "model", "data", "args"}
-SWEEP_KEYS |= {"wandb", "wandb_project", "progress"}
+SWEEP_KEYS |= {"wandb", "wandb_project", "progress", "scoring"}
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Sweep:
     wandb: bool = True
     wandb_project: str | None = None
     progress: bool = False
+    scoring: str = "moco_lit"
 
     @property
     def summary_path(self) -> Path:
@@ -126,6 +128,8 @@ class Sweep:
         argv += ["--data.benchmark", cell.benchmark]
         argv += _overrides("model", self.model) + cell.method_args + _overrides("data", self.data)
         argv += ["--run_dir", self.run_dir, "--wandb", _yaml_value(self.wandb), "--wandb_group", self.name]
+        if self.scoring != "moco_lit":
+            argv += ["--scoring", self.scoring]
         if self.wandb_project:
             argv += ["--wandb_project", self.wandb_project]
         if not self.progress:
@@ -207,7 +211,17 @@ def sweep_from_spec(spec: dict, where: str = "sweep") -> Sweep:
         wandb=bool(spec.get("wandb", True)),
         wandb_project=spec.get("wandb_project"),
         progress=bool(spec.get("progress", False)),
+        scoring=_scoring(spec.get("scoring"), where),
     )
+
+
+def _scoring(value: Any, where: str) -> str:
+    from moco_lit.evaluation.metrics import SCORINGS
+
+    scoring = "moco_lit" if value is None else str(value)
+    if scoring not in SCORINGS:
+        raise UserError(f"{where}: unknown scoring {scoring!r}; expected one of: {', '.join(SCORINGS)}")
+    return scoring
 
 
 # -- finding a cell's run folder without running it ----------------------------------------------
@@ -382,6 +396,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--collaborators", nargs="+", default=None, help="one pool of models")
     parser.add_argument("--run_dir", default=None, help="root of the run folders (default: runs)")
     parser.add_argument("--wandb", default=None, choices=["true", "false"], help="log every cell to W&B")
+    parser.add_argument(
+        "--scoring", default=None, choices=["moco_lit", "moco"], help="moco: MoCo's own rules"
+    )
     args, extra = parser.parse_known_args(argv)
     spec: dict[str, Any] = {}
     if args.config:
@@ -390,7 +407,7 @@ def main(argv: list[str]) -> int:
             raise UserError(f"sweep file {args.config!r} does not exist")
         spec = yaml.safe_load(path.read_text()) or {}
         spec.setdefault("name", path.stem)
-    for key in ("name", "methods", "benchmarks", "collaborators", "run_dir"):
+    for key in ("name", "methods", "benchmarks", "collaborators", "run_dir", "scoring"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
     if args.collaborators:

@@ -381,9 +381,10 @@ def test_test_command_scores_with_moco_rules_and_records_the_scorer(moco, monkey
                 "[callable:tests.evaluation.test_moco_scoring.phrased_answer]", "--data.benchmark", str(data),
                 "--run_dir", str(tmp_path / "runs"), "--wandb", "false", "--progress", "false", "--cache", "false",
                 "--scoring", scoring]  # fmt: skip
+        before = set((tmp_path / "runs").rglob("metrics.json"))
         assert main(argv) == 0, capsys.readouterr().err
-        folders = [p.parent for p in (tmp_path / "runs").rglob("metrics.json")]
-        folder = max(folders, key=lambda p: (p / "metrics.json").stat().st_mtime)
+        (metrics,) = set((tmp_path / "runs").rglob("metrics.json")) - before
+        folder = metrics.parent
         return json.loads((folder / "metrics.json").read_text()) | {"folder": folder}
 
     moco_run, default_run = run("moco"), run("moco_lit")
@@ -392,3 +393,26 @@ def test_test_command_scores_with_moco_rules_and_records_the_scorer(moco, monkey
     assert moco_run["score"] == pytest.approx(sum(theirs) / len(theirs)) == pytest.approx(0.4)
     assert default_run["score"] == pytest.approx(0.8)
     assert moco_run["folder"] != default_run["folder"]  # the scorer is part of the experiment
+    # a report compares runs of one scorer only
+    from moco_lit.errors import UserError
+    from moco_lit.report import write_report
+
+    with pytest.raises(UserError, match="different scorers"):
+        write_report([tmp_path / "runs"], tmp_path / "report")
+    files = write_report([moco_run["folder"]], tmp_path / "report")
+    assert {row["scoring"] for row in json.loads(files["json"].read_text())["rows"]} == {"moco"}
+
+
+def test_sweep_passes_the_scorer_to_every_cell(tmp_path):
+    from moco_lit.errors import UserError
+    from moco_lit.sweep import planned_run_folder, sweep_from_spec
+
+    spec = {"name": "s", "collaborators": ["callable:tests.scripted.oracle"], "benchmarks": ["quickstart_multiply"],
+            "methods": ["majority_vote"], "run_dir": str(tmp_path)}  # fmt: skip
+    moco_sweep, default_sweep = sweep_from_spec({**spec, "scoring": "moco"}), sweep_from_spec(spec)
+    moco_argv = moco_sweep.argv(moco_sweep.cells()[1])
+    default_argv = default_sweep.argv(default_sweep.cells()[1])
+    assert moco_argv[moco_argv.index("--scoring") + 1] == "moco" and "--scoring" not in default_argv
+    assert planned_run_folder(moco_argv) != planned_run_folder(default_argv)
+    with pytest.raises(UserError, match="unknown scoring 'mocco'"):
+        sweep_from_spec({**spec, "scoring": "mocco"})
