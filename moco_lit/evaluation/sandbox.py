@@ -17,10 +17,10 @@ user, in another PID namespace). The parent reads the verdict from a pipe only t
 Each sandbox has no network (its own empty network namespace), its own PID, IPC and UTS
 namespaces, a filesystem view of only the read-only system directories and the Python
 installation (and virtual environment), a new ``/proc`` and a minimal ``/dev``; the environment
-is cleared. The solution can write nowhere; the checker has a small private ``/tmp``. Run as root, it runs under a fresh unused uid/gid; run as
-a normal user, in a user namespace. OS limits (CPU seconds, address space, file size, open files,
-processes: one for the solution) are set before any benchmark or model code runs, and the
-wall-clock timeout kills the
+is cleared. The solution can write nowhere; the checker has a small private ``/tmp``. Run as
+root, each sandbox runs under a fresh unused uid/gid; run as a normal user, in a user namespace.
+OS limits (CPU seconds, address space, file size, open files, processes: one for the solution)
+are set before any benchmark or model code runs, and the wall-clock timeout kills the
 sandbox with everything in it. Where bubblewrap is unavailable, scoring refuses unless
 ``allow_unsafe_code_execution(True)`` was called (``--allow_unsafe_code_execution``), which runs
 the old best-effort child instead. ``docs/scoring.md`` states the threat model and its limits.
