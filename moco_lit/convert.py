@@ -273,6 +273,10 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
         "freeze_ratings": _equivalent_when(lambda v, h: not v, UNSUPPORTED["sparta"]["freeze_ratings"]),
     },
     "stackelberg": {
+        "current_iteration": _equivalent_when(
+            lambda v, h: not v, "MoCo resumes from its own iteration folders"
+        ),
+        "freeze_ratings": _equivalent_when(lambda v, h: not v, UNSUPPORTED["sparta"]["freeze_ratings"]),
         # same name, another meaning: MoCo's leader draws instructions (probabilistic/uniform)
         "leader_type": lambda v, h: (
             "MoCo's leader samples instructions; here it keeps the difficult "
