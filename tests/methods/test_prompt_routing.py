@@ -81,3 +81,20 @@ def test_the_router_choice_is_followed_and_nonsense_falls_back_to_dev_best(run_c
         name, fallback = expected[record["id"].split("-")[0]]
         assert record["answered_by"] == name and record["details"]["fallback"] is fallback
         assert record["score"] == 1.0
+
+
+def test_route_parsing_first_number_or_moco_s_highest_substring():
+    from moco_lit.collaborators import load_collaborator
+    from moco_lit.methods.api.prompt_routing import PromptRouting
+
+    specs = [
+        "callable:tests.scripted.oracle",
+        "callable:tests.scripted.wrong",
+        "callable:tests.scripted.multiplier",
+    ]
+    first, moco = PromptRouting(specs), PromptRouting(specs, route_parsing="highest_substring")
+    for model in (first, moco):
+        model.collaborators = [load_collaborator(spec) for spec in specs]
+    assert first.parse_route("1, not 3") == 0 and moco.parse_route("1, not 3") == 2
+    assert first.parse_route("12") is None and moco.parse_route("12") == 1
+    assert first.parse_route("none") is None and moco.parse_route("none") is None

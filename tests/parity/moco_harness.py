@@ -9,7 +9,7 @@ The pieces, in the order a test uses them:
   from what it is shown: which model it is, which example (found by matching the task's known
   question strings in the prompt), and which earlier replies the prompt quotes (found by matching
   the replies the script itself gave). Template wording is never read, since moco_lit's prompts are
-  its own. Each reply is ``content [model NNNNNN]``: the tag names its author and hashes everything
+  its own. Each reply is ``content [model xxxxxx]``: the tag names its author and hashes everything
   the policy saw, so a later prompt that quotes it is recognised and two systems that asked the
   same things get byte-identical replies. Every call is logged as a :class:`Call`.
 * :func:`run_moco` / :func:`run_moco_lit`: one run of each system with its own fresh
@@ -134,6 +134,9 @@ class Ask:
     """The same replies in the order the prompt shows them (for "first or second?" judges)."""
     repeat: int
     """How many identical asks came before (0 the first time): a sample index for sampling."""
+    prompt: str = field(default="", compare=False, repr=False)
+    """The prompt itself: look in it only for strings the test supplied to both systems (model
+    descriptions, say), never for template wording."""
 
     @property
     def quoted_contents(self) -> list[str]:
@@ -164,6 +167,10 @@ class Call:
 
 Policy = Callable[[Ask], str]
 
+TAG_LETTERS = "cdfghjklmnpqrstvwxz"
+"""A reply's tag is spelled without digits (routers read numbers), vowels (option texts have one)
+or the letters A and B (pairwise judges read them)."""
+
 
 class Script:
     """Scripted models for one run of one system: answers by ``policy``, logs every call."""
@@ -188,10 +195,12 @@ class Script:
         key = (model, split, record["id"], tuple(q.tag for q in quotes))
         repeat = self._seen[key]
         self._seen[key] += 1
-        ask = Ask(model, split, record["id"], record, tuple(quotes), in_order, repeat)
+        ask = Ask(model, split, record["id"], record, tuple(quotes), in_order, repeat, prompt)
         content = self.policy(ask)
-        digest = hashlib.sha256(repr((key, repeat, content)).encode()).hexdigest()
-        tag = f"{model} {int(digest, 16) % 10**6:06d}"
+        digest = int(hashlib.sha256(repr((key, repeat, content)).encode()).hexdigest(), 16)
+        tag = f"{model} " + "".join(
+            TAG_LETTERS[digest // len(TAG_LETTERS) ** k % len(TAG_LETTERS)] for k in range(6)
+        )
         reply = f"{content} [{tag}]"
         self.replies[reply] = Quote(model, content, tag)
         self.calls.append(Call(split, model, record["id"], key[3]))
@@ -328,7 +337,7 @@ under test never touch them, so a stub stands in when one is not installed."""
 
 def _import_moco_method(monkeypatch: pytest.MonkeyPatch, method: str) -> Any:
     for name in TRAINING_ONLY:
-        if importlib.util.find_spec(name) is None:
+        if name not in sys.modules and importlib.util.find_spec(name) is None:
             stub = types.ModuleType(name)
             stub.__getattr__ = lambda attr, name=name: _unavailable(name, attr)
             monkeypatch.setitem(sys.modules, name, stub)

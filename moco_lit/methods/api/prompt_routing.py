@@ -2,13 +2,17 @@
 
 The collaborator with the best dev score acts as the router: for every question it reads a
 numbered list of the collaborators' descriptions and names the number of the one that should
-answer. That collaborator then answers (one batched call per chosen model). A reply that names no
-valid number falls back to the dev-best model itself. MoCo: ``api_prompt_routing``.
+answer. That collaborator then answers (one batched call per chosen model). The route is the first
+valid model number in the reply; one that names none falls back to the dev-best model itself.
+MoCo reads the highest model number that appears anywhere in the reply, digits inside other
+numbers included ("1, not 3" routes to 3; "12" to 2): ``route_parsing: highest_substring``
+restores that. MoCo: ``api_prompt_routing``.
 """
 
 from __future__ import annotations
 
 import re
+from typing import Literal
 
 from moco_lit.errors import UserError
 from moco_lit.methods.base import Answer, CollaborationModule, Example
@@ -27,6 +31,8 @@ class PromptRouting(CollaborationModule):
     """Args:
     model_descriptions: one short description per collaborator (its strengths); default: its name.
     router_prompt: the router's template (fields ``{descriptions}``, ``{question}``).
+    route_parsing: how the reply is read: ``first_number`` (the first valid model number) or
+        ``highest_substring`` (MoCo's: the highest model number found anywhere in the text).
     """
 
     method_name = "prompt_routing"
@@ -39,6 +45,7 @@ class PromptRouting(CollaborationModule):
         collaborators: list[str | dict],
         model_descriptions: list[str] | None = None,
         router_prompt: str = ROUTER_PROMPT,
+        route_parsing: Literal["first_number", "highest_substring"] = "first_number",
         **kwargs,
     ) -> None:
         super().__init__(collaborators, **kwargs)
@@ -49,6 +56,7 @@ class PromptRouting(CollaborationModule):
             )
         self.model_descriptions = model_descriptions
         self.router_prompt = router_prompt
+        self.route_parsing = route_parsing
 
     def descriptions(self) -> str:
         texts = self.model_descriptions or self.collaborator_names
@@ -85,6 +93,9 @@ class PromptRouting(CollaborationModule):
 
     def parse_route(self, reply: str) -> int | None:
         """The collaborator index the reply names (its first valid model number), None if none."""
+        if self.route_parsing == "highest_substring":
+            count = len(self.collaborators)
+            return next((n - 1 for n in range(count, 0, -1) if str(n) in reply), None)
         for number in re.findall(r"\d+", reply):
             if 1 <= int(number) <= len(self.collaborators):
                 return int(number) - 1
