@@ -521,13 +521,14 @@ class MocoVerifierJudge(VerifierJudge):
 
 
 def moco_diversity(judge: judges.EmbeddingJudge, output: str, references: list) -> float:
-    """1 - mean cosine similarity, each text embedded as the mean over all 512 positions of its
-    padded encoding (padding included, as MoCo's feature-extraction pipeline does)."""
+    """1 - mean cosine similarity, each text embedded alone as the mean over its tokens.
+
+    MoCo asks its feature-extraction pipeline to pad to 512 tokens, but the pipeline passes on
+    only ``truncation``, so every text is embedded unpadded (special tokens included).
+    """
 
     def embed(text: str) -> torch.Tensor:
-        encoded = judge.tokenizer(
-            str(text), truncation=True, max_length=512, padding="max_length", return_tensors="pt"
-        ).to(judge.device)
+        encoded = judge.tokenizer(str(text), truncation=True, return_tensors="pt").to(judge.device)
         with torch.inference_mode():
             return judge.model(**encoded).last_hidden_state[0].float().mean(dim=0)
 

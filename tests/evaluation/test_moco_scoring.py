@@ -416,3 +416,55 @@ def test_sweep_passes_the_scorer_to_every_cell(tmp_path):
     assert planned_run_folder(moco_argv) != planned_run_folder(default_argv)
     with pytest.raises(UserError, match="unknown scoring 'mocco'"):
         sweep_from_spec({**spec, "scoring": "mocco"})
+
+
+# -- judge models: MoCo's own code on tiny local models ------------------------------------------
+
+
+def test_reward_model_scores_match_moco(moco, monkeypatch, tmp_path, tiny_reward_model):
+    import functools
+    import shutil
+
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = tmp_path / "reward"
+    shutil.copytree(tiny_reward_model, folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)  # MoCo formats every pair with a chat template
+    tokenizer.chat_template = "{% for m in messages %}{{ m['role'] }} {{ m['content'] }} {% endfor %}"
+    tokenizer.save_pretrained(folder)
+
+    def load_on_cpu(gpu_id=0, model_name=None):
+        moco.rm = AutoModelForSequenceClassification.from_pretrained(folder, num_labels=1)
+        moco.rm_tokenizer = AutoTokenizer.from_pretrained(folder)
+
+    monkeypatch.setattr(moco, "load_reward_model", load_on_cpu)
+    monkeypatch.setattr(moco, "reward_model_scores", functools.partial(moco.reward_model_scores, gpu_id=-1))
+    records, outputs = cases([({"input": q}, a) for q, a in itertools.product(
+        ["what is the capital of france", "the question"], ["paris", "london is the answer", "", "yes no yes"])])  # fmt: skip
+    theirs = moco_get_scores(moco, monkeypatch, "alpacaeval", "reward_model", records, outputs)
+    scorer = Scorer.for_task("reward_model", scoring="moco", reward_model=str(folder))
+    assert scorer.score(outputs, records) == pytest.approx(theirs, abs=1e-5)
+    assert len(set(theirs)) > 1
+
+
+def test_generation_diversity_matches_moco(moco, monkeypatch, tmp_path):
+    import transformers
+    from transformers import BertConfig, BertModel
+
+    from tests.evaluation.conftest import save_tokenizer
+
+    folder = tmp_path / "encoder"
+    tokenizer = save_tokenizer(folder)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                        num_attention_heads=2, max_position_embeddings=512, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    BertModel(config).save_pretrained(folder)
+    real_pipeline = transformers.pipeline
+    monkeypatch.setattr(transformers, "pipeline", lambda task, **_: real_pipeline(task, model=str(folder), device=-1))
+    records, outputs = cases([
+        ({"input": "q", "reference": ["the capital of france is paris", "paris"]}, "paris is the capital"),
+        ({"input": "q", "reference": ["yes", "no", "final answer"]}, "no"),
+        ({"input": "q", "reference": ["what is the question"]}, "what is the question"),
+    ])  # fmt: skip
+    theirs = moco_get_scores(moco, monkeypatch, "novelty", "generation_diversity", records, outputs)
+    scorer = Scorer.for_task("generation_diversity", scoring="moco", encoder=str(folder))
+    assert scorer.score(outputs, records) == pytest.approx(theirs, abs=1e-5)
