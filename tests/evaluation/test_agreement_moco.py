@@ -1,6 +1,6 @@
-"""Agreement with MoCo's own scoring functions, where MoCo's sdist is unpacked at /tmp/moco.
+"""Agreement with MoCo's own scoring functions: the installed ``modelco`` (or an sdist unpacked at /tmp/moco).
 
-Skipped when it is absent (CI). Clear-cut outputs must score the same; the cases where moco_lit
+Skipped when neither is present. Clear-cut outputs must score the same; the cases where moco_lit
 deliberately differs (docs/scoring.md) are listed and checked to differ as documented.
 """
 
@@ -15,9 +15,15 @@ import pytest
 
 from moco_lit.evaluation.extraction import answers_equal, best_alias_f1, extract_choice, extract_final_answer
 
-MOCO_DATA = Path("/tmp/moco/modelco-1.1.2/model_collaboration/data")
+_INSTALLED = importlib.util.find_spec("model_collaboration")
+MOCO_DATA = (
+    Path(_INSTALLED.submodule_search_locations[0]) / "data"
+    if _INSTALLED
+    else Path("/tmp/moco/modelco-1.1.2/model_collaboration/data")
+)
 pytestmark = pytest.mark.skipif(
-    not (MOCO_DATA / "eval.py").exists(), reason="MoCo sdist not unpacked at /tmp/moco"
+    not (MOCO_DATA / "eval.py").exists(),
+    reason="MoCo not installed (pip install --no-deps modelco==1.1.2) nor unpacked at /tmp/moco",
 )
 
 
