@@ -108,11 +108,18 @@ class Collaborator:
             return torch.device("cpu")
         return next(self.model.parameters()).device
 
-    def render(self, prompt: Prompt) -> str:
-        """The exact text the model reads: its chat template, or a plain-text fallback without one."""
+    def render(self, prompt: Prompt, enable_thinking: bool | None = False) -> str:
+        """The exact text the model reads: its chat template, or a plain-text fallback without one.
+
+        ``enable_thinking`` goes to the template (False turns Qwen3's thinking off, as MoCo does;
+        templates that do not use it ignore it); None leaves the template's own default.
+        """
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         if self.has_chat_template:
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            options = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
+            return self.tokenizer.apply_chat_template(
+                messages, tokenize=False, add_generation_prompt=True, **options
+            )
         return render_plain(messages)
 
     def refresh_fingerprint(self, salt: str) -> None:

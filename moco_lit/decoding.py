@@ -634,7 +634,9 @@ class DecodingSession:
     ) -> None:
         self.collaborators = list(collaborators)
         self.decoding = decoding
-        self.streams = [ModelStream(c, [c.render(p) for p in prompts]) for c in collaborators]
+        self.streams = [
+            ModelStream(c, [c.render(p, decoding.enable_thinking) for p in prompts]) for c in collaborators
+        ]
         self.pickers = [
             TokenPicker(decoding, [example_seed(seed, "model", m) for seed in seeds])
             for m in range(len(collaborators))
@@ -874,7 +876,7 @@ class JointDecoder:
         found = self.cache.get_many(keys) if self.cache is not None else {}
         missing = sorted(
             {i for i, key in enumerate(keys) if key not in found},
-            key=lambda i: -len(self.collaborators[0].render(prompts[i])),
+            key=lambda i: -len(self.collaborators[0].render(prompts[i], self.decoding.enable_thinking)),
         )
         fresh: dict[str, dict] = {}
         for start in range(0, len(missing), self.batch_size):
@@ -911,6 +913,6 @@ class JointDecoder:
 
     def _key(self, prompt: Prompt, rule: FuseRule | SwitchRule | PatchRule, seed: int) -> str:
         fingerprints = "|".join(c.fingerprint for c in self.collaborators)
-        rendered = "\x1e".join(c.render(prompt) for c in self.collaborators)
+        rendered = "\x1e".join(c.render(prompt, self.decoding.enable_thinking) for c in self.collaborators)
         fields = {**self.decoding.cache_fields(), "rule": rule.key, "engine": ENGINE_VERSION}
         return cache_key(fingerprints, rendered, fields, 0 if self.decoding.greedy else seed, 0)

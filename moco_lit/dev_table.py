@@ -22,13 +22,14 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
 
 from moco_lit.errors import UserError
 from moco_lit.methods.base import Answer, CollaborationModule
+from moco_lit.training import LR_SCHEDULES, lr_factor
 
 DEV_ANSWERS = "dev_answers.jsonl"
 
@@ -259,6 +260,12 @@ class DevTrainedModule(CollaborationModule):
     ``dev_answers.jsonl``), then the Trainer runs the epochs. Validation during ``fit`` is skipped:
     it would score the method on its own training questions. The checkpoint holds the weights,
     the dev table and its labels; ``test`` without one stops with a clear error.
+
+    Args:
+        learning_rate, weight_decay: AdamW's.
+        lr_schedule: ``cosine`` (MoCo's: linear warmup over ``warmup_steps``, then from
+            ``learning_rate`` down to 0 over the fit, per optimizer step) or ``constant``.
+        warmup_steps: optimizer steps of linear warmup (MoCo's 0).
     """
 
     needs_calibration = True
@@ -268,11 +275,19 @@ class DevTrainedModule(CollaborationModule):
         collaborators: list[str | dict],
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
+        lr_schedule: Literal["cosine", "constant"] = "cosine",
+        warmup_steps: int = 0,
         **kwargs,
     ) -> None:
         super().__init__(collaborators, **kwargs)
+        if lr_schedule not in LR_SCHEDULES:
+            raise UserError(f"lr_schedule {lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
+        if warmup_steps < 0:
+            raise UserError(f"warmup_steps must be >= 0, got {warmup_steps}")
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.warmup_steps = warmup_steps
         self.ddp_anchor.requires_grad_(False)  # the method's own weights are what DDP synchronises
         self.register_buffer("trained", torch.tensor(False))
         self.dev_table: DevTable | None = None
@@ -303,9 +318,29 @@ class DevTrainedModule(CollaborationModule):
     def on_train_epoch_end(self) -> None:
         self.trained.fill_(True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        trainable = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.AdamW(trainable, lr=self.learning_rate, weight_decay=self.weight_decay)
+    def configure_optimizers(self) -> dict:
+        return self.adamw_with_schedule([p for p in self.parameters() if p.requires_grad])
+
+    def adamw_with_schedule(self, parameters: list[torch.nn.Parameter]) -> dict:
+        """AdamW on ``parameters`` with ``lr_schedule`` stepped after every optimizer step."""
+        optimizer = torch.optim.AdamW(parameters, lr=self.learning_rate, weight_decay=self.weight_decay)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    def _lr_factor(self, step: int) -> float:
+        if self.lr_schedule == "constant" or (step == 0 and self.warmup_steps == 0):
+            return 1.0  # no horizon needed (the optimizer is built before the epochs are known)
+        horizon = self.lr_horizon()
+        return lr_factor(step % horizon, horizon, self.lr_schedule, self.warmup_steps)
+
+    def lr_horizon(self) -> int:
+        """Optimizer steps one cosine spans: the whole fit (MoCo decays over one training run).
+
+        Read when the schedule is evaluated, after ``prepare_training`` may have set the epochs.
+        """
+        if self._trainer is None:
+            return 1
+        return max(1, int(min(self.trainer.estimated_stepping_batches, 2**31)))
 
     def on_validation_start(self) -> None:
         if self.trainer.state.fn != "fit":

@@ -30,11 +30,15 @@ THINK_END = "</think>"
 
 @dataclass(frozen=True)
 class DecodingConfig:
-    """How to decode. ``temperature`` 0 means greedy."""
+    """How to ask a model. ``temperature`` 0 means greedy (this struct's default; methods default
+    to MoCo's sampling, see ``CollaborationModule``). ``enable_thinking`` is passed to the chat
+    template (Qwen3's thinking switch; templates without it ignore it); None leaves the template's
+    own default."""
 
     max_new_tokens: int = 512
     temperature: float = 0.0
     top_p: float = 1.0
+    enable_thinking: bool | None = False
 
     @property
     def greedy(self) -> bool:
@@ -42,6 +46,8 @@ class DecodingConfig:
 
     def cache_fields(self) -> dict:
         fields = asdict(self)
+        # the switch acts through the rendered prompt, which is part of every key already
+        del fields["enable_thinking"]
         if self.greedy:  # greedy output does not depend on top_p
             fields["top_p"] = 1.0
         return fields
@@ -163,7 +169,7 @@ class GenerationEngine:
         if len(seeds) != len(prompts):
             raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
         requests = [
-            _Request(i, collaborator.render(prompt), seed, sample)
+            _Request(i, collaborator.render(prompt, decoding.enable_thinking), seed, sample)
             for i, (prompt, seed) in enumerate(zip(prompts, seeds))
         ]
         fields = decoding.cache_fields()

@@ -227,9 +227,27 @@ class QuickstartRun:
     teacher: QuickstartRun | None = None
 
 
+TINY_LORA = ("--model.lora_r", "16", "--model.lora_alpha", "32", "--model.lora_dropout", "0.05")
+"""Small adapters for the ~0.1M-parameter specialists (MoCo's r 64 / alpha 16 / dropout 0.1 is
+sized for 7B models)."""
+
+FAST_LR = ("--model.lr_schedule", "constant")
+"""Models trained for a few seconds need their whole (larger) learning rate at every step: no
+cosine decay (MoCo decays 1e-5 over hours of training)."""
+
 TRAINED_ROUTER = QuickstartRun(
     "trained_router",
-    ("--model.router", "encoder", "--model.router_base_model", "{specialist}", "--trainer.max_epochs", "20"),
+    (
+        *(
+            "--model.router",
+            "encoder",
+            "--model.router_base_model",
+            "{specialist}",
+            "--trainer.max_epochs",
+            "20",
+        ),
+        *FAST_LR,
+    ),
     fit_first=True,
 )
 
@@ -250,7 +268,11 @@ QUICKSTART_RUNS: list[QuickstartRun] = [
     QuickstartRun("model_swarms", ("--model.max_iterations", "3")),
     TRAINED_ROUTER,
     # the trained collaborations, each sized to at most ~20 s of fit + test on 2 CPU cores
-    QuickstartRun("sparta", ("--model.num_iterations", "1"), fit_first=True),
+    QuickstartRun(
+        "sparta",
+        ("--model.num_iterations", "1", "--model.learning_rate", "1e-4", *FAST_LR, *TINY_LORA),
+        fit_first=True,
+    ),
     QuickstartRun(
         "agglm",
         (
@@ -259,6 +281,7 @@ QUICKSTART_RUNS: list[QuickstartRun] = [
             "--model.sample_size",
             "1",
             *("--data.dev_limit", "30", "--data.batch_size", "8"),
+            *FAST_LR,
         ),
         fit_first=True,
     ),
@@ -267,11 +290,15 @@ QUICKSTART_RUNS: list[QuickstartRun] = [
         (
             *("--model.teacher_run", "{teacher}", "--model.learning_rate", "2e-3"),
             *("--model.epochs_per_iteration", "10", "--data.batch_size", "8"),
+            *FAST_LR,
+            *TINY_LORA,
         ),
         fit_first=True,
         teacher=TRAINED_ROUTER,
     ),
-    QuickstartRun("multiagent_finetuning", fit_first=True),
+    QuickstartRun(
+        "multiagent_finetuning", ("--model.learning_rate", "1e-4", *FAST_LR, *TINY_LORA), fit_first=True
+    ),
     QuickstartRun(
         "llm_blender",
         (
@@ -283,6 +310,8 @@ QUICKSTART_RUNS: list[QuickstartRun] = [
             *("--model.ranker_max_new_tokens", "2", "--model.max_new_tokens", "32"),
             *("--model.learning_rate", "1e-3", "--model.epochs_per_iteration", "3", "--data.dev_limit", "30"),
             *("--data.batch_size", "16"),
+            *FAST_LR,
+            *TINY_LORA,
         ),
         fit_first=True,
     ),
@@ -339,8 +368,9 @@ def _common_args(folders: list[str], run_dir: str, limit: int | None) -> list[st
     return [
         "--model.collaborators",
         "[" + ", ".join(folders) + "]",
-        "--model.max_new_tokens",
-        "8",
+        # answers are a few characters, and the specialists' only skill is their most likely
+        # answer: greedy decoding within a short budget (MoCo samples at 0.7 within 512 tokens)
+        *("--model.max_new_tokens", "8", "--model.temperature", "0"),
         "--data.benchmark",
         "quickstart",
         "--data.batch_size",

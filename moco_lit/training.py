@@ -6,17 +6,37 @@ are masked with -100), and ``sft_loss`` is the token-mean cross-entropy over tho
 reference is the same model with its adapter disabled); ``dpo_loss`` is DPO on those;
 ``group_advantages`` and ``grpo_loss`` are GRPO's group-normalised advantages and clipped ratio
 objective with an optional KL penalty. ``deferral_labels`` and ``deferral_marginal_loss`` are Co-LLM's
-initial deferral targets and marginal-likelihood objective.
+initial deferral targets and marginal-likelihood objective. ``lr_factor`` is the learning-rate
+schedule (MoCo's cosine, or constant).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 IGNORE_INDEX = -100
+
+LR_SCHEDULES = ("cosine", "constant")
+
+
+def lr_factor(step: int, horizon: int, schedule: str, warmup_steps: int = 0) -> float:
+    """The learning-rate multiplier after ``step`` optimizer steps of a ``horizon``-step run.
+
+    ``cosine`` is the Hugging Face Trainer's (MoCo's ``lr_scheduler_type="cosine"``): linear warmup
+    over ``warmup_steps``, then half a cosine from 1 down to 0 at ``horizon``; ``constant`` keeps 1.
+    """
+    if schedule == "constant":
+        return 1.0
+    if schedule != "cosine":
+        raise ValueError(f"lr_schedule {schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
+    if step < warmup_steps:
+        return step / max(1, warmup_steps)
+    progress = (step - warmup_steps) / max(1, horizon - warmup_steps)
+    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
 
 
 def completion_batch(

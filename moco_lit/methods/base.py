@@ -16,7 +16,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import lightning as L
@@ -62,9 +62,12 @@ class CollaborationModule(L.LightningModule):
 
     Args:
         collaborators: the models (hub ids, folders, ``.gguf`` files, short names, ``base+adapter``).
-        max_new_tokens: generation budget per model call.
+        max_new_tokens: generation budget per model call (MoCo's 512).
         temperature: 0 decodes greedily; above 0 samples (reproducibly per example and seed).
-        top_p: nucleus sampling mass when sampling.
+            MoCo's 0.7 by default: recipes that decode greedily say why.
+        top_p: nucleus sampling mass when sampling (MoCo's 0.9).
+        enable_thinking: the chat templates' thinking switch; False (MoCo's choice for Qwen3)
+            turns thinking off, None leaves each template's own default.
         seed: base seed of every sample drawn.
         generation_batch_size: prompts per forward batch in the generation engine.
         reward_model: judge for ``reward_model`` benchmarks (MoCo's default).
@@ -83,8 +86,9 @@ class CollaborationModule(L.LightningModule):
         self,
         collaborators: list[str | dict],
         max_new_tokens: int = 512,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
+        temperature: float = 0.7,
+        top_p: float = 0.9,
+        enable_thinking: bool | None = False,
         seed: int = 42,
         generation_batch_size: int = 16,
         reward_model: str = "Skywork/Skywork-Reward-Llama-3.1-8B-v0.2",
@@ -96,7 +100,12 @@ class CollaborationModule(L.LightningModule):
         self._check_collaborator_count(collaborators)
         _check_decoding(max_new_tokens, temperature, top_p)
         self.collaborator_specs = list(collaborators)
-        self.decoding = DecodingConfig(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+        self.decoding = DecodingConfig(
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            top_p=top_p,
+            enable_thinking=enable_thinking,
+        )
         self.runtime = RuntimeOptions()
         self.collaborators: list[Collaborator] = []
         self.engine: GenerationEngine | None = None
@@ -229,7 +238,7 @@ class CollaborationModule(L.LightningModule):
         """``num_samples`` sampled outputs per prompt (the method's temperature, at least 0.7)."""
         decoding = self.decoding
         if decoding.greedy:
-            decoding = DecodingConfig(decoding.max_new_tokens, temperature=0.7, top_p=decoding.top_p)
+            decoding = replace(decoding, temperature=0.7)
         seeds = [example_seed(self.hparams.seed, example_id, model, step) for example_id in ids]
         samples = self.engine.sample(self.collaborators[model], prompts, decoding, num_samples, seeds)
         for example_id, outputs in zip(ids, samples):

@@ -14,13 +14,16 @@ from moco_lit.methods.base import Answer, CollaborationModule, ScoreSums
 class SingleModel(CollaborationModule):
     """Args:
     model: index of the one collaborator to run; None runs each of them (one row each).
+    max_new_tokens: MoCo's single-model baseline budget, 100 (every other method's is 512).
     """
 
     method_name = "single_model"
     level = "baseline"
 
-    def __init__(self, collaborators: list[str | dict], model: int | None = None, **kwargs) -> None:
-        super().__init__(collaborators, **kwargs)
+    def __init__(
+        self, collaborators: list[str | dict], model: int | None = None, max_new_tokens: int = 100, **kwargs
+    ) -> None:
+        super().__init__(collaborators, max_new_tokens=max_new_tokens, **kwargs)
         if model is not None and not 0 <= model < len(collaborators):
             from moco_lit.errors import UserError
 

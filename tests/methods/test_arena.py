@@ -67,7 +67,7 @@ def test_fit_with_export_dir_saves_every_trained_agent(run_cli, tiny_models, tmp
     common += ["--model.max_new_tokens", "4", "--model.lora_r", "4", "--data.benchmark", "quickstart"]
     export = tmp_path / "adapters"
     _, fitted = run_cli("fit", *common, "--data.dev_limit", "4", "--model.export_dir", str(export))
-    agents = fitted.model.agents
+    agents = fitted.model.agents.eval()  # LoRA dropout off, as when the adapter is used
     assert sorted(p.name for p in export.iterdir()) == sorted(agents.agents)
     ids = torch.tensor([[5, 6, 7, 8, 9]])
     key = sorted(agents.agents)[-1]

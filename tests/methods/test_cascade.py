@@ -40,6 +40,8 @@ def test_logit_cascade_on_tiny_models_uses_dev_quantile_thresholds(run_cli, tiny
         collaborators_arg(tiny_models),
         "--model.max_new_tokens",
         "6",
+        "--model.temperature",
+        "0",  # greedy: the thresholds are recomputed below without the method's seeds
         "--data.benchmark",
         "quickstart",
         "--data.limit",

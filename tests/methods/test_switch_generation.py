@@ -30,6 +30,8 @@ def _args(collaborators: list[str], *extra: str) -> list[str]:
         collaborators_arg(collaborators),
         "--model.max_new_tokens",
         "12",
+        "--model.temperature",
+        "0",  # greedy: the patch counts below assume the models' most likely tokens
         "--model.patch_size",
         "4",
         "--data.benchmark",

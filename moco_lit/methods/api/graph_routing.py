@@ -86,6 +86,7 @@ class GraphRouting(DevTrainedModule):
     hidden_features: GNN width (nodes carry twice this).
     learning_rate: AdamW learning rate (MoCo: 1e-4 over 500 steps).
     weight_decay: AdamW weight decay.
+    lr_schedule: ``constant`` (MoCo's plain AdamW) or ``cosine``.
     scenario: ``Performance First``, ``Balance`` or ``Cost First``: weights of score vs cost.
     model_descriptions: text of each model node (default: the collaborator names).
     task_description: text of the task node (default: the benchmark name).
@@ -102,12 +103,19 @@ class GraphRouting(DevTrainedModule):
         hidden_features: int = 8,
         learning_rate: float = 1e-4,
         weight_decay: float = 1e-4,
+        lr_schedule: Literal["cosine", "constant"] = "constant",
         scenario: Literal["Performance First", "Balance", "Cost First"] = "Performance First",
         model_descriptions: list[str] | None = None,
         task_description: str | None = None,
         **kwargs,
     ) -> None:
-        super().__init__(collaborators, learning_rate=learning_rate, weight_decay=weight_decay, **kwargs)
+        super().__init__(
+            collaborators,
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            lr_schedule=lr_schedule,
+            **kwargs,
+        )
         if scenario not in SCENARIOS:
             raise UserError(f"graph_routing.scenario must be one of {list(SCENARIOS)}, got {scenario!r}")
         if model_descriptions is not None and len(model_descriptions) != len(collaborators):

@@ -150,6 +150,7 @@ class MentorCollab(DevTrainedModule):
     mlp_threshold: ``train`` keeps the mentor's continuation when the MLP's probability exceeds it.
     mlp_hidden: hidden width of the MLP.
     learning_rate: AdamW learning rate of the MLP.
+    lr_schedule: ``constant`` or ``cosine`` (the MLP is trained here only: MoCo ships it trained).
 
     Training labels (``fit``, ``mode: train``): dev questions are decoded with a seeded coin at each
     branch point (so both kinds of branch are visited); each branch is then finished by the
@@ -173,9 +174,10 @@ class MentorCollab(DevTrainedModule):
         mlp_threshold: float = 0.5,
         mlp_hidden: int = 64,
         learning_rate: float = 1e-3,
+        lr_schedule: Literal["cosine", "constant"] = "constant",
         **kwargs,
     ) -> None:
-        super().__init__(collaborators, learning_rate=learning_rate, **kwargs)
+        super().__init__(collaborators, learning_rate=learning_rate, lr_schedule=lr_schedule, **kwargs)
         if mode not in ("free", "train"):
             raise UserError(f"mentor_collab.mode must be free or train, got {mode!r}")
         if not 0 <= decision_proportion <= 100:

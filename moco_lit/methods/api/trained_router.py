@@ -39,6 +39,7 @@ DEFAULT_BASE_MODELS = {
     "encoder": "sentence-transformers/all-MiniLM-L6-v2",
 }
 DEFAULT_LEARNING_RATES = {"causal_lm": 1e-5, "encoder": 1e-3}
+DEFAULT_LR_SCHEDULES = {"causal_lm": "cosine", "encoder": "constant"}
 
 
 class TrainedRouter(DevTrainedModule):
@@ -50,6 +51,7 @@ class TrainedRouter(DevTrainedModule):
     model_descriptions: one line per collaborator shown to the ``causal_lm`` router.
     learning_rate: default 1e-5 for ``causal_lm`` (MoCo's), 1e-3 for the encoder head.
     weight_decay: AdamW weight decay.
+    lr_schedule: default ``cosine`` for ``causal_lm`` (MoCo's), ``constant`` for the encoder head.
     head_hidden: hidden width of the encoder head's MLP; 0 makes it linear.
     lora: LoRA adapter on the causal LM router (MoCo: r 64, alpha 16, dropout 0.1 on q/k/v/o);
         false fine-tunes all its weights.
@@ -73,6 +75,7 @@ class TrainedRouter(DevTrainedModule):
         model_descriptions: list[str] | None = None,
         learning_rate: float | None = None,
         weight_decay: float = 0.0,
+        lr_schedule: Literal["cosine", "constant"] | None = None,
         head_hidden: int = 0,
         lora: bool = True,
         lora_r: int = 64,
@@ -87,6 +90,7 @@ class TrainedRouter(DevTrainedModule):
             collaborators,
             learning_rate=learning_rate or DEFAULT_LEARNING_RATES.get(router, 1e-3),
             weight_decay=weight_decay,
+            lr_schedule=lr_schedule or DEFAULT_LR_SCHEDULES.get(router, "constant"),
             **kwargs,
         )
         if router not in DEFAULT_BASE_MODELS:

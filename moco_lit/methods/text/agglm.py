@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter
+from dataclasses import replace
 
 import torch
 
 from moco_lit.collaborators import Collaborator, load_collaborator
 from moco_lit.errors import UserError
-from moco_lit.generation import DecodingConfig, example_seed
+from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer, Example
 from moco_lit.methods.text.arena import AgentTrainedModule
 from moco_lit.methods.text.discussion import question_of
@@ -155,9 +156,8 @@ class AggLM(AgentTrainedModule):
         examples = [by_id[item["id"]] for item in items]
         agent = self.aggregator
         self.agents.activate(agent)
-        decoding = DecodingConfig(
-            self.decoding.max_new_tokens, self.hparams.grpo_temperature, self.decoding.top_p
-        )
+        # TRL's GRPO rollouts in MoCo: the GRPO temperature, no nucleus cut
+        decoding = replace(self.decoding, temperature=self.hparams.grpo_temperature, top_p=1.0)
         seeds = [
             example_seed(self.hparams.seed, e["id"], "grpo", self.global_step, k)
             for k, e in enumerate(examples)
@@ -169,7 +169,11 @@ class AggLM(AgentTrainedModule):
         completions = [g.text for group in groups for g in group]
         graded = [e for e in examples for _ in range(self.group_size)]
         rewards = torch.tensor([float(s or 0.0) for s in self.score(completions, graded)])
-        rendered = [agent.render(item["prompt"]) for item in items for _ in range(self.group_size)]
+        rendered = [
+            agent.render(item["prompt"], decoding.enable_thinking)
+            for item in items
+            for _ in range(self.group_size)
+        ]
         tokens = completion_batch(agent.tokenizer, rendered, completions, self.max_length)
         tokens = {key: value.to(self.device) for key, value in tokens.items()}
         self.log("train/reward", rewards.mean(), batch_size=len(items))

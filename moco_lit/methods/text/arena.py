@@ -136,9 +136,9 @@ class LoraAgents(nn.Module):
         models: dict[str, Collaborator],
         layout: Layout = "auto",
         lora: bool = True,
-        lora_r: int = 16,
-        lora_alpha: int = 32,
-        lora_dropout: float = 0.05,
+        lora_r: int = 64,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.1,
         lora_target_modules: Sequence[str] = ("q_proj", "k_proj", "v_proj", "o_proj"),
     ) -> None:
         super().__init__()
@@ -285,14 +285,16 @@ class AgentTrainedModule(DevTrainedModule):
     iteration's items and attributes travel in checkpoints: a fit resumed between two epochs of
     one iteration trains on them again instead of building the iteration a second time.
 
-    Args (shared by every trained text method):
-    learning_rate, weight_decay: AdamW's.
+    Args (shared by every trained text method; the defaults are MoCo's SFT settings):
+    learning_rate, weight_decay: AdamW's (MoCo's SFT: 1e-5, 0).
+    lr_schedule, warmup_steps: see ``DevTrainedModule``; the cosine restarts every iteration, as
+        each of MoCo's iterations is a training run of its own.
     num_iterations, epochs_per_iteration: build-then-train iterations, and epochs in each.
     multi_model: ``shared_base`` (one loaded model, one LoRA adapter per agent), ``one_by_one``
         (a copy per agent) or ``auto`` (shared when every agent copies one model and LoRA is on).
     lora, lora_r, lora_alpha, lora_dropout, lora_target_modules: LoRA adapters (``lora: false``
-        fine-tunes every weight).
-    max_length: prompt + completion tokens per training sequence.
+        fine-tunes every weight); MoCo's r 64, alpha 16, dropout 0.1 on the attention projections.
+    max_length: prompt + completion tokens per training sequence (MoCo's SFT: 4096).
     export_dir: save each trained agent to ``export_dir/<agent>`` when ``fit`` ends (and on
         ``predict`` from a checkpoint): a PEFT adapter folder that loads as ``base+folder``
         wherever a model is named, or the whole model when fine-tuned in full.
@@ -304,17 +306,17 @@ class AgentTrainedModule(DevTrainedModule):
     def __init__(
         self,
         collaborators: list[str | dict],
-        learning_rate: float = 1e-4,
+        learning_rate: float = 1e-5,
         weight_decay: float = 0.0,
         num_iterations: int = 1,
         epochs_per_iteration: int = 1,
         multi_model: Layout = "auto",
         lora: bool = True,
-        lora_r: int = 16,
-        lora_alpha: int = 32,
-        lora_dropout: float = 0.05,
+        lora_r: int = 64,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.1,
         lora_target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"],  # noqa: B006
-        max_length: int = 512,
+        max_length: int = 4096,
         export_dir: str | None = None,
         **kwargs,
     ) -> None:
@@ -423,7 +425,7 @@ class AgentTrainedModule(DevTrainedModule):
     # -- losses on one agent ------------------------------------------------------------------
 
     def _tokens(self, agent: Collaborator, prompts: Sequence[Prompt], completions: Sequence[str]):
-        rendered = [agent.render(p) for p in prompts]
+        rendered = [agent.render(p, self.decoding.enable_thinking) for p in prompts]
         batch = completion_batch(agent.tokenizer, rendered, completions, self.max_length)
         return {key: value.to(self.device) for key, value in batch.items()}
 
@@ -543,11 +545,14 @@ class AgentTrainedModule(DevTrainedModule):
             self.take_rank_zero_state()
             self.export_agents()
 
-    def configure_optimizers(self) -> torch.optim.Optimizer | None:
+    def configure_optimizers(self) -> dict | None:
         parameters = self.agents.trainable_parameters()
         if not parameters:  # only scripted collaborators: the method's state still evolves (ratings)
             return None
-        return torch.optim.AdamW(parameters, lr=self.learning_rate, weight_decay=self.weight_decay)
+        return self.adamw_with_schedule(parameters)
+
+    def lr_horizon(self) -> int:
+        return max(1, super().lr_horizon() // self.num_iterations)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)

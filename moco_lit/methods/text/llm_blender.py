@@ -18,9 +18,10 @@ dev-ranked candidates. Zero-shot when both are off.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from itertools import combinations
-
 from typing import Literal
+
 import torch
 
 from moco_lit.collaborators import Collaborator, Prompt, load_collaborator
@@ -67,10 +68,11 @@ class LlmBlender(AgentTrainedModule):
     fuser: the model that writes the final answer: a collaborator index or a model.
     top_k: how many of the best-ranked candidates the fuser reads.
     ranker_max_new_tokens: generation budget of one verdict.
-    train_ranker_on_dev: LoRA-tune the ranker on dev preference pairs (under ``fit``).
     verdict_parsing: how a verdict is read: ``standalone`` (the first standalone letter A or B) or
         ``first_letter`` (MoCo's: the first A or B character anywhere in the reply).
+    train_ranker_on_dev: LoRA-tune the ranker on dev preference pairs (under ``fit``).
     train_fuser_on_dev: LoRA-tune the fuser on dev gold answers (under ``fit``).
+    epochs_per_iteration: SFT epochs of the ranker and fuser (MoCo's 3).
     (the training arguments of ``arena.AgentTrainedModule`` apply when either is on)
     """
 
@@ -85,12 +87,13 @@ class LlmBlender(AgentTrainedModule):
         fuser: int | str = 0,
         top_k: int = 3,
         ranker_max_new_tokens: int = 128,
+        verdict_parsing: Literal["standalone", "first_letter"] = "standalone",
         train_ranker_on_dev: bool = False,
         train_fuser_on_dev: bool = False,
-        verdict_parsing: Literal["standalone", "first_letter"] = "standalone",
+        epochs_per_iteration: int = 3,
         **kwargs,
     ) -> None:
-        super().__init__(collaborators, **kwargs)
+        super().__init__(collaborators, epochs_per_iteration=epochs_per_iteration, **kwargs)
         self.trained_roles = [
             role for role, on in (("ranker", train_ranker_on_dev), ("fuser", train_fuser_on_dev)) if on
         ]
@@ -105,10 +108,8 @@ class LlmBlender(AgentTrainedModule):
         self.ranker = ranker
         self.fuser = fuser
         self.top_k = top_k
-        self.ranker_decoding = DecodingConfig(
-            ranker_max_new_tokens, self.decoding.temperature, self.decoding.top_p
-        )
         self.verdict_parsing = verdict_parsing
+        self.ranker_decoding = replace(self.decoding, max_new_tokens=ranker_max_new_tokens)
         self.helpers: dict[str, Collaborator] = {}
 
     def setup(self, stage: str) -> None:
