@@ -72,17 +72,26 @@ RENAMED: dict[str, dict[str, tuple[str, ...]]] = {
 # What MoCo runs with where a config leaves a setting out, by moco_lit target, wherever moco_lit's
 # default differs (including what MoCo fixes in code): written into the recipe unless the config
 # sets that target. GENERATION_DEFAULTS (main.py's) come first; a method's own defaults win.
+_GREEDY = {"temperature": 0.0, "top_p": 1.0}  # methods MoCo decodes greedily with its own loop
 MOCO_DEFAULTS: dict[str, dict[str, Any]] = {
     "bbmas": {"max_iterations": 10},
     "cascade": {"max_new_tokens": 256, "generation_batch_size": 8},
-    "collm": {"training_data": "nlile/hendrycks-MATH-benchmark", "max_seq_length": 2048},
+    "collm": {
+        "training_data": "nlile/hendrycks-MATH-benchmark",
+        "max_seq_length": 2048,
+        **_GREEDY,
+    },
     "expo": {"alpha_candidates": [0.1, 0.2, 0.3, 0.4, 0.5]},
     # MoCo scores each candidate graph on the whole (ratio-cut) dev split
     "heterogeneous_swarms": {"ratio": 1.0},
-    "lorahub": {"max_new_tokens": 256, "generation_batch_size": 4},
+    "logit_contrastive": {"top_p": 1.0},
+    "logit_fusion": {"top_p": 1.0},
+    "lorahub": {"max_new_tokens": 256, "generation_batch_size": 4, **_GREEDY},
     # MoCo's vote counts a reply with no readable answer as a vote for "no answer"
     "majority_vote": {"count_unparsed": True},
+    "mentor_collab": _GREEDY,
     "model_swarms": {"merge": "full"},
+    "nudging": {"top_p": 1.0},
     "single_model": {"max_new_tokens": 100, "generation_batch_size": 8},
     "sparta": {"max_new_tokens": 256, "generation_batch_size": 1},
     "stackelberg": {"max_new_tokens": 256, "generation_batch_size": 1, "num_iterations": 1},
@@ -190,6 +199,13 @@ def _unused_when(flag: str, reason: str) -> Rule:
 _SFT = "per-role fine-tuning settings: the trained ranker/fuser use the method's LoRA training arguments"
 _SELECTOR = "MoCo LoRA-tunes a causal LM selector on reward-model-scored rollouts; here a head on a frozen encoder learns from the task metric"
 
+# MoCo's collm, lorahub and mentor_collab decode greedily with their own loops (the run's
+# temperature and top_p unused); logit_fusion and nudging sample without a nucleus cut
+_GREEDY_RULES: dict[str, Rule] = {
+    "temperature": lambda v, h: {"temperature": 0.0},
+    "top_p": lambda v, h: {"top_p": 1.0},
+}
+
 VALUE_RULES: dict[str, dict[str, Rule]] = {
     "*": {
         "load_in_8bit": _equivalent_when(
@@ -204,6 +220,7 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
             lambda v, h: v == "constant", "the learning rate stays constant here"
         ),
     },
+    "collm": _GREEDY_RULES,
     "expo": {
         "sft_models": _equivalent_when(
             lambda v, h: v is None, "pairs are built from the collaborators' dev scores"
@@ -241,12 +258,23 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
             "the fuser writes with max_new_tokens like every other call",
         ),
     },
+    "lorahub": _GREEDY_RULES,
+    "logit_contrastive": {
+        # MoCo's top_p reaches only the dev ranking calls; the contrastive decoding has no cut
+        "top_p": lambda v, h: (
+            {"top_p": 1.0}
+            if float(v) >= 1.0
+            else "MoCo applies top_p to the dev ranking calls but not to the contrastive decoding"
+        ),
+    },
     "logit_fusion": {
+        "top_p": _GREEDY_RULES["top_p"],
         "mode": _equivalent_when(
             lambda v, h: v == "average", "MoCo implements only mode 'average' (weights: null)"
         ),
     },
     "mentor_collab": {
+        **_GREEDY_RULES,
         "mode": _equivalent_when(
             lambda v, h: v == "free",
             "MoCo's train mode downloads a pretrained MLP; here mode 'train' trains one in fit",
@@ -263,6 +291,7 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
         "training_ratio": _equivalent_when(lambda v, h: float(v) >= 1.0, "every dev question trains"),
     },
     "nudging": {
+        "top_p": _GREEDY_RULES["top_p"],
         # MoCo decodes greedily without do_sample; moco_lit decodes greedily at temperature 0
         "do_sample": lambda v, h: {} if v else {"temperature": 0.0},
     },
@@ -290,10 +319,15 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
     },
 }
 
-# moco_lit arguments named like a MoCo hyperparameter but meaning something else: the value rule
-# decides, never the name
+# moco_lit arguments named like a MoCo hyperparameter but meaning something else, or a MoCo
+# setting the method does not use as moco_lit does: the value rule decides, never the name
 OTHER_MEANING: dict[str, set[str]] = {
-    "mentor_collab": {"mode"},  # MoCo's train mode loads a pretrained MLP; here it trains one
+    "collm": {"temperature", "top_p"},
+    "lorahub": {"temperature", "top_p"},
+    "logit_contrastive": {"top_p"},
+    "logit_fusion": {"top_p"},
+    "nudging": {"top_p"},
+    "mentor_collab": {"mode", "temperature", "top_p"},  # MoCo's train mode loads a pretrained MLP
     "stackelberg": {"leader_type"},
     "switch_generation": {"selector_base_model"},  # MoCo's LoRA-tuned LM, here a frozen encoder
 }

@@ -211,6 +211,15 @@ DERIVED = {
     ("text_structure", "structure_matrix"): {"structure_matrix": None},  # MoCo ignores it for chain
     ("api_nudging", "temperature"): {"temperature": 0.0},  # the sample do_sample is False: greedy
     ("api_nudging", "do_sample"): {"temperature": 0.0},
+    # MoCo decodes these greedily with their own loops, whatever the run's temperature and top_p
+    **{
+        (method, key): {key: {"temperature": 0.0, "top_p": 1.0}[key]}
+        for method in ("api_collm", "api_mentor_collab", "weight_lorahub")
+        for key in ("temperature", "top_p")
+    },
+    # and these sample with no nucleus cut
+    ("api_nudging", "top_p"): {"top_p": 1.0},
+    ("logit_logit_fusion", "top_p"): {"top_p": 1.0},
 }
 
 
@@ -331,8 +340,9 @@ def test_example_configs_become_recipes_the_cli_accepts(method, tmp_path, capsys
         main(["test", "-c", str(recipe), "--print_config"])
     assert done.value.code in (0, None)
     init_args = yaml.safe_load(capsys.readouterr().out)["model"]["init_args"]
-    assert init_args["max_new_tokens"] == 384 and init_args["temperature"] == 0.6
-    assert init_args["top_p"] == 0.85 and init_args["generation_batch_size"] == 24
+    greedy = method == "weight_lorahub"  # MoCo's lorahub decodes greedily
+    assert init_args["max_new_tokens"] == 384 and init_args["generation_batch_size"] == 24
+    assert (init_args["temperature"], init_args["top_p"]) == ((0.0, 1.0) if greedy else (0.6, 0.85))
 
 
 def test_settings_moco_does_not_read_are_listed_as_ignored():
