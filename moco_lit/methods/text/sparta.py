@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import logging
 import random
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
+from moco_lit.dev_table import DevTable, even_out_training_batches
 from moco_lit.errors import UserError
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer, Example
@@ -74,6 +75,7 @@ class Sparta(AgentTrainedModule):
     method_name = "sparta"
     level = "text"
     min_collaborators = 3  # two players and at least one judge
+    uses_dev_table: ClassVar[bool] = False  # MoCo asks nothing on dev before the duels
     iteration_attributes = (
         *AgentTrainedModule.iteration_attributes,
         "last_duels",
@@ -149,6 +151,15 @@ class Sparta(AgentTrainedModule):
         self.recent_changes: list[list[float]] = [[] for _ in range(count)]
         self.rating_history: list[list[float]] = []  # the ratings after each iteration
         self.trained_before = False  # an earlier iteration had pairs to train on
+
+    def on_fit_start(self) -> None:
+        if self.uses_dev_table:
+            return super().on_fit_start()
+        # no dev table: the only dev calls are the duels and the final dev scores, as in MoCo
+        self.calibrated.fill_(True)
+        self.dev_table = DevTable(self.collaborator_names, [])
+        self.dev_labels = self.prepare_training(self.dev_table)
+        even_out_training_batches(self)
 
     def models_to_train(self):
         # scripted collaborators (no weights) still duel and judge; only real models learn
@@ -331,6 +342,7 @@ class Sparta(AgentTrainedModule):
     def finish_training(self) -> None:
         scores = self.score_on_dev(range(len(self.collaborators)), step="final-dev")
         self.final_dev_scores.copy_(torch.tensor(scores, dtype=torch.float64))
+        self.dev_scores.copy_(self.final_dev_scores)  # the models as trained are the ones tested
 
     @property
     def tested_model(self) -> int:

@@ -28,6 +28,7 @@ class Stackelberg(Sparta):
     method_name = "stackelberg"
     level = "text"
     iteration_attributes = (*Sparta.iteration_attributes, "leader_choice")
+    uses_dev_table = True  # the difficulty leader reads it
 
     def __init__(
         self,
