@@ -74,7 +74,8 @@ RENAMED: dict[str, dict[str, tuple[str, ...]]] = {
 # sets that target. GENERATION_DEFAULTS (main.py's) come first; a method's own defaults win.
 _GREEDY = {"temperature": 0.0, "top_p": 1.0}  # methods MoCo decodes greedily with its own loop
 MOCO_DEFAULTS: dict[str, dict[str, Any]] = {
-    "bbmas": {"max_iterations": 10},
+    # MoCo's discussion (hf_gen) writes up to 8192 tokens at temperature 1.0
+    "bbmas": {"max_iterations": 10, "max_new_tokens": 8192, "temperature": 1.0, "top_p": 1.0},
     "cascade": {"max_new_tokens": 256, "generation_batch_size": 8},
     "collm": {
         "training_data": "nlile/hendrycks-MATH-benchmark",
@@ -220,6 +221,13 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
             lambda v, h: v == "constant", "the learning rate stays constant here"
         ),
     },
+    "bbmas": {
+        key: lambda v, h, key=key: (
+            f"MoCo's run-wide {key} reaches only bbmas's dev-ranking calls; its "
+            "discussion writes up to 8192 tokens at temperature 1.0 (one setting for both here)"
+        )
+        for key in ("max_response_length", "temperature", "top_p")
+    },
     "collm": _GREEDY_RULES,
     "expo": {
         "sft_models": _equivalent_when(
@@ -322,6 +330,7 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
 # moco_lit arguments named like a MoCo hyperparameter but meaning something else, or a MoCo
 # setting the method does not use as moco_lit does: the value rule decides, never the name
 OTHER_MEANING: dict[str, set[str]] = {
+    "bbmas": {"temperature", "top_p"},
     "collm": {"temperature", "top_p"},
     "lorahub": {"temperature", "top_p"},
     "logit_contrastive": {"top_p"},
