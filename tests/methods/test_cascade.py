@@ -40,6 +40,8 @@ def test_logit_cascade_on_tiny_models_uses_dev_quantile_thresholds(run_cli, tiny
         collaborators_arg(tiny_models),
         "--model.max_new_tokens",
         "6",
+        "--model.scored_max_new_tokens",
+        "6",
         "--model.temperature",
         "0",  # greedy: the thresholds are recomputed below without the method's seeds
         "--data.benchmark",
@@ -101,3 +103,16 @@ def test_just_ask_passes_doubtful_questions_on(run_cli):
         assert record["score"] == 1.0
     metrics = json.loads((cli.model.runtime.run_folder.path / "metrics.json").read_text())
     assert metrics["score"] == 1.0 and metrics["cost/calls"] == 3 * 1 + 3 * 2 + 3 * 3
+
+
+def test_marker_as_written_and_scored_budget():
+    from types import SimpleNamespace
+
+    from moco_lit.methods.api.cascade import Cascade
+
+    specs = ["callable:tests.scripted.oracle"] * 3
+    just_ask = Cascade(specs, mode="just_ask")
+    assert just_ask.is_confident(0, SimpleNamespace(text="42, but unconfident"))[0] is False
+    assert just_ask.is_confident(0, SimpleNamespace(text="42. Unconfident? No."))[0] is True  # as MoCo
+    assert Cascade(specs).scored_decoding.max_new_tokens == 256
+    assert Cascade(specs, scored_max_new_tokens=None, max_new_tokens=64).scored_decoding.max_new_tokens == 64

@@ -165,7 +165,9 @@ class Call:
         return f"{self.split:4} {self.model:7} {self.example:4} quotes: {quoted}"
 
 
-Policy = Callable[[Ask], str]
+Policy = Callable[[Ask], "str | tuple[str, float]"]
+"""What a model says; ``(content, confidence)`` also gives the confidence a scored generation
+reports (MoCo's per-step scores, moco_lit's mean token probability), 1.0 when not given."""
 
 TAG_LETTERS = "cdfghjklmnpqrstvwxz"
 """A reply's tag is spelled without digits (routers read numbers), vowels (option texts have one)
@@ -180,9 +182,14 @@ class Script:
         self.policy = policy
         self.calls: list[Call] = []
         self.replies: dict[str, Quote] = {}  # reply text -> what it was
+        self.scored_budgets: list[int | None] = []  # MoCo: max_response_length of scored calls
         self._seen: Counter = Counter()
 
     def __call__(self, model: str, prompt: str) -> str:
+        return self.respond(model, prompt)[0]
+
+    def respond(self, model: str, prompt: str) -> tuple[str, float | None]:
+        """The reply and the confidence the policy gave with it (None when it gave none)."""
         split, record = self.task.find(prompt)
         # longest first, so a reply that contains another is not also counted as that one
         found, rest = [], prompt
@@ -197,6 +204,7 @@ class Script:
         self._seen[key] += 1
         ask = Ask(model, split, record["id"], record, tuple(quotes), in_order, repeat, prompt)
         content = self.policy(ask)
+        content, confidence = content if isinstance(content, tuple) else (content, None)
         digest = int(hashlib.sha256(repr((key, repeat, content)).encode()).hexdigest(), 16)
         tag = f"{model} " + "".join(
             TAG_LETTERS[digest // len(TAG_LETTERS) ** k % len(TAG_LETTERS)] for k in range(6)
@@ -204,16 +212,17 @@ class Script:
         reply = f"{content} [{tag}]"
         self.replies[reply] = Quote(model, content, tag)
         self.calls.append(Call(split, model, record["id"], key[3]))
-        return reply
+        return reply, confidence
 
 
 _ACTIVE: list[Script] = []
 
 
 def _dispatch(model: str) -> Callable[[str], str]:
-    def respond(rendered: str) -> str:
+    def respond(rendered: str) -> str | tuple[str, float]:
         assert _ACTIVE, "no scripted run is active"
-        return _ACTIVE[-1](model, rendered)
+        reply, confidence = _ACTIVE[-1].respond(model, rendered)
+        return reply if confidence is None else (reply, confidence)
 
     respond.__name__ = model
     return respond
@@ -253,8 +262,10 @@ def _fake_generation(script: Script) -> dict[str, Callable]:
         return [batch(m, None, inputs) for m, inputs in zip(list_of_model_name, list_of_input_list)]
 
     def with_score(model_name, gpu_id, input_list, *args, **kwargs):
-        texts = batch(model_name, gpu_id, input_list)
-        return texts, [[1.0] for _ in texts]
+        script.scored_budgets.append(kwargs.get("max_response_length", args[0] if args else None))
+        replies = [script.respond(model_name, prompt) for prompt in input_list]
+        # one step whose score is the confidence: MoCo's mean over steps is then that confidence
+        return [text for text, _ in replies], [[1.0 if c is None else c] for _, c in replies]
 
     return {
         "distributed_generation": distributed,

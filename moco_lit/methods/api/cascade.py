@@ -4,20 +4,23 @@ Each model answers the questions still open; an answer whose confidence clears t
 threshold is final, the rest go on to the next model, and the last model answers whatever is left.
 ``mode: logit`` measures confidence as the mean probability of the answer's tokens and sets each
 model's threshold to the ``percentage`` quantile of its confidences on dev (learned in ``fit``);
-``mode: just_ask`` asks the model to say when it is unsure. MoCo: ``api_cascade`` (LLM cascades,
-e.g. Chen et al. 2023, "FrugalGPT").
+``mode: just_ask`` asks the model to say when it is unsure (the word "unconfident", as written).
+As in MoCo, only the models that have a threshold answer dev, answers whose confidence is
+measured get ``scored_max_new_tokens`` (MoCo's 256), and the threshold is computed in single
+precision. MoCo: ``api_cascade`` (LLM cascades, e.g. Chen et al. 2023, "FrugalGPT").
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Literal
 
 import torch
 from torchmetrics import CatMetric
 
 from moco_lit.errors import UserError
-from moco_lit.generation import Generation
+from moco_lit.generation import DecodingConfig, Generation
 from moco_lit.methods.base import Answer, CollaborationModule, Example
 from moco_lit.methods.text.discussion import question_of
 
@@ -33,6 +36,8 @@ class Cascade(CollaborationModule):
     """Args:
     mode: ``logit`` (token-probability confidence vs a dev threshold) or ``just_ask``.
     percentage: quantile of a model's dev confidences that becomes its threshold (logit mode).
+    scored_max_new_tokens: new-token budget of the answers whose confidence is measured (logit
+        mode: dev, and every level but the last); None: ``max_new_tokens``. MoCo's 256.
     """
 
     method_name = "cascade"
@@ -44,6 +49,7 @@ class Cascade(CollaborationModule):
         collaborators: list[str | dict],
         mode: Literal["logit", "just_ask"] = "logit",
         percentage: float = 0.5,
+        scored_max_new_tokens: int | None = 256,
         **kwargs,
     ) -> None:
         super().__init__(collaborators, **kwargs)
@@ -53,6 +59,7 @@ class Cascade(CollaborationModule):
             raise UserError(f"cascade.percentage must be in [0, 1], got {percentage}")
         self.mode = mode
         self.percentage = percentage
+        self.scored_max_new_tokens = scored_max_new_tokens
         self.needs_calibration = mode == "logit"
         # one threshold per model but the last (which always answers); NaN until calibrated
         self.register_buffer(
@@ -64,17 +71,27 @@ class Cascade(CollaborationModule):
     # -- calibration: dev scores and dev confidences from the same generations ----------------
 
     def calibration_step(self, batch: list[Example]) -> None:
+        # the last model needs no threshold, so it does not answer dev (its dev score stays NaN)
         ids = [example["id"] for example in batch]
-        for model, outputs in enumerate(self.ask_all([e["prompt"] for e in batch], ids, step="dev")):
+        for model in range(len(self.dev_confidences)):
+            outputs = self.ask(
+                model, [e["prompt"] for e in batch], ids, step="dev", decoding=self.scored_decoding
+            )
             self.dev_sums.update(model, self.score([o.text for o in outputs], batch))
-            if model < len(self.dev_confidences):
-                self.dev_confidences[model].update(torch.tensor([o.confidence for o in outputs]))
+            self.dev_confidences[model].update(torch.tensor([o.confidence for o in outputs]))
+
+    @property
+    def scored_decoding(self) -> DecodingConfig:
+        tokens = self.scored_max_new_tokens or self.decoding.max_new_tokens
+        return replace(self.decoding, max_new_tokens=tokens)
 
     def finish_calibration(self) -> None:
         for model, metric in enumerate(self.dev_confidences):
-            confidences = metric.compute().double().reshape(-1)
+            # single precision, as MoCo computes it: a confidence equal to the quantile in double
+            # precision can fall just below it in single precision
+            confidences = metric.compute().float().reshape(-1)
             self.thresholds[model] = (
-                torch.quantile(confidences, self.percentage) if len(confidences) else math.nan
+                float(torch.quantile(confidences, self.percentage)) if len(confidences) else math.nan
             )
             metric.reset()
         super().finish_calibration()
@@ -91,10 +108,12 @@ class Cascade(CollaborationModule):
             open_rows = [i for i in range(len(batch)) if i not in answers]
             if not open_rows:
                 break
+            scored = self.mode == "logit" and model < last
             outputs = self.ask(
                 model,
                 [self.prompt_for(batch[i], model) for i in open_rows],
                 [batch[i]["id"] for i in open_rows],
+                decoding=self.scored_decoding if scored else None,
             )
             for i, output in zip(open_rows, outputs):
                 confident, confidence = self.is_confident(model, output)
@@ -117,7 +136,9 @@ class Cascade(CollaborationModule):
         if model == len(self.collaborators) - 1:
             return True, None
         if self.mode == "just_ask":
-            return UNSURE_MARKER not in output.text.lower(), None
+            return UNSURE_MARKER not in output.text, None
         threshold = float(self.thresholds[model])
-        # an uncalibrated threshold (no dev data) never accepts: the question goes on, as in MoCo
-        return (not math.isnan(threshold) and output.confidence >= threshold), round(output.confidence, 6)
+        # an uncalibrated threshold (no dev data) never accepts: the question goes on, as in MoCo;
+        # compared in single precision, as MoCo compares with its single-precision quantile
+        single = torch.tensor([output.confidence, threshold], dtype=torch.float32)
+        return (not math.isnan(threshold) and bool(single[0] >= single[1])), round(output.confidence, 6)
