@@ -69,6 +69,7 @@ from moco_lit.generation import (
     DecodingConfig,
     Generation,
     SeededSampler,
+    check_prompt_lengths,
     eos_ids_of,
     example_seed,
     strip_thinking,
@@ -469,6 +470,7 @@ class ModelStream:
         self.ids: list[list[int]] = [
             self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in rendered
         ]
+        check_prompt_lengths(collaborator, self.ids, rendered)
         self.prompt_lengths = [len(ids) for ids in self.ids]
         self.columns: list[list[int]] = [[] for _ in rendered]
         self.fed = [0] * len(rendered)  # generated tokens run through the model, per row

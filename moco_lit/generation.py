@@ -220,6 +220,7 @@ class GenerationEngine:
         encoded = collaborator.tokenizer([r.rendered for r in requests], add_special_tokens=False)
         for request, ids in zip(requests, encoded["input_ids"]):
             request.ids = ids
+        check_prompt_lengths(collaborator, [r.ids for r in requests], [r.rendered for r in requests])
         ordered = sorted(requests, key=lambda r: -r.length)
         batches = [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
         results: dict[str, dict] = {}
@@ -271,6 +272,38 @@ class GenerationEngine:
                 "mean_logprob": float(logprobs[row, : len(ids)].sum()) / count,
             }
         return results
+
+
+def context_length(model) -> int | None:
+    """The most positions ``model`` was built for (None when its config does not say)."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_prompt_lengths(
+    collaborator: Collaborator, rows: Sequence[Sequence[int]], texts: Sequence[str]
+) -> None:
+    """Refuse, before any forward pass, a prompt that leaves no room in the model's context.
+
+    The rule: a prompt must be shorter than the context (at least one new token fits); longer
+    prompts are refused with one line, never cut, because a cut prompt silently asks another
+    question. New tokens beyond the context are the model's own limit (generation goes on for
+    rotary models, as in MoCo).
+    """
+    limit = context_length(collaborator.model)
+    if limit is None:
+        return
+    for ids, text in zip(rows, texts):
+        if len(ids) >= limit:
+            start = " ".join(text.split())[:60]
+            raise UserError(
+                f"a prompt of {len(ids)} tokens does not fit {collaborator.name}'s context of {limit} "
+                f"tokens (it begins {start!r}); shorten that input: longer prompts are refused, not cut"
+            )
 
 
 def left_padded(rows: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:

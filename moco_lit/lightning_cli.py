@@ -26,6 +26,7 @@ from moco_lit.data import BenchmarkDataModule
 from moco_lit.errors import UserError, first_line
 from moco_lit.evaluation.sandbox import allow_unsafe_code_execution
 from moco_lit.methods.base import CollaborationModule
+from moco_lit.processes import die_with_parent, usable_cores
 from moco_lit.runs import RunFolder, run_id_for
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ NOT_IN_RUN_ID = {"batch_size", "num_workers", "generation_batch_size"}
 
 class MocoCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
+        if _launched_worker():
+            die_with_parent()
         super().__init__(
             CollaborationModule,
             BenchmarkDataModule,
@@ -101,6 +104,9 @@ class MocoCLI(LightningCLI):
         super()._parse_ckpt_path()
 
     def instantiate_classes(self) -> None:
+        subcommand_config = self.config.get(str(self.config.get("subcommand")), self.config)
+        if isinstance(subcommand_config.get("trainer"), Namespace):
+            _cap_cpu_devices(subcommand_config["trainer"])
         try:
             super().instantiate_classes()
         except (ArgumentError, ValueError, TypeError, MisconfigurationException) as err:
@@ -199,6 +205,26 @@ class MocoCLI(LightningCLI):
 def _launched_worker() -> bool:
     """True in a process a DDP launcher started (its rank is in the environment and not 0)."""
     return any(os.environ.get(name, "0") not in {"", "0"} for name in ("LOCAL_RANK", "RANK", "NODE_RANK"))
+
+
+def _cap_cpu_devices(trainer: Namespace) -> None:
+    """CPU processes beyond the cores only slow each other down (and cost a model copy each)."""
+    accelerator = str(trainer.get("accelerator") or "auto")
+    if accelerator != "cpu" and not (accelerator == "auto" and not torch.cuda.is_available()):
+        return
+    try:
+        wanted = int(trainer.get("devices"))
+    except (TypeError, ValueError):
+        return  # "auto", a list of ids: Lightning's own rules
+    cores = usable_cores()
+    if wanted > cores:
+        log.warning(
+            "--trainer.devices %d: this machine has %d usable CPU cores; running %d processes",
+            wanted,
+            cores,
+            cores,
+        )
+        trainer["devices"] = cores
 
 
 def _check_checkpoint(ckpt_path: str | None) -> None:
