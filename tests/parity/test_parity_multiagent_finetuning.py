@@ -1,0 +1,196 @@
+"""multiagent_finetuning against MoCo's ``text_multiagent_finetuning``: the debate calls of every
+iteration, the consensus, each generation and critic agent's SFT data, and the test outputs.
+
+MoCo's SFT step only records which model it would train on which data (the trained model's name
+then answers as its base model); moco_lit's training steps record the items they receive instead
+of taking gradient steps. MoCo's random draws (the training subset, the critic data) are taken
+from moco_lit's seeded streams. The scripted models answer from a hash of what they are asked, so
+some questions end in a unanimous consensus, some in a majority, some in a three-way tie.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from collections import Counter
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from moco_lit.generation import example_seed
+from tests.parity.moco_harness import (
+    _ACTIVE,
+    Ask,
+    Script,
+    assert_same,
+    assert_same_calls,
+    boxed,
+    collaborators,
+    exact_match_task,
+    run_moco,
+)
+
+TASK = exact_match_task(
+    dev=[
+        ("What is 2 plus 3?", "5"),
+        ("What is 4 plus 4?", "8"),
+        ("What is 6 plus 1?", "7"),
+        ("What is 9 plus 9?", "18"),
+        ("What is 5 plus 7?", "12"),
+        ("What is 8 plus 3?", "11"),
+        ("What is 7 plus 7?", "14"),
+        ("What is 1 plus 9?", "10"),
+    ],
+    test=[("What is 10 plus 11?", "21"), ("What is 20 plus 22?", "42"), ("What is 30 plus 33?", "63")],
+)
+AGENTS = ["alpha", "beta", "gamma"]
+
+
+def answer_in(content: str) -> str:
+    return re.search(r"\\boxed\{([^}]*)\}", content).group(1)
+
+
+def policy(ask: Ask) -> str:
+    if not ask.quotes:  # a first answer: right two times in three, else one of two wrong answers
+        draw = hashlib.sha256(f"{ask.model} {ask.example} {ask.repeat}".encode()).digest()[0]
+        return boxed(ask.record["output"] if draw % 3 else str(draw % 2))
+    # a critic: the most common answer it is shown, its own answer winning a tie
+    (own,) = ask.own
+    votes = Counter(answer_in(q.content) for q in ask.quotes)
+    top = max(votes.values())
+    mine = answer_in(own.content)
+    return boxed(mine if votes[mine] == top else min(a for a in votes if votes[a] == top))
+
+
+ADAPTERS: dict[str, str] = {}  # MoCo's name for a trained model (its output folder) -> the base
+
+
+def base_name(path: str) -> str:
+    return ADAPTERS.get(path, path)
+
+
+def the_same_draws(agents: int) -> SimpleNamespace:
+    """MoCo's ``random`` seeded and drawing as moco_lit's streams: the training subset (MoCo's seed
+    42), then each iteration's critic data per agent (MoCo reseeds 0 before each agent's draws)."""
+    state = SimpleNamespace(rng=None, critics=0)
+
+    def seed(value):
+        if value == 42:
+            state.rng = random.Random(example_seed(42, "multiagent_finetuning", "training_ratio"))
+            return
+        iteration, agent = divmod(state.critics, agents)
+        state.critics += 1
+        state.rng = random.Random(example_seed(42, "multiagent_finetuning", "critic_data", iteration, agent))
+
+    return SimpleNamespace(seed=seed, sample=lambda population, k: state.rng.sample(population, k))
+
+
+def run_moco_finetuning(monkeypatch, tmp_path: Path, hyperparameters: dict):
+    from model_collaboration.method import distributed_generation as generation
+
+    by_base_name = SimpleNamespace(
+        distributed_generation=lambda names, inputs, gpus, *a, **k: generation.distributed_generation(
+            [base_name(n) for n in names], inputs, gpus
+        ),
+    )
+    trained: list[tuple[int, str, list[dict]]] = []  # (iteration, agent key, SFT data)
+
+    def record_sft(models, data_paths, gpu_ids, output_paths, **kwargs):
+        for model, data, output in zip(models, data_paths, output_paths):
+            ADAPTERS[output] = base_name(model)
+            iteration = int(re.search(r"iteration_(\d+)", output).group(1)) - 1
+            kind, index = re.search(r"(gen|critic)_model_agent_(\d+)", output).groups()
+            rows = [json.loads(line) for line in Path(data).read_text().splitlines()]
+            trained.append((iteration, f"{'agent' if kind == 'gen' else 'critic'}{index}", rows))
+
+    moco = run_moco(
+        monkeypatch, tmp_path, "text_multiagent_finetuning", TASK, AGENTS, policy, hyperparameters,
+        patches={
+            "random": the_same_draws(len(AGENTS)),
+            "distributed_generation": by_base_name,
+            "distributed_sft": SimpleNamespace(distributed_sft=record_sft),
+        },
+    )  # fmt: skip
+    return moco, trained
+
+
+def run_lit_finetuning(run_cli, tmp_path: Path, monkeypatch, *args: str):
+    from moco_lit.methods.text.multiagent_finetuning import MultiagentFinetuning
+
+    steps: list[tuple[int, list[dict]]] = []  # (iteration, the items of one training step)
+
+    def recorded_step(self, batch, batch_idx):
+        steps.append((self.built_iteration, [x for e in batch for x in self.items.get(e["id"], [])]))
+        return None
+
+    monkeypatch.setattr(MultiagentFinetuning, "training_step", recorded_step)
+    script = Script(TASK, policy)
+    common = ["--model", "multiagent_finetuning", "--model.collaborators", collaborators(AGENTS), *args]
+    common += ["--model.temperature", "0", "--model.top_p", "1.0", "--data.batch_size", "3"]
+    common += ["--data.benchmark", str(TASK.write(tmp_path)), "--cache", "false", "--wandb", "false"]
+    _ACTIVE.append(script)
+    try:
+        _, fitted = run_cli("fit", *common)
+        checkpoint = fitted.trainer.checkpoint_callback.best_model_path
+        _, tested = run_cli("test", *common, "--ckpt_path", checkpoint)
+    finally:
+        _ACTIVE.remove(script)
+    folder = tested.model.runtime.run_folder.path
+    records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    order = {r["id"]: i for i, r in enumerate(TASK.test)}
+    records.sort(key=lambda r: order[r["id"]])
+    return script, steps, tested.model, records
+
+
+def describe(script: Script, prompt, completion: str) -> tuple:
+    """An SFT row as both systems can be compared: its question, the replies its prompt quotes
+    (by tag, in the order shown) and its completion."""
+    if not isinstance(prompt, str):  # a chat prompt: its user turns
+        prompt = "\n\n".join(m["content"] for m in prompt if m.get("role") == "user")
+    found = sorted(
+        (prompt.index(text), quote.tag) for text, quote in script.replies.items() if text in prompt
+    )
+    return (TASK.find(prompt)[1]["id"], tuple(tag for _, tag in found), completion)
+
+
+@pytest.mark.parametrize(
+    "hyperparameters",
+    [{"iterations": 2}, {"rounds": 3, "w": 0.25, "training_ratio": 0.75}],
+    ids=["two-iterations", "three-rounds-subset"],
+)
+def test_multiagent_finetuning_matches_moco(run_cli, tmp_path, monkeypatch, hyperparameters):
+    # MoCo's hyperparameter names are moco_lit's option names
+    options = [arg for name, value in hyperparameters.items() for arg in (f"--model.{name}", str(value))]
+    moco, moco_trained = run_moco_finetuning(monkeypatch, tmp_path, hyperparameters)
+    script, steps, lit, records = run_lit_finetuning(run_cli, tmp_path, monkeypatch, *options)
+
+    # every debate call of every iteration and of the test: who, on which question, quoting what
+    assert_same_calls(moco.calls, script.calls)
+    # each agent's SFT data per iteration (MoCo skips an agent with none; so does a training step)
+    theirs = {(k, agent): sorted(describe(moco.script, r["prompt"], r["completion"]) for r in rows)
+              for k, agent, rows in moco_trained}  # fmt: skip
+    ours: dict[tuple, list] = {}
+    for k, items in steps:
+        for x in items:
+            ours.setdefault((k, x["agent"]), []).append(describe(script, x["prompt"], x["completion"]))
+    ours = {key: sorted(rows) for key, rows in ours.items()}
+    assert_same("trained agents", sorted(theirs), sorted(ours))
+    for key in theirs:
+        assert_same(f"SFT data of {key}", theirs[key], ours[key])
+    assert all(x["weight"] == 1.0 for _, items in steps for x in items)
+    # a critic learns the shared consensus text, often another agent's answer
+    assert any(row[2].split("[")[1].split()[0] != AGENTS[int(key[1][-1])]
+               for key, rows in ours.items() if key[1].startswith("critic") for row in rows)  # fmt: skip
+    # the test outputs (MoCo logs the voted answer) and the score
+    assert_same("test outputs", moco.outputs, [r["details"]["winner"] for r in records])
+    assert [
+        lit.answer_of(r["output"], {"task_type": "exact_match", "record": {}}) for r in records
+    ] == moco.outputs
+    assert moco.score == pytest.approx(lit_score(records))
+
+
+def lit_score(records: list[dict]) -> float:
+    return sum(r["score"] for r in records) / len(records)
