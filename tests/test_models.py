@@ -395,6 +395,53 @@ def test_gemma_fetch_prints_its_terms(monkeypatch, capsys):
     assert "Gemma Terms of Use" in capsys.readouterr().out
 
 
+def test_fetch_records_and_verifies_every_file(tiny_known_model, home):
+    folder = models.fetch_model("tiny")
+    files = json.loads((folder / "conversion.json").read_text())["files"]
+    assert {"config.json", "model.safetensors", "gguf/tiny-llama.gguf"} <= set(files)
+    weights = folder / "model.safetensors"
+    assert files["model.safetensors"] == {"size": weights.stat().st_size, "sha256": models.sha256_of(weights)}
+    assert models.damage_of(folder, hashes=True) is None
+
+
+def test_truncated_weights_show_as_damaged_and_fetch_repairs_them(tiny_known_model, home):
+    entry, calls = tiny_known_model
+    folder = models.fetch_model("tiny")
+    weights = folder / "model.safetensors"
+    intact = weights.read_bytes()
+    weights.write_bytes(intact[: len(intact) // 2])
+
+    (row,) = [row for row in models.list_models() if row["name"] == "tiny"]
+    table = models.format_model_table([row])
+    assert f"damaged: model.safetensors has {len(intact) // 2} bytes, {len(intact)} expected" in table
+    assert "repair it with `python -m moco_lit models fetch tiny`" in table
+    with pytest.raises(UserError, match="is damaged .*models fetch tiny"):
+        models.resolve_model("tiny")
+
+    assert models.fetch_model("tiny") == folder and calls == ["tiny", "tiny"]  # fetched again
+    assert weights.read_bytes() == intact and models.resolve_model("tiny") == str(folder)
+
+
+def test_changed_bytes_of_the_same_size_are_caught_by_fetch(tiny_known_model, home):
+    entry, calls = tiny_known_model
+    folder = models.fetch_model("tiny")
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    assert models.damage_of(folder) is None  # sizes alone cannot see it
+    assert models.damage_of(folder, hashes=True) == "model.safetensors does not match its recorded sha256"
+    models.fetch_model("tiny")
+    assert calls == ["tiny", "tiny"] and models.damage_of(folder, hashes=True) is None
+
+
+def test_a_damaged_gguf_conversion_is_converted_again(tiny_gguf):
+    folder = Path(models.resolve_model(str(tiny_gguf)))
+    (folder / "model.safetensors").write_bytes(b"cut")
+    assert models.resolve_model(str(tiny_gguf)) == str(folder)
+    assert models.damage_of(folder, hashes=True) is None
+
+
 def test_list_and_table(tiny_known_model):
     rows = {row["name"]: row for row in models.list_models()}
     assert set(rows) >= {"smollm2-135m-instruct", "gemma3-270m", "tiny"}
