@@ -133,7 +133,10 @@ MOCO_ONLY = {
 # MoCo hyperparameters moco_lit's method has no setting for, and why. An option the method gains
 # later under the same name is used instead (names are looked up in its signature first).
 UNSUPPORTED: dict[str, dict[str, str]] = {
-    "agglm": {"train_batch_size": "GRPO steps here take one data batch of questions, not a sample count"},
+    "agglm": {
+        "train_batch_size": "MoCo's is both GRPO's group size (group_size here) and a step's size "
+        "(one group); a step here takes a data batch of questions"
+    },
     "bbmas": {"agent_idle_threshold": "agents are not prompted to act after idling"},
     "graph_routing": {
         "in_edges": "the graph's edges per query node are fixed",
@@ -217,8 +220,8 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
         ),
     },
     "agglm": {
-        "lr_scheduler": _equivalent_when(
-            lambda v, h: v == "constant", "the learning rate stays constant here"
+        "lr_scheduler": lambda v, h: (
+            {"lr_schedule": v} if v in ("cosine", "constant") else "lr_schedule here is cosine or constant"
         ),
     },
     "bbmas": {

@@ -674,3 +674,15 @@ def test_a_converted_moa_config_runs_as_moco_runs_it(run_cli, tmp_path, monkeypa
     assert_same_calls(moco.calls, lit.calls)
     assert_same("outputs", moco.outputs, lit.outputs)
     assert moco.score == lit.score == 2 / 3
+
+
+def test_agglm_settings_land_where_moco_uses_them():
+    recipe, notes = convert_config(
+        moco_config("text_agglm", {"temperature": 0.9, "max_epochs": 2, "lr_scheduler": "constant"})
+    )
+    init_args = recipe["model"]["init_args"]
+    assert (init_args["temperature"], init_args["grpo_temperature"]) == (0.9, 0.9)
+    assert init_args["epochs_per_iteration"] == 2 and init_args["lr_schedule"] == "constant" and not notes
+    with pytest.raises(UserError) as stopped:
+        convert_config(moco_config("text_agglm", {"lr_scheduler": "linear", "train_batch_size": 8}))
+    assert "lr_scheduler='linear'" in str(stopped.value) and "train_batch_size=8" in str(stopped.value)
