@@ -51,6 +51,8 @@ GENERATION_DEFAULTS = {"max_response_length": 512, "temperature": 0.7, "top_p": 
 RENAMED: dict[str, dict[str, tuple[str, ...]]] = {
     # MoCo's `temperature` is both the generation temperature (main.py) and GRPO's sampling one
     "agglm": {"temperature": ("temperature", "grpo_temperature"), "max_epochs": ("epochs_per_iteration",)},
+    # MoCo's cascade reads it for the answers it scores (default 256); main.py for the others (512)
+    "cascade": {"max_response_length": ("max_new_tokens", "scored_max_new_tokens")},
     "collm": {"training_dataset_name": ("training_data",), "max_sequence_length": ("max_seq_length",)},
     "graph_routing": {"embedding_model_name": ("embedding_model",)},
     "llm_blender": {
@@ -76,7 +78,7 @@ _GREEDY = {"temperature": 0.0, "top_p": 1.0}  # methods MoCo decodes greedily wi
 MOCO_DEFAULTS: dict[str, dict[str, Any]] = {
     # MoCo's discussion (hf_gen) writes up to 8192 tokens at temperature 1.0
     "bbmas": {"max_iterations": 10, "max_new_tokens": 8192, "temperature": 1.0, "top_p": 1.0},
-    "cascade": {"max_new_tokens": 256, "generation_batch_size": 8},
+    "cascade": {"scored_max_new_tokens": 256, "generation_batch_size": 8},
     "collm": {
         "training_data": "nlile/hendrycks-MATH-benchmark",
         "max_seq_length": 2048,

@@ -156,8 +156,12 @@ def test_every_setting_moco_reads_is_mapped_or_named(method):
             assert section or field in arguments, f"{method}.{key} -> {target}: no such argument of {name}"
 
 
-# MoCo's effective value differs from the key's own default here: main.py's generation temperature
-EFFECTIVE = {("text_agglm", "temperature"): {"temperature": 0.7, "grpo_temperature": 1.0}}
+# MoCo's effective value differs from the key's own default here, where main.py's applies too
+EFFECTIVE = {
+    ("text_agglm", "temperature"): {"temperature": 0.7, "grpo_temperature": 1.0},
+    # cascade's 256 budgets the answers it scores; the last level answers within main.py's 512
+    ("api_cascade", "max_response_length"): {"max_new_tokens": 512, "scored_max_new_tokens": 256},
+}
 
 
 @needs_moco
@@ -192,6 +196,7 @@ def test_settings_left_out_get_moco_s_defaults(method):
 EXPECTED_TARGETS = {
     ("text_agglm", "temperature"): ("temperature", "grpo_temperature"),
     ("text_agglm", "max_epochs"): ("epochs_per_iteration",),
+    ("api_cascade", "max_response_length"): ("max_new_tokens", "scored_max_new_tokens"),
     ("api_collm", "training_dataset_name"): ("training_data",),
     ("api_collm", "max_sequence_length"): ("max_seq_length",),
     ("api_graph_routing", "embedding_model_name"): ("embedding_model",),
