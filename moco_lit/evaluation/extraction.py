@@ -404,15 +404,18 @@ def _canonical_value(answer: str) -> str:
     return normalize_answer(answer)
 
 
-def answer_key(task_type: str, output: str, record: dict) -> str | None:
+def answer_key(task_type: str, output: str, record: dict, by: str = "value") -> str | None:
     """The canonical answer an output gives, for majority voting; None when the type has none.
 
     multiple_choice → the option key; exact_match / f1_match → the normalised extracted answer
-    (numbers as exact fractions so "0.5", "1/2" and "\\frac{1}{2}" vote together).
+    (numbers as exact fractions so "0.5", "1/2" and "\\frac{1}{2}" vote together). ``by="text"``
+    keeps a free-form answer as written (MoCo's votes: "21" and "21.0" are different answers).
     """
     if task_type == "multiple_choice":
         return extract_choice(output, record["choices"])
     if task_type in ("exact_match", "f1_match"):
+        if by == "text":
+            return extract_final_answer(output)
         key = _canonical_value(extract_final_answer(output))
         return key or None
     return None

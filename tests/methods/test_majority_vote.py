@@ -107,3 +107,11 @@ def test_dev_based_tie_takes_the_first_given_answers_voters_first():
     model.dev_scores.copy_(torch.tensor([0.0, 0.5, 0.0, 0.5], dtype=torch.float64))
     options = [(0, "Answer: B"), (1, "Answer: A"), (2, "Answer: A"), (3, "Answer: B")]
     assert model.vote(MC_EXAMPLE, options).details["winner"] == "B"
+
+
+def test_equal_numbers_vote_together_unless_grouped_as_written():
+    example = {"id": "q2", "task_type": "exact_match", "record": {"input": "?", "output": "21"}}
+    options = [(0, "\\boxed{21}"), (1, "\\boxed{21.0}"), (2, "\\boxed{7}")]
+    assert _voter().vote(example, options).details["votes"] == {"21": 2, "7": 1}
+    as_written = _voter(answer_grouping="text").vote(example, options)
+    assert as_written.details["votes"] == {"21": 1, "21.0": 1, "7": 1} and as_written.details["tie"]

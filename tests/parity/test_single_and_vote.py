@@ -170,3 +170,41 @@ def test_majority_vote_dev_based_tie_matches_moco(run_cli, tmp_path, monkeypatch
     assert_same("voted answers", moco.outputs, answers)
     assert answers == ["A", "B", "C"]
     assert moco.score == lit.score == 1.0
+
+
+NUMBER_VOTES = {
+    "t0": ["21", "21.0", "7"],
+    "t1": ["1/2", "0.5", "3"],
+    "t2": ["63", "63", "1"],
+    "t3": ["84", "84", "x"],
+}
+
+
+def number_policy(ask: Ask) -> str:
+    return boxed(NUMBER_VOTES[ask.example][MODELS.index(ask.model)])
+
+
+def test_majority_vote_grouping_answers_as_written_matches_moco(run_cli, tmp_path, monkeypatch):
+    from moco_lit.methods.text import majority_vote
+
+    models = ["alpha", "beta", "gamma"]
+    moco = run_moco(
+        monkeypatch, tmp_path, "text_majority_vote", TASK, models, number_policy, patches={"random": Draws}
+    )
+    monkeypatch.setattr(majority_vote, "random", Draws)
+    lit = run_moco_lit(
+        run_cli, tmp_path, "majority_vote", TASK, models, number_policy, "--model.answer_grouping", "text"
+    )
+    assert_same_calls(moco.calls, lit.calls)
+    answers = [r["answer"] for r in lit.records]
+    assert_same("voted answers", moco.outputs, answers)
+    # "21" and "21.0" split their votes: a three-way tie, drawn the same way on both sides
+    assert answers == ["7", "3", "63", "84"]
+    assert moco.score == lit.score == 0.5
+
+
+def test_majority_vote_default_counts_equal_numbers_as_one_answer(run_cli, tmp_path, monkeypatch):
+    models = ["alpha", "beta", "gamma"]
+    lit = run_moco_lit(run_cli, tmp_path, "majority_vote", TASK, models, number_policy)
+    assert [r["details"]["votes"] for r in lit.records][:2] == [{"21": 2, "7": 1}, {"1/2": 2, "3": 1}]
+    assert lit.score == 0.75

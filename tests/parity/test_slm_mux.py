@@ -83,3 +83,36 @@ def test_slm_mux_matches_moco(run_cli, tmp_path, monkeypatch, tie, winners, scor
     assert lit.records[1]["details"]["majority"]["alpha"] == "3"
     assert [r["answer"] for r in lit.records] == winners
     assert moco.score == lit.score == score
+
+
+def test_slm_mux_grouping_answers_as_written_matches_moco(run_cli, tmp_path, monkeypatch):
+    from moco_lit.methods.text import slm_mux
+
+    # alpha's "21" and "21.0" agree by value but not as written
+    samples = {**SAMPLES, "t0": {**SAMPLES["t0"], "alpha": ["21", "21.0", "5"], "beta": ["6", "6", "2"]}}
+
+    def written(ask: Ask) -> str:
+        if ask.split == "dev":
+            return policy(ask)
+        return boxed(samples[ask.example][ask.model][ask.repeat])
+
+    models = ["alpha", "beta", "gamma"]
+    hyper = {"samples_per_model": 3}
+    moco = run_moco(monkeypatch, tmp_path, "text_slm_mux", TASK, models, written, hyper, {"random": Draws})
+    monkeypatch.setattr(slm_mux, "random", Draws)
+    lit = run_moco_lit(
+        run_cli,
+        tmp_path,
+        "slm_mux",
+        TASK,
+        models,
+        written,
+        "--model.samples_per_model",
+        "3",
+        "--model.answer_grouping",
+        "text",
+    )
+    assert_same_calls(moco.calls, lit.calls)
+    assert_same("chosen answers", moco.outputs, [r["answer"] for r in lit.records])
+    assert lit.records[0]["details"]["majority"]["alpha"] == "5" and lit.records[0]["answer"] == "6"
+    assert moco.score == lit.score

@@ -10,7 +10,9 @@ order, and the first of those with the best dev score wins (MoCo's order). With
 
 Answers with nothing to extract (no option letter) do not vote by default: in MoCo they count as
 one more answer, "None", which can outvote a real answer and then scores 0 although no model
-contradicted it. ``count_unparsed: true`` restores MoCo's vote.
+contradicted it. ``count_unparsed: true`` restores MoCo's vote. Free-form answers vote by value
+("21" and "21.0" together); MoCo compares the extracted text, so they split their votes:
+``answer_grouping: text`` restores that.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections import Counter
 from typing import Literal
 
 from moco_lit.errors import UserError
+from moco_lit.evaluation import answer_key
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer, CollaborationModule
 
@@ -31,6 +34,8 @@ class MajorityVote(CollaborationModule):
     samples_per_model: answers each collaborator contributes (sampled when above 1).
     count_unparsed: let unparsed answers vote as one more answer, None (MoCo's vote); when None
         wins, the output is the first unparsed response.
+    answer_grouping: which free-form answers vote together: ``value`` (equal after normalising,
+        numbers by value) or ``text`` (MoCo's: the extracted answer as written).
     """
 
     method_name = "majority_vote"
@@ -43,6 +48,7 @@ class MajorityVote(CollaborationModule):
         tie: Literal["random", "dev-based"] = "random",
         samples_per_model: int = 1,
         count_unparsed: bool = False,
+        answer_grouping: Literal["value", "text"] = "value",
         **kwargs,
     ) -> None:
         super().__init__(collaborators, **kwargs)
@@ -51,6 +57,7 @@ class MajorityVote(CollaborationModule):
         self.tie = tie
         self.samples_per_model = samples_per_model
         self.count_unparsed = count_unparsed
+        self.answer_grouping = answer_grouping
         self.needs_calibration = tie == "dev-based"
 
     def collaborate(self, batch: list[dict]) -> list[Answer]:
@@ -65,6 +72,9 @@ class MajorityVote(CollaborationModule):
             for i, outputs in enumerate(per_example):
                 candidates[i].extend((model, output.text) for output in outputs)
         return [self.vote(example, options) for example, options in zip(batch, candidates)]
+
+    def answer_of(self, output: str, example: dict) -> str | None:
+        return answer_key(example["task_type"], output, example["record"], by=self.answer_grouping)
 
     def vote(self, example: dict, options: list[tuple[int, str]]) -> Answer:
         answers = [(model, output, self.answer_of(output, example)) for model, output in options]

@@ -4,7 +4,8 @@ Every collaborator draws ``samples_per_model`` sampled answers per question. A m
 on the question is the share of its extracted answers that agree with its most frequent one; the
 model with the highest confidence gives its majority answer. Ties between models go to the better
 dev model (``tie: dev-based``), the earlier model in the recipe (``model-order``) or a seeded
-random one (``random``). Wang et al., "SLM-MUX: Orchestrating Small Language Models for
+random one (``random``). Free-form answers agree when equal by value ("21" and "21.0"); MoCo
+compares the extracted text (``answer_grouping: text``). Wang et al., "SLM-MUX: Orchestrating Small Language Models for
 Reasoning" (ICLR 2026). MoCo: ``text_slm_mux``.
 """
 
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from moco_lit.errors import UserError
+from moco_lit.evaluation import answer_key
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer, CollaborationModule, Example
 
@@ -35,6 +37,8 @@ class SlmMux(CollaborationModule):
     """Args:
     samples_per_model: sampled answers per model and question (the method's temperature, at least 0.7).
     tie: how a tie between equally confident models is broken: ``dev-based``, ``model-order``, ``random``.
+    answer_grouping: which free-form answers agree: ``value`` (equal after normalising, numbers by
+        value) or ``text`` (MoCo's: the extracted answer as written).
     """
 
     method_name = "slm_mux"
@@ -46,6 +50,7 @@ class SlmMux(CollaborationModule):
         collaborators: list[str | dict],
         samples_per_model: int = 5,
         tie: Literal["dev-based", "model-order", "random"] = "dev-based",
+        answer_grouping: Literal["value", "text"] = "value",
         **kwargs,
     ) -> None:
         super().__init__(collaborators, **kwargs)
@@ -55,6 +60,7 @@ class SlmMux(CollaborationModule):
             raise UserError(f"slm_mux.tie must be dev-based, model-order or random, got {tie!r}")
         self.samples_per_model = samples_per_model
         self.tie = tie
+        self.answer_grouping = answer_grouping
         self.needs_calibration = tie == "dev-based"
 
     def collaborate(self, batch: list[Example]) -> list[Answer]:
@@ -66,6 +72,9 @@ class SlmMux(CollaborationModule):
             for i, outputs in enumerate(samples):
                 votes[i].append(self.model_vote(model, [o.text for o in outputs], batch[i]))
         return [self.choose(example, model_votes) for example, model_votes in zip(batch, votes)]
+
+    def answer_of(self, output: str, example: Example) -> str | None:
+        return answer_key(example["task_type"], output, example["record"], by=self.answer_grouping)
 
     def model_vote(self, model: int, outputs: list[str], example: Example) -> ModelVote:
         answers = [self.answer_of(output, example) for output in outputs]
