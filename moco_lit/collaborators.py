@@ -28,6 +28,12 @@ Message = dict[str, str]
 Prompt = str | Sequence[Message]
 """A user message, or a whole chat (a list of ``{"role", "content"}`` dicts)."""
 
+
+class RawText(str):
+    """A prompt the model reads as it is: no chat template, only the start token its tokenizer
+    adds on its own (MoCo's token-level methods feed the raw prompt this way)."""
+
+
 PLAIN_ROLE_NAMES = {"system": "", "user": "User: ", "assistant": "Assistant: "}
 PLAIN_TURN_STARTS = ("\nUser:", "\nAssistant:")
 """Where a model reading the plain-text fallback starts writing the next turn itself: its answer
@@ -114,6 +120,10 @@ class Collaborator:
         ``enable_thinking`` goes to the template (False turns Qwen3's thinking off, as MoCo does;
         templates that do not use it ignore it); None leaves the template's own default.
         """
+        if isinstance(prompt, RawText):
+            start = self.tokenizer("")["input_ids"] if self.tokenizer is not None else []
+            bos = getattr(self.tokenizer, "bos_token_id", None)
+            return (self.tokenizer.bos_token if bos is not None and start[:1] == [bos] else "") + prompt
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
         if self.has_chat_template:
             options = {} if enable_thinking is None else {"enable_thinking": enable_thinking}

@@ -744,6 +744,47 @@ class DecodingSession:
             self.sync(m)
         return authors
 
+    def next_tokens_after(
+        self, model: int, rows: Sequence[int], suffixes: Sequence[str]
+    ) -> list[tuple[int, str]]:
+        """Model ``model``'s greedy next token after each row's joint text followed by its suffix,
+        the whole re-tokenised as text: (id, text, "" for an end of sequence) per row. The stream
+        keeps the suffix until its next :meth:`sync`; ``streams[model].hidden`` holds the last
+        hidden state there."""
+        stream = self.streams[model]
+        targets: list[list[int] | None] = [None] * stream.batch_size
+        encoded = stream.tokenizer(
+            [self.texts[row] + suffix for row, suffix in zip(rows, suffixes)], add_special_tokens=False
+        )
+        for row, ids in zip(rows, encoded["input_ids"]):
+            targets[row] = ids
+        stream.sync(targets)
+        best = stream.logits.argmax(dim=-1).tolist()
+        return [(best[row], stream.token_text(row, best[row])) for row in rows]
+
+    def write_word(self, model: int, rows: Sequence[int], longest: int = 11) -> list[Patch]:
+        """Model ``model``'s greedy next word after each row's joint text: its next token, then the
+        following ones while they do not open with a space or a newline, at most ``longest`` tokens.
+        Each token is predicted from the joint text plus the word so far, re-tokenised (MoCo reads
+        text this way). An end of sequence ends the word and sets ``ended``. Nothing is committed."""
+        words, counts = dict.fromkeys(rows, ""), dict.fromkeys(rows, 0)
+        ended = dict.fromkeys(rows, False)
+        eos = self.streams[model].eos_ids
+        going = list(rows)
+        while going:
+            following = []
+            nexts = self.next_tokens_after(model, going, [words[r] for r in going])
+            for row, (token, text) in zip(going, nexts):
+                if token in eos:
+                    ended[row] = True
+                elif counts[row] == 0 or (text and text[0] not in " \n"):
+                    words[row] += text
+                    counts[row] += 1
+                    if counts[row] < longest and text:
+                        following.append(row)
+            going = following
+        return [Patch(words[r], counts[r], ended[r]) for r in rows]
+
     def write_patch(self, model: int, rows: Sequence[int], patch_size: int | Sequence[int]) -> list[Patch]:
         """Model ``model`` alone continues ``rows`` from the joint text for up to ``patch_size``
         tokens (one size, or one per row). Only its own stream advances; call :meth:`commit` with

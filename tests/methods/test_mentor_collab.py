@@ -1,5 +1,6 @@
-"""mentor_collab: end to end (free and trained MLP, mixed tokenizers), two collaborators only,
-branches only where the models' next tokens differ, the MLP's threshold."""
+"""mentor_collab: end to end (free and trained MLP, word and token steps, both judges, mixed
+tokenizers), two collaborators only, branches only where the models' next steps differ, the MLP's
+threshold (on the probability that the generator's continuation is better, as MoCo's)."""
 
 from __future__ import annotations
 
@@ -36,15 +37,15 @@ def _args(collaborators: list[str], *extra: str) -> list[str]:
     ]
 
 
-def _check_records(records: list[dict], mode: str) -> None:
+def _check_records(records: list[dict], mode: str, judge: str = "continue") -> None:
     assert len(records) == 3
     for record in records:
         details = record["details"]
         assert details["mode"] == mode
         assert "".join(text for _, text in details["segments"]).strip() == record["output"]
         assert 0 <= details["mentor_patches"] <= details["decisions"]
-        # one joint call per model, plus one judge call per branch point in free mode
-        judged = details["decisions"] > 0 and mode == "free"
+        # one joint call per model, plus one judge request per branch point with judge: ask
+        judged = details["decisions"] > 0 and mode == "free" and judge == "ask"
         assert record["calls"] >= 2 + judged
 
 
@@ -52,6 +53,15 @@ def test_free_mode_runs_on_tiny_models(run_cli, tiny_models):
     code, cli = run_cli("test", *_args(tiny_models[:2]))
     assert code == 0
     _check_records(run_records(cli), "free")
+
+
+def test_token_steps_with_the_separate_judge_request(run_cli, lively_models):  # noqa: F811
+    extra = ("--model.steps", "token", "--model.judge", "ask", "--model.decision_proportion", "100")
+    code, cli = run_cli("test", *_args(lively_models[:2], *extra))
+    assert code == 0
+    records = run_records(cli)
+    _check_records(records, "free", judge="ask")
+    assert sum(r["details"]["decisions"] for r in records) > 0
 
 
 def test_mixed_tokenizers_produce_valid_text(run_cli, lively_models, other_tokenizer_model):  # noqa: F811
@@ -102,15 +112,15 @@ def test_branches_only_where_next_tokens_differ(lively_models):  # noqa: F811
     a, b = (load_collaborator(path) for path in lively_models[:2])
     decoding = DecodingConfig(max_new_tokens=20)
     alone = JointDecoder([a, a], decoding).run_batch(
-        PROMPTS, CheckedRule(0, 4, _always(True), "k"), [0, 1, 2]
+        PROMPTS, CheckedRule(0, 4, _always(True), "k", steps="token"), [0, 1, 2]
     )
     # one model twice: its next tokens always agree, so it never branches and writes alone
-    same = CheckedRule(100, 4, _always(True), "k")
+    same = CheckedRule(100, 4, _always(True), "k", steps="token")
     assert [o.text for o in JointDecoder([a, a], decoding).run_batch(PROMPTS, same, [0, 1, 2])] == [
         o.text for o in alone
     ]
     assert not hasattr(same, "branches")
-    rule = CheckedRule(100, 4, _always(True), "k")
+    rule = CheckedRule(100, 4, _always(True), "k", steps="token")
     outputs = JointDecoder([a, b], decoding).run_batch(PROMPTS, rule, [0, 1, 2])
     assert rule.branches > 0
     for output in outputs:
@@ -125,12 +135,13 @@ def test_tokens_agree_across_tokenizations():
     assert not tokens_agree(" 12", " 3") and not tokens_agree("", "x")
 
 
-def test_mlp_keeps_the_mentor_exactly_above_the_threshold(tiny_models):
+def test_mlp_keeps_the_generator_exactly_above_the_threshold(tiny_models):
     module = MentorCollab(tiny_models[:2], mode="train", mlp_threshold=0.7)
     module.mlp = BranchMLP(6, 4)
     features = torch.randn(5, 6)
-    for bias, expected in ((3.0, True), (0.5, False), (-3.0, False)):  # sigmoid: .95, .62, .05
+    # the MLP gives P(generator's continuation is better): above 0.7 the generator's is kept
+    for bias, mentor in ((3.0, False), (0.5, True), (-3.0, True)):  # sigmoid: .95, .62, .05
         with torch.no_grad():
             module.mlp.layers[3].weight.zero_()
             module.mlp.layers[3].bias.fill_(bias)
-        assert module._ask_mlp(None, list(range(5)), [], [], features) == [expected] * 5
+        assert module._ask_mlp(None, list(range(5)), [], [], features) == [mentor] * 5

@@ -89,6 +89,8 @@ def test_fit_then_test_on_tiny_models(run_cli, tiny_models):
     common += ["--model.max_new_tokens", "4", "--model.lora_r", "4", "--data.benchmark", "quickstart"]
     _, fitted = run_cli("fit", *common, "--data.dev_limit", "4", "--data.batch_size", "4")
     assert fitted.model.agents.layout == "shared_base" and len(fitted.model.agents.agents) == 4
+    # no dev table: the debate's first round (each base model alone) gives the dev scores
+    assert not fitted.model.dev_scores.isnan().any()
     folder = fitted.model.runtime.run_folder.path
     assert (folder / "multiagent_finetuning_iter0.jsonl").exists()
     checkpoint = fitted.trainer.checkpoint_callback.best_model_path

@@ -1,11 +1,11 @@
 """MentorCollab: a small generator writes, and at some steps a mentor offers a different continuation.
 
-At a share ``decision_proportion`` (25%) of steps, drawn per example, the generator's and the
-mentor's greedy next tokens are compared; where they differ each model writes a ``patch_size``
-(16) token continuation from the shared text and one is kept: ``mode: free`` asks the generator
-which is better, ``mode: train`` lets a small MLP on hidden states decide (trained in ``fit`` on
-dev decisions). Elsewhere the generator writes alone. Models hand over text, so they may come from
-different families. Wang et al. 2025, "MentorCollab"; MoCo: ``mentor_collab``.
+The generator writes word by word (greedy). Before each word an integer in 1..100 is drawn per
+example; below ``decision_proportion`` (25) the mentor's next word is computed too, and where the
+two words differ each model writes a ``patch_size`` (16) token continuation from the shared text
+and one is kept: ``mode: free`` lets the generator continue the text with a choice between the
+two, ``mode: train`` lets a small MLP on hidden states decide. Models hand over text, so they may
+come from different families. Wang et al. 2025, "MentorCollab"; MoCo: ``mentor_collab``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from moco_lit.collaborators import RawText
 from moco_lit.decoding import DecodingSession, JointDecoder, Patch, PatchRule, module_fingerprint
 from moco_lit.dev_table import DevTrainedModule, question_text
 from moco_lit.errors import UserError
@@ -28,6 +29,12 @@ from moco_lit.methods.base import Answer
 
 log = logging.getLogger(__name__)
 
+# judge: continue, the generator reads its own text followed by this and writes "A" or "B"; the
+# MLP reads the generator's last hidden state before CHOICE_CUE
+CHOICE_QUESTION = "\n\nTwo ways to go on from here. (A): {option_a} (B): {option_b}. "
+CHOICE_CUE = "The one that leads to the right answer is ("
+
+# judge: ask, a separate request to the generator
 JUDGE_PROMPT = (
     "Question:\n{question}\n\nAnswer written so far:\n{so_far}\n\n"
     "Two ways to continue it:\n(A) {option_a}\n(B) {option_b}\n\n"
@@ -35,6 +42,7 @@ JUDGE_PROMPT = (
 )
 
 GENERATOR, MENTOR = 0, 1
+WORD_TOKENS = 11  # a word is at most its first token and ten more (MoCo's limit)
 
 
 def tokens_agree(a: str, b: str) -> bool:
@@ -44,10 +52,11 @@ def tokens_agree(a: str, b: str) -> bool:
 
 
 class MentorRule(PatchRule):
-    """Generator token by token; at drawn steps where the two models' next tokens differ, both write
-    a patch and ``choose(session, rows, generator_patches, mentor_patches, features)`` says, per
-    row, whether the mentor's is kept. ``features`` are the generator's last hidden state at the
-    branch point and each model's after its own patch, concatenated (what the MLP reads)."""
+    """The generator writes step by step (``steps``: a word, or a token); at drawn steps where the
+    two models' next steps differ, both write a patch and ``choose(session, rows,
+    generator_patches, mentor_patches, features)`` says, per row, whether the mentor's is kept.
+    ``features`` are the generator's last hidden state at the branch point and each model's after
+    its own patch, concatenated (what the MLP trained here reads). ``trace`` keeps every step."""
 
     def __init__(
         self,
@@ -56,6 +65,7 @@ class MentorRule(PatchRule):
         choose: Callable[[DecodingSession, list[int], list[Patch], list[Patch], torch.Tensor], list[bool]],
         key: str,
         collect: bool = False,
+        steps: Literal["word", "token"] = "word",
     ) -> None:
         self.proportion, self.patch_size, self.choose, self.key, self.collect = (
             proportion,
@@ -64,6 +74,7 @@ class MentorRule(PatchRule):
             key,
             collect,
         )
+        self.steps = steps
         self.trace: list[list[dict]] = []
         self.decisions: list[dict] = []  # with ``collect``: every branch point, for training
 
@@ -72,6 +83,54 @@ class MentorRule(PatchRule):
         self.decisions = []
 
     def run(self, session: DecodingSession) -> None:
+        if self.steps == "word":
+            self._run_words(session)
+        else:
+            self._run_tokens(session)
+
+    def _run_words(self, session: DecodingSession) -> None:
+        """MoCo's loop: the generator's next word; below the drawn share, the mentor's too, and a
+        branch where the two words differ as strings. The budget counts the generator's tokens of
+        the text written so far, checked before each step (the last step may overshoot it)."""
+        draws = [random.Random(example_seed(seed, "decisions")) for seed in session.seeds]
+        while not session.finished():
+            rows = session.writing_rows()
+            own = dict(zip(rows, session.write_word(GENERATOR, rows, WORD_TOKENS)))
+            consulted = [row for row in rows if draws[row].randint(1, 100) < self.proportion]
+            mentor = (
+                dict(zip(consulted, session.write_word(MENTOR, consulted, WORD_TOKENS))) if consulted else {}
+            )
+            differing = [row for row in consulted if mentor[row].text != own[row].text]
+            for row in rows:
+                step = {"at_token": session.new_tokens[row], "word": own[row].text}
+                if row in mentor:
+                    step["mentor_word"] = mentor[row].text
+                self.trace[row].append(step)
+            alone = [row for row in rows if row not in set(differing)]
+            if alone:
+                self._commit_text(session, alone, [own[row] for row in alone], [GENERATOR] * len(alone))
+            if differing:
+                self._branch(session, differing)
+
+    def _commit_text(
+        self, session: DecodingSession, rows: list[int], pieces: Sequence[Patch], authors: list[int]
+    ) -> None:
+        """Commit text that every model re-reads as text; the count is the generator's tokens of the
+        whole text written so far. A step that adds nothing and does not end the row ends it."""
+        tokenizer = session.streams[GENERATOR].tokenizer
+        totals = tokenizer(
+            [session.texts[row] + p.text for row, p in zip(rows, pieces)], add_special_tokens=False
+        )
+        session.commit(
+            rows,
+            [p.text for p in pieces],
+            authors,
+            ended=[p.ended or not p.text for p in pieces],
+            tokens=[len(ids) - session.new_tokens[row] for row, ids in zip(rows, totals["input_ids"])],
+            author_holds_text=False,
+        )
+
+    def _run_tokens(self, session: DecodingSession) -> None:
         draws = [random.Random(example_seed(seed, "decisions")) for seed in session.seeds]
         while not session.finished():
             rows = session.writing_rows()
@@ -89,9 +148,11 @@ class MentorRule(PatchRule):
                 self._branch(session, differing)
 
     def _branch(self, session: DecodingSession, rows: list[int]) -> None:
+        session.sync(GENERATOR)  # back at the joint text (a word step leaves its word in the cache)
         index = torch.tensor(rows, device=session.streams[GENERATOR].hidden.device)
         at_branch = session.streams[GENERATOR].hidden[index].clone()
-        sizes = [min(self.patch_size, session.remaining(row)) for row in rows]
+        words = self.steps == "word"
+        sizes = [self.patch_size if words else min(self.patch_size, session.remaining(row)) for row in rows]
         own = session.write_patch(GENERATOR, rows, sizes)
         own_end = session.streams[GENERATOR].hidden[index].clone()
         mentor = session.write_patch(MENTOR, rows, sizes)
@@ -99,7 +160,9 @@ class MentorRule(PatchRule):
         features = torch.cat([at_branch, own_end, mentor_end.to(at_branch.device)], dim=-1)
         take_mentor = self.choose(session, rows, own, mentor, features)
         for i, row in enumerate(rows):
-            self.trace[row].append({"at_token": session.new_tokens[row], "mentor": take_mentor[i]})
+            if not words:
+                self.trace[row].append({"at_token": session.new_tokens[row]})
+            self.trace[row][-1].update(patches=[own[i].text, mentor[i].text], mentor=take_mentor[i])
             if self.collect:
                 self.decisions.append(
                     {
@@ -111,10 +174,11 @@ class MentorRule(PatchRule):
                     }
                 )
         kept = [mentor[i] if take else own[i] for i, take in enumerate(take_mentor)]
-        _commit(session, rows, kept, [MENTOR if take else GENERATOR for take in take_mentor])
+        authors = [MENTOR if take else GENERATOR for take in take_mentor]
+        (self._commit_text if words else _commit)(session, rows, kept, authors)
 
     def row_details(self, row: int) -> dict:
-        steps = self.trace[row] if row < len(self.trace) else []
+        steps = [step for step in (self.trace[row] if row < len(self.trace) else []) if "mentor" in step]
         return {"decisions": len(steps), "mentor_patches": sum(1 for step in steps if step["mentor"])}
 
 
@@ -129,7 +193,8 @@ def _commit(session: DecodingSession, rows: list[int], patches: Sequence[Patch],
 
 
 class BranchMLP(nn.Module):
-    """Probability that the mentor's continuation is the better one, from branch-point features."""
+    """Probability that the generator's continuation is the better one (what MoCo's MLP outputs),
+    from branch-point features."""
 
     def __init__(self, width: int, hidden: int) -> None:
         super().__init__()
@@ -145,19 +210,33 @@ class MentorCollab(DevTrainedModule):
     """Args:
     mode: ``free`` (the generator judges the two continuations) or ``train`` (an MLP trained in
         ``fit`` on dev decisions judges).
-    decision_proportion: percent of steps at which the mentor is consulted (MoCo: 25).
-    patch_size: tokens each model writes at a branch point.
-    mlp_threshold: ``train`` keeps the mentor's continuation when the MLP's probability exceeds it.
+    decision_proportion: the mentor is consulted where an integer drawn in 1..100 is below it, so
+        at ``decision_proportion - 1`` percent of steps (MoCo's rule and its default, 25).
+    patch_size: tokens each model writes at a branch point (the last one may pass the budget).
+    steps: ``word`` (MoCo): the models step by whole words, each token read from the re-tokenised
+        text, and agree when their words are the same string; ``token``: single tokens through
+        the KV caches, agreeing when one token's text starts the other's (fewer forward passes,
+        and a tokenizer's split of a word does not count as disagreement).
+    judge: ``continue`` (MoCo): the generator reads the text so far followed by the two options
+        and writes "A" or "B"; ``ask``: the generator answers a separate request naming the
+        question, the text so far and the options (read through its chat template).
+    prompt: ``chat`` renders the prompt with each model's chat template; ``raw`` (MoCo) feeds
+        the bare prompt text, with only the start token the tokenizer adds itself.
+    mlp_threshold: ``train`` keeps the generator's continuation when the MLP's probability that
+        it is the better one exceeds this, the mentor's otherwise (MoCo's rule).
     mlp_hidden: hidden width of the MLP.
     learning_rate: AdamW learning rate of the MLP.
-    lr_schedule: ``constant`` or ``cosine`` (the MLP is trained here only: MoCo ships it trained).
 
     Training labels (``fit``, ``mode: train``): dev questions are decoded with a seeded coin at each
     branch point (so both kinds of branch are visited); each branch is then finished by the
-    generator alone and scored with the task metric. The label is 1 (mentor) when the mentor's
-    branch scores higher, 0 when the generator's does; on a tie, the branch the generator finishes
-    more fluently (higher mean token log-probability) wins. MoCo instead ships MLPs pre-trained
-    for six generators, which this does not use.
+    generator alone and scored with the task metric. The label is 1 (generator) when the
+    generator's branch scores higher, 0 when the mentor's does; on a tie, the branch the
+    generator finishes more fluently (higher mean token log-probability) wins. MoCo instead ships
+    MLPs pre-trained for six generators (reading the generator's hidden state at its choice
+    question), which this does not use.
+
+    Decoding is greedy (MoCo's loop ignores the run's temperature); a row ends at an end of
+    sequence, where MoCo writes the end token's text and goes on to its budget.
     """
 
     method_name = "mentor_collab"
@@ -171,15 +250,29 @@ class MentorCollab(DevTrainedModule):
         mode: Literal["free", "train"] = "free",
         decision_proportion: float = 25,
         patch_size: int = 16,
+        steps: Literal["word", "token"] = "word",
+        judge: Literal["continue", "ask"] = "continue",
+        prompt: Literal["chat", "raw"] = "chat",
         mlp_threshold: float = 0.5,
         mlp_hidden: int = 64,
         learning_rate: float = 1e-3,
-        lr_schedule: Literal["cosine", "constant"] = "constant",
+        temperature: float = 0.0,
         **kwargs,
     ) -> None:
-        super().__init__(collaborators, learning_rate=learning_rate, lr_schedule=lr_schedule, **kwargs)
-        if mode not in ("free", "train"):
-            raise UserError(f"mentor_collab.mode must be free or train, got {mode!r}")
+        super().__init__(
+            collaborators,
+            learning_rate=learning_rate,
+            temperature=temperature,
+            **kwargs,
+        )
+        for name, value, allowed in (
+            ("mode", mode, ("free", "train")),
+            ("steps", steps, ("word", "token")),
+            ("judge", judge, ("continue", "ask")),
+            ("prompt", prompt, ("chat", "raw")),
+        ):
+            if value not in allowed:
+                raise UserError(f"mentor_collab.{name} must be {' or '.join(allowed)}, got {value!r}")
         if not 0 <= decision_proportion <= 100:
             raise UserError(f"mentor_collab.decision_proportion is a percentage, got {decision_proportion}")
         if patch_size < 1:
@@ -199,22 +292,43 @@ class MentorCollab(DevTrainedModule):
                 self.device
             )
 
-    def mentor_probability(self, features: torch.Tensor) -> torch.Tensor:
+    def generator_probability(self, features: torch.Tensor) -> torch.Tensor:
         weight = self.mlp.layers[1].weight
         return torch.sigmoid(self.mlp(features.to(weight.device, weight.dtype)).float())
 
     # -- decoding ------------------------------------------------------------------------------
 
     def rule(self, ids_by_prompt: dict[str, str], collect: bool = False) -> MentorRule:
-        choose = self._coin if collect else self._ask_generator if self.mode == "free" else self._ask_mlp
-        judge = hashlib.sha256(JUDGE_PROMPT.encode()).hexdigest()[:8]
-        head = module_fingerprint(self.mlp) if self.mode == "train" else judge
+        hp = self.hparams
+        free = self._continue_choice if hp.judge == "continue" else self._ask_generator
+        choose = self._coin if collect else free if self.mode == "free" else self._ask_mlp
+        wording = CHOICE_QUESTION + CHOICE_CUE if hp.judge == "continue" else JUDGE_PROMPT
+        judge = hashlib.sha256(wording.encode()).hexdigest()[:8]
+        head = module_fingerprint(self.mlp) if self.mode == "train" else f"{hp.judge}:{judge}"
         key = (
-            f"mentor_collab(mode={self.mode},p={self.hparams.decision_proportion},"
-            f"patch={self.hparams.patch_size},judge={head},threshold={self.hparams.mlp_threshold})"
+            f"mentor_collab(mode={self.mode},p={hp.decision_proportion},patch={hp.patch_size},"
+            f"steps={hp.steps},judge={head},threshold={hp.mlp_threshold},mlp=generator)"
         )
         self._ids_by_prompt = ids_by_prompt
-        return MentorRule(self.hparams.decision_proportion, self.hparams.patch_size, choose, key, collect)
+        return MentorRule(hp.decision_proportion, hp.patch_size, choose, key, collect, hp.steps)
+
+    def prompts_of(self, batch: list[dict]) -> list:
+        return [RawText(e["prompt"]) if self.hparams.prompt == "raw" else e["prompt"] for e in batch]
+
+    def _continue_choice(
+        self,
+        session: DecodingSession,
+        rows: list[int],
+        own: list[Patch],
+        mentor: list[Patch],
+        _: torch.Tensor,
+    ) -> list[bool]:
+        """The generator's greedy next token after the text so far and the choice: "B" keeps the
+        mentor's continuation (exactly that token, as MoCo reads it)."""
+        suffixes = [
+            CHOICE_QUESTION.format(option_a=a.text, option_b=b.text) + CHOICE_CUE for a, b in zip(own, mentor)
+        ]
+        return [text == "B" for _, text in session.next_tokens_after(GENERATOR, rows, suffixes)]
 
     def _ask_generator(
         self,
@@ -246,7 +360,7 @@ class MentorCollab(DevTrainedModule):
         features: torch.Tensor,
     ) -> list[bool]:
         with torch.no_grad():
-            return (self.mentor_probability(features) > self.hparams.mlp_threshold).tolist()
+            return (self.generator_probability(features) <= self.hparams.mlp_threshold).tolist()
 
     def _coin(
         self,
@@ -263,7 +377,7 @@ class MentorCollab(DevTrainedModule):
 
     def collaborate(self, batch: list[dict]) -> list[Answer]:
         ids = [example["id"] for example in batch]
-        prompts = [example["prompt"] for example in batch]
+        prompts = self.prompts_of(batch)
         rule = self.rule({repr(p): i for p, i in zip(prompts, ids)})
         outputs = self.ask_joint([GENERATOR, MENTOR], prompts, ids, rule, step="mentor_collab")
         names = self.collaborator_names
@@ -303,14 +417,14 @@ class MentorCollab(DevTrainedModule):
             )
         self._features = torch.stack(features).float()
         self._labels = torch.tensor(labels, dtype=torch.float32)
-        log.info("mentor_collab: %d dev decisions, %d labelled mentor", len(labels), sum(labels))
+        log.info("mentor_collab: %d dev decisions, %d labelled generator", len(labels), sum(labels))
 
     def label_dev_decisions(self, batch: list[dict]) -> tuple[list[torch.Tensor], list[int]]:
         """Decode a dev batch exploring branches at random, then label each branch point."""
         decoder = JointDecoder(
             self.collaborators, self.decoding, batch_size=self.hparams.generation_batch_size
         )
-        prompts = [example["prompt"] for example in batch]
+        prompts = self.prompts_of(batch)
         seeds = [example_seed(self.hparams.seed, example["id"], "dev") for example in batch]
         rule = self.rule({repr(p): e["id"] for p, e in zip(prompts, batch)}, collect=True)
         decoder.run_batch(prompts, rule, seeds)
@@ -340,7 +454,7 @@ class MentorCollab(DevTrainedModule):
             own, mentor = (_number(scores[2 * i]), _number(scores[2 * i + 1]))
             if own == mentor:  # tie: the branch the generator carries on more fluently
                 own, mentor = (_fluency(endings.get(2 * i)), _fluency(endings.get(2 * i + 1)))
-            labels.append(int(mentor > own))
+            labels.append(int(own >= mentor))  # 1: the generator's branch is as good or better
         return [d["features"] for d in rule.decisions], labels
 
     def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor | None:
@@ -363,7 +477,7 @@ class MentorCollab(DevTrainedModule):
         super().on_save_checkpoint(checkpoint)
         checkpoint["mentor_collab"] = {
             "decisions": len(self._labels),
-            "mentor_labels": int(self._labels.sum()) if len(self._labels) else 0,
+            "generator_labels": int(self._labels.sum()) if len(self._labels) else 0,
         }
 
 

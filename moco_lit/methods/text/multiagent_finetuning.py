@@ -176,11 +176,17 @@ class MultiagentFinetuning(AgentTrainedModule):
         generation: list[list[dict]] = [[] for _ in range(count)]
         corrected: list[list[dict]] = [[] for _ in range(count)]
         kept: list[list[dict]] = [[] for _ in range(count)]
+        first_scores: list[list[float]] = [[] for _ in range(count)]
         for start in range(0, len(examples), size):
             batch = examples[start : start + size]
             rounds, prompts = self.debate(batch, step=f"train{iteration}")
             for i, example in enumerate(batch):
                 self.collect(example, rounds, prompts, i, generation, corrected, kept)
+            for m, texts in enumerate(rounds[0]):
+                first_scores[m] += [s for s in self.score(texts, batch) if s is not None]
+        if iteration == 0:  # the first round is each base model alone: its dev score, for free
+            means = [sum(v) / len(v) if v else float("nan") for v in first_scores]
+            self.dev_scores.copy_(torch.tensor(means).to(self.dev_scores))
         items: dict[str, list[dict]] = {e["id"]: [] for e in examples}
         for m in range(count):
             chosen = generation[m] + self.critic_items(iteration, m, corrected[m], kept[m])
