@@ -51,9 +51,12 @@ def test_decoded_graphs_are_trees_into_one_sink():
         sink = order[-1]
         assert sorted(order) == [0, 1, 2, 3] and edges[sink].sum() == 0 and np.trace(edges) == 0
         assert all(edges[node].sum() == 1 for node in order[:-1])  # every other node feeds exactly one
-    weights = np.array([[0, 1.0, 0.2], [-1, 0, -1], [0.9, 0.1, 0]])
+    weights = np.array([[0, 1.0, 0.2], [0.1, 0, 0.1], [0.9, 0.1, 0]])
     greedy = decode_graph(weights, 0.0, rng)
     assert topological_order(greedy)[-1] == 1  # the weakest outgoing weights make the sink
+    # MoCo's softmax(1 / out-degree): a negative out-degree makes the least likely sink
+    weights = np.array([[0, 1.0, 0.2], [-1, 0, -1], [0.9, 0.1, 0]])
+    assert topological_order(decode_graph(weights, 0.0, rng))[-1] == 2
 
 
 def test_fit_searches_checkpoints_the_swarm_and_resumes_exactly(run_cli):

@@ -3,9 +3,10 @@
 The collaborators are the nodes of a directed acyclic graph: a node reads the question plus the
 outputs of its parents, and the output of the single sink is the answer. A particle swarm searches
 the continuous adjacency matrix (``population`` particles, ``max_iterations`` iterations); each
-particle is decoded into a DAG (sink = weakest outgoing weights, then nodes attach one by one to a
-node already placed, sampled with top-p ``graph_top_p``) and scored on a ``ratio`` share of dev.
-Under ``fit`` one epoch is one search iteration; the best graph found is what ``test`` runs.
+particle is decoded into a DAG (the sink drawn by softmax(1 / out-degree), then nodes attach one by
+one to a node already placed, every draw top-p ``graph_top_p`` sampled) and scored on dev. Under
+``fit`` one epoch is one search iteration; ``test`` decodes a fresh graph from the best particle
+(``test_graph="best_evaluated"`` runs the best graph the search scored instead).
 Feng et al., "Heterogeneous Swarms: Jointly Optimizing Model Roles and Weights for Multi-LLM
 Systems" (2025). MoCo: ``text_heterogeneous_swarms``.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Literal
 
 import numpy as np
 import torch
@@ -45,8 +47,14 @@ class HeterogeneousSwarms(CollaborationModule):
     """Args:
     population: particles (candidate graphs) per iteration.
     max_iterations: search iterations (one ``fit`` epoch each; the recipe sets ``trainer.max_epochs``).
-    ratio: share of the dev split each candidate graph is scored on (its first examples).
-    graph_top_p: top-p of the sampled graph decoding (0 decodes greedily).
+    ratio: share of the dev split each candidate graph is scored on (its first examples; MoCo
+        scores on all of dev).
+    graph_top_p: top-p of the sampled graph decoding (0 keeps only the most likely choice).
+    test_graph: ``resample`` (MoCo): the test graph is decoded afresh from the best particle;
+        ``best_evaluated``: the best graph the search scored on dev.
+    starting_velocity_mode: ``random`` (uniform in [-1, 1]) or ``zero``.
+    weight_randomness: scale each velocity weight by a uniform draw.
+    repel_term: push particles away from the global worst.
     inertia, cognitive_coeff, social_coeff, repel_coeff, step_length, step_length_factor,
     minimum_step_length, patience, restart_patience: the particle swarm (``moco_lit.search``).
     """
@@ -61,8 +69,12 @@ class HeterogeneousSwarms(CollaborationModule):
         collaborators: list[str | dict],
         population: int = 5,
         max_iterations: int = 5,
-        ratio: float = 0.25,
+        ratio: float = 1.0,
         graph_top_p: float = 0.7,
+        test_graph: Literal["resample", "best_evaluated"] = "resample",
+        starting_velocity_mode: Literal["random", "zero"] = "random",
+        weight_randomness: bool = True,
+        repel_term: bool = True,
         inertia: float = 0.2,
         cognitive_coeff: float = 0.3,
         social_coeff: float = 0.4,
@@ -81,6 +93,15 @@ class HeterogeneousSwarms(CollaborationModule):
             )
         if not 0.0 < ratio <= 1.0:
             raise UserError(f"heterogeneous_swarms.ratio must be in (0, 1], got {ratio}")
+        for name, value, allowed in (
+            ("test_graph", test_graph, ("resample", "best_evaluated")),
+            ("starting_velocity_mode", starting_velocity_mode, ("random", "zero")),
+        ):
+            if value not in allowed:
+                raise UserError(
+                    f"heterogeneous_swarms.{name} must be one of {', '.join(allowed)}, got {value!r}"
+                )
+        self.test_graph = test_graph
         self.automatic_optimization = False  # a search: no gradients, one epoch = one iteration
         self.max_iterations = max_iterations
         self.ratio = ratio
@@ -96,6 +117,9 @@ class HeterogeneousSwarms(CollaborationModule):
             minimum_step_length=minimum_step_length,
             patience=patience,
             restart_patience=restart_patience,
+            starting_velocity=starting_velocity_mode,
+            weight_randomness=weight_randomness,
+            repel_term=repel_term,
         )
         self.swarm = ParticleSwarm(nodes * nodes, population, seed=self.hparams.seed, config=config)
         self.candidate_scores = ScoreSums(population)  # reduced across ranks: every rank decides alike
@@ -105,6 +129,7 @@ class HeterogeneousSwarms(CollaborationModule):
         self._candidates: list[np.ndarray] = []
         self._search_ids: set[str] | None = None
         self._iteration_pending = False
+        self._test_graph: np.ndarray | None = None
 
     # -- the search: one epoch over (a share of) dev per iteration -----------------------------
 
@@ -139,7 +164,7 @@ class HeterogeneousSwarms(CollaborationModule):
         ]
         self._iteration_pending = True
 
-    def graph_rng(self, particle: int) -> np.random.Generator:
+    def graph_rng(self, particle: int | str) -> np.random.Generator:
         return np.random.default_rng(example_seed(self.hparams.seed, "graph", self.swarm.iteration, particle))
 
     def training_step(self, batch: list[Example], batch_idx: int) -> None:
@@ -213,8 +238,18 @@ class HeterogeneousSwarms(CollaborationModule):
 
     # -- running graphs ---------------------------------------------------------------------
 
+    def graph_for_test(self) -> np.ndarray:
+        """The graph every test question runs: decoded once from the best particle (MoCo), or the
+        best graph the search scored."""
+        if self.test_graph == "best_evaluated":
+            return self.best_graph.cpu().numpy()
+        if self._test_graph is None:
+            weights = self.swarm.global_best.view(len(self.collaborators), -1).numpy()
+            self._test_graph = decode_graph(weights, self.graph_top_p, self.graph_rng("test"))
+        return self._test_graph
+
     def collaborate(self, batch: list[Example]) -> list[Answer]:
-        graph = self.best_graph.cpu().numpy()
+        graph = self.graph_for_test()
         order = topological_order(graph)
         texts = self.run_graphs(batch, [graph])[0]
         names = self.collaborator_names
@@ -226,8 +261,14 @@ class HeterogeneousSwarms(CollaborationModule):
         return [Answer(text, by=names[order[-1]], details=details) for text in texts]
 
     def run_graphs(self, batch: list[Example], graphs: list[np.ndarray]) -> list[list[str]]:
-        """The sink's output per graph and example. Graphs advance together, one node depth at a
-        time, so each model is asked once per depth for all graphs (identical prompts once)."""
+        """The sink's output per graph and example."""
+        if not self.decoding.greedy:  # each graph draws its own samples, as in MoCo
+            return [self.run_graphs_together(batch, [graph])[0] for graph in graphs]
+        return self.run_graphs_together(batch, graphs)
+
+    def run_graphs_together(self, batch: list[Example], graphs: list[np.ndarray]) -> list[list[str]]:
+        """Graphs advance together, one node depth at a time, so each model is asked once per depth
+        for all graphs and an identical prompt only once (right for greedy decoding only)."""
         orders = [topological_order(graph) for graph in graphs]
         outputs: list[dict[int, list[str]]] = [{} for _ in graphs]
         ids = [example["id"] for example in batch]
@@ -269,21 +310,25 @@ class HeterogeneousSwarms(CollaborationModule):
 
 
 def decode_graph(weights: np.ndarray, top_p: float, rng: np.random.Generator) -> np.ndarray:
-    """A DAG (``edges[i, j] = 1``: i feeds j) with one sink, from continuous adjacency weights.
+    """A DAG (``edges[i, j] = 1``: i feeds j) with one sink, from continuous adjacency weights
+    (MoCo's decoding).
 
-    The sink is drawn favouring the node with the weakest outgoing weights; then the remaining nodes
-    are placed one at a time, strongest outgoing weights first, each feeding one already-placed node
-    drawn by its edge weights. Every draw keeps the top-p share of a softmax (top_p 0 = argmax).
+    The sink is drawn by softmax(1 / out-degree), favouring the node with the weakest outgoing
+    weights; then the remaining nodes are placed one at a time, drawn by softmax(out-degree), each
+    feeding one already-placed node drawn by softmax(its edge weights). Every draw keeps the most
+    likely options up to a share above ``top_p`` and draws among them by a softmax of their
+    probabilities (not by the probabilities renormalised).
     """
     weights = np.array(weights, dtype=np.float64)
     np.fill_diagonal(weights, 0.0)
-    strength = weights.sum(axis=1)
+    out_degree = weights.sum(axis=1)
     nodes = len(weights)
-    placed = [_draw(list(range(nodes)), -strength, top_p, rng)]
+    with np.errstate(divide="ignore"):
+        placed = [_draw(list(range(nodes)), 1.0 / out_degree, top_p, rng)]
     edges = np.zeros((nodes, nodes), dtype=np.int64)
     remaining = [n for n in range(nodes) if n != placed[0]]
     while remaining:
-        node = _draw(remaining, strength[remaining], top_p, rng)
+        node = _draw(remaining, out_degree[remaining], top_p, rng)
         target = _draw(placed, weights[node, placed], top_p, rng)
         edges[node, target] = 1
         placed.append(node)
@@ -291,16 +336,41 @@ def decode_graph(weights: np.ndarray, top_p: float, rng: np.random.Generator) ->
     return edges
 
 
-def _draw(options: list[int], scores: np.ndarray, top_p: float, rng: np.random.Generator) -> int:
+def softmax_of_nonzero(scores: np.ndarray) -> np.ndarray:
+    """Softmax over the nonzero scores (a zero score means no edge: probability 0). Any +inf
+    shares all the mass; -inf and NaN get none; no usable score at all gives uniform."""
     scores = np.asarray(scores, dtype=np.float64)
-    if top_p <= 0 or len(options) == 1:
-        return options[int(np.argmax(scores))]
-    probs = np.exp(scores - scores.max())
-    probs /= probs.sum()
-    ranked = np.argsort(-probs, kind="stable")
-    keep = ranked[: int(np.searchsorted(np.cumsum(probs[ranked]), top_p) + 1)]
-    chosen = rng.choice(keep, p=probs[keep] / probs[keep].sum())
-    return options[int(chosen)]
+    probs = np.zeros_like(scores)
+    mask = scores != 0
+    values = scores[mask]
+    if values.size == 0:
+        return np.full_like(scores, 1.0 / len(scores))
+    if np.isposinf(values).any():
+        mass = np.isposinf(values).astype(np.float64)
+    else:
+        finite = np.isfinite(values)
+        mass = np.zeros_like(values)
+        if finite.any():
+            mass[finite] = np.exp(values[finite] - values[finite].max())
+        else:
+            mass[:] = 1.0
+    probs[mask] = mass / mass.sum()
+    return probs
+
+
+def _draw(options: list[int], scores: np.ndarray, top_p: float, rng: np.random.Generator) -> int:
+    probs = softmax_of_nonzero(scores)
+    # most likely first, ties to the higher node number; keep options until their share exceeds top_p
+    ranked = sorted(range(len(options)), key=lambda k: (probs[k], options[k]), reverse=True)
+    kept, share = [], 0.0
+    for k in ranked:
+        kept.append(k)
+        share += probs[k]
+        if share > top_p:
+            break
+    # the draw is always made (one random number per choice, even a forced one)
+    chosen = rng.choice([options[k] for k in kept], p=softmax_of_nonzero(probs[kept]))
+    return int(chosen)
 
 
 def topological_order(edges: np.ndarray) -> list[int]:
