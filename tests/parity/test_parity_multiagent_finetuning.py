@@ -30,6 +30,7 @@ from tests.parity.moco_harness import (
     boxed,
     collaborators,
     exact_match_task,
+    multiple_choice_task,
     run_moco,
 )
 
@@ -46,23 +47,63 @@ TASK = exact_match_task(
     ],
     test=[("What is 10 plus 11?", "21"), ("What is 20 plus 22?", "42"), ("What is 30 plus 33?", "63")],
 )
+MC_TASK = multiple_choice_task(
+    dev=[
+        ("Which colour is grass?", {"A": "green", "B": "red", "C": "blue", "D": "black"}, "A"),
+        ("Which number is even?", {"A": "three", "B": "four", "C": "five", "D": "seven"}, "B"),
+        ("Which animal barks?", {"A": "cat", "B": "cow", "C": "dog", "D": "owl"}, "C"),
+        ("Which ocean is the largest?", {"A": "Indian", "B": "Arctic", "C": "Atlantic", "D": "Pacific"}, "D"),
+        ("Which sense uses the nose?", {"A": "smell", "B": "sight", "C": "touch", "D": "taste"}, "A"),
+        ("Which shape has three sides?", {"A": "square", "B": "triangle", "C": "circle", "D": "hexagon"}, "B"),
+    ],
+    test=[
+        ("Which metal is liquid at room temperature?", {"A": "mercury", "B": "iron", "C": "gold", "D": "tin"}, "A"),
+        ("Which gas do plants take in?", {"A": "oxygen", "B": "helium", "C": "carbon dioxide", "D": "neon"}, "C"),
+        ("Which month has the fewest days?", {"A": "May", "B": "June", "C": "July", "D": "February"}, "D"),
+    ],
+)  # fmt: skip
 AGENTS = ["alpha", "beta", "gamma"]
+UNPARSED = "I cannot tell."
 
 
 def answer_in(content: str) -> str:
     return re.search(r"\\boxed\{([^}]*)\}", content).group(1)
 
 
-def policy(ask: Ask) -> str:
-    if not ask.quotes:  # a first answer: right two times in three, else one of two wrong answers
-        draw = hashlib.sha256(f"{ask.model} {ask.example} {ask.repeat}".encode()).digest()[0]
-        return boxed(ask.record["output"] if draw % 3 else str(draw % 2))
-    # a critic: the most common answer it is shown, its own answer winning a tie
+def draw(ask: Ask) -> int:
+    return hashlib.sha256(f"{ask.model} {ask.example} {ask.repeat}".encode()).digest()[0]
+
+
+def critic(ask: Ask, answer_in) -> str | None:
+    """The most common answer a critic is shown, its own answer winning a tie (None: none)."""
     (own,) = ask.own
-    votes = Counter(answer_in(q.content) for q in ask.quotes)
+    votes = Counter(a for a in (answer_in(q.content) for q in ask.quotes) if a is not None)
+    if not votes:
+        return None
     top = max(votes.values())
     mine = answer_in(own.content)
-    return boxed(mine if votes[mine] == top else min(a for a in votes if votes[a] == top))
+    return mine if votes[mine] == top else min(a for a in votes if votes[a] == top)
+
+
+def policy(ask: Ask) -> str:
+    if not ask.quotes:  # a first answer: right two times in three, else one of two wrong answers
+        return boxed(ask.record["output"] if draw(ask) % 3 else str(draw(ask) % 2))
+    return boxed(critic(ask, answer_in))
+
+
+def letter_in(content: str) -> str | None:
+    return None if content == UNPARSED else content.removeprefix("Answer: ")
+
+
+def mc_policy(ask: Ask) -> str:
+    """Multiple choice: right half the time, else D, B or no readable answer."""
+    if not ask.quotes:
+        pick = draw(ask) % 6
+        return (
+            f"Answer: {ask.record['answer']}" if pick < 3 else ("Answer: D", "Answer: B", UNPARSED)[pick - 3]
+        )
+    letter = critic(ask, letter_in)
+    return UNPARSED if letter is None else f"Answer: {letter}"
 
 
 ADAPTERS: dict[str, str] = {}  # MoCo's name for a trained model (its output folder) -> the base
@@ -88,7 +129,7 @@ def the_same_draws(agents: int) -> SimpleNamespace:
     return SimpleNamespace(seed=seed, sample=lambda population, k: state.rng.sample(population, k))
 
 
-def run_moco_finetuning(monkeypatch, tmp_path: Path, hyperparameters: dict):
+def run_moco_finetuning(monkeypatch, tmp_path: Path, task, policy, hyperparameters: dict):
     from model_collaboration.method import distributed_generation as generation
 
     by_base_name = SimpleNamespace(
@@ -107,7 +148,7 @@ def run_moco_finetuning(monkeypatch, tmp_path: Path, hyperparameters: dict):
             trained.append((iteration, f"{'agent' if kind == 'gen' else 'critic'}{index}", rows))
 
     moco = run_moco(
-        monkeypatch, tmp_path, "text_multiagent_finetuning", TASK, AGENTS, policy, hyperparameters,
+        monkeypatch, tmp_path, "text_multiagent_finetuning", task, AGENTS, policy, hyperparameters,
         patches={
             "random": the_same_draws(len(AGENTS)),
             "distributed_generation": by_base_name,
@@ -117,7 +158,7 @@ def run_moco_finetuning(monkeypatch, tmp_path: Path, hyperparameters: dict):
     return moco, trained
 
 
-def run_lit_finetuning(run_cli, tmp_path: Path, monkeypatch, *args: str):
+def run_lit_finetuning(run_cli, tmp_path: Path, monkeypatch, task, policy, *args: str):
     from moco_lit.methods.text.multiagent_finetuning import MultiagentFinetuning
 
     steps: list[tuple[int, list[dict]]] = []  # (iteration, the items of one training step)
@@ -127,10 +168,10 @@ def run_lit_finetuning(run_cli, tmp_path: Path, monkeypatch, *args: str):
         return None
 
     monkeypatch.setattr(MultiagentFinetuning, "training_step", recorded_step)
-    script = Script(TASK, policy)
+    script = Script(task, policy)
     common = ["--model", "multiagent_finetuning", "--model.collaborators", collaborators(AGENTS), *args]
     common += ["--model.temperature", "0", "--model.top_p", "1.0", "--data.batch_size", "3"]
-    common += ["--data.benchmark", str(TASK.write(tmp_path)), "--cache", "false", "--wandb", "false"]
+    common += ["--data.benchmark", str(task.write(tmp_path)), "--cache", "false", "--wandb", "false"]
     _ACTIVE.append(script)
     try:
         _, fitted = run_cli("fit", *common)
@@ -140,7 +181,7 @@ def run_lit_finetuning(run_cli, tmp_path: Path, monkeypatch, *args: str):
         _ACTIVE.remove(script)
     folder = tested.model.runtime.run_folder.path
     records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
-    order = {r["id"]: i for i, r in enumerate(TASK.test)}
+    order = {r["id"]: i for i, r in enumerate(task.test)}
     records.sort(key=lambda r: order[r["id"]])
     return script, steps, tested.model, records
 
@@ -153,19 +194,23 @@ def describe(script: Script, prompt, completion: str) -> tuple:
     found = sorted(
         (prompt.index(text), quote.tag) for text, quote in script.replies.items() if text in prompt
     )
-    return (TASK.find(prompt)[1]["id"], tuple(tag for _, tag in found), completion)
+    return (script.task.find(prompt)[1]["id"], tuple(tag for _, tag in found), completion)
 
 
-@pytest.mark.parametrize(
-    "hyperparameters",
-    [{"iterations": 2}, {"rounds": 3, "w": 0.25, "training_ratio": 0.75}],
-    ids=["two-iterations", "three-rounds-subset"],
-)
-def test_multiagent_finetuning_matches_moco(run_cli, tmp_path, monkeypatch, hyperparameters):
+CASES = {
+    "two-iterations": (TASK, policy, {"iterations": 2}),
+    "three-rounds-subset": (TASK, policy, {"rounds": 3, "w": 0.25, "training_ratio": 0.75}),
+    "multiple-choice": (MC_TASK, mc_policy, {"w": 0.75}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_multiagent_finetuning_matches_moco(run_cli, tmp_path, monkeypatch, case):
+    task, policy, hyperparameters = CASES[case]
     # MoCo's hyperparameter names are moco_lit's option names
     options = [arg for name, value in hyperparameters.items() for arg in (f"--model.{name}", str(value))]
-    moco, moco_trained = run_moco_finetuning(monkeypatch, tmp_path, hyperparameters)
-    script, steps, lit, records = run_lit_finetuning(run_cli, tmp_path, monkeypatch, *options)
+    moco, moco_trained = run_moco_finetuning(monkeypatch, tmp_path, task, policy, hyperparameters)
+    script, steps, lit, records = run_lit_finetuning(run_cli, tmp_path, monkeypatch, task, policy, *options)
 
     # every debate call of every iteration and of the test: who, on which question, quoting what
     assert_same_calls(moco.calls, script.calls)
@@ -184,11 +229,9 @@ def test_multiagent_finetuning_matches_moco(run_cli, tmp_path, monkeypatch, hype
     # a critic learns the shared consensus text, often another agent's answer
     assert any(row[2].split("[")[1].split()[0] != AGENTS[int(key[1][-1])]
                for key, rows in ours.items() if key[1].startswith("critic") for row in rows)  # fmt: skip
-    # the test outputs (MoCo logs the voted answer) and the score
-    assert_same("test outputs", moco.outputs, [r["details"]["winner"] for r in records])
-    assert [
-        lit.answer_of(r["output"], {"task_type": "exact_match", "record": {}}) for r in records
-    ] == moco.outputs
+    # the test outputs (MoCo logs the voted answer, "" for none) and the score
+    assert_same("test outputs", moco.outputs, [r["details"]["winner"] or "" for r in records])
+    assert [r["answer"] or "" for r in records] == moco.outputs
     assert moco.score == pytest.approx(lit_score(records))
 
 
