@@ -13,6 +13,7 @@ Bad input ends with one ``error:`` line and exit code 2 (a traceback only with `
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -64,6 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished predictions are kept and a rerun resumes", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`models list | head -1`): what it wanted it has; silence the
+        # final flush at exit, which would fail the same way
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+        return 0
 
 
 def _dispatch(argv: list[str]) -> int:

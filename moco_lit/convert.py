@@ -376,8 +376,8 @@ def moco_method_name(name: str) -> str:
 def read_moco_config(path: str | Path) -> dict:
     path = Path(path)
     try:
-        config = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"cannot read MoCo config {path}: {err}") from err
     missing = [key for key in ("method", "task", "model_names") if key not in (config or {})]
     if not isinstance(config, dict) or missing:

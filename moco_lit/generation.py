@@ -151,6 +151,8 @@ class GenerationEngine:
     def __post_init__(self) -> None:
         if self.backend not in {"hf", "vllm"}:
             raise UserError(f"generation backend {self.backend!r}: expected hf or vllm")
+        if self.batch_size < 1:
+            raise UserError(f"--model.generation_batch_size must be >= 1, got {self.batch_size}")
         if self.backend == "vllm":
             from moco_lit.vllm_backend import VllmBackend
 

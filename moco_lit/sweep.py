@@ -174,11 +174,20 @@ def _overrides(prefix: str, values: dict[str, Any]) -> list[str]:
     return argv
 
 
+def _read_spec(path: Path) -> Any:
+    """The YAML of a sweep file; unreadable text or bad YAML is one error line naming the file."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        reason = " ".join(str(err).split())
+        raise UserError(f"cannot read the sweep file {path}: {reason}") from err
+
+
 def load_sweep(path: str | Path) -> Sweep:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"sweep file {str(path)!r} does not exist")
-    spec = yaml.safe_load(path.read_text()) or {}
+    spec = _read_spec(path)
     if not isinstance(spec, dict):
         raise UserError(f"{path}: a sweep file is a mapping with {', '.join(sorted(SWEEP_KEYS))}")
     spec.setdefault("name", path.stem)
@@ -405,7 +414,9 @@ def main(argv: list[str]) -> int:
         path = Path(args.config)
         if not path.is_file():
             raise UserError(f"sweep file {args.config!r} does not exist")
-        spec = yaml.safe_load(path.read_text()) or {}
+        spec = _read_spec(path)
+        if not isinstance(spec, dict):
+            raise UserError(f"{path}: a sweep file is a mapping with {', '.join(sorted(SWEEP_KEYS))}")
         spec.setdefault("name", path.stem)
     for key in ("name", "methods", "benchmarks", "collaborators", "run_dir", "scoring"):
         if getattr(args, key) is not None:

@@ -229,6 +229,41 @@ CASES: list = [
         lambda i: _lightning(i, "--data.benchmark", i.file("nosplit.jsonl", json.dumps(_row(1)) + "\n")),
         '"split"',
     ),
+    (
+        "data: JSON file not UTF-8",
+        lambda i: _lightning(
+            i, "--data.benchmark", i.file("latin1.json", '{"task_type": "é"}'.encode("latin-1"))
+        ),
+        "not UTF-8",
+    ),
+    (
+        "data: JSONL file not UTF-8",
+        lambda i: _lightning(i, "--data.benchmark", i.file("latin1.jsonl", b'{"id": "\xe9"}\n')),
+        "not UTF-8",
+    ),
+    ("data: negative num_workers", lambda i: _lightning(i, "--data.num_workers", "-1"), "num_workers"),
+    (
+        "generation_batch_size 0",
+        lambda i: _lightning(i, "--model.generation_batch_size", "0"),
+        "generation_batch_size must be >= 1",
+    ),
+    # -- project commands' files ---------------------------------------------------------------
+    (
+        "convert: config not UTF-8",
+        lambda i: ["convert", i.file("c.json", b"\xff\xfe{}")],
+        "cannot read MoCo config",
+    ),
+    (
+        "sweep: file not UTF-8",
+        lambda i: ["sweep", "-c", i.file("s.yaml", b"\xff\xfe: x")],
+        "cannot read the sweep",
+    ),
+    (
+        "sweep: YAML syntax error",
+        lambda i: ["sweep", "-c", i.file("s.yaml", "methods: [unclosed\n")],
+        "cannot read the sweep",
+    ),
+    ("sweep: not a mapping", lambda i: ["sweep", "-c", i.file("s.yaml", "- a\n- b\n")], "is a mapping"),
     # -- predictions files (score) -------------------------------------------------------------
     ("predictions: line without id", lambda i: _score(i, i.file("p.jsonl", '{"output": "2"}\n')), '"id"'),
     ("predictions: line is not an object", lambda i: _score(i, i.file("p.jsonl", "[1, 2]\n")), "object"),
@@ -438,3 +473,26 @@ def test_bad_input_gives_one_error_line_and_keeps_earlier_results(
     if predictions:
         assert predictions.read_bytes() == before
         assert scores_file.read_text() == '{"id": "1", "score": 1.0}\n'
+
+
+def test_a_reader_that_closes_the_pipe_early_is_not_an_error(monkeypatch, capsys):
+    """``python -m moco_lit models list | head -1``: no traceback, exit code 0, stdout silenced."""
+    import io
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone
+
+    class ClosedPipe(io.TextIOBase):
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def fileno(self) -> int:
+            return write
+
+    for command in (["models", "list"], ["data", "list"]):
+        monkeypatch.setattr("sys.stdout", ClosedPipe())
+        assert main(command) == 0
+        assert capsys.readouterr().err == ""
+        assert os.write(write, b"x") == 1  # the final flush at exit now goes to /dev/null
+    os.close(write)

@@ -8,6 +8,7 @@ processes end up in predictions.jsonl, counted once, whatever the new world size
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -18,6 +19,7 @@ from moco_lit.cli import main
 from moco_lit.errors import UserError
 from moco_lit.runs import RunFolder, _drop_torn_tail, check_run_id
 from tests.conftest import ROOT, run_records
+from tests.resume_helpers import CALL_DELAY
 
 ARGS = [
     "test",
@@ -118,3 +120,26 @@ def test_rank_files_of_a_run_with_another_world_size_are_merged(run_cli, tmp_pat
     resumed_metrics = json.loads((folder / "metrics.json").read_text())
     for key in ("score", "n", "cost/calls", "cost/tokens"):
         assert resumed_metrics[key] == metrics[key], key
+
+
+@pytest.mark.slow
+def test_two_identical_runs_started_together_write_each_example_once(tmp_path):
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "WANDB_MODE": "disabled",
+        "MOCO_LIT_HOME": str(tmp_path / "home"),
+        CALL_DELAY: "2",  # 12 s of generation: the second run arrives while the first holds the folder
+    }
+    slow = ARGS[:4] + ["[callable:tests.resume_helpers.slow_oracle]"] + ARGS[5:]
+    command = [sys.executable, "-m", "moco_lit", *slow, "--run_dir", str(tmp_path / "runs")]
+    command += ["--progress", "false", "--trainer.enable_progress_bar", "false"]
+    runs = [subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2], results
+    (err,) = [err for code, err in results if code == 2]
+    assert "is in use by another run" in err.strip().splitlines()[-1]
+    (predictions,) = (tmp_path / "runs").rglob("predictions.jsonl")
+    ids = [json.loads(line)["id"] for line in predictions.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 6

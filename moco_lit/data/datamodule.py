@@ -92,6 +92,10 @@ class BenchmarkDataModule(L.LightningDataModule):
             raise UserError(f"--data.ratio must be in (0, 1] (a share of each split), got {ratio}.")
         if batch_size < 1:
             raise UserError(f"--data.batch_size must be >= 1, got {batch_size}.")
+        if num_workers < 0:
+            raise UserError(
+                f"--data.num_workers must be >= 0 (0 loads in the main process), got {num_workers}."
+            )
         self.save_hyperparameters()
         self._benchmark: Benchmark | None = None
         self._examples: dict[str, list[Example]] = {}

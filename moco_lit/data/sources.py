@@ -162,6 +162,8 @@ def _read_json(path: Path) -> Any:
         raise UserError(f"{path}: not valid JSON (line {error.lineno}: {error.msg}).") from None
     except OSError as error:
         raise UserError(f"{path}: cannot read the file ({error.strerror}).") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text (byte {error.start}); save the file as UTF-8.") from None
 
 
 def read_moco_json(
@@ -198,6 +200,8 @@ def read_jsonl(
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as error:
         raise UserError(f"{path}: cannot read the file ({error.strerror}).") from None
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: not UTF-8 text (byte {error.start}); save the file as UTF-8.") from None
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
