@@ -20,22 +20,25 @@ import torch.nn.functional as F
 
 IGNORE_INDEX = -100
 
-LR_SCHEDULES = ("cosine", "constant")
+LR_SCHEDULES = ("cosine", "linear", "constant")
 
 
 def lr_factor(step: int, horizon: int, schedule: str, warmup_steps: int = 0) -> float:
     """The learning-rate multiplier after ``step`` optimizer steps of a ``horizon``-step run.
 
     ``cosine`` is the Hugging Face Trainer's (MoCo's ``lr_scheduler_type="cosine"``): linear warmup
-    over ``warmup_steps``, then half a cosine from 1 down to 0 at ``horizon``; ``constant`` keeps 1.
+    over ``warmup_steps``, then half a cosine from 1 down to 0 at ``horizon``; ``linear`` goes
+    straight down to 0 instead (``lr_scheduler_type="linear"``); ``constant`` keeps 1.
     """
     if schedule == "constant":
         return 1.0
-    if schedule != "cosine":
+    if schedule not in ("cosine", "linear"):
         raise ValueError(f"lr_schedule {schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
     if step < warmup_steps:
         return step / max(1, warmup_steps)
     progress = (step - warmup_steps) / max(1, horizon - warmup_steps)
+    if schedule == "linear":
+        return max(0.0, 1.0 - progress)
     return max(0.0, 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
 
 
@@ -192,14 +195,21 @@ def grpo_loss(
 def deferral_labels(
     generator_logits: torch.Tensor, mentor_logits: torch.Tensor, labels: torch.Tensor
 ) -> torch.Tensor:
-    """Co-LLM's initial deferral targets (MoCo's init "a"): 1 where the mentor's top-1 next token
-    is the gold one and the generator's is not, 0 elsewhere, -100 at unlabelled positions.
+    """Co-LLM's initial deferral targets (MoCo's init "a"): 1 where the gold next token is the
+    mentor's most likely one and not the generator's, 0 elsewhere, -100 at unlabelled positions.
+    "Most likely" is up to rounding (``torch.isclose`` of its log-probability and the maximum), so
+    a gold token tied for first counts as right.
 
     Shape ``(batch, length - 1)`` like :func:`token_logps` (same vocabulary for both models).
     """
     gold = labels[:, 1:]
-    mentor_right = mentor_logits[:, :-1].argmax(dim=-1) == gold
-    generator_right = generator_logits[:, :-1].argmax(dim=-1) == gold
+
+    def right(logits: torch.Tensor) -> torch.Tensor:
+        log_probs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        picked = log_probs.gather(-1, gold.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return torch.isclose(picked, log_probs.max(dim=-1).values)
+
+    mentor_right, generator_right = right(mentor_logits), right(generator_logits)
     targets = (mentor_right & ~generator_right).long()
     return targets.masked_fill(gold == IGNORE_INDEX, IGNORE_INDEX)
 

@@ -1,9 +1,11 @@
-"""collm: the training pipeline under fit (dev split or a training file), test from its checkpoint."""
+"""collm: the training pipeline under fit (a training file or the dev split; the whole generator or
+the deferral weights alone), test from its checkpoint."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from moco_lit.cli import main
@@ -22,6 +24,8 @@ def _args(collaborators: list[str], *extra: str) -> list[str]:
         "8",
         "--model.init_steps",
         "20",
+        "--model.max_seq_length",
+        "256",
         "--data.benchmark",
         "quickstart",
         "--data.limit",
@@ -32,17 +36,40 @@ def _args(collaborators: list[str], *extra: str) -> list[str]:
     ]
 
 
-def test_fit_trains_the_deferral_head_then_tests_from_its_checkpoint(run_cli, lively_models):  # noqa: F811
-    args = _args(lively_models[:2], "--model.threshold_warmup_schedule", "linear")
+@pytest.mark.parametrize("train_generator", [True, False])
+def test_fit_trains_then_tests_from_its_checkpoint(run_cli, lively_models, train_generator):  # noqa: F811
+    args = _args(
+        lively_models[:2],
+        "--model.threshold_warmup_schedule",
+        "linear",
+        "--model.training_data",
+        "null",
+        "--model.train_generator",
+        str(train_generator).lower(),
+        "--model.learning_rate",
+        "1e-3",
+    )
     _, fitted = run_cli("fit", *args, "--trainer.max_epochs", "2")
     model = fitted.model
-    assert len(model.pairs) == 6 and model.pairs[0][1] == "30"  # dev prompt + reference answer
+    assert len(model.rows) == 6  # the dev split's prompts and reference answers
+    first = model.rows[0]
+    answer = model.collaborators[0].tokenizer.decode(first["input_ids"][first["labels"] != -100])
+    assert answer.startswith("30")
     trained = model.head.weight.detach().clone()
     assert "train/marginal_nll" in fitted.trainer.logged_metrics
     checkpoint = fitted.trainer.checkpoint_callback.best_model_path
-    saved = torch.load(checkpoint, weights_only=False)
-    assert set(k for k in saved["state_dict"] if k.startswith("head.")) == {"head.weight", "head.bias"}
-    assert not any(k.startswith("collaborators") for k in saved["state_dict"])  # the head only
+    saved = torch.load(checkpoint, weights_only=False)["state_dict"]
+    assert set(k for k in saved if k.startswith("head.")) == {"head.weight"}
+    assert not any(k.startswith("collaborators") for k in saved)
+    assert any(k.startswith("generator_model.") for k in saved) == train_generator
+    if train_generator:  # the generator itself moved
+        name, weight = next(
+            (k, v) for k, v in saved.items() if k.startswith("generator_model.") and v.dim() == 2
+        )
+        from transformers import AutoModelForCausalLM
+
+        base = AutoModelForCausalLM.from_pretrained(lively_models[0]).state_dict()
+        assert not torch.equal(weight.float(), base[name.removeprefix("generator_model.")].float())
     code, tested = run_cli("test", *args, "--ckpt_path", checkpoint)
     assert code == 0
     torch.testing.assert_close(tested.model.head.weight, trained)
@@ -60,8 +87,10 @@ def test_fit_on_a_training_file(run_cli, lively_models, tmp_path):  # noqa: F811
     _, fitted = run_cli(
         "fit", *_args(lively_models[:2], "--model.training_data", str(data), "--model.training_num", "4")
     )
-    assert [completion for _, completion in fitted.model.pairs] == ["1", "2", "3", "4"]
+    assert [solution for _, solution in fitted.model.training_examples()] == ["1", "2", "3", "4"]
+    assert len(fitted.model.rows) == 4
     assert load_training_rows(str(data), "train") == rows
+    assert load_training_rows(str(data), "train", 2) == rows[:2]
 
 
 def test_test_without_training_and_mixed_vocabularies_stop_cleanly(
