@@ -179,8 +179,12 @@ def example_of(instruction: str) -> str:
 
 @pytest.mark.parametrize(
     "hyperparameters",
-    [{"num_opponents": 2}, {"judge_rounds": 3, "score_type": "dynamic", "random_match_prob": 0.5}],
-    ids=["defaults", "rounds-dynamic"],
+    [
+        {"num_opponents": 2},
+        {"judge_rounds": 3, "score_type": "dynamic", "random_match_prob": 0.5},
+        {"freeze_ratings": True, "num_instructions": 5, "num_iterations": 2},
+    ],
+    ids=["defaults", "rounds-dynamic", "frozen"],
 )
 def test_sparta_matches_moco(run_cli, tmp_path, monkeypatch, hyperparameters):
     # MoCo's hyperparameter names are moco_lit's option names
@@ -190,7 +194,7 @@ def test_sparta_matches_moco(run_cli, tmp_path, monkeypatch, hyperparameters):
 
     # every call: who was asked about which example, quoting which answer, how often
     assert_same_calls(moco.calls, script.calls)
-    assert len(lit_iterations) == len(moco_iterations) == 3
+    assert len(lit_iterations) == len(moco_iterations) == hyperparameters.get("num_iterations", 3)
     trained = iter(moco_trained)
     for k, (theirs, ours) in enumerate(zip(moco_iterations, lit_iterations)):
         names = lit.collaborator_names
@@ -221,7 +225,10 @@ def test_sparta_matches_moco(run_cli, tmp_path, monkeypatch, hyperparameters):
             assert next(trained) == {m: theirs["preferences"] for m in PLAYERS}
     assert next(trained, None) is None
     # some duels are decided, some tie; ratings moved
-    assert any(s["pairs"] for s in lit_iterations) and len(set(lit_iterations[-1]["ratings"])) == 4
+    moved = len(set(lit_iterations[-1]["ratings"]))
+    assert any(s["pairs"] for s in lit_iterations) and moved == (
+        1 if hyperparameters.get("freeze_ratings") else 4
+    )
     assert any(len(s["pairs"]) < len(s["duels"]) for s in lit_iterations)
     if hyperparameters.get("judge_rounds"):  # averaged rounds, to 2 decimals
         assert any(v[0] % 1 for s in lit_iterations for d in s["duels"] for v in d["judges"].values())
