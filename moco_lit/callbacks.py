@@ -15,6 +15,7 @@ example. Without a ``WandbLogger`` it does nothing, so the CLI attaches it to ev
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -23,6 +24,8 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Checkpoint, ModelCheckpoint
+
+from moco_lit.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +69,21 @@ class IterationCheckpoint(Checkpoint):
                 self.on_first_save()
                 self.on_first_save = None
             target.parent.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(partial)  # every rank takes part; rank 0 writes
-        if trainer.is_global_zero:
-            with open(partial, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(partial, target)
+        try:
+            trainer.save_checkpoint(partial)  # every rank takes part; rank 0 writes
+            if trainer.is_global_zero:
+                with open(partial, "rb") as handle:
+                    os.fsync(handle.fileno())
+                os.replace(partial, target)
+        except OSError as err:
+            if trainer.is_global_zero:
+                partial.unlink(missing_ok=True)
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            kept = f"; {target} still holds the iteration before" if target.exists() else ""
+            raise UserError(
+                f"disk full: cannot write the checkpoint {target}{kept}; free space and rerun"
+            ) from err
         self.last_path = target
 
 

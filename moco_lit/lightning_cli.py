@@ -8,6 +8,7 @@ W&B logger (offline when no credentials are configured; skipped when wandb is of
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -117,6 +118,11 @@ class MocoCLI(LightningCLI):
     def _run_subcommand(self, subcommand: str) -> None:
         try:
             super()._run_subcommand(subcommand)
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = err.filename or "a file of the run"
+            raise UserError(f"disk full: cannot write {where}; free space and rerun (it resumes)") from err
         finally:
             folder = getattr(getattr(self.model, "runtime", None), "run_folder", None)
             if folder is not None:

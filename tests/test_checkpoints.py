@@ -12,6 +12,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import pytest
 import torch
 
 from moco_lit.callbacks import IterationCheckpoint
@@ -107,3 +108,30 @@ def test_checkpoint_values_that_override_the_command_line_are_named(run_cli, tmp
     (warning,) = [r.getMessage() for r in caplog.records if r.name == "moco_lit.lightning_cli"]
     assert "max_new_tokens=8 (not 16)" in warning and "tie" not in warning
     assert tested.model.hparams.max_new_tokens == 8
+
+
+def test_a_full_disk_while_checkpointing_is_one_line(run_cli, tmp_path, monkeypatch):
+    import errno
+    import os
+
+    import lightning as L
+
+    from moco_lit.errors import UserError
+
+    save = L.Trainer.save_checkpoint
+
+    def full(self, filepath, *args, **kwargs):
+        if str(filepath).endswith(full_at):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(filepath))
+        return save(self, filepath, *args, **kwargs)
+
+    monkeypatch.setattr(L.Trainer, "save_checkpoint", full)
+    args = ["--model", "majority_vote", "--model.collaborators", "[callable:tests.scripted.oracle]"]
+    args += ["--data.benchmark", "quickstart", "--data.limit", "2"]
+    full_at = "last.ckpt.partial"  # ours: the partial file goes, the message names last.ckpt
+    with pytest.raises(UserError, match=r"^disk full: cannot write the checkpoint .*last\.ckpt; free space"):
+        run_cli("fit", *args, "--run_dir", str(tmp_path / "a"))
+    assert not list(tmp_path.rglob("*.partial"))
+    full_at = ".ckpt"  # Lightning's own ModelCheckpoint, first: the CLI names the file
+    with pytest.raises(UserError, match=r"^disk full: cannot write .*epoch=0-step=1\.ckpt; free space"):
+        run_cli("fit", *args, "--run_dir", str(tmp_path / "b"))
