@@ -3,9 +3,29 @@ and the agents' vote picks among several conclusions."""
 
 from __future__ import annotations
 
+import string
+
+import pytest
+
 from moco_lit.methods.text.bbmas import parse_action, parse_vote
 from tests.conftest import collaborators_arg, run_records
 from tests.scripted import solve_quickstart
+
+
+@pytest.fixture(scope="module")
+def long_context_models(tmp_path_factory) -> list[str]:
+    """Two tiny random Llamas with room for the blackboard prompts (over 512 tokens)."""
+    from moco_lit.quickstart import TinyModelConfig, build_tiny_llama, build_tokenizer, prompt_wording_corpus
+
+    tokenizer = build_tokenizer(prompt_wording_corpus() + list(string.printable), vocab_size=400)
+    config = TinyModelConfig(hidden_size=32, layers=1, heads=2, intermediate_size=64, max_positions=2048)
+    folders = []
+    for seed in range(2):
+        folder = tmp_path_factory.mktemp("bbmas_models") / f"tiny{seed}"
+        build_tiny_llama(tokenizer, config, seed=seed).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+        folders.append(str(folder))
+    return folders
 
 
 def finisher(rendered: str) -> str:
@@ -47,13 +67,13 @@ def _run_scripted(run_cli, agents: list[str], *options: str):
     )[1]
 
 
-def test_bbmas_runs_on_tiny_models(run_cli, tiny_models):
+def test_bbmas_runs_on_tiny_models(run_cli, long_context_models):
     code, cli = run_cli(
         "test",
         "--model",
         "bbmas",
         "--model.collaborators",
-        collaborators_arg(tiny_models),
+        collaborators_arg(long_context_models),
         "--model.max_iterations",
         "2",
         "--model.max_new_tokens",
