@@ -47,6 +47,13 @@ from typing import Any
 
 import pytest
 
+# every differential test imports this harness (or MoCo itself): without MoCo each test module is
+# reported as skipped with this one line
+pytest.importorskip(
+    "model_collaboration",
+    reason="MoCo (modelco==1.1.2) is not installed: differential tests against it skipped",
+)
+
 MODELS = ("alpha", "beta", "gamma", "delta", "epsilon")
 """Names of the scripted models; moco_lit names them ``callable:tests.parity.moco_harness.NAME``."""
 
