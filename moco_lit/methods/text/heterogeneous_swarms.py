@@ -129,7 +129,7 @@ class HeterogeneousSwarms(CollaborationModule):
         self._candidates: list[np.ndarray] = []
         self._search_ids: set[str] | None = None
         self._iteration_pending = False
-        self._test_graph: np.ndarray | None = None
+        self._test_graph: tuple[int, np.ndarray] | None = None  # (search iteration, graph)
 
     # -- the search: one epoch over (a share of) dev per iteration -----------------------------
 
@@ -243,10 +243,11 @@ class HeterogeneousSwarms(CollaborationModule):
         best graph the search scored."""
         if self.test_graph == "best_evaluated":
             return self.best_graph.cpu().numpy()
-        if self._test_graph is None:
+        if self._test_graph is None or self._test_graph[0] != self.swarm.iteration:
             weights = self.swarm.global_best.view(len(self.collaborators), -1).numpy()
-            self._test_graph = decode_graph(weights, self.graph_top_p, self.graph_rng("test"))
-        return self._test_graph
+            graph = decode_graph(weights, self.graph_top_p, self.graph_rng("test"))
+            self._test_graph = (self.swarm.iteration, graph)
+        return self._test_graph[1]
 
     def collaborate(self, batch: list[Example]) -> list[Answer]:
         graph = self.graph_for_test()
