@@ -64,6 +64,7 @@ RENAMED: dict[str, dict[str, tuple[str, ...]]] = {
         "sft_epochs": ("epochs_per_iteration",),
         "sft_learning_rate": ("learning_rate",),
     },
+    "mentor_collab": {"task": ("mlp_task",)},
     "switch_generation": {"selector_model_name": ("selector_model",)},
     "trained_router": {
         "reward_model_name": ("tie_break_reward_model",),
@@ -90,9 +91,16 @@ MOCO_DEFAULTS: dict[str, dict[str, Any]] = {
     "logit_contrastive": {"top_p": 1.0},
     "logit_fusion": {"top_p": 1.0},
     "lorahub": {"max_new_tokens": 256, "generation_batch_size": 4, **_GREEDY},
-    # MoCo's vote counts a reply with no readable answer as a vote for "no answer"
-    "majority_vote": {"count_unparsed": True},
-    "mentor_collab": _GREEDY,
+    # MoCo reads the ranker's verdict from the first A or B anywhere in its reply
+    "llm_blender": {"verdict_parsing": "first_letter"},
+    # MoCo's vote counts a reply with no readable answer as a vote for "no answer", and groups
+    # answers by their text as extracted ("21" and "21.0" are two answers)
+    "majority_vote": {"count_unparsed": True, "answer_grouping": "text"},
+    # MoCo routes to the highest model number found anywhere in the router's reply
+    "prompt_routing": {"route_parsing": "highest_substring"},
+    "slm_mux": {"answer_grouping": "text"},
+    # MoCo feeds mentor_collab the bare prompt, no chat template
+    "mentor_collab": {**_GREEDY, "prompt": "raw"},
     "model_swarms": {"merge": "full"},
     "nudging": {"top_p": 1.0},
     "single_model": {"max_new_tokens": 100, "generation_batch_size": 8},
@@ -286,22 +294,12 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
             lambda v, h: v == "average", "MoCo implements only mode 'average' (weights: null)"
         ),
     },
-    "mentor_collab": {
-        **_GREEDY_RULES,
-        "mode": _equivalent_when(
-            lambda v, h: v == "free",
-            "MoCo's train mode downloads a pretrained MLP; here mode 'train' trains one in fit",
-        ),
-        "task": _equivalent_when(lambda v, h: h.get("mode", "free") == "free", "the pretrained MLP's domain"),
-    },
+    "mentor_collab": _GREEDY_RULES,
     "model_swarms": {
         "fast_merge_flag": lambda v, h: {"merge": "auto" if v else "full"},
         "base_model": _equivalent_when(
             lambda v, h: v is None, "the swarm has no separate base model setting"
         ),
-    },
-    "multiagent_finetuning": {
-        "training_ratio": _equivalent_when(lambda v, h: float(v) >= 1.0, "every dev question trains"),
     },
     "nudging": {
         "top_p": _GREEDY_RULES["top_p"],
@@ -341,7 +339,7 @@ OTHER_MEANING: dict[str, set[str]] = {
     "logit_contrastive": {"top_p"},
     "logit_fusion": {"top_p"},
     "nudging": {"top_p"},
-    "mentor_collab": {"mode", "temperature", "top_p"},  # MoCo's train mode loads a pretrained MLP
+    "mentor_collab": {"temperature", "top_p"},
     "stackelberg": {"leader_type"},
     "switch_generation": {"selector_base_model"},  # MoCo's LoRA-tuned LM, here a frozen encoder
 }
