@@ -1,4 +1,5 @@
-"""graph_routing: scenario labels, the learning signal on scripted specialists, tiny models end to end."""
+"""graph_routing: scenario labels, the layer maths, the learning signal on scripted specialists, tiny
+models end to end. Its agreement with MoCo is tests/parity/test_parity_graph_routing.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 from moco_lit.dev_table import DEV_ANSWERS, DevTable
-from moco_lit.methods.api.graph_routing import EdgeConv, GraphRouting
+from moco_lit.methods.api.graph_routing import EdgeConv, GraphRouting, first_best, macro_f1
 from tests.conftest import ROOT, collaborators_arg, run_records
 
 SPECIALISTS = collaborators_arg(["callable:tests.scripted.multiplier", "callable:tests.scripted.reverser"])
@@ -29,30 +30,53 @@ def test_scenario_trades_score_for_cost():
     table = DevTable(["big", "small"], [{**row, "tokens": {"big": 100, "small": 10}}])
     labels = {}
     for scenario in ("Performance First", "Cost First"):
-        method = GraphRouting(["callable:a.big", "callable:a.small"], scenario=scenario)
-        _, _, values = method.edge_values(table)
-        labels[scenario] = table.best_models([0, 1], values)[0]
-    assert labels == {"Performance First": 0, "Cost First": 1}
+        for edge_cost in ("constant", "tokens"):
+            method = GraphRouting(
+                ["callable:a.big", "callable:a.small"], scenario=scenario, edge_cost=edge_cost
+            )
+            _, _, values = method.edge_values(table)
+            labels[scenario, edge_cost] = first_best(values)[0]
+    # MoCo's constant cost: the scenario changes no label (ties go to the first model)
+    assert labels == {
+        ("Performance First", "constant"): 0,
+        ("Cost First", "constant"): 0,
+        ("Performance First", "tokens"): 0,
+        ("Cost First", "tokens"): 1,
+    }
 
 
-def test_edge_conv_averages_messages_into_target_nodes():
+def test_macro_f1_is_scikit_learns():
+    truth, predicted = [0, 0, 1, 2, 2, 2], [0, 1, 1, 2, 0, 2]
+    # per class F1: 0 -> 1/2, 1 -> 2/3, 2 -> 4/5
+    assert macro_f1(truth, predicted) == pytest.approx((1 / 2 + 2 / 3 + 4 / 5) / 3)
+    assert macro_f1([1, 1], [0, 0]) == 0.0
+
+
+def test_edge_conv_adds_messages_to_target_nodes():
     conv = EdgeConv(width=2, edge_dim=1)
     with torch.no_grad():
-        for linear in (conv.self_linear, conv.message_linear):
-            linear.weight.copy_(torch.eye(2))
-            linear.bias.zero_()
-        conv.edge_linear.weight.zero_()
-    x = torch.tensor([[1.0, 0.0], [3.0, 2.0], [0.0, 0.0]])
-    out = conv(x, torch.tensor([0, 1]), torch.tensor([2, 2]), torch.zeros(2, 1))
-    assert out[2].tolist() == [2.0, 1.0] and out[0].tolist() == [1.0, 0.0]  # mean of two; no in-edges
+        conv.message.weight.copy_(torch.eye(2))
+        conv.message.bias.zero_()
+        conv.edge.weight.fill_(1.0)
+        conv.edge.bias.zero_()
+    x = torch.tensor([[1.0, 0.0], [3.0, 2.0], [0.0, 5.0]])
+    out = conv(x, torch.tensor([0, 1]), torch.tensor([2, 2]), torch.tensor([[0.5], [0.0]]))
+    # node 2 keeps itself and gains both messages (source + edge); nodes without in-edges stay
+    assert out[2].tolist() == [4.5, 7.5] and out[0].tolist() == [1.0, 0.0]
 
 
 def test_graph_router_sends_each_skill_to_its_specialist(run_cli, tiny_models):
     model_args = ["--model.collaborators", SPECIALISTS, "--model.embedding_model", tiny_models[0]]
-    model_args += ["--model.learning_rate", "0.01"]
-    fitted, tested = _fit_then_test(
-        run_cli, model_args, ["--trainer.max_epochs", "5"], ["--data.limit", "30"]
-    )
+    model_args += [
+        "--model.learning_rate",
+        "0.01",
+        "--model.train_epochs",
+        "30",
+        "--model.masks_per_step",
+        "4",
+    ]
+    fitted, tested = _fit_then_test(run_cli, model_args, [], ["--data.limit", "30"])
+    assert fitted.trainer.global_step == 30 and fitted.model.best_step is not None
     dev_rows = [json.loads(line) for line in (fitted.model.runtime.run_folder.path / DEV_ANSWERS).open()]
     assert len(dev_rows) == 120 and all("label" in r for r in dev_rows)
     records = run_records(tested)
@@ -75,7 +99,15 @@ def test_graph_routing_runs_on_tiny_models(run_cli, tiny_models):
         "--model.embedding_model",
         tiny_models[0],
     ]
-    model_args += ["--model.max_new_tokens", "4", "--model.scenario", "Balance"]
+    model_args += [
+        "--model.max_new_tokens",
+        "4",
+        "--model.scenario",
+        "Balance",
+        "--model.edge_cost",
+        "tokens",
+    ]
+    model_args += ["--model.train_epochs", "20", "--model.test_graph", "dev"]
     fitted, tested = _fit_then_test(
         run_cli, model_args, ["--data.dev_limit", "6", "--data.batch_size", "3"], ["--data.limit", "4"]
     )
