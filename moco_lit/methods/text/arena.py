@@ -1,5 +1,5 @@
-"""What the trained text methods share: trainable LoRA agents on collaborators, pairwise judging,
-Elo ratings, and a base module whose ``fit`` alternates "make training data" and "train on it".
+"""What the trained text methods share: trainable LoRA agents on collaborators and a base module
+whose ``fit`` alternates "make training data" and "train on it" (SPARTA's ratings: ``ratings.py``).
 
 Not a method (no ``method_name``): ``multiagent_finetuning``, ``sparta``, ``stackelberg``,
 ``agglm``, ``distillation`` and the trained ``llm_blender`` build on these pieces.
@@ -43,72 +43,6 @@ from moco_lit.training import (
 log = logging.getLogger(__name__)
 
 Layout = Literal["auto", "shared_base", "one_by_one"]
-
-PAIRWISE_JUDGE_PROMPT = """You are judging two answers to the same instruction. Prefer the answer \
-that is correct, follows the instruction and is clear.
-
-Instruction:
-{question}
-
-Answer A:
-{answer_a}
-
-Answer B:
-{answer_b}
-
-Which answer is better? Reply with one letter: A or B."""
-
-
-# -- pairwise judging and Elo ratings ----------------------------------------------------------
-
-
-def judge_pairs(
-    module: DevTrainedModule,
-    judges: Sequence[Sequence[int]],
-    questions: Sequence[str],
-    answers_a: Sequence[str],
-    answers_b: Sequence[str],
-    ids: Sequence[str],
-    step: str,
-    decoding: DecodingConfig | None = None,
-) -> list[float]:
-    """Share of its judges preferring answer A for each duel (an unreadable verdict counts 1/2).
-
-    ``judges[i]`` are the collaborator indices judging duel ``i``; each judge is asked once, in one
-    batched call over every duel it judges.
-    """
-    from moco_lit.methods.text.llm_blender import parse_preference  # llm_blender imports this module
-
-    votes: list[list[float]] = [[] for _ in questions]
-    for judge in sorted({j for duel_judges in judges for j in duel_judges}):
-        duels = [i for i, duel_judges in enumerate(judges) if judge in duel_judges]
-        prompts = [
-            PAIRWISE_JUDGE_PROMPT.format(question=questions[i], answer_a=answers_a[i], answer_b=answers_b[i])
-            for i in duels
-        ]
-        verdicts = module.ask(judge, prompts, [ids[i] for i in duels], step=step, decoding=decoding)
-        for i, verdict in zip(duels, verdicts):
-            choice = parse_preference(verdict.text)
-            votes[i].append(1.0 if choice == "A" else 0.0 if choice == "B" else 0.5)
-    return [sum(v) / len(v) if v else 0.5 for v in votes]
-
-
-def expected_score(rating_a: float, rating_b: float, scale: float) -> float:
-    """Elo's expected share of wins for A against B (``scale`` points = 10x odds)."""
-    return 1.0 / (1.0 + 10.0 ** ((rating_b - rating_a) / scale))
-
-
-def k_factor(initial_k: float, min_k: float, decay_rate: float, decay_steps: int, updates: int) -> float:
-    """The update step: ``initial_k`` decayed by ``decay_rate`` every ``decay_steps`` updates."""
-    return max(min_k, initial_k * decay_rate ** (updates // max(1, decay_steps)))
-
-
-def elo_update(ratings: torch.Tensor, a: int, b: int, outcome_a: float, k: float, scale: float) -> None:
-    """Move A's and B's ratings (in place) by ``k`` times how far the outcome beat expectation."""
-    delta = k * (outcome_a - expected_score(float(ratings[a]), float(ratings[b]), scale))
-    ratings[a] += delta
-    ratings[b] -= delta
-
 
 # -- trainable agents --------------------------------------------------------------------------
 
