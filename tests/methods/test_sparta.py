@@ -17,6 +17,7 @@ from moco_lit.methods.text.ratings import (
     parse_judge_score,
     player_weights,
 )
+from moco_lit.training import reference_logps
 from tests.conftest import ROOT, collaborators_arg
 from tests.scripted import _question, solve_quickstart
 
@@ -170,3 +171,24 @@ def test_a_fit_resumed_inside_an_iteration_keeps_its_duels(run_cli, tiny_models,
     state, resumed_state = uninterrupted.state_dict(), again.state_dict()
     assert adapters and all(torch.equal(state[k], resumed_state[k]) for k in adapters)
     assert any(state[k].abs().sum() > 0 for k in adapters if "lora_B" in k)  # they did train
+
+
+def test_dpo_reference_is_each_model_before_the_iteration(run_cli, tiny_models):
+    fitted, _ = _sparta(
+        run_cli, [tiny_models[0], tiny_models[1], "callable:tests.methods.test_sparta.sage"],
+        "--model.max_new_tokens", "4", "--model.lora_r", "4", "--model.lora_dropout", "0",
+        "--model.num_iterations", "2", "--model.temperature", "1.0", "--model.learning_rate", "0.01",
+        "--model.lr_schedule", "constant", "--data.dev_limit", "6",
+    )  # fmt: skip
+    model = fitted.model
+    folder = model.runtime.run_folder.path
+    for iteration, equal_to_base in ((0, True), (1, False)):
+        items = [json.loads(line) for line in (folder / f"sparta_iter{iteration}.jsonl").open()]
+        assert items
+        for item in items:
+            agent = model.agents.agents[item["agent"]]
+            network = model.agents.activate(agent).eval()
+            tokens = model._tokens(agent, [item["prompt"]] * 2, [item["chosen"], item["rejected"]])
+            base = reference_logps(network, tokens).tolist()  # the adapter disabled
+            # iteration 0 starts from the base model; iteration 1 from what iteration 0 trained
+            assert (item["reference_logps"] == pytest.approx(base, abs=1e-4)) is equal_to_base
