@@ -9,6 +9,7 @@ import re
 import pytest
 import torch
 
+from moco_lit.errors import UserError
 from moco_lit.methods.text.ratings import (
     RatingTable,
     average_rounds,
@@ -17,6 +18,7 @@ from moco_lit.methods.text.ratings import (
     parse_judge_score,
     player_weights,
 )
+from moco_lit.methods.text.sparta import Sparta
 from moco_lit.training import reference_logps
 from tests.conftest import ROOT, collaborators_arg
 from tests.scripted import _question, solve_quickstart
@@ -192,3 +194,14 @@ def test_dpo_reference_is_each_model_before_the_iteration(run_cli, tiny_models):
             base = reference_logps(network, tokens).tolist()  # the adapter disabled
             # iteration 0 starts from the base model; iteration 1 from what iteration 0 trained
             assert (item["reference_logps"] == pytest.approx(base, abs=1e-4)) is equal_to_base
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("num_opponents", 0), ("judge_rounds", 0), ("window_size", 0), ("random_match_prob", 1.5),
+     ("score_type", "weighted"), ("dpo_reference", "initial")],
+)  # fmt: skip
+def test_bad_options_name_the_value(option, value):
+    players = ["callable:tests.scripted.oracle"] * 3
+    with pytest.raises(UserError, match=f"sparta.{option} .*{value}"):
+        Sparta(players, **{option: value})
