@@ -148,12 +148,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "(one group); a step here takes a data batch of questions"
     },
     "bbmas": {"agent_idle_threshold": "agents are not prompted to act after idling"},
-    "graph_routing": {
-        "in_edges": "the graph's edges per query node are fixed",
-        "train_epochs": "training runs trainer.max_epochs epochs over dev batches, not MoCo's steps",
-        "train_mask_rate": "no edges are masked during training",
-        "split_ratio": "the router trains on all of dev (no train/val/test split of it)",
-    },
     "heterogeneous_swarms": {
         "starting_velocity_mode": "the search always starts from random velocities",
         "weight_randomness": "the search always draws random weights for its terms",
@@ -250,11 +244,8 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
             lambda v, h: v is None, "pairs are built from the collaborators' dev scores"
         ),
     },
-    "graph_routing": {
-        "batch_size": lambda v, h: (
-            "MoCo's batch_size is also the router's masks per training step; training here takes data batches"
-        ),
-    },
+    # MoCo's batch_size is also the router's masks per training step
+    "graph_routing": {"batch_size": lambda v, h: {"generation_batch_size": v, "masks_per_step": v}},
     "heterogeneous_swarms": {
         "starting_velocity_mode": _equivalent_when(
             lambda v, h: v == "random", UNSUPPORTED["heterogeneous_swarms"]["starting_velocity_mode"]

@@ -161,6 +161,8 @@ EFFECTIVE = {
     ("text_agglm", "temperature"): {"temperature": 0.7, "grpo_temperature": 1.0},
     # cascade's 256 budgets the answers it scores; the last level answers within main.py's 512
     ("api_cascade", "max_response_length"): {"max_new_tokens": 512, "scored_max_new_tokens": 256},
+    # graph_routing reads split_ratio twice; the second read's default (80/10/10) is the one used
+    ("api_graph_routing", "split_ratio"): {"split_ratio": (0.8, 0.1, 0.1)},
 }
 
 
@@ -197,6 +199,7 @@ EXPECTED_TARGETS = {
     ("text_agglm", "temperature"): ("temperature", "grpo_temperature"),
     ("text_agglm", "max_epochs"): ("epochs_per_iteration",),
     ("api_cascade", "max_response_length"): ("max_new_tokens", "scored_max_new_tokens"),
+    ("api_graph_routing", "batch_size"): ("generation_batch_size", "masks_per_step"),
     ("api_collm", "training_dataset_name"): ("training_data",),
     ("api_collm", "max_sequence_length"): ("max_seq_length",),
     ("api_graph_routing", "embedding_model_name"): ("embedding_model",),
@@ -324,6 +327,7 @@ EXAMPLES = {
     "text_structure": {"structure_type": "star", "num_rounds": 2},
     "api_switch_generation": {"selector_model_name": "org/selector"},
     "api_trained_router": {"model_descriptions": ["a", "b", "c"]},
+    "api_graph_routing": {"model_descriptions": ["a", "b", "c"], "task_description": "grade-school maths"},
     "weight_model_swarms": {"fast_merge_flag": 1},
     "weight_dare_ties": {"base_model_name": "Qwen/Qwen2.5-7B"},
     "weight_lorahub": {"lorahub_dev_samples": 100},
@@ -348,6 +352,8 @@ def test_example_configs_become_recipes_the_cli_accepts(method, tmp_path, capsys
     greedy = method == "weight_lorahub"  # MoCo's lorahub decodes greedily
     assert init_args["max_new_tokens"] == 384 and init_args["generation_batch_size"] == 24
     assert (init_args["temperature"], init_args["top_p"]) == ((0.0, 1.0) if greedy else (0.6, 0.85))
+    if method == "api_graph_routing":  # its batch_size is also the masks per training step
+        assert init_args["masks_per_step"] == 24 and init_args["task_description"] == "grade-school maths"
 
 
 def test_settings_moco_does_not_read_are_listed_as_ignored():
