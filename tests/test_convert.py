@@ -208,6 +208,7 @@ EXPECTED_TARGETS = {
     ("text_llm_blender", "ranker_max_response_length"): ("ranker_max_new_tokens",),
     ("text_multiagent_finetuning", "sft_epochs"): ("epochs_per_iteration",),
     ("text_multiagent_finetuning", "sft_learning_rate"): ("learning_rate",),
+    ("api_mentor_collab", "task"): ("mlp_task",),
     ("api_switch_generation", "selector_model_name"): ("selector_model",),
     ("api_trained_router", "reward_model_name"): ("tie_break_reward_model",),
     ("api_trained_router", "num_train_epochs"): ("trainer.max_epochs",),

@@ -81,7 +81,15 @@ def test_needs_exactly_two_collaborators(tiny_models, capsys, tmp_path):
 
 
 def test_train_mode_fits_the_mlp_then_tests_from_its_checkpoint(run_cli, lively_models):  # noqa: F811
-    train = _args(lively_models[:2], "--model.mode", "train", "--model.decision_proportion", "100")
+    train = _args(
+        lively_models[:2],
+        "--model.mode",
+        "train",
+        "--model.mlp",
+        "trained",
+        "--model.decision_proportion",
+        "100",
+    )
     _, fitted = run_cli("fit", *train, "--trainer.max_epochs", "3")
     checkpoint = fitted.trainer.checkpoint_callback.best_model_path
     saved = torch.load(checkpoint, weights_only=False)
@@ -136,7 +144,7 @@ def test_tokens_agree_across_tokenizations():
 
 
 def test_mlp_keeps_the_generator_exactly_above_the_threshold(tiny_models):
-    module = MentorCollab(tiny_models[:2], mode="train", mlp_threshold=0.7)
+    module = MentorCollab(tiny_models[:2], mode="train", mlp="trained", mlp_threshold=0.7)
     module.mlp = BranchMLP(6, 4)
     features = torch.randn(5, 6)
     # the MLP gives P(generator's continuation is better): above 0.7 the generator's is kept

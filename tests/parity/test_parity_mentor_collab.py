@@ -259,13 +259,6 @@ def test_free_mode_takes_the_same_steps_as_moco(
     assert lit_outputs == [output.strip() for output in moco_outputs]
     # the comparison saw every kind of step: words alone, consultations, branches both ways
     steps = [step for trace in moco for step in trace]
-    print(
-        pair,
-        len(steps),
-        sum("mentor_word" in s for s in steps),
-        [s.get("mentor") for s in steps],
-        [len(t) for t in moco],
-    )
     assert any("mentor_word" not in s for s in steps)
     assert {s.get("mentor") for s in steps if "patches" in s} == {True, False}
     assert sum(r["details"]["decisions"] for r in records) == sum("mentor" in s for s in steps)
@@ -298,3 +291,96 @@ def test_moco_writes_past_the_end_of_sequence_where_moco_lit_stops(
         assert moco.count(end) > 1  # the end token's text, again and again
         assert moco.split(end)[0].strip() == lit
         assert end not in lit
+
+
+def _torchvision_mlp(in_channels, hidden_channels, norm_layer=None, activation_layer=None, dropout=0.0):
+    """torchvision's MLP block (only its layout matters): linear, norm, activation, dropout per
+    hidden width, then a last linear and dropout."""
+    layers, size = [], in_channels
+    for width in hidden_channels[:-1]:
+        layers += [
+            torch.nn.Linear(size, width),
+            norm_layer(width),
+            activation_layer(),
+            torch.nn.Dropout(dropout),
+        ]
+        size = width
+    return torch.nn.Sequential(*layers, torch.nn.Linear(size, hidden_channels[-1]), torch.nn.Dropout(dropout))
+
+
+def test_train_mode_uses_moco_s_pretrained_mlp_as_moco_does(
+    lively_models,  # noqa: F811
+    moco_mentor,
+    monkeypatch,
+    tmp_path,
+    run_cli,
+):
+    """MoCo's pretrained MLP, here a seeded stand-in of the same layout that both sides download,
+    reads the generator's hidden state after the text and the choice question: the same choices
+    at every branch, and the same outputs."""
+    import huggingface_hub
+    from model_collaboration.method import api_mentor_collab
+
+    if getattr(sys.modules["torchvision"].ops, "MLP", None) is None:  # the fixture's stub
+        monkeypatch.setattr(moco_mentor, "MLP", _torchvision_mlp)
+    generator = lively_models[0]
+    width = 32  # the lively models' hidden size
+    torch.manual_seed(3)
+    stand_in = lit_method.PretrainedBranchMLP(width)
+    with torch.no_grad():
+        for module in stand_in.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.running_mean.normal_(0, 0.5)
+                module.running_var.uniform_(0.5, 2.0)
+    weights = tmp_path / "branch_mlp.pth"
+    torch.save(stand_in.state_dict(), weights)
+    asked = []
+
+    def download(repo_id, filename, subfolder=None, **kwargs):
+        asked.append((repo_id, filename, subfolder))
+        return str(weights)
+
+    monkeypatch.setattr(moco_mentor, "hf_hub_download", download)
+
+    monkeypatch.setattr(moco_mentor.BranchPredictionMLP, "to", lambda self, *a, **k: self)  # not to cuda:N
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    monkeypatch.setitem(moco_mentor.MENTOR_COLLAB_TRAIN_DICT, generator, "tiny")
+    monkeypatch.setattr(api_mentor_collab, "MENTOR_COLLAB_TRAIN_SUPPORT_MODELS", [generator])
+    monkeypatch.setitem(lit_method.MOCO_MLP_FOLDERS, generator, "tiny")
+    marker = "My choice: Option ("  # where MoCo's code cuts the question for its MLP (test only)
+    monkeypatch.setattr(
+        moco_mentor,
+        "generate_query_prompt",
+        lambda a, b: lit_method.CHOICE_QUESTION.format(option_a=a, option_b=b) + marker,
+    )
+    judgement = moco_mentor.MentorCollab.mlp_judgement
+    moco_choices = []
+
+    def recorded_judgement(self, query_prompt):
+        choice, score = judgement(self, query_prompt)
+        moco_choices.append(choice == "B")
+        return choice, score
+
+    monkeypatch.setattr(moco_mentor.MentorCollab, "mlp_judgement", recorded_judgement)
+    models = lively_models[:2]
+    threshold = 0.66  # the stand-in's scores here lie between 0.65 and 0.68: both choices occur
+    hyper = {"max_response_length": 24, "patch_size": 4, "mode": "train", "task": "Math"}
+    hyper["mlp_threshold"] = threshold
+    moco_outputs, moco = moco_traces(moco_mentor, monkeypatch, tmp_path, models, hyper)
+    for trace in moco:  # the MLP's choices, in order, onto the branch steps
+        for step in trace:
+            if "patches" in step:
+                step["mentor"] = moco_choices.pop(0)
+    lit_outputs, lit, _ = lit_traces(
+        run_cli,
+        monkeypatch,
+        tmp_path,
+        models,
+        *("--model.max_new_tokens", "24", "--model.patch_size", "4"),
+        *("--model.mode", "train", "--model.mlp_task", "Math", "--model.mlp_threshold", str(threshold)),
+    )
+    assert asked == [(lit_method.MOCO_MLP_REPO, "branch_mlp.pth", "tiny/Math")] * 2
+    assert lit == moco
+    assert lit_outputs == [output.strip() for output in moco_outputs]
+    steps = [step for trace in moco for step in trace]
+    assert {s.get("mentor") for s in steps if "patches" in s} == {True, False}

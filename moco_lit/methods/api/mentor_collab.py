@@ -20,7 +20,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from moco_lit.collaborators import RawText
+from moco_lit.collaborators import RawText, parse_spec
 from moco_lit.decoding import DecodingSession, JointDecoder, Patch, PatchRule, module_fingerprint
 from moco_lit.dev_table import DevTrainedModule, question_text
 from moco_lit.errors import UserError
@@ -42,6 +42,17 @@ JUDGE_PROMPT = (
 )
 
 GENERATOR, MENTOR = 0, 1
+
+# MoCo's pretrained branch MLPs (``mlp: moco``): one per supported generator and task domain
+MOCO_MLP_REPO = "SeanWang0027/MentorCollab-MLP"
+MOCO_MLP_FOLDERS = {
+    "Qwen/Qwen3-1.7B": "Qwen3_1.7B",
+    "Qwen/Qwen3-8B-Base": "qwen3_8B_base",
+    "meta-llama/Llama-3.1-8B": "llama3_1_8B",
+    "meta-llama/Llama-3.2-3B-Instruct": "llama3_2_3B",
+    "google/gemma-3-4b-it": "gemma3_4b_it",
+    "google/gemma-3-4b-pt": "gemma3_4b_pt",
+}
 WORD_TOKENS = 11  # a word is at most its first token and ten more (MoCo's limit)
 
 
@@ -192,6 +203,25 @@ def _commit(session: DecodingSession, rows: list[int], patches: Sequence[Patch],
     )
 
 
+class PretrainedBranchMLP(nn.Module):
+    """The layout of MoCo's pretrained MLPs, so their weights load: the generator's last hidden
+    state at the choice question, through widths 2h, h (each with batch norm, ReLU and dropout)
+    and h/2, to one logit of the probability that the generator's continuation is better."""
+
+    def __init__(self, width: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        size = width
+        for out in (2 * width, width):
+            layers += [nn.Linear(size, out), nn.BatchNorm1d(out), nn.ReLU(), nn.Dropout(dropout)]
+            size = out
+        self.mlp = nn.Sequential(*layers, nn.Linear(size, width // 2), nn.Dropout(dropout))
+        self.linear = nn.Linear(width // 2, 1)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.mlp(hidden)).squeeze(-1)
+
+
 class BranchMLP(nn.Module):
     """Probability that the generator's continuation is the better one (what MoCo's MLP outputs),
     from branch-point features."""
@@ -222,10 +252,16 @@ class MentorCollab(DevTrainedModule):
         question, the text so far and the options (read through its chat template).
     prompt: ``chat`` renders the prompt with each model's chat template; ``raw`` (MoCo) feeds
         the bare prompt text, with only the start token the tokenizer adds itself.
+    mlp: ``moco`` (MoCo): ``mode: train`` uses MoCo's pretrained MLP for the generator (one of
+        six hub models) and ``mlp_task``, reading the generator's last hidden state after the
+        text so far and the choice question; ``trained``: an MLP trained here in ``fit`` on dev
+        decisions (any generator), reading hidden states at and after the branch.
+    mlp_task: the domain of MoCo's pretrained MLP, ``General`` or ``Math`` (MoCo's ``task``).
     mlp_threshold: ``train`` keeps the generator's continuation when the MLP's probability that
         it is the better one exceeds this, the mentor's otherwise (MoCo's rule).
     mlp_hidden: hidden width of the MLP.
     learning_rate: AdamW learning rate of the MLP.
+    lr_schedule: ``constant`` or ``cosine`` (the MLP is trained here only: MoCo ships it trained).
 
     Training labels (``fit``, ``mode: train``): dev questions are decoded with a seeded coin at each
     branch point (so both kinds of branch are visited); each branch is then finished by the
@@ -253,15 +289,19 @@ class MentorCollab(DevTrainedModule):
         steps: Literal["word", "token"] = "word",
         judge: Literal["continue", "ask"] = "continue",
         prompt: Literal["chat", "raw"] = "chat",
+        mlp: Literal["moco", "trained"] = "moco",
+        mlp_task: Literal["General", "Math"] = "General",
         mlp_threshold: float = 0.5,
         mlp_hidden: int = 64,
         learning_rate: float = 1e-3,
+        lr_schedule: Literal["cosine", "constant"] = "constant",
         temperature: float = 0.0,
         **kwargs,
     ) -> None:
         super().__init__(
             collaborators,
             learning_rate=learning_rate,
+            lr_schedule=lr_schedule,
             temperature=temperature,
             **kwargs,
         )
@@ -270,6 +310,8 @@ class MentorCollab(DevTrainedModule):
             ("steps", steps, ("word", "token")),
             ("judge", judge, ("continue", "ask")),
             ("prompt", prompt, ("chat", "raw")),
+            ("mlp", mlp, ("moco", "trained")),
+            ("mlp_task", mlp_task, ("General", "Math")),
         ):
             if value not in allowed:
                 raise UserError(f"mentor_collab.{name} must be {' or '.join(allowed)}, got {value!r}")
@@ -278,22 +320,42 @@ class MentorCollab(DevTrainedModule):
         if patch_size < 1:
             raise UserError(f"mentor_collab.patch_size must be at least 1, got {patch_size}")
         self.mode = mode
-        self.needs_calibration = mode == "train"
-        self.mlp: BranchMLP | None = None
+        self.trains = mode == "train" and mlp == "trained"  # only then is there anything to fit
+        self.needs_calibration = self.trains
+        self.mlp: BranchMLP | PretrainedBranchMLP | None = None
         self._features = torch.empty(0)
         self._labels = torch.empty(0)
 
     # -- the MLP -------------------------------------------------------------------------------
 
     def configure_model(self) -> None:
-        if self.mode == "train" and self.mlp is None:
-            widths = [c.model.get_output_embeddings().weight.shape[1] for c in self.collaborators]
-            self.mlp = BranchMLP(2 * widths[GENERATOR] + widths[MENTOR], self.hparams.mlp_hidden).to(
-                self.device
+        if self.mode != "train" or self.mlp is not None:
+            return
+        widths = [c.model.get_output_embeddings().weight.shape[1] for c in self.collaborators]
+        if self.trains:
+            self.mlp = BranchMLP(2 * widths[GENERATOR] + widths[MENTOR], self.hparams.mlp_hidden)
+        else:
+            self.mlp = self.load_pretrained_mlp(widths[GENERATOR])
+        self.mlp.to(self.device)
+
+    def load_pretrained_mlp(self, width: int) -> PretrainedBranchMLP:
+        """MoCo's pretrained MLP for the generator and ``mlp_task``, from the hub."""
+        from huggingface_hub import hf_hub_download
+
+        generator = parse_spec(self.collaborator_specs[GENERATOR]).path
+        folder = MOCO_MLP_FOLDERS.get(generator)
+        if folder is None:
+            raise UserError(
+                f"mentor_collab.mlp moco has pretrained MLPs only for the generators "
+                f"{', '.join(MOCO_MLP_FOLDERS)}, got {generator!r}; use --model.mlp trained (fit trains one)"
             )
+        path = hf_hub_download(MOCO_MLP_REPO, "branch_mlp.pth", subfolder=f"{folder}/{self.hparams.mlp_task}")
+        mlp = PretrainedBranchMLP(width)
+        mlp.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        return mlp.eval()
 
     def generator_probability(self, features: torch.Tensor) -> torch.Tensor:
-        weight = self.mlp.layers[1].weight
+        weight = next(self.mlp.parameters())
         return torch.sigmoid(self.mlp(features.to(weight.device, weight.dtype)).float())
 
     # -- decoding ------------------------------------------------------------------------------
@@ -302,12 +364,12 @@ class MentorCollab(DevTrainedModule):
         hp = self.hparams
         free = self._continue_choice if hp.judge == "continue" else self._ask_generator
         choose = self._coin if collect else free if self.mode == "free" else self._ask_mlp
-        wording = CHOICE_QUESTION + CHOICE_CUE if hp.judge == "continue" else JUDGE_PROMPT
+        wording = CHOICE_QUESTION + CHOICE_CUE + JUDGE_PROMPT
         judge = hashlib.sha256(wording.encode()).hexdigest()[:8]
         head = module_fingerprint(self.mlp) if self.mode == "train" else f"{hp.judge}:{judge}"
         key = (
             f"mentor_collab(mode={self.mode},p={hp.decision_proportion},patch={hp.patch_size},"
-            f"steps={hp.steps},judge={head},threshold={hp.mlp_threshold},mlp=generator)"
+            f"steps={hp.steps},judge={head},threshold={hp.mlp_threshold},mlp={hp.mlp}:generator)"
         )
         self._ids_by_prompt = ids_by_prompt
         return MentorRule(hp.decision_proportion, hp.patch_size, choose, key, collect, hp.steps)
@@ -359,6 +421,14 @@ class MentorCollab(DevTrainedModule):
         mentor: list[Patch],
         features: torch.Tensor,
     ) -> list[bool]:
+        if not self.trains:  # MoCo's MLP reads the generator after the text and the question
+            questions = [
+                CHOICE_QUESTION.format(option_a=a.text, option_b=b.text) for a, b in zip(own, mentor)
+            ]
+            session.next_tokens_after(GENERATOR, rows, questions)
+            stream = session.streams[GENERATOR]
+            features = stream.hidden[torch.tensor(rows, device=stream.hidden.device)]
+            self.mlp.eval()
         with torch.no_grad():
             return (self.generator_probability(features) <= self.hparams.mlp_threshold).tolist()
 
@@ -395,13 +465,13 @@ class MentorCollab(DevTrainedModule):
     # -- fit: dev decisions, their labels, the MLP's epochs -------------------------------------
 
     def ensure_calibrated(self) -> None:
-        if self.mode == "train":
+        if self.trains:
             super().ensure_calibrated()
 
     def on_fit_start(self) -> None:
         self.calibrated.fill_(True)
-        if self.mode == "free":
-            log.info("mentor_collab: mode free has nothing to train")
+        if not self.trains:
+            log.info("mentor_collab: nothing to train (mode free, or MoCo's pretrained MLP)")
             return
         features, labels = [], []
         datamodule = self.trainer.datamodule
@@ -458,7 +528,7 @@ class MentorCollab(DevTrainedModule):
         return [d["features"] for d in rule.decisions], labels
 
     def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor | None:
-        if self.mode == "free":
+        if not self.trains:
             return None
         chunk = _chunk(len(self._labels), batch_idx, self.trainer.num_training_batches)
         if len(chunk) == 0:
@@ -471,7 +541,7 @@ class MentorCollab(DevTrainedModule):
         return loss
 
     def configure_optimizers(self):
-        return super().configure_optimizers() if self.mode == "train" else None
+        return super().configure_optimizers() if self.trains else None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
