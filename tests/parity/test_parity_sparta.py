@@ -183,8 +183,9 @@ def example_of(instruction: str) -> str:
         {"num_opponents": 2},
         {"judge_rounds": 3, "score_type": "dynamic", "random_match_prob": 0.5},
         {"freeze_ratings": True, "num_instructions": 5, "num_iterations": 2},
+        {"score_type": "static", "num_opponents": 1, "random_match_prob": 0.0, "num_iterations": 4},
     ],
-    ids=["defaults", "rounds-dynamic", "frozen"],
+    ids=["defaults", "rounds-dynamic", "frozen", "static-nearest"],
 )
 def test_sparta_matches_moco(run_cli, tmp_path, monkeypatch, hyperparameters):
     # MoCo's hyperparameter names are moco_lit's option names
