@@ -205,3 +205,16 @@ def test_bad_options_name_the_value(option, value):
     players = ["callable:tests.scripted.oracle"] * 3
     with pytest.raises(UserError, match=f"sparta.{option} .*{value}"):
         Sparta(players, **{option: value})
+
+
+def test_opponents_by_rating_after_training_only_with_always():
+    players = ["callable:tests.scripted.oracle"] * 4
+    for option in ("until_trained", "always"):
+        sparta = Sparta(players, num_opponents=1, random_match_prob=0.0, opponents_by_rating=option)
+        sparta.collaborators = list(range(4))  # matching reads only how many there are
+        sparta.ratings.copy_(torch.tensor([100.0, 101.0, 130.0, 131.0], dtype=torch.float64))
+        nearest = {0: 1, 1: 0, 2: 3, 3: 2}
+        assert all(nearest[a] == b for a, b in sparta.match(0, 40))
+        sparta.trained_before = True  # MoCo finds no rating for a trained model: random opponents
+        by_rating = all(nearest[a] == b for a, b in sparta.match(1, 40))
+        assert by_rating is (option == "always")
