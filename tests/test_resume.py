@@ -167,9 +167,10 @@ def test_a_killed_evaluation_resumes_to_the_uninterrupted_result(command, run_cl
     assert {r["id"]: r for r in records} == by_id
     assert f"resuming: {done_at_kill} examples already in" in run.output(2, "out")
 
-    # only what the cache lacked was generated again, each once
+    # only what the cache lacked was generated again, each once: every call added one cache entry
+    # (sampling asks a prompt shared by two examples twice, with two seeds: calls are not unique)
     regenerated = run.calls_of(resumed)
-    assert len(regenerated) == len(set(regenerated)) == run.cache_entries() - cached_at_kill
+    assert len(regenerated) == run.cache_entries() - cached_at_kill
     assert run.cache_entries() == straight_entries
 
     if command == "test":
