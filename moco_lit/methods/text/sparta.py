@@ -69,7 +69,8 @@ class Sparta(AgentTrainedModule):
     freeze_ratings: keep every rating and deviation at its start.
     dpo_reference: ``previous`` (MoCo: the model before this iteration's DPO) or ``base`` (the
         untrained model, the adapter disabled).
-    beta: DPO's beta. (MoCo's DPO: learning rate 1e-6; max_new_tokens 256 for every call.)
+    beta: DPO's beta. (MoCo's DPO: learning rate 1e-6, 2048 tokens per pair; max_new_tokens 256
+        for every call.)
     """
 
     method_name = "sparta"
@@ -109,6 +110,7 @@ class Sparta(AgentTrainedModule):
         dpo_reference: Literal["previous", "base"] = "previous",
         beta: float = 0.1,
         learning_rate: float = 1e-6,
+        max_length: int = 2048,
         max_new_tokens: int = 256,
         **kwargs,
     ) -> None:
@@ -116,6 +118,7 @@ class Sparta(AgentTrainedModule):
             collaborators,
             num_iterations=num_iterations,
             learning_rate=learning_rate,
+            max_length=max_length,
             max_new_tokens=max_new_tokens,
             **kwargs,
         )
