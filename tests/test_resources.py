@@ -88,6 +88,24 @@ def test_a_worker_dies_with_its_launcher(tmp_path):
     assert not _alive(worker_pid), "the worker outlived its launcher"
 
 
+def test_every_ddp_worker_ties_itself_to_its_launcher(monkeypatch):
+    """A process Lightning's launcher starts has LOCAL_RANK set; the CLI's first act there is the tie."""
+    from moco_lit import lightning_cli
+
+    class Tied(Exception):
+        pass
+
+    def tie():
+        raise Tied
+
+    monkeypatch.setattr(lightning_cli, "die_with_parent", tie)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(Tied):
+        lightning_cli.MocoCLI(args=["test"])
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert not lightning_cli._launched_worker()
+
+
 def _alive(pid: int) -> bool:
     try:
         with open(f"/proc/{pid}/stat") as stat:
