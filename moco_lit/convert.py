@@ -157,15 +157,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "sft_batch_size": "a fine-tuning step takes one data batch of questions' items",
         "sft_grad_accum": "set trainer.accumulate_grad_batches yourself: steps differ in size",
     },
-    "sparta": {
-        "score_type": "the judge's score is fixed to MoCo's normal scoring",
-        "judge_rounds": "one judge verdict per duel",
-        "num_opponents": "one opponent per duel",
-        "window_size": "no rating-convergence window",
-        "min_deviation": "no rating-convergence window",
-        "epsilon": "no rating-convergence window",
-        "freeze_ratings": "ratings always update",
-    },
     "stackelberg": {
         key: "Stackelberg here has a difficulty/contested leader and DPO followers only"
         for key in (
@@ -301,13 +292,12 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
         "current_iteration": _equivalent_when(
             lambda v, h: not v, "MoCo resumes from its own iteration folders"
         ),
-        "freeze_ratings": _equivalent_when(lambda v, h: not v, UNSUPPORTED["sparta"]["freeze_ratings"]),
     },
     "stackelberg": {
         "current_iteration": _equivalent_when(
             lambda v, h: not v, "MoCo resumes from its own iteration folders"
         ),
-        "freeze_ratings": _equivalent_when(lambda v, h: not v, UNSUPPORTED["sparta"]["freeze_ratings"]),
+        "freeze_ratings": _equivalent_when(lambda v, h: not v, "ratings always update"),
         # same name, another meaning: MoCo's leader draws instructions (probabilistic/uniform)
         "leader_type": lambda v, h: (
             "MoCo's leader samples instructions; here it keeps the difficult "
