@@ -60,8 +60,21 @@ class GenerationCache:
         except sqlite3.DatabaseError as err:
             if not _damaged(err):
                 raise self._as_user_error(err) from err
+            if not (self._is_default() or _looks_like_sqlite(self.path)):
+                self.close()
+                raise UserError(
+                    f"--cache_path {str(self.path)!r} is not a generation cache (not an SQLite file); "
+                    "give a new file path or an existing cache"
+                ) from err
             self._move_aside(err)
             self._open()
+
+    def _is_default(self) -> bool:
+        """The machine's shared cache is healed whatever its state; a file the user named is only
+        moved aside when it was an SQLite file (not, say, a data file given by mistake)."""
+        from moco_lit import paths
+
+        return self.path.resolve() == (paths.home() / "generations.sqlite").resolve()
 
     def _open(self) -> None:
         conn = self._connect()
@@ -157,6 +170,14 @@ class GenerationCache:
         if conn is not None:
             conn.close()
             self._local.conn = None
+
+
+def _looks_like_sqlite(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def _damaged(err: sqlite3.DatabaseError) -> bool:

@@ -88,6 +88,14 @@ def _score(inputs: Inputs, predictions: str, *args: str) -> list[str]:
     return ["score", "--benchmark", benchmark, "--predictions", predictions, *args]
 
 
+def _zip(path: Path) -> str:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "a zip file, not a checkpoint")
+    return str(path)
+
+
 def _checkpoint_of(inputs: Inputs, class_path: str) -> str:
     """A checkpoint file (a torch zip) whose saved hyperparameters name ``class_path``."""
     path = inputs.root / "other_method.ckpt"
@@ -296,6 +304,16 @@ CASES: list = [
         "run folder",
     ),
     ("cache_path is a folder", lambda i: _lightning(i, "--cache_path", str(i.root)), "is a folder"),
+    (
+        "cache_path is some other file",
+        lambda i: _lightning(i, "--cache_path", i.file("notes.txt", "not a cache\n" * 50)),
+        "is not a generation cache",
+    ),
+    (
+        "ckpt_path is a zip but no checkpoint",
+        lambda i: _lightning(i, "--ckpt_path", _zip(i.root / "other.ckpt")),
+        "cannot be read as a checkpoint",
+    ),
     ("run_id climbs out of run_dir", lambda i: _lightning(i, run_id="../escaped"), "plain folder name"),
     ("run_id is a path", lambda i: _lightning(i, run_id="a/b"), "plain folder name"),
     ("no test examples", lambda i: _lightning(i, limit=0), "no examples"),

@@ -46,8 +46,9 @@ def _backups(path) -> list:
     return sorted(p for p in found if not p.name.endswith(("-wal", "-shm")))
 
 
-def test_a_garbage_cache_is_moved_aside_and_rebuilt(tmp_path, caplog):
-    path = tmp_path / "generations.sqlite"
+def test_a_garbage_cache_is_moved_aside_and_rebuilt(isolated_home, caplog):
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    path = isolated_home / "generations.sqlite"  # the machine's shared cache
     path.write_bytes(GARBAGE)
     with caplog.at_level(logging.WARNING, logger="moco_lit.cache"):
         cache = GenerationCache(path)
@@ -70,11 +71,12 @@ def test_a_cache_cut_in_half_is_moved_aside(tmp_path):
     assert len(GenerationCache(path)) == 0 and len(_backups(path)) == 1
 
 
-def test_a_run_on_a_damaged_cache_completes_and_names_the_backup(tmp_path, capsys, caplog):
-    path = tmp_path / "shared.sqlite"
+def test_a_run_on_a_damaged_cache_completes_and_names_the_backup(tmp_path, isolated_home, capsys, caplog):
+    isolated_home.mkdir(parents=True, exist_ok=True)
+    path = isolated_home / "generations.sqlite"  # the default cache, shared by every run
     path.write_bytes(GARBAGE)
     with caplog.at_level(logging.WARNING, logger="moco_lit.cache"):
-        code = main([*RUN, "--cache_path", str(path), "--run_dir", str(tmp_path / "runs")])
+        code = main([*RUN, "--run_dir", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert code == 0 and "Traceback" not in err, err[-2000:]
     (backup,) = _backups(path)
@@ -83,6 +85,14 @@ def test_a_run_on_a_damaged_cache_completes_and_names_the_backup(tmp_path, capsy
     assert len(GenerationCache(path)) == 3  # the new cache holds this run's generations
     (metrics,) = (tmp_path / "runs").rglob("metrics.json")
     assert json.loads(metrics.read_text())["n"] == 3
+
+
+def test_a_named_file_that_is_not_a_cache_is_refused_and_left_alone(tmp_path):
+    data = tmp_path / "data.jsonl"
+    data.write_bytes(GARBAGE)
+    with pytest.raises(UserError, match="is not a generation cache"):
+        GenerationCache(data)
+    assert data.read_bytes() == GARBAGE and _backups(data) == []
 
 
 def test_a_full_disk_under_the_cache_is_one_line(tmp_path):
