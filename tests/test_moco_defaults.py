@@ -60,6 +60,16 @@ MOCO_DEFAULTS = {
     (AggLM, "group_size"): (4, "method/text_agglm.py:63", r'"train_batch_size", (\d+)'),
     (GraphRouting, "learning_rate"): (1e-4, "method/api_graph_routing.py:39", r'"learning_rate", ([\de.-]+)'),
     (GraphRouting, "weight_decay"): (1e-4, "method/api_graph_routing.py:40", r'"weight_decay", ([\de.-]+)'),
+    (GraphRouting, "hidden_features"): (8, "method/api_graph_routing.py:37", r'"hidden_features", (\d+)'),
+    (GraphRouting, "in_edges"): (3, "method/api_graph_routing.py:38", r'"in_edges", (\d+)'),
+    (GraphRouting, "train_epochs"): (500, "method/api_graph_routing.py:41", r'"train_epochs", (\d+)'),
+    (GraphRouting, "masks_per_step"): (32, "method/api_graph_routing.py:42", r'"batch_size", (\d+)'),
+    (GraphRouting, "train_mask_rate"): (
+        0.5,
+        "method/api_graph_routing.py:43",
+        r'"train_mask_rate", ([\d.]+)',
+    ),
+    (GraphRouting, "split_ratio"): ((0.8, 0.1, 0.1), "method/api_graph_routing.py:124", None),
     (GraphRouting, "lr_schedule"): (
         "constant",
         "method/api_graph_routing.py:444 (AdamW, no scheduler)",
