@@ -1,32 +1,33 @@
 """Switch generation: collaborators take turns writing patches, and a selector picks whose turn it is.
 
-The answer is written in patches of ``patch_size`` (25) tokens; before each patch a selector reads
-the question and the patches so far (each tagged with its writer) and names the model that writes
-the next one. The selector is a given LM checkpoint (``selector_model``, asked for a number) or is
-trained in ``fit`` from dev rollouts: random switching up to a random point, then
-``rollout_per_instance`` random continuations scored by the task metric; the label is the model
-whose continuations scored best. Feng et al. 2025, "When One LLM Drools, Multi-LLM Collaboration
-Rules"; MoCo: ``switch_generation``.
+The answer is written in ``max_new_tokens // patch_size`` rounds; each round a selector LM reads
+the question and the patches so far (each tagged with its writer) and names the next writer,
+which is asked for ``patch_size`` more tokens of the answer. ``fit`` trains the selector from dev
+rollouts: random writers up to a random round, then ``rollout_per_instance`` random
+continuations scored by a reward model; the label is the first writer whose continuations scored
+best on average, and a causal LM (``selector_base_model``) is LoRA-tuned to reply with it.
+Feng et al. 2025, "When One LLM Drools, Multi-LLM Collaboration Rules"; MoCo: ``switch_generation``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import random
-import re
-from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from moco_lit.collaborators import Collaborator, load_collaborator
-from moco_lit.decoding import DecodingSession, JointDecoder, PatchRule, module_fingerprint
+from moco_lit.collaborators import Collaborator, load_collaborator, parse_spec
+from moco_lit.decoding import DecodingSession, PatchRule, module_fingerprint
 from moco_lit.dev_table import DevTrainedModule, question_text
 from moco_lit.errors import UserError
-from moco_lit.generation import DecodingConfig, example_seed
+from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer
+from moco_lit.training import completion_batch, sft_loss
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,13 @@ SELECTOR_PROMPT = (
     "Which model, from 0 to {last}, should write the next segment? Reply with its number.\nModel "
 )
 SEGMENT_LINE = "[model {model}] {text}\n"
+WRITER_PROMPT = (
+    "{question}\n\nContinue the answer below from where it stops; do not repeat it.\n\nAnswer: {answer}"
+)
 WAIT_TEXT = " Wait,"  # s1-style: a model that stops early is made to go on (wait_flag)
 OBJECTIVE_TEXT = " The final answer is"  # before the last patch (objective_flag)
-
-Selector = Callable[[DecodingSession, list[int], list[list[tuple[int, str]]]], list[int]]
+END_MARK = "[done]"  # after a patch that stopped early (no wait_flag); the answer ends there
+SKYWORK = "Skywork/Skywork-Reward-Llama-3.1-8B-v0.2"
 
 
 def selector_prompt(question: str, patches: list[tuple[int, str]], count: int) -> str:
@@ -46,22 +50,469 @@ def selector_prompt(question: str, patches: list[tuple[int, str]], count: int) -
     return SELECTOR_PROMPT.format(question=question, segments=segments, last=count - 1)
 
 
-class TurnTaking(PatchRule):
-    """Patch by patch: ``select(session, rows, patches)`` names the writer of each row's next patch
-    (``patches[row]`` = the (model, text) patches so far). ``rounds[row]`` caps a row's patches
-    (rollout prefixes); ``wait`` and ``objective`` are MoCo's ``wait_flag`` / ``objective_flag``."""
+@dataclass
+class Turns:
+    """One answer written patch by patch: ``segments`` are (writer, text), end marks included."""
+
+    question: str
+    segments: list[tuple[int, str]] = field(default_factory=list)
+    sequence: str = ""
+
+    def mark(self, text: str) -> None:
+        model, last = self.segments[-1]
+        self.segments[-1] = (model, last + text)
+        self.sequence += text
+
+    def add(self, model: int, patch: str) -> None:
+        self.segments.append((model, patch))
+        self.sequence += patch + " "
+
+    def output(self) -> str:
+        return self.sequence.strip().split(END_MARK)[0].strip()
+
+
+def writer_number(reply: str, count: int) -> int | None:
+    """The highest model number that appears anywhere in ``reply`` (MoCo's reading), else None."""
+    return next((m for m in range(count - 1, -1, -1) if str(m) in reply), None)
+
+
+def fallback_writer(seed: int, example_id: str, round_index: int, count: int) -> int:
+    """A reproducible random writer for a selector reply that names none (MoCo draws at random)."""
+    return random.Random(example_seed(seed, example_id, "selector", round_index)).randrange(count)
+
+
+class SwitchGeneration(DevTrainedModule):
+    """Args:
+    patch_size: tokens per patch (MoCo: 25); the answer has ``max_new_tokens // patch_size`` patches.
+    selector_model: an LM checkpoint that names the next writer when asked; None trains one in ``fit``.
+    selector: the trained selector: ``causal_lm`` (MoCo's: ``selector_base_model`` LoRA-tuned to
+        reply with the writer's number) or ``encoder`` (a linear head on ``selector_encoder``'s
+        frozen mean-pooled embedding, trained in seconds; not MoCo's).
+    selector_base_model: the causal LM the selector is tuned from (MoCo: Qwen/Qwen2.5-7B-Instruct).
+    selector_encoder: the frozen encoder under ``selector: encoder``.
+    selector_max_new_tokens: tokens of a selector reply; None gives max_new_tokens (MoCo's).
+    training_instance_num: rollout states; MoCo's ``training_instance_num // generation_batch_size``
+        rounds each draw ``generation_batch_size`` dev questions (MoCo: 500).
+    rollout_per_instance: random continuations per state (MoCo: 16).
+    rollout_reward_model: the reward model that scores each continuation (MoCo:
+        Skywork/Skywork-Reward-Llama-3.1-8B-v0.2); None scores them with the task metric.
+    objective_flag: append " The final answer is" before the last patch.
+    wait_flag: after a patch shorter than ``patch_size`` characters (the writer stopped), " Wait,"
+        and the turns go on; without it the answer ends there.
+    learning_rate, lr_schedule: default 1e-5 and cosine for ``causal_lm`` (MoCo's), 1e-3 and
+        constant for the encoder head.
+    lora_r, lora_alpha, lora_dropout, lora_target_modules: the selector's LoRA (MoCo: 64, 16, 0.1,
+        q/k/v/o projections).
+    sft_batch_size: selector training rows per optimizer step (MoCo: 1 × 32 accumulated).
+    sft_max_length: tokens per selector training row (MoCo: 4096).
+    patching: ``prompt`` (MoCo's: each patch is a fresh request showing the answer so far) or
+        ``joint`` (at test, one answer continued token by token across the writers' own caches;
+        cheaper, and no writer re-reads the answer as a user turn).
+    """
+
+    method_name = "switch_generation"
+    level = "api"
+    min_collaborators = 2
 
     def __init__(
         self,
-        patch_size: int,
-        select: Selector,
-        key: str,
-        wait: bool = False,
-        objective: bool = False,
-        rounds: list[int] | None = None,
+        collaborators: list[str | dict],
+        patch_size: int = 25,
+        selector_model: str | None = None,
+        selector: Literal["causal_lm", "encoder"] = "causal_lm",
+        selector_base_model: str = "Qwen/Qwen2.5-7B-Instruct",
+        selector_encoder: str = "sentence-transformers/all-MiniLM-L6-v2",
+        selector_max_new_tokens: int | None = None,
+        training_instance_num: int = 500,
+        rollout_per_instance: int = 16,
+        rollout_reward_model: str | None = SKYWORK,
+        objective_flag: bool = False,
+        wait_flag: bool = False,
+        learning_rate: float | None = None,
+        lr_schedule: Literal["cosine", "constant"] | None = None,
+        lora_r: int = 64,
+        lora_alpha: int = 16,
+        lora_dropout: float = 0.1,
+        lora_target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"],  # noqa: B006
+        sft_batch_size: int = 32,
+        sft_max_length: int = 4096,
+        patching: Literal["prompt", "joint"] = "prompt",
+        **kwargs,
+    ) -> None:
+        lm = selector == "causal_lm"
+        super().__init__(
+            collaborators,
+            learning_rate=learning_rate or (1e-5 if lm else 1e-3),
+            lr_schedule=lr_schedule or ("cosine" if lm else "constant"),
+            **kwargs,
+        )
+        if selector not in ("causal_lm", "encoder"):
+            raise UserError(f"switch_generation.selector must be causal_lm or encoder, got {selector!r}")
+        if patching not in ("prompt", "joint"):
+            raise UserError(f"switch_generation.patching must be prompt or joint, got {patching!r}")
+        if patch_size < 1:
+            raise UserError(f"switch_generation.patch_size must be at least 1, got {patch_size}")
+        if training_instance_num < 1 or rollout_per_instance < 1 or sft_batch_size < 1:
+            raise UserError(
+                "switch_generation.training_instance_num, rollout_per_instance and sft_batch_size "
+                "must be at least 1"
+            )
+        if self.decoding.max_new_tokens < patch_size:
+            raise UserError(
+                f"switch_generation: max_new_tokens ({self.decoding.max_new_tokens}) must be at least "
+                f"patch_size ({patch_size}): the answer has max_new_tokens // patch_size patches"
+            )
+        if selector_model is None and self.decoding.max_new_tokens // patch_size < 4:
+            raise UserError(
+                f"switch_generation's selector training needs max_new_tokens // patch_size >= 4 (the "
+                f"rollout states start after 1 to rounds - 3 patches), got {self.decoding.max_new_tokens} "
+                f"// {patch_size}; raise max_new_tokens, lower patch_size or give a selector_model"
+            )
+        self.needs_calibration = selector_model is None
+        self.head: nn.Module | None = None  # selector: encoder
+        self.embedder = None  # frozen; never in the checkpoint or the optimiser
+        self.selector_lm: nn.Module | None = None  # selector: causal_lm (LoRA on the base)
+        self.selector_tokenizer = None
+        self.selector: Collaborator | None = None
+        self.sft_rows: list[dict] = []
+        self._features = torch.empty(0)
+        # a LoRA selector's checkpoint holds the adapter only (the base reloads from the hub/folder)
+        self.strict_loading = not (selector_model is None and lm)
+
+    # -- the selector ----------------------------------------------------------------------------
+
+    def configure_model(self) -> None:
+        device = self.trainer.strategy.root_device if self._trainer is not None else self.device
+        if self.hparams.selector_model is not None:
+            if self.selector is None:
+                self.selector = load_collaborator(self.hparams.selector_model, device)
+        elif self.hparams.selector == "encoder" and self.head is None:
+            from moco_lit.evaluation.judges import EmbeddingJudge
+
+            self.embedder = EmbeddingJudge.load(self.hparams.selector_encoder, device, batch_size=32)
+            width = self.embedder.model.config.hidden_size
+            count = len(self.collaborator_specs)
+            self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, count)).to(device)
+        elif self.hparams.selector == "causal_lm" and self.selector_lm is None:
+            self.selector_lm, self.selector_tokenizer = self.load_selector_lm()
+            self.selector_lm.to(device)
+
+    def load_selector_lm(self) -> tuple[nn.Module, Any]:
+        """``selector_base_model`` with a fresh LoRA adapter, and its tokenizer."""
+        from peft import LoraConfig, get_peft_model
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from moco_lit.models import resolve_model
+
+        path = resolve_model(self.hparams.selector_base_model)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path)
+        except (OSError, ValueError) as err:
+            raise UserError(
+                f"cannot load switch_generation.selector_base_model {self.hparams.selector_base_model!r}: {err}"
+            ) from err
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        config = LoraConfig(
+            r=self.hparams.lora_r,
+            lora_alpha=self.hparams.lora_alpha,
+            lora_dropout=self.hparams.lora_dropout,
+            target_modules=list(self.hparams.lora_target_modules),
+            task_type="CAUSAL_LM",
+        )
+        return get_peft_model(model, config), tokenizer
+
+    def trained_selector(self) -> Collaborator:
+        """The tuned selector LM as a collaborator the generation engine can ask."""
+        trainable = {n: p for n, p in self.selector_lm.named_parameters() if p.requires_grad}
+        digest = hashlib.sha256(self.hparams.selector_base_model.encode())
+        for name, tensor in sorted(trainable.items()):
+            digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
+        spec = parse_spec({"path": self.hparams.selector_base_model, "name": "selector"})
+        return Collaborator(
+            name="selector",
+            spec=spec,
+            tokenizer=self.selector_tokenizer,
+            model=self.selector_lm,
+            fingerprint=digest.hexdigest()[:24],
+        )
+
+    def choose_writers(self, turns: list[Turns], ids: list[str], round_index: int) -> list[int]:
+        count = len(self.collaborator_specs)
+        prompts = [selector_prompt(t.question, t.segments, count) for t in turns]
+        if self.head is not None:
+            with torch.no_grad():
+                return self.head_logits(self.embed(prompts)).argmax(dim=-1).tolist()
+        if self.selector is None:
+            self.selector = self.trained_selector()
+        tokens = self.hparams.selector_max_new_tokens or self.decoding.max_new_tokens
+        decoding = replace(self.decoding, max_new_tokens=tokens)
+        replies = self.ask(self.selector, prompts, ids, step=f"selector{round_index}", decoding=decoding)
+        chosen = [writer_number(reply.text, count) for reply in replies]
+        return [
+            fallback_writer(self.hparams.seed, example_id, round_index, count) if m is None else m
+            for m, example_id in zip(chosen, ids)
+        ]
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        return self.embedder.embed(texts).clone().to(self.device)
+
+    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(features.to(self.head[-1].weight.dtype))
+
+    # -- writing an answer patch by patch ----------------------------------------------------------
+
+    def write(
+        self, turns: list[Turns], ids: list[str], rounds: int, choose, step: str, objective: bool = False
+    ) -> None:
+        """``rounds`` rounds of: ``choose(turns, round)`` names each row's writer, then every
+        writer adds one patch to its rows (one batched request per writer). ``objective`` is
+        ``objective_flag``, which MoCo applies to the test answers only."""
+        patch = replace(self.decoding, max_new_tokens=self.hparams.patch_size)
+        for round_index in range(rounds):
+            writers = choose(turns, round_index)
+            last = round_index == rounds - 1
+            for t in turns:
+                if last and objective and t.segments:
+                    t.mark(OBJECTIVE_TEXT)
+                # a patch shorter in characters than patch_size is in tokens has surely stopped
+                if not last and round_index > 0 and len(t.segments[-1][1]) < self.hparams.patch_size:
+                    t.mark(WAIT_TEXT if self.hparams.wait_flag else END_MARK)
+            for model in sorted(set(writers)):
+                group = [i for i, w in enumerate(writers) if w == model]
+                prompts = [
+                    WRITER_PROMPT.format(question=turns[i].question, answer=turns[i].sequence) for i in group
+                ]
+                outputs = self.ask(
+                    model, prompts, [ids[i] for i in group], step=f"{step}{round_index}", decoding=patch
+                )
+                for i, output in zip(group, outputs):
+                    turns[i].add(model, output.text)
+
+    def collaborate(self, batch: list[dict]) -> list[Answer]:
+        if self.hparams.patching == "joint":
+            return self.collaborate_jointly(batch)
+        ids = [example["id"] for example in batch]
+        turns = [Turns(question_text(example["prompt"])) for example in batch]
+        rounds = self.decoding.max_new_tokens // self.hparams.patch_size
+        choose = lambda ts, r: self.choose_writers(ts, ids, r)  # noqa: E731
+        self.write(turns, ids, rounds, choose, step="patch", objective=self.hparams.objective_flag)
+        names = self.collaborator_names
+        return [
+            Answer(
+                t.output(),
+                by=names,
+                details={
+                    "writers": [names[m] for m, _ in t.segments],
+                    "segments": [[names[m], text] for m, text in t.segments],
+                },
+            )
+            for t in turns
+        ]
+
+    def collaborate_jointly(self, batch: list[dict]) -> list[Answer]:
+        ids = [example["id"] for example in batch]
+        prompts = [example["prompt"] for example in batch]
+        questions = {repr(p): question_text(p) for p in prompts}
+        by_prompt = dict(zip(map(repr, prompts), ids))
+
+        def select(session: DecodingSession, rows: list[int], patches: list[list[tuple[int, str]]]):
+            turns = [Turns(questions[repr(session.prompts[r])], list(patches[r])) for r in rows]
+            row_ids = [by_prompt[repr(session.prompts[r])] for r in rows]
+            return self.choose_writers(turns, row_ids, len(patches[rows[0]]) if rows else 0)
+
+        selector = module_fingerprint(self.head) if self.head is not None else self.selector_key()
+        key = (
+            f"switch_generation(patch={self.hparams.patch_size},selector={selector},"
+            f"wait={self.hparams.wait_flag},objective={self.hparams.objective_flag})"
+        )
+        rule = TurnTaking(
+            self.hparams.patch_size, select, key, self.hparams.wait_flag, self.hparams.objective_flag
+        )
+        outputs = self.ask_joint(
+            list(range(len(self.collaborators))), prompts, ids, rule, step="switch_generation"
+        )
+        names = self.collaborator_names
+        return [
+            Answer(
+                output.text,
+                by=names,
+                details={
+                    "writers": [names[m] for m in output.details.get("writers", [])],
+                    "segments": [[names[m], text] for m, text in output.details.get("segments", [])],
+                },
+            )
+            for output in outputs
+        ]
+
+    def selector_key(self) -> str:
+        if self.selector is None:
+            self.selector = self.trained_selector()
+        return self.selector.fingerprint
+
+    # -- fit: rollouts on dev, then the selector's epochs -----------------------------------------
+
+    def ensure_calibrated(self) -> None:
+        if self.hparams.selector_model is None:
+            super().ensure_calibrated()
+
+    def on_fit_start(self) -> None:
+        self.calibrated.fill_(True)
+        if self.hparams.selector_model is not None:
+            log.info("switch_generation: a selector_model is given; nothing to train")
+            return
+        self.sft_rows = self.rollout_labels(self.trainer.datamodule.examples("dev"))
+        self._example_cost.clear()
+        if self.head is not None:
+            self._features = self.embed([row["prompt"] for row in self.sft_rows])
+        steps = math.ceil(len(self.sft_rows) / self.hparams.sft_batch_size)
+        if isinstance(self.trainer.limit_train_batches, float) and self.trainer.limit_train_batches == 1.0:
+            self.trainer.limit_train_batches = steps
+        labels = [row["label"] for row in self.sft_rows]
+        shares = {name: labels.count(m) for m, name in enumerate(self.collaborator_names)}
+        log.info("switch_generation: selector labels on %d dev rollout states: %s", len(labels), shares)
+
+    def rollout_labels(self, examples: list[dict]) -> list[dict]:
+        """MoCo's selector data: per round of ``generation_batch_size`` dev questions, random
+        writers up to a random round, random continuations from there, and the first writer whose
+        continuations scored best as the label. Every draw comes from one seeded stream, in
+        MoCo's order (questions, round, then each writer round by round)."""
+        size, count = self.hparams.generation_batch_size, len(self.collaborators)
+        rounds = self.decoding.max_new_tokens // self.hparams.patch_size
+        if size > len(examples) or self.hparams.training_instance_num < size:
+            raise UserError(
+                f"switch_generation draws generation_batch_size ({size}) dev questions per round, "
+                f"training_instance_num // generation_batch_size rounds: it needs at least that many dev "
+                f"questions (have {len(examples)}) and training_instance_num "
+                f"({self.hparams.training_instance_num}) of at least that many"
+            )
+        draw = rollout_draws(self.hparams.seed)
+        per = self.hparams.rollout_per_instance
+
+        def at_random(turns: list[Turns], round_index: int) -> list[int]:
+            return [draw.randint(0, count - 1) for _ in turns]
+
+        rows: list[dict] = []
+        for iteration in range(self.hparams.training_instance_num // size):
+            batch = draw.sample(examples, size)
+            start = draw.randint(1, rounds - 3)
+            ids = [f"{example['id']}@{iteration}" for example in batch]
+            prefixes = [Turns(question_text(example["prompt"])) for example in batch]
+            self.write(prefixes, ids, start, at_random, step="prefix")
+            states = [_joined(p.question, p.output()) for p in prefixes]
+            rollouts = [Turns(states[i]) for i in range(size) for _ in range(per)]
+            rollout_ids = [f"{ids[i]}/{k}" for i in range(size) for k in range(per)]
+            self.write(rollouts, rollout_ids, rounds - start, at_random, step="rollout")
+            states_per_rollout = [states[i] for i in range(size) for _ in range(per)]
+            scores = self.rollout_scores(
+                states_per_rollout,
+                [r.output() for r in rollouts],
+                [batch[i] for i in range(size) for _ in range(per)],
+            )
+            for i in range(size):
+                utility = [[] for _ in range(count)]
+                for k in range(per):
+                    rollout = rollouts[i * per + k]
+                    utility[rollout.segments[0][0]].append(scores[i * per + k])
+                means = [sum(u) / len(u) if u else -math.inf for u in utility]
+                label = means.index(max(means))
+                prompt = selector_prompt(prefixes[i].question, prefixes[i].segments, count)
+                rows.append(
+                    {"id": batch[i]["id"], "prompt": prompt, "completion": str(label), "label": label}
+                )
+        return rows
+
+    def rollout_scores(
+        self, states: list[str], continuations: list[str], examples: list[dict]
+    ) -> list[float]:
+        """Each rollout's reward: the reward model on (state, state + continuation), as MoCo asks
+        it, or the task metric of the whole answer (``rollout_reward_model: null``)."""
+        name = self.hparams.rollout_reward_model
+        if name is None:
+            # the task metric reads the answer: the state's question part is the prompt itself
+            answers = [_joined(s, c) for s, c in zip(states, continuations)]
+            return [-math.inf if v is None else float(v) for v in self.score(answers, examples)]
+        from moco_lit.evaluation.judges import RewardModelJudge
+
+        with RewardModelJudge.for_phase(name, device=self.trainer.strategy.root_device) as judge:
+            return judge.score(states, [_joined(s, c) for s, c in zip(states, continuations)])
+
+    def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor | None:
+        per = math.ceil(len(self.sft_rows) / max(self.trainer.num_training_batches, 1))
+        start = batch_idx * per
+        chunk = list(range(start, min(start + per, len(self.sft_rows))))
+        if not chunk:
+            return None
+        loss = self.selector_loss(chunk)
+        if loss is not None:
+            self.log("train/loss", loss, batch_size=len(chunk), prog_bar=True)
+        return loss
+
+    def selector_loss(self, rows: list[int]) -> torch.Tensor | None:
+        """The selector's loss on training rows ``rows`` (indices into ``sft_rows``)."""
+        if self.head is not None:
+            logits = self.head_logits(self._features[rows])
+            labels = torch.tensor([self.sft_rows[r]["label"] for r in rows], device=logits.device)
+            return nn.functional.cross_entropy(logits.float(), labels)
+        selector = self.trained_selector()
+        losses = []
+        for r in rows:  # one row per forward pass, averaged, as MoCo's accumulated batches of 1
+            row = self.sft_rows[r]
+            rendered = selector.render(row["prompt"], self.decoding.enable_thinking)
+            tokens = completion_batch(
+                self.selector_tokenizer,
+                [rendered],
+                [row["completion"]],
+                max_length=self.hparams.sft_max_length,
+            )
+            tokens = {key: value.to(self.device) for key, value in tokens.items()}
+            logits = self.selector_lm(
+                input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"]
+            ).logits
+            losses.append(sft_loss(logits, tokens["labels"]))
+        return torch.stack(losses).mean()
+
+    def on_train_epoch_end(self) -> None:
+        super().on_train_epoch_end()
+        if self.selector_lm is not None:
+            self.selector = None  # the tuned weights changed: a fresh fingerprint at the next use
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self.selector_lm is not None:
+            # the frozen base reloads from selector_base_model; keep only the adapter
+            trainable = {
+                f"selector_lm.{n}" for n, p in self.selector_lm.named_parameters() if p.requires_grad
+            }
+            checkpoint["state_dict"] = {
+                k: v
+                for k, v in checkpoint["state_dict"].items()
+                if not k.startswith("selector_lm.") or k in trainable
+            }
+
+    def configure_optimizers(self):
+        return super().configure_optimizers() if self.hparams.selector_model is None else None
+
+
+def rollout_draws(seed: int) -> random.Random:
+    """The one random stream of the selector's training data."""
+    return random.Random(example_seed(seed, "switch_generation", "rollouts"))
+
+
+def _joined(question: str, answer: str) -> str:
+    return f"{question}\n\n{answer}" if answer else question
+
+
+class TurnTaking(PatchRule):
+    """``patching: joint``: patch by patch in one decoding session; ``select(session, rows, patches)``
+    names the writer of each row's next patch (``patches[row]`` = the (model, text) patches so far)."""
+
+    def __init__(
+        self, patch_size: int, select, key: str, wait: bool = False, objective: bool = False
     ) -> None:
         self.patch_size, self.select, self.key = patch_size, select, key
-        self.wait, self.objective, self.rounds = wait, objective, rounds
+        self.wait, self.objective = wait, objective
         self.patches: list[list[tuple[int, str]]] = []
 
     def reset(self, batch_size: int) -> None:
@@ -70,9 +521,7 @@ class TurnTaking(PatchRule):
     def run(self, session: DecodingSession) -> None:
         if len(self.patches) != len(session.texts):
             self.reset(len(session.texts))
-        while rows := [
-            r for r in session.writing_rows() if self.rounds is None or len(self.patches[r]) < self.rounds[r]
-        ]:
+        while rows := session.writing_rows():
             if self.objective:
                 last = [r for r in rows if session.remaining(r) <= self.patch_size and self.patches[r]]
                 last = [r for r in last if not session.texts[r].endswith(OBJECTIVE_TEXT)]
@@ -109,227 +558,3 @@ class TurnTaking(PatchRule):
 
     def row_details(self, row: int) -> dict[str, Any]:
         return {"writers": [model for model, _ in self.patches[row]] if row < len(self.patches) else []}
-
-
-class SwitchGeneration(DevTrainedModule):
-    """Args:
-    patch_size: tokens per patch (MoCo: 25).
-    selector_model: an LM checkpoint that names the next writer when asked; None trains a selector
-        in ``fit`` (a linear head over ``selector_base_model``'s mean-pooled hidden state).
-    selector_base_model: the frozen encoder / small LM under the trained selector's head.
-    training_instance_num: dev questions used for rollouts (MoCo: 500; all dev if fewer).
-    rollout_per_instance: random continuations per question (MoCo: 16); the first patch of
-        rollout r is written by model ``r % collaborators`` so every model is tried.
-    objective_flag: append " The final answer is" before the last patch.
-    wait_flag: a model that stops early gets " Wait," and the turns go on.
-    learning_rate: AdamW learning rate of the selector head.
-
-    MoCo LoRA-tunes a 7B causal LM as selector on the rollout labels and scores rollouts with a
-    reward model; here the labels come from the benchmark's metric and the selector is a head on a
-    frozen embedding, which trains in seconds (pass a tuned causal LM as ``selector_model`` for
-    MoCo's setting).
-    """
-
-    method_name = "switch_generation"
-    level = "api"
-    min_collaborators = 2
-
-    def __init__(
-        self,
-        collaborators: list[str | dict],
-        patch_size: int = 25,
-        selector_model: str | None = None,
-        selector_base_model: str = "sentence-transformers/all-MiniLM-L6-v2",
-        training_instance_num: int = 500,
-        rollout_per_instance: int = 16,
-        objective_flag: bool = False,
-        wait_flag: bool = False,
-        learning_rate: float = 1e-3,
-        **kwargs,
-    ) -> None:
-        super().__init__(collaborators, learning_rate=learning_rate, **kwargs)
-        if patch_size < 1:
-            raise UserError(f"switch_generation.patch_size must be at least 1, got {patch_size}")
-        if training_instance_num < 1 or rollout_per_instance < 1:
-            raise UserError(
-                "switch_generation.training_instance_num and rollout_per_instance must be at least 1"
-            )
-        self.needs_calibration = selector_model is None
-        self.head: nn.Module | None = None
-        self.embedder = None  # frozen; never in the checkpoint or the optimiser
-        self.selector: Collaborator | None = None
-        self._features = torch.empty(0)
-        self._labels = torch.empty(0, dtype=torch.long)
-
-    # -- the selector ----------------------------------------------------------------------------
-
-    def configure_model(self) -> None:
-        device = self.trainer.strategy.root_device if self._trainer is not None else self.device
-        if self.hparams.selector_model is not None:
-            if self.selector is None:
-                self.selector = load_collaborator(self.hparams.selector_model, device)
-        elif self.head is None:
-            from moco_lit.evaluation.judges import EmbeddingJudge
-
-            self.embedder = EmbeddingJudge.load(self.hparams.selector_base_model, device, batch_size=32)
-            width = self.embedder.model.config.hidden_size
-            self.head = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, len(self.collaborator_specs))).to(
-                device
-            )
-
-    def selector_for(self, ids_by_prompt: dict[str, str]) -> Selector:
-        count = len(self.collaborator_specs)
-
-        def select(
-            session: DecodingSession, rows: list[int], patches: list[list[tuple[int, str]]]
-        ) -> list[int]:
-            prompts = [selector_prompt(question_text(session.prompts[r]), patches[r], count) for r in rows]
-            if self.head is not None:
-                with torch.no_grad():
-                    return self.head_logits(self.embed(prompts)).argmax(dim=-1).tolist()
-            ids = [ids_by_prompt[repr(session.prompts[r])] for r in rows]
-            replies = self.ask(
-                self.selector, prompts, ids, step="selector", decoding=DecodingConfig(max_new_tokens=4)
-            )
-            return [
-                _model_number(
-                    reply.text, count, random.Random(example_seed(session.seeds[r], len(patches[r])))
-                )
-                for r, reply in zip(rows, replies)
-            ]
-
-        return select
-
-    def embed(self, texts: list[str]) -> torch.Tensor:
-        return self.embedder.embed(texts).clone().to(self.device)
-
-    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(features.to(self.head[-1].weight.dtype))
-
-    def turn_taking(self, select: Selector, rounds: list[int] | None = None) -> TurnTaking:
-        selector = module_fingerprint(self.head) if self.head is not None else self.selector.fingerprint
-        key = (
-            f"switch_generation(patch={self.hparams.patch_size},selector={selector},"
-            f"wait={self.hparams.wait_flag},objective={self.hparams.objective_flag})"
-        )
-        return TurnTaking(
-            self.hparams.patch_size, select, key, self.hparams.wait_flag, self.hparams.objective_flag, rounds
-        )
-
-    def collaborate(self, batch: list[dict]) -> list[Answer]:
-        ids = [example["id"] for example in batch]
-        prompts = [example["prompt"] for example in batch]
-        rule = self.turn_taking(self.selector_for({repr(p): i for p, i in zip(prompts, ids)}))
-        models = list(range(len(self.collaborators)))
-        outputs = self.ask_joint(models, prompts, ids, rule, step="switch_generation")
-        names = self.collaborator_names
-        return [
-            Answer(
-                output.text,
-                by=names,
-                details={
-                    "writers": [names[m] for m in output.details.get("writers", [])],
-                    "segments": [[names[m], text] for m, text in output.details.get("segments", [])],
-                },
-            )
-            for output in outputs
-        ]
-
-    # -- fit: rollouts on dev, then the head's epochs ---------------------------------------------
-
-    def ensure_calibrated(self) -> None:
-        if self.head is not None:
-            super().ensure_calibrated()
-
-    def on_fit_start(self) -> None:
-        self.calibrated.fill_(True)
-        if self.head is None:
-            log.info("switch_generation: a selector_model is given; nothing to train")
-            return
-        examples = self.trainer.datamodule.examples("dev")
-        draw = random.Random(self.hparams.seed)
-        chosen = draw.sample(examples, min(self.hparams.training_instance_num, len(examples)))
-        prompts, labels = [], []
-        size = self.hparams.generation_batch_size
-        for start in range(0, len(chosen), size):
-            batch_prompts, batch_labels = self.label_instances(chosen[start : start + size], draw)
-            prompts += batch_prompts
-            labels += batch_labels
-        self._example_cost.clear()
-        self._features = self.embed(prompts)
-        self._labels = torch.tensor(labels, dtype=torch.long)
-        shares = {name: labels.count(m) for m, name in enumerate(self.collaborator_names)}
-        log.info("switch_generation: selector labels on %d dev rollout states: %s", len(labels), shares)
-
-    def label_instances(self, batch: list[dict], draw: random.Random) -> tuple[list[str], list[int]]:
-        """Selector prompts at random prefixes of ``batch`` and the model whose rollouts scored best."""
-        count, rollouts = len(self.collaborators), self.hparams.rollout_per_instance
-        decoder = JointDecoder(self.collaborators, self.decoding)
-        prompts = [example["prompt"] for example in batch]
-        seeds = [example_seed(self.hparams.seed, example["id"], "rollout") for example in batch]
-        total_rounds = math.ceil(self.decoding.max_new_tokens / self.hparams.patch_size)
-        rounds = [draw.randint(0, max(total_rounds - 1, 0)) for _ in batch]
-        at_random = self.turn_taking(_random_selector(count, seeds), rounds)
-        prefix = decoder.open(prompts, seeds)
-        at_random.run(prefix)
-        rows = [i for i in range(len(batch)) for _ in range(rollouts)]
-        rollout = decoder.open(
-            [prompts[i] for i in rows],
-            [example_seed(seeds[i], r) for i in range(len(batch)) for r in range(rollouts)],
-        )
-        rollout.commit(
-            list(range(len(rows))),
-            [prefix.texts[i] for i in rows],
-            0,
-            ended=[prefix.done[i] for i in rows],
-            tokens=[prefix.new_tokens[i] for i in rows],
-            author_holds_text=False,
-        )
-        firsts = [r % count for _ in batch for r in range(rollouts)]
-        self.turn_taking(_random_selector(count, rollout.seeds, firsts)).run(rollout)
-        scores = self.score(rollout.texts, [batch[i] for i in rows])
-        labels = []
-        for i in range(len(batch)):
-            utility = [[] for _ in range(count)]
-            for r in range(rollouts):
-                value = scores[i * rollouts + r]
-                utility[firsts[i * rollouts + r]].append(-math.inf if value is None else float(value))
-            means = [sum(u) / len(u) if u else -math.inf for u in utility]
-            labels.append(max(range(count), key=lambda m: (means[m], -m)))
-        questions = [question_text(p) for p in prompts]
-        return [selector_prompt(q, at_random.patches[i], count) for i, q in enumerate(questions)], labels
-
-    def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor | None:
-        if self.head is None:
-            return None
-        per = math.ceil(len(self._labels) / max(self.trainer.num_training_batches, 1))
-        chunk = slice(batch_idx * per, (batch_idx + 1) * per)
-        if len(self._labels[chunk]) == 0:
-            return None
-        logits = self.head_logits(self._features[chunk])
-        loss = nn.functional.cross_entropy(logits.float(), self._labels[chunk].to(logits.device))
-        self.log("train/loss", loss, batch_size=len(self._labels[chunk]), prog_bar=True)
-        return loss
-
-    def configure_optimizers(self):
-        return super().configure_optimizers() if self.head is not None else None
-
-
-def _random_selector(count: int, seeds: list[int], firsts: list[int] | None = None) -> Selector:
-    """Uniform random writers, reproducible per row; ``firsts[row]`` fixes a row's first writer."""
-    draws = [random.Random(seed) for seed in seeds]
-
-    def select(session: DecodingSession, rows: list[int], patches: list[list[tuple[int, str]]]) -> list[int]:
-        return [
-            firsts[r] if firsts is not None and not patches[r] else draws[r].randrange(count) for r in rows
-        ]
-
-    return select
-
-
-def _model_number(reply: str, count: int, fallback: random.Random) -> int:
-    """The first model number in ``reply``; a seeded random model when there is none (as MoCo)."""
-    for digits in re.findall(r"\d+", reply):
-        if int(digits) < count:
-            return int(digits)
-    return fallback.randrange(count)
