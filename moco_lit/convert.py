@@ -65,7 +65,10 @@ RENAMED: dict[str, dict[str, tuple[str, ...]]] = {
         "sft_learning_rate": ("learning_rate",),
     },
     "mentor_collab": {"task": ("mlp_task",)},
-    "switch_generation": {"selector_model_name": ("selector_model",)},
+    "switch_generation": {
+        "selector_model_name": ("selector_model",),
+        "reward_model_name": ("rollout_reward_model",),
+    },
     "trained_router": {
         "reward_model_name": ("tie_break_reward_model",),
         "num_train_epochs": ("trainer.max_epochs",),
@@ -86,8 +89,6 @@ MOCO_DEFAULTS: dict[str, dict[str, Any]] = {
         **_GREEDY,
     },
     "expo": {"alpha_candidates": [0.1, 0.2, 0.3, 0.4, 0.5]},
-    # MoCo scores each candidate graph on the whole (ratio-cut) dev split
-    "heterogeneous_swarms": {"ratio": 1.0},
     "logit_contrastive": {"top_p": 1.0},
     "logit_fusion": {"top_p": 1.0},
     "lorahub": {"max_new_tokens": 256, "generation_batch_size": 4, **_GREEDY},
@@ -106,6 +107,8 @@ MOCO_DEFAULTS: dict[str, dict[str, Any]] = {
     "single_model": {"max_new_tokens": 100, "generation_batch_size": 8},
     "sparta": {"max_new_tokens": 256, "generation_batch_size": 1},
     "stackelberg": {"max_new_tokens": 256, "generation_batch_size": 1, "num_iterations": 1},
+    # MoCo tunes the selector for 5 epochs
+    "switch_generation": {"trainer.max_epochs": 5},
     "trained_router": {
         "tie_break_reward_model": "Skywork/Skywork-Reward-Llama-3.1-8B-v0.2",
         "trainer.max_epochs": 5,
@@ -118,6 +121,8 @@ MOCO_DEFAULTS: dict[str, dict[str, Any]] = {
 # generation cache), so they are dropped without changing what is computed
 MOCO_ONLY = {
     "resume": "moco_lit resumes its own run folder",
+    # MoCo 1.1.2's agents decide to act whatever their idle time (should_take_action is always true)
+    "agent_idle_threshold": "no effect in MoCo",
     "reuse_log": "moco_lit's generation cache reuses outputs",
     "max_parallel_generation_models": "GPU scheduling",
     "swarm_base_path": "MoCo's file location",
@@ -146,12 +151,6 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     "agglm": {
         "train_batch_size": "MoCo's is both GRPO's group size (group_size here) and a step's size "
         "(one group); a step here takes a data batch of questions"
-    },
-    "bbmas": {"agent_idle_threshold": "agents are not prompted to act after idling"},
-    "heterogeneous_swarms": {
-        "starting_velocity_mode": "the search always starts from random velocities",
-        "weight_randomness": "the search always draws random weights for its terms",
-        "repel_term": "the search always uses the repel term",
     },
     "multiagent_finetuning": {
         "sft_batch_size": "a fine-tuning step takes one data batch of questions' items",
@@ -196,7 +195,6 @@ def _unused_when(flag: str, reason: str) -> Rule:
 
 
 _SFT = "per-role fine-tuning settings: the trained ranker/fuser use the method's LoRA training arguments"
-_SELECTOR = "MoCo LoRA-tunes a causal LM selector on reward-model-scored rollouts; here a head on a frozen encoder learns from the task metric"
 
 # MoCo's collm, lorahub and mentor_collab decode greedily with their own loops (the run's
 # temperature and top_p unused); logit_fusion and nudging sample without a nucleus cut
@@ -237,17 +235,6 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
     },
     # MoCo's batch_size is also the router's masks per training step
     "graph_routing": {"batch_size": lambda v, h: {"generation_batch_size": v, "masks_per_step": v}},
-    "heterogeneous_swarms": {
-        "starting_velocity_mode": _equivalent_when(
-            lambda v, h: v == "random", UNSUPPORTED["heterogeneous_swarms"]["starting_velocity_mode"]
-        ),
-        "weight_randomness": _equivalent_when(
-            lambda v, h: bool(v), UNSUPPORTED["heterogeneous_swarms"]["weight_randomness"]
-        ),
-        "repel_term": _equivalent_when(
-            lambda v, h: bool(v), UNSUPPORTED["heterogeneous_swarms"]["repel_term"]
-        ),
-    },
     "llm_blender": {
         **{
             f"{role}_sft_{name}": _unused_unless(f"train_{role}_on_dev", _SFT)
@@ -304,11 +291,6 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
             "or contested share (leader_type: difficulty|contested)"
         ),
     },
-    "switch_generation": {
-        # with a trained selector given, MoCo trains nothing and reads neither setting
-        "selector_base_model": _unused_when("selector_model_name", _SELECTOR),
-        "reward_model_name": _unused_when("selector_model_name", _SELECTOR),
-    },
 }
 
 # moco_lit arguments named like a MoCo hyperparameter but meaning something else, or a MoCo
@@ -322,17 +304,10 @@ OTHER_MEANING: dict[str, set[str]] = {
     "nudging": {"top_p"},
     "mentor_collab": {"temperature", "top_p"},
     "stackelberg": {"leader_type"},
-    "switch_generation": {"selector_base_model"},  # MoCo's LoRA-tuned LM, here a frozen encoder
 }
 
 # Whole-config conditions: a branch MoCo takes that moco_lit runs differently, whichever keys are set
-BRANCH_RULES: dict[str, Callable[[dict], str | None]] = {
-    "switch_generation": lambda hyper: (
-        None
-        if hyper.get("selector_model_name")
-        else f"selector_model_name unset ({_SELECTOR}; give a trained selector)"
-    ),
-}
+BRANCH_RULES: dict[str, Callable[[dict], str | None]] = {}
 
 CONFIG_KEYS = ("method", "task", "task_type", "gpu_ids", "model_names", "hyperparameters")
 

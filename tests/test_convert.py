@@ -640,13 +640,17 @@ def test_a_converted_structure_star_config_runs_as_moco_runs_it(run_cli, tmp_pat
 def test_an_option_a_method_gains_under_moco_s_name_is_used():
     from moco_lit import methods
 
-    accepted = set(method_arguments(methods.get("heterogeneous_swarms")))
-    assert isinstance(
-        map_setting("heterogeneous_swarms", "repel_term", False, {}, accepted - {"repel_term"}), str
-    )
-    assert map_setting("heterogeneous_swarms", "repel_term", False, {}, accepted | {"repel_term"}) == {
-        "repel_term": False
+    # model_swarms has no base_model: a value other than MoCo's null cannot be expressed ...
+    accepted = set(method_arguments(methods.get("model_swarms")))
+    assert "base_model" not in accepted
+    assert isinstance(map_setting("model_swarms", "base_model", "base", {}, accepted), str)
+    # ... until the method gains the option under MoCo's name
+    assert map_setting("model_swarms", "base_model", "base", {}, accepted | {"base_model"}) == {
+        "base_model": "base"
     }
+    # heterogeneous_swarms gained starting_velocity_mode, weight_randomness and repel_term that way
+    accepted = set(method_arguments(methods.get("heterogeneous_swarms")))
+    assert map_setting("heterogeneous_swarms", "repel_term", False, {}, accepted) == {"repel_term": False}
     # a same-named option with another meaning never takes MoCo's value
     accepted = set(method_arguments(methods.get("stackelberg")))
     assert "leader_type" in accepted
