@@ -70,6 +70,28 @@ def chat_models(lively_models, tmp_path_factory):  # noqa: F811
     return paths
 
 
+@pytest.fixture(scope="module")
+def training_set(chat_models) -> list[dict]:
+    """The fixture rows, the third solution written greedily by the mentor: there the mentor's top
+    token is the gold one and the generator's mostly not, so both kinds of deferral label occur."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(chat_models[1])
+    mentor = AutoModelForCausalLM.from_pretrained(chat_models[1])
+    rows = copy.deepcopy(TRAINING)
+    prefix = (
+        f"<|im_start|>system\n{lit_collm.SYSTEM_PROMPT}<|im_end|>\n"
+        f"<|im_start|>user\nProblem: {rows[2]['problem'].strip()}<|im_end|>\n<|im_start|>assistant\n"
+    )
+    ids = tokenizer(prefix, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        written = mentor.generate(
+            ids, max_new_tokens=30, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+    rows[2]["solution"] = tokenizer.decode(written[0, ids.shape[1] :], skip_special_tokens=True)
+    return rows
+
+
 def _deferral_vector(path: str) -> torch.Tensor:
     """The injected "trained" deferral vector: a scaled output row of a frequent token, so some
     steps hand over and some do not."""
@@ -105,7 +127,7 @@ def _row(example: dict, third: str) -> dict:
     }
 
 
-def run_moco(monkeypatch, tmp_path, models: list[str], vector: torch.Tensor) -> dict:
+def run_moco(monkeypatch, tmp_path, models: list[str], vector: torch.Tensor, training: list[dict]) -> dict:
     """MoCo's run_method; what each training step was given, the training settings, the outputs
     and the mentor's forward passes per test example."""
     import datasets
@@ -122,7 +144,7 @@ def run_moco(monkeypatch, tmp_path, models: list[str], vector: torch.Tensor) -> 
 
     def load_dataset(name, split):
         seen["dataset"].append((name, split))
-        return datasets.Dataset.from_list([{"level": "?", "subject": "?", **r} for r in TRAINING])
+        return datasets.Dataset.from_list([{"level": "?", "subject": "?", **r} for r in training])
 
     monkeypatch.setattr(api_collm, "load_dataset", load_dataset)
     monkeypatch.setattr(collm_scoring, "AutoModelForCausalLM", _Float32Models)
@@ -228,11 +250,13 @@ CO_LLM_TRAINER_ARGS = {
 }
 
 
-def run_lit(run_cli, monkeypatch, tmp_path, models: list[str], vector: torch.Tensor) -> dict:
+def run_lit(
+    run_cli, monkeypatch, tmp_path, models: list[str], vector: torch.Tensor, training_rows: list[dict]
+) -> dict:
     """moco_lit's fit then test; the same records as :func:`run_moco`."""
     seen: dict = {"steps": []}
     training = tmp_path / "math_train.json"
-    training.write_text(json.dumps(TRAINING))
+    training.write_text(json.dumps(training_rows))
 
     def initialise(self):
         size = self.hparams.init_batch_size
@@ -269,13 +293,15 @@ def run_lit(run_cli, monkeypatch, tmp_path, models: list[str], vector: torch.Ten
     monkeypatch.setattr(lit_collm.CoLLM, "initialise_head", initialise)
     monkeypatch.setattr(lit_collm.CoLLM, "training_step", step)
     path = _task().write(tmp_path)
+    template = tmp_path / "question_template.yaml"
+    template.write_text('question_template: "Problem: {question}"\n')
     common = [
         "--model",
         "collm",
         "--model.collaborators",
         collaborators_arg(models),
-        "--model.question_template",
-        "'Problem: {question}'",  # quoted: the value is read as YAML
+        "--model",
+        str(template),  # from a file: on the command line "Problem: {question}" reads as a mapping
         "--model.training_data",
         str(training),
         "--model.training_num",
@@ -316,15 +342,13 @@ def _close(moco_rows: list[dict], lit_rows: list[dict], key: str) -> None:
         torch.testing.assert_close(torch.tensor(lit[key]), torch.tensor(moco[key]), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="moco_lit's init-a deferral labels still differ from MoCo's at some positions of the fixture rows",
-)
-def test_collm_trains_on_the_same_data_and_decodes_like_moco(chat_models, run_cli, monkeypatch, tmp_path):
+def test_collm_trains_on_the_same_data_and_decodes_like_moco(
+    chat_models, training_set, run_cli, monkeypatch, tmp_path
+):
     vector = _deferral_vector(chat_models[0])
-    moco = run_moco(monkeypatch, tmp_path, chat_models, vector)
+    moco = run_moco(monkeypatch, tmp_path, chat_models, vector, training_set)
     monkeypatch.undo()
-    lit = run_lit(run_cli, monkeypatch, tmp_path, chat_models, vector)
+    lit = run_lit(run_cli, monkeypatch, tmp_path, chat_models, vector, training_set)
 
     # the training set: MoCo's default dataset, its first training_num rows, in the same token rows
     assert moco["dataset"] == [(lit_collm.MATH_TRAIN, "train")]
