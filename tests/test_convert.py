@@ -210,6 +210,7 @@ EXPECTED_TARGETS = {
     ("text_multiagent_finetuning", "sft_learning_rate"): ("learning_rate",),
     ("api_mentor_collab", "task"): ("mlp_task",),
     ("api_switch_generation", "selector_model_name"): ("selector_model",),
+    ("api_switch_generation", "reward_model_name"): ("rollout_reward_model",),
     ("api_trained_router", "reward_model_name"): ("tie_break_reward_model",),
     ("api_trained_router", "num_train_epochs"): ("trainer.max_epochs",),
 }
@@ -390,8 +391,16 @@ def test_settings_unused_by_moco_s_branch_do_not_stop_it():
         )
     )
     assert recipe["model"]["init_args"]["selector_model"] == "org/sel" and not notes
-    with pytest.raises(UserError, match="reward_model_name.*selector_model_name unset"):
-        convert_config(moco_config("api_switch_generation", {"reward_model_name": "org/rm"}))
+    # no selector: MoCo's training, every setting mapped (the reward model scores the rollouts)
+    hyper = {"selector_base_model": "org/base", "reward_model_name": "org/rm", "patch_size": 10}
+    recipe, notes = convert_config(moco_config("api_switch_generation", hyper))
+    init = recipe["model"]["init_args"]
+    assert (init["selector_base_model"], init["rollout_reward_model"], init["patch_size"]) == (
+        "org/base",
+        "org/rm",
+        10,
+    )
+    assert init.get("selector_model") is None and recipe["trainer"]["max_epochs"] == 5 and not notes
     # the fuser's budget equal to everyone's is no loss; the reward model breaks router ties
     recipe, _ = convert_config(
         moco_config("text_llm_blender", {"max_response_length": 300, "fuser_max_response_length": 300})
