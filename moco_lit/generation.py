@@ -286,25 +286,52 @@ def context_length(model) -> int | None:
     return None
 
 
+PAST_CONTEXT_FACTOR = 8  # rotary models: how far past their context a prompt may go
+_warned_past_context: set[str] = set()
+
+
+def _learned_positions(model) -> bool:
+    """True for models with a learned position table (GPT-2 style), which cannot run past it."""
+    config = getattr(model, "config", None)
+    rotary = ("rope_parameters", "rope_theta", "rope_scaling", "rotary_dim", "rotary_pct")
+    return not any(hasattr(config, name) for name in rotary)
+
+
 def check_prompt_lengths(
     collaborator: Collaborator, rows: Sequence[Sequence[int]], texts: Sequence[str]
 ) -> None:
-    """Refuse, before any forward pass, a prompt that leaves no room in the model's context.
+    """Refuse, before any forward pass, a prompt the model cannot take; the rule (never a cut,
+    which would silently ask another question):
 
-    The rule: a prompt must be shorter than the context (at least one new token fits); longer
-    prompts are refused with one line, never cut, because a cut prompt silently asks another
-    question. New tokens beyond the context are the model's own limit (generation goes on for
-    rotary models, as in MoCo).
+    - within the model's context (``max_position_embeddings``): runs;
+    - longer, on a model with learned positions: refused (there is no position for it);
+    - longer, on a rotary model: runs past its trained context as ``generate`` does (one warning
+      per model), up to ``PAST_CONTEXT_FACTOR`` times the context; longer still is refused (a
+      multi-megabyte prompt would allocate gigabytes).
     """
     limit = context_length(collaborator.model)
     if limit is None:
         return
+    hard = limit if _learned_positions(collaborator.model) else PAST_CONTEXT_FACTOR * limit
     for ids, text in zip(rows, texts):
-        if len(ids) >= limit:
+        if len(ids) > hard:
             start = " ".join(text.split())[:60]
+            allowed = (
+                f"its context of {limit} tokens"
+                if hard == limit
+                else f"{hard} tokens ({PAST_CONTEXT_FACTOR}x its context of {limit})"
+            )
             raise UserError(
-                f"a prompt of {len(ids)} tokens does not fit {collaborator.name}'s context of {limit} "
-                f"tokens (it begins {start!r}); shorten that input: longer prompts are refused, not cut"
+                f"a prompt of {len(ids)} tokens is longer than {collaborator.name} takes, {allowed} "
+                f"(it begins {start!r}); shorten that input: such prompts are refused, not cut"
+            )
+        if len(ids) >= limit and collaborator.name not in _warned_past_context:
+            _warned_past_context.add(collaborator.name)
+            log.warning(
+                "%s: a prompt of %d tokens runs past the model's context of %d tokens",
+                collaborator.name,
+                len(ids),
+                limit,
             )
 
 

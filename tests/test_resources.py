@@ -114,7 +114,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_a_prompt_longer_than_the_context_is_refused_before_the_forward_pass(tiny_models, monkeypatch):
+def test_a_prompt_far_past_the_context_is_refused_before_the_forward_pass(tiny_models, monkeypatch):
     collaborator = load_collaborator(tiny_models[0], torch.device("cpu"))
     limit = context_length(collaborator.model)
     assert limit == 512
@@ -124,14 +124,40 @@ def test_a_prompt_longer_than_the_context_is_refused_before_the_forward_pass(tin
 
     monkeypatch.setattr(collaborator.model, "generate", no_forward)
     engine = GenerationEngine(cache=None, progress=False)
-    with pytest.raises(UserError, match=f"does not fit .*context of {limit} tokens") as refused:
-        engine.generate(collaborator, ["fits", "word " * 4000], DecodingConfig(max_new_tokens=2))
+    with pytest.raises(
+        UserError, match=f"longer than .* takes, 4096 tokens \\(8x its context of {limit}\\)"
+    ) as refused:
+        engine.generate(collaborator, ["fits", "word " * 20000], DecodingConfig(max_new_tokens=2))
     assert "refused, not cut" in str(refused.value) and "\n" not in str(refused.value)
 
 
-def test_a_prompt_longer_than_the_context_is_one_error_line_from_the_cli(tiny_models, tmp_path, capsys):
+def test_a_prompt_somewhat_past_a_rotary_context_runs_with_one_warning(tiny_models, caplog):
+    collaborator = load_collaborator(tiny_models[0], torch.device("cpu"))
+    engine = GenerationEngine(cache=None, progress=False)
+    long = "word " * 700  # past 512 positions, within 8x
+    with caplog.at_level(logging.WARNING, logger="moco_lit.generation"):
+        outputs = engine.generate(collaborator, [long, long + "again"], DecodingConfig(max_new_tokens=2))
+    assert all(o.prompt_tokens > 512 for o in outputs)
+    warnings = [r.getMessage() for r in caplog.records if "past the model's context" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+def test_a_prompt_past_a_learned_position_table_is_refused(monkeypatch):
+    from types import SimpleNamespace
+
+    from moco_lit.generation import check_prompt_lengths
+
+    gpt2_like = SimpleNamespace(
+        name="gpt2-like", model=SimpleNamespace(config=SimpleNamespace(n_positions=64))
+    )
+    check_prompt_lengths(gpt2_like, [[1] * 64], ["fits exactly"])
+    with pytest.raises(UserError, match="its context of 64 tokens"):
+        check_prompt_lengths(gpt2_like, [[1] * 65], ["one too many"])
+
+
+def test_a_prompt_far_past_the_context_is_one_error_line_from_the_cli(tiny_models, tmp_path, capsys):
     data = tmp_path / "long.json"
-    rows = [{"id": 1, "input": "short", "output": "x"}, {"id": 2, "input": "word " * 4000, "output": "y"}]
+    rows = [{"id": 1, "input": "short", "output": "x"}, {"id": 2, "input": "word " * 20000, "output": "y"}]
     data.write_text(json.dumps({"task_type": "exact_match", "dev": rows[:1], "test": rows}))
     argv = ["test", "--model", "single_model", "--model.collaborators", f"[{tiny_models[0]}]"]
     argv += [
@@ -146,4 +172,4 @@ def test_a_prompt_longer_than_the_context_is_one_error_line_from_the_cli(tiny_mo
     err = capsys.readouterr().err
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 2 and "Traceback" not in err and len(errors) == 1, err[-2000:]
-    assert "does not fit" in errors[0]
+    assert "refused, not cut" in errors[0]
