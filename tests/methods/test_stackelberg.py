@@ -1,4 +1,4 @@
-"""stackelberg: the leader keeps the instructions the followers fail; SPARTA runs on those."""
+"""stackelberg: MoCo's bandit leader (tests/parity/test_parity_stackelberg.py) and the top-fraction leader."""
 
 from __future__ import annotations
 
@@ -7,12 +7,20 @@ import pytest
 from tests.conftest import ROOT, collaborators_arg
 
 
-def test_the_leader_picks_the_hardest_instructions_and_followers_duel_there(run_cli):
+def test_the_difficulty_leader_picks_the_hardest_instructions_and_followers_duel_there(run_cli):
     # multiplier is right on multiplication only, so the other skills are the hard instructions
     players = ["callable:tests.scripted.multiplier", "callable:tests.methods.test_sparta.fool"]
     players.append("callable:tests.methods.test_sparta.sage")
     args = ["--model", "stackelberg", "--model.collaborators", collaborators_arg(players)]
-    args += ["--model.leader_fraction", "0.5", "--data.benchmark", "quickstart", "--data.dev_limit", "12"]
+    args += [
+        "--model.leader_type",
+        "difficulty",
+        "--model.leader_fraction",
+        "0.5",
+        "--model.num_iterations",
+        "3",
+    ]
+    args += ["--data.benchmark", "quickstart", "--data.dev_limit", "12"]
     _, fitted = run_cli("fit", *args)
     model = fitted.model
     chosen = model.leader_choice

@@ -187,6 +187,21 @@ class LoraAgents(nn.Module):
             own = (p for n, p in named if not self.lora or "lora_" in n and f".{adapter}." in n)
             agent.fingerprint = f"{agent.spec.path}:{key}:{_tensor_digest(own)}"
 
+    def agent_weights(self, key: str) -> dict[str, torch.Tensor]:
+        """A CPU copy of agent ``key``'s own trained weights (its adapter, or the whole model)."""
+        base_key, adapter = self._where[id(self.agents[key])]
+        named = self.bases[base_key].named_parameters()
+        own = ((n, p) for n, p in named if not self.lora or "lora_" in n and f".{adapter}." in n)
+        return {n: p.detach().to("cpu", copy=True) for n, p in own}
+
+    def load_agent_weights(self, key: str, weights: dict[str, torch.Tensor]) -> None:
+        """Put weights from :meth:`agent_weights` back into agent ``key``."""
+        base_key, _ = self._where[id(self.agents[key])]
+        named = dict(self.bases[base_key].named_parameters())
+        with torch.no_grad():
+            for name, value in weights.items():
+                named[name].copy_(value)
+
     @contextmanager
     def generating(self) -> Iterator[None]:
         """Eval mode (no dropout) while generating; the training mode is restored afterwards."""

@@ -48,6 +48,18 @@ Response:
 Reply with a JSON object and nothing else, for example {{"score": 6}}."""
 
 
+def repeat_keys(ids: list[str]) -> list[str]:
+    """Seed keys for one call: an id seen before in it becomes ``id#n`` (its n-th repeat), so an
+    instruction drawn for two duels is sampled twice, not answered once for both."""
+    seen: dict[str, int] = {}
+    keys = []
+    for example_id in ids:
+        count = seen.get(example_id, 0)
+        keys.append(f"{example_id}#{count}" if count else example_id)
+        seen[example_id] = count + 1
+    return keys
+
+
 class Sparta(AgentTrainedModule):
     """Args:
     num_iterations: combat-then-DPO iterations (one epoch each unless ``epochs_per_iteration``).
@@ -77,6 +89,7 @@ class Sparta(AgentTrainedModule):
     level = "text"
     min_collaborators = 3  # two players and at least one judge
     uses_dev_table: ClassVar[bool] = False  # MoCo asks nothing on dev before the duels
+    k_decays_across_iterations: ClassVar[bool] = False
     iteration_attributes = (
         *AgentTrainedModule.iteration_attributes,
         "last_duels",
@@ -170,6 +183,13 @@ class Sparta(AgentTrainedModule):
 
     # -- one iteration of combat ----------------------------------------------------------------
 
+    def draw_duels(
+        self, iteration: int, examples: list[Example]
+    ) -> tuple[list[Example], list[tuple[int, int]]]:
+        """The iteration's duels: the instruction of each and its (player, opponent)."""
+        chosen = self.choose_instructions(iteration, examples)
+        return chosen, self.match(iteration, len(chosen))
+
     def choose_instructions(self, iteration: int, examples: list[Example]) -> list[Example]:
         """The instructions duelled on this iteration (SPARTA: the first ``num_instructions``)."""
         return examples[: self.num_instructions]
@@ -206,8 +226,8 @@ class Sparta(AgentTrainedModule):
             mine = [(i, side) for i, pair in enumerate(pairs) for side in (0, 1) if pair[side] == model]
             if mine:
                 outputs = self.ask(
-                    model, [examples[i]["prompt"] for i, _ in mine], [examples[i]["id"] for i, _ in mine],
-                    step=f"duel{iteration}",
+                    model, [examples[i]["prompt"] for i, _ in mine],
+                    repeat_keys([examples[i]["id"] for i, _ in mine]), step=f"duel{iteration}",
                 )  # fmt: skip
                 answers.update({key: output.text for key, output in zip(mine, outputs)})
         return answers
@@ -244,7 +264,9 @@ class Sparta(AgentTrainedModule):
         )
         if not hp.freeze_ratings:
             weights = player_weights(hp.score_type, self.rating_history, iteration)
-            for n, ((a, b), scores) in enumerate(zip(pairs, judged), start=1):
+            # K decays with the iteration's duels (SPARTA) or with every duel so far (Stackelberg)
+            done = int(self.rating_updates) if self.k_decays_across_iterations else 0
+            for n, ((a, b), scores) in enumerate(zip(pairs, judged), start=done + 1):
                 k = k_step(hp.initial_k, hp.min_k, hp.decay_rate, hp.decay_steps, n)
                 table.update(a, b, scores, k, hp.scaling_factor, hp.epsilon, hp.window_size,
                              hp.min_deviation, weights)  # fmt: skip
@@ -256,8 +278,7 @@ class Sparta(AgentTrainedModule):
         return table
 
     def build_iteration(self, iteration: int) -> dict[str, list[dict]]:
-        examples = self.choose_instructions(iteration, self.dev_examples())
-        pairs = self.match(iteration, len(examples))
+        examples, pairs = self.draw_duels(iteration, self.dev_examples())
         answers = self.answer(iteration, examples, pairs)
         judged = self.judge(iteration, examples, pairs, answers)
         self._example_cost.clear()  # fit-time calls are not part of any test record's cost

@@ -1,53 +1,264 @@
-"""Stackelberg SPARTA: a leader picks the instructions the followers duel on, then SPARTA runs.
+"""Stackelberg SPARTA: a bandit leader draws the instructions the followers duel on.
 
-The leader moves first: each iteration it keeps the ``leader_fraction`` of dev instructions that
-are worst for the followers, by ``leader_type``: ``difficulty`` (most collaborators fail it in
-the dev table: the followers' weak spots) or ``contested`` (the last iteration's judges were the
-least decided on it: the preferences that are hardest to learn; the first iteration falls back to
-difficulty). The followers then duel, are judged and DPO-tuned exactly as in SPARTA.
-MoCo: ``text_sparta_stackelberg`` (adversarial instruction selection; kept to these two rules).
+Each iteration the leader, an EXP3 bandit over the first ``num_instructions`` dev instructions,
+draws one instruction per duel (with replacement) from its weights mixed with ``leader_uniform_mix``
+of uniform. The collaborators open the duels in turn; each draws its opponent at random
+(``random_match_prob``) or by ``opponent_selection`` over the rating gaps. Judging, ratings and
+DPO pairs are SPARTA's; the duels' judged scores reward the leader (``difficulty``: the players
+did badly but not hopelessly; ``preference gap``: the score gap is near a target that shrinks over
+the iterations). Finally every trained model of every iteration is scored on dev; the best is tested.
+MoCo: ``text_sparta_stackelberg`` (DPO training).
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import random
 from typing import Literal
+
+import numpy as np
+import torch
 
 from moco_lit.errors import UserError
 from moco_lit.methods.base import Example
+from moco_lit.methods.text.ratings import RatingTable
 from moco_lit.methods.text.sparta import Sparta
+
+log = logging.getLogger(__name__)
+
+LeaderType = Literal["probabilistic", "uniform", "difficulty", "contested"]
+OpponentSelection = Literal["schedule_decreasing", "schedule_increasing", "lowest_diff", "highest_diff"]
+RewardMethod = Literal["weighted", "difficulty_only", "preference_quality_only"]
+TOP_FRACTION_LEADERS = ("difficulty", "contested")
+
+
+def leader_probabilities(weights: np.ndarray, uniform_mix: float) -> np.ndarray:
+    """The leader's draw: its normalised weights, ``uniform_mix`` of them replaced by uniform."""
+    weights = np.maximum(np.asarray(weights, dtype=float), 1e-12)
+    mix = float(np.clip(uniform_mix, 0.0, 1.0))
+    probs = (1.0 - mix) * (weights / weights.sum()) + mix / len(weights)
+    probs = np.maximum(probs, 0.0)
+    return probs / probs.sum()
+
+
+def schedule(iteration: int, num_iterations: int) -> float:
+    """How far training has come: 0 in the first iteration, 1 in the last."""
+    return iteration / max(num_iterations - 1, 1)
 
 
 class Stackelberg(Sparta):
     """Args:
-    leader_type: ``difficulty`` or ``contested`` (see the module docstring).
-    leader_fraction: share of the dev instructions the leader keeps each iteration.
-    (every SPARTA argument applies to the followers)
+    leader_type: ``probabilistic`` (MoCo's EXP3 leader), ``uniform`` (every instruction equally
+        likely, never updated), or a fixed top fraction of the dev instructions each iteration
+        (not in MoCo): ``difficulty`` (most collaborators fail it in the dev table) or
+        ``contested`` (the last iteration's judges were least decided on it), with SPARTA's
+        matching; ``leader_fraction`` is the share kept.
+    leader_scope: ``global`` (one leader) or ``per_model`` (one per collaborator, drawing the
+        duels it opens and rewarded by its own score).
+    leader_uniform_mix: share of the draw that is uniform (EXP3's gamma).
+    num_duels_per_iteration: duels per iteration (default: one per instruction).
+    reward_method: ``weighted`` (``difficulty_reward_weight`` and
+        ``preference_quality_reward_weight``, normalised), ``difficulty_only`` or
+        ``preference_quality_only``.
+    score_threshold: a player scored below it earns no difficulty reward (the instruction is
+        hopeless); above, the reward is ``(10 - score) / (10 - score_threshold)``.
+    ideal_start_gap, ideal_end_gap, preference_gap_sigma: the preference reward is a Gaussian
+        (width ``preference_gap_sigma``) of the gap between the two scores (divided by 9) around a
+        target going from ``ideal_start_gap`` in the first iteration to ``ideal_end_gap`` in the last.
+    opponent_selection: ``schedule_decreasing`` / ``schedule_increasing`` draw the opponent by a
+        Gaussian (width ``reputation_gap_sigma``) of its rating gap, as a share of the largest,
+        around a target going from 1 to 0 (or 0 to 1) over the iterations; ``lowest_diff`` /
+        ``highest_diff`` draw among the ``num_opponents`` nearest (farthest) in rating.
+    (Every other SPARTA argument applies, except ``opponents_by_rating``: ratings always count.
+    The rating step K decays over all duels rated so far, across iterations, as in MoCo.)
     """
 
     method_name = "stackelberg"
     level = "text"
-    iteration_attributes = (*Sparta.iteration_attributes, "leader_choice")
-    uses_dev_table = True  # the difficulty leader reads it
+    k_decays_across_iterations = True
+    iteration_attributes = (
+        *Sparta.iteration_attributes,
+        "leader_choice",
+        "leader_weights",
+        "duel_scores",
+        "trained_iterations",
+        "adapter_dev_scores",
+        "best_adapter",
+    )
 
     def __init__(
         self,
         collaborators: list[str | dict],
-        leader_type: Literal["difficulty", "contested"] = "difficulty",
+        num_iterations: int = 1,
+        leader_type: LeaderType = "probabilistic",
+        leader_scope: Literal["global", "per_model"] = "global",
+        leader_uniform_mix: float = 0.2,
+        num_duels_per_iteration: int | None = None,
+        reward_method: RewardMethod = "weighted",
+        difficulty_reward_weight: float = 0.3,
+        preference_quality_reward_weight: float = 0.7,
+        score_threshold: float = 3.0,
+        ideal_start_gap: float = 0.6,
+        ideal_end_gap: float = 0.15,
+        preference_gap_sigma: float = 0.15,
+        opponent_selection: OpponentSelection = "schedule_decreasing",
+        reputation_gap_sigma: float = 0.15,
         leader_fraction: float = 0.5,
         **kwargs,
     ) -> None:
-        super().__init__(collaborators, **kwargs)
+        super().__init__(collaborators, num_iterations=num_iterations, **kwargs)
+        name = self.method_name
+        for label, value, allowed in [
+            ("leader_type", leader_type, ("probabilistic", "uniform", *TOP_FRACTION_LEADERS)),
+            ("leader_scope", leader_scope, ("global", "per_model")),
+            ("reward_method", reward_method, ("weighted", "difficulty_only", "preference_quality_only")),
+            ("opponent_selection", opponent_selection,
+             ("schedule_decreasing", "schedule_increasing", "lowest_diff", "highest_diff")),
+        ]:  # fmt: skip
+            if value not in allowed:
+                raise UserError(f"{name}.{label} must be one of {', '.join(allowed)}; got {value!r}")
         if not 0.0 < leader_fraction <= 1.0:
-            raise UserError(f"stackelberg.leader_fraction must be in (0, 1], got {leader_fraction}")
-        if leader_type not in ("difficulty", "contested"):
-            raise UserError(f"stackelberg.leader_type must be difficulty or contested, got {leader_type!r}")
+            raise UserError(f"{name}.leader_fraction must be in (0, 1], got {leader_fraction}")
+        if not 0.0 <= leader_uniform_mix <= 1.0:
+            raise UserError(f"{name}.leader_uniform_mix must be in [0, 1], got {leader_uniform_mix}")
+        if num_duels_per_iteration is not None and num_duels_per_iteration < 1:
+            raise UserError(f"{name}.num_duels_per_iteration must be >= 1, got {num_duels_per_iteration}")
+        if reward_method == "weighted" and difficulty_reward_weight + preference_quality_reward_weight <= 0:
+            raise UserError(
+                f"{name}: difficulty_reward_weight + preference_quality_reward_weight must be > 0"
+            )
         self.leader_type = leader_type
+        self.leader_scope = "global" if leader_type == "uniform" else leader_scope
+        self.leader_uniform_mix = leader_uniform_mix
+        self.num_duels_per_iteration = num_duels_per_iteration
+        self.reward_method = reward_method
+        self.reward_weights = (difficulty_reward_weight, preference_quality_reward_weight)
+        self.score_threshold = score_threshold
+        self.gap_schedule = (ideal_start_gap, ideal_end_gap, preference_gap_sigma)
+        self.opponent_selection = opponent_selection
+        self.reputation_gap_sigma = reputation_gap_sigma
         self.leader_fraction = leader_fraction
-        self.leader_choice: list[str] = []  # dev ids the leader kept for the latest iteration
+        self.uses_dev_table = leader_type == "difficulty"  # that leader reads the dev table
+        self.leader_choice: list[str] = []  # the dev id of each duel of the latest iteration
+        self.duel_instructions: list[int] = []  # ... and its index among the leader's instructions
+        self.leader_weights: list[list[float]] = []  # one row (global) or one per collaborator
+        self.duel_scores: list[
+            list[float]
+        ] = []  # each duel's scores, judges weighted by the ratings before it
+        self.trained_iterations: list[int] = []  # iterations that had DPO pairs (so trained)
+        self.adapter_dev_scores: list[dict] = []  # (model, iteration, dev score) of each trained model
+        self.best_adapter: list[int] = []  # [iteration, collaborator] of the tested model
+        self._trained_weights: dict[int, dict[str, dict[str, torch.Tensor]]] = {}
+
+    # -- the leader's draw ----------------------------------------------------------------------
+
+    def draw_duels(
+        self, iteration: int, examples: list[Example]
+    ) -> tuple[list[Example], list[tuple[int, int]]]:
+        if self.leader_type in TOP_FRACTION_LEADERS:
+            return super().draw_duels(iteration, examples)
+        pool = examples[: self.num_instructions]
+        count = len(self.collaborators)
+        if not self.leader_weights:
+            self.leader_weights = [
+                [1.0] * len(pool) for _ in range(1 if self.leader_scope == "global" else count)
+            ]
+        # MoCo's streams: Python's random and NumPy's, both seeded with seed + iteration
+        seed = int(self.hparams.seed) + iteration
+        draws, numpy_draws = random.Random(seed), np.random.RandomState(seed)
+        chosen, pairs, self.duel_instructions = [], [], []
+        for duel in range(self.num_duels_per_iteration or len(pool)):
+            player = duel % count  # the collaborators open duels in turn
+            if self.leader_type == "uniform":
+                probs = np.ones(len(pool)) / len(pool)
+            else:
+                probs = leader_probabilities(self.leader_row(player), self.leader_uniform_mix)
+            index = int(numpy_draws.choice(len(pool), p=probs))
+            pairs.append((player, self.draw_opponent(player, iteration, draws, numpy_draws)))
+            chosen.append(pool[index])
+            self.duel_instructions.append(index)
+        self.leader_choice = [e["id"] for e in chosen]
+        return chosen, pairs
+
+    def leader_row(self, player: int) -> np.ndarray:
+        return np.asarray(self.leader_weights[0 if self.leader_scope == "global" else player], dtype=float)
+
+    def draw_opponent(self, player: int, iteration: int, draws: random.Random, numpy_draws) -> int:
+        others = [m for m in range(len(self.collaborators)) if m != player]
+        if draws.random() < self.hparams.random_match_prob:
+            return draws.choice(others)
+        ratings = self.ratings.tolist()
+        gaps = [abs(ratings[player] - ratings[m]) for m in others]
+        if self.opponent_selection in ("lowest_diff", "highest_diff"):
+            ranked = sorted(
+                range(len(others)), key=lambda i: gaps[i], reverse=self.opponent_selection == "highest_diff"
+            )
+            top = max(1, min(self.hparams.num_opponents, len(others)))
+            return draws.choice([others[i] for i in ranked[:top]])
+        progress = schedule(iteration, self.num_iterations)
+        target = 1.0 - progress if self.opponent_selection == "schedule_decreasing" else progress
+        largest = max(gaps)
+        sigma = max(self.reputation_gap_sigma, 1e-12)
+        shares = [0.0 if largest <= 1e-12 else min(max(g / largest, 0.0), 1.0) for g in gaps]
+        weights = np.asarray([math.exp(-((s - target) ** 2) / (2.0 * sigma**2)) for s in shares])
+        if not np.isfinite(weights).all() or weights.sum() <= 0:
+            return draws.choice(others)
+        return others[int(numpy_draws.choice(len(others), p=weights / weights.sum()))]
+
+    # -- the leader's reward --------------------------------------------------------------------
+
+    def rate(self, iteration: int, pairs, judged) -> RatingTable:
+        before = RatingTable(self.ratings.tolist(), self.deviations.tolist())
+        self.duel_scores = []
+        for scores in judged:
+            weighted = before.weighted_scores(scores)
+            self.duel_scores.append([5.0, 5.0] if weighted is None else list(weighted[:2]))
+        table = super().rate(iteration, pairs, judged)
+        if self.leader_type == "probabilistic" and pairs:
+            self.update_leader(iteration, pairs)
+        return table
+
+    def reward(self, iteration: int, score: float, scores: list[float]) -> float:
+        """The leader's reward in [0, 1] for a player's ``score`` in a duel scored ``scores``."""
+        threshold = self.score_threshold
+        difficulty = 0.0 if score < threshold else (10.0 - score) / (10.0 - threshold)
+        start, end, sigma = self.gap_schedule
+        target = end + (start - end) * (1.0 - schedule(iteration, self.num_iterations))
+        gap = abs(scores[0] - scores[1]) / 9.0
+        preference = math.exp(-((gap - target) ** 2) / (2.0 * max(sigma, 1e-12) ** 2))
+        if self.reward_method == "difficulty_only":
+            return difficulty
+        if self.reward_method == "preference_quality_only":
+            return preference
+        total = sum(self.reward_weights)
+        return self.reward_weights[0] / total * difficulty + self.reward_weights[1] / total * preference
+
+    def update_leader(self, iteration: int, pairs: list[tuple[int, int]]) -> None:
+        """EXP3: each duel's reward over its draw probability, added to its instruction's log-weight / K."""
+        size = len(self.leader_weights[0])
+        rows = [np.asarray(row, dtype=float) for row in self.leader_weights]
+        probs = [leader_probabilities(row, self.leader_uniform_mix) for row in rows]
+        gains = [np.zeros(size) for _ in rows]
+        if self.leader_scope == "global":
+            opener, opponent = np.zeros(size), np.zeros(size)
+            for index, scores in zip(self.duel_instructions, self.duel_scores):
+                opener[index] += self.reward(iteration, scores[0], scores) / probs[0][index]
+                opponent[index] += self.reward(iteration, scores[1], scores) / probs[0][index]
+            gains = [(opener + opponent) / 2]
+        else:  # each collaborator's leader learns from the duels it opened
+            for (player, _), index, scores in zip(pairs, self.duel_instructions, self.duel_scores):
+                gains[player][index] += self.reward(iteration, scores[0], scores) / probs[player][index]
+        updated = []
+        for row, gain in zip(rows, gains):
+            log_weights = np.log(np.maximum(row, 1e-12)) + (1 / size) * gain
+            updated.append(np.exp(log_weights - np.max(log_weights)).tolist())
+        self.leader_weights = updated
+
+    # -- the top-fraction leaders (not in MoCo) -------------------------------------------------
 
     def leader_scores(self, examples: list[Example]) -> dict[str, float]:
-        """How much the leader wants each instruction duelled on (higher first)."""
+        """How much a top-fraction leader wants each instruction duelled on (higher first)."""
         if self.leader_type == "contested" and self.last_duels:
             return {d["id"]: -abs(d["outcome_a"] - 0.5) for d in self.last_duels}
         index = self.dev_table.index_of()
@@ -67,3 +278,62 @@ class Stackelberg(Sparta):
         chosen = sorted(ranked[:keep])
         self.leader_choice = [pool[i]["id"] for i in chosen]
         return [pool[i] for i in chosen]
+
+    # -- every iteration's trained models; the dev-best is tested -------------------------------
+
+    def build_iteration(self, iteration: int) -> dict[str, list[dict]]:
+        self.keep_trained_weights(iteration - 1)
+        items = super().build_iteration(iteration)
+        if self.preference_pairs:
+            self.trained_iterations.append(iteration)
+        return items
+
+    def keep_trained_weights(self, iteration: int) -> None:
+        """Keep each agent's weights as trained in ``iteration`` (if it trained)."""
+        if iteration in self.trained_iterations and iteration not in self._trained_weights:
+            agents = self.agents.agents if self.agents is not None else {}
+            self._trained_weights[iteration] = {key: self.agents.agent_weights(key) for key in agents}
+
+    def load_trained_weights(self, iteration: int) -> None:
+        for key, weights in self._trained_weights.get(iteration, {}).items():
+            self.agents.load_agent_weights(key, weights)
+        if self.agents is not None:
+            self.agents.refresh_fingerprints()
+
+    def finish_training(self) -> None:
+        last = self.num_iterations - 1
+        self.keep_trained_weights(last)
+        trained = [k for k in self.trained_iterations if k in self._trained_weights]
+        if not trained:  # nothing trained: the collaborators as they are
+            super().finish_training()
+            self.best_adapter = [last, super().tested_model]
+            return
+        names = self.collaborator_names
+        self.adapter_dev_scores = []
+        for iteration in trained:
+            self.load_trained_weights(iteration)
+            for model in range(len(names)):
+                (score,) = self.score_on_dev([model], step=f"final-dev{iteration}")
+                self.adapter_dev_scores.append(
+                    {"model": names[model], "iteration": iteration, "dev_score": score}
+                )
+        found = [-math.inf if math.isnan(r["dev_score"]) else r["dev_score"] for r in self.adapter_dev_scores]
+        best = found.index(max(found))  # the first of the best, in (iteration, collaborator) order
+        best_iteration, best_model = trained[best // len(names)], best % len(names)
+        self.best_adapter = [best_iteration, best_model]
+        # every agent as last trained, the tested one as trained in its best iteration
+        self.load_trained_weights(trained[-1])
+        key = f"agent{best_model}"
+        if key in self._trained_weights[best_iteration]:
+            self.agents.load_agent_weights(key, self._trained_weights[best_iteration][key])
+            self.agents.refresh_fingerprints()
+        for model in range(len(names)):
+            self.final_dev_scores[model] = max(found[model :: len(names)])
+        self.dev_scores.copy_(self.final_dev_scores)
+        log.info(
+            "%s: testing %s as trained in iteration %d", self.method_name, names[best_model], best_iteration
+        )
+
+    @property
+    def tested_model(self) -> int:
+        return int(self.best_adapter[1]) if self.best_adapter else super().tested_model

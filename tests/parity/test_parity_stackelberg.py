@@ -1,0 +1,271 @@
+"""stackelberg against MoCo's ``text_sparta_stackelberg``: the leader's draws and weights, duels,
+judge scores, ratings, DPO pairs, every trained model's dev score, the final choice and outputs.
+
+No draw is injected: both systems seed Python's and NumPy's generators with ``seed + iteration``
+and draw in the same order. MoCo's DPO step only records what it would train on; a trained model
+answers as its base does, except that the scripted models change their answers as they are asked
+the same question again, so later iterations' models score differently on dev.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from tests.parity.moco_harness import (
+    _ACTIVE,
+    Ask,
+    Script,
+    _import_moco_method,
+    assert_same,
+    assert_same_calls,
+    boxed,
+    collaborators,
+    exact_match_task,
+    run_moco,
+)
+
+TASK = exact_match_task(
+    dev=[
+        ("What is 2 plus 3?", "5"),
+        ("What is 4 plus 4?", "8"),
+        ("What is 6 plus 1?", "7"),
+        ("What is 9 plus 9?", "18"),
+        ("What is 5 plus 7?", "12"),
+        ("What is 8 plus 3?", "11"),
+    ],
+    test=[("What is 10 plus 11?", "21"), ("What is 20 plus 22?", "42"), ("What is 30 plus 33?", "63")],
+)
+PLAYERS = ["alpha", "beta", "gamma", "delta"]
+KNOWS = {  # the examples each model answers right at first (the others: 0)
+    "alpha": {"d0", "d1", "d2", "d3", "t0", "t1"},
+    "beta": {"d0", "d2", "d4", "d5", "t0", "t1", "t2"},
+    "gamma": {"d1"},
+    "delta": {"d0", "d1", "d3", "d5", "t2"},
+}
+
+
+def policy(ask: Ask) -> str:
+    right = boxed(ask.record["output"])
+    if not ask.quotes:  # a question: beta forgets with repetition, gamma learns
+        knows = ask.example in KNOWS[ask.model]
+        if ask.model == "beta" and ask.repeat >= 2 or ask.model == "gamma" and ask.repeat >= 3:
+            knows = not knows
+        return right if knows else boxed(str(ask.repeat))
+    (shown,) = ask.quotes  # a judge sees one answer
+    score = (8 if shown.content == right else 3) + (shown.author == "beta" and ask.model == "delta")
+    score += ask.model == "alpha" and ask.repeat == 1  # alpha's second look is kinder (judge_rounds)
+    score -= 2 * (shown.author == "gamma" and ask.model == "beta")  # a harsh judge: scores reach 1
+    if ask.model == "gamma" and ask.example == "d4":
+        return "I would rather not say."  # unreadable: this round scores 5 and 5
+    return {"alpha": f'{{"score": {score}}}', "beta": f"Score: {score}", "gamma": f"{score}/10"}.get(
+        ask.model, f'{{"score": {score}}} because it is {"right" if score > 5 else "wrong"}'
+    )
+
+
+ADAPTERS: dict[str, str] = {}  # MoCo's name for a trained model (its adapter folder) -> the player
+
+
+def base_name(path: str) -> str:
+    return ADAPTERS.get(path, path)
+
+
+def run_moco_stackelberg(monkeypatch, tmp_path: Path, hyperparameters: dict):
+    from model_collaboration.method import distributed_generation as generation
+
+    # its GRPO module subclasses trl's trainer at import; the DPO path never reaches it
+    monkeypatch.setitem(sys.modules, "model_collaboration.utils.distributed_grpo", types.ModuleType("grpo"))
+    stackelberg = _import_moco_method(monkeypatch, "text_sparta_stackelberg")  # trl stubbed if missing
+    ADAPTERS.clear()
+    by_base_name = SimpleNamespace(
+        update_generation_hyperparameters=lambda **kwargs: None,
+        distributed_generation=lambda names, inputs, gpus, *a, **k: generation.distributed_generation(
+            [base_name(n) for n in names], inputs, gpus
+        ),
+    )
+    trained: list[dict] = []
+
+    def record_dpo(list_of_model_names, list_of_dpo_data_paths, list_of_gpu_ids, list_of_output_model_paths):
+        ADAPTERS.update(
+            {out: base_name(m) for m, out in zip(list_of_model_names, list_of_output_model_paths)}
+        )
+        trained.append(
+            {
+                base_name(m): json.loads(Path(p).read_text())
+                for m, p in zip(list_of_model_names, list_of_dpo_data_paths)
+            }
+        )
+
+    logs = tmp_path / "moco" / "model_collaboration" / "logs"
+    save_json = stackelberg._save_json
+
+    def save_and_collect(path, payload):  # the final log lands in the run folder: run_moco reads logs/
+        save_json(path, payload)
+        if str(path).endswith("_stackelberg.json"):
+            save_json(str(logs / Path(path).name), payload)
+
+    base_dir = tmp_path / "moco_stackelberg"
+    moco = run_moco(
+        monkeypatch, tmp_path, "text_sparta_stackelberg", TASK, PLAYERS, policy,
+        {**hyperparameters, "base_dir": str(base_dir)},
+        patches={
+            "_save_json": save_and_collect,
+            "distributed_generation": by_base_name,
+            "distributed_dpo": SimpleNamespace(distributed_dpo=record_dpo),
+        },
+    )  # fmt: skip
+    (run_dir,) = base_dir.iterdir()
+    iterations = []
+    for k in range(hyperparameters.get("num_iterations", 1)):
+        folder = run_dir / f"iteration_{k}"
+        iterations.append(
+            {
+                "drawn": json.loads((folder / "analysis" / "prompt_sampling_manifest.json").read_text())[
+                    "duels"
+                ],
+                "pairs": json.loads((folder / "judged_results" / "judged_pairs.json").read_text()),
+                "info": json.loads((folder / "model_info.json").read_text()),
+                "preferences": json.loads((folder / "dataset" / "preference_pairs.json").read_text()),
+                "leader": json.loads((folder / "analysis" / "leader_state.json").read_text())["weights"],
+            }
+        )
+    return moco, iterations, trained
+
+
+def run_lit_stackelberg(run_cli, tmp_path: Path, monkeypatch, *args: str):
+    from moco_lit.methods.text.stackelberg import Stackelberg
+
+    snapshots: list[dict] = []
+    build = Stackelberg.build_iteration
+
+    def recorded(self, iteration):
+        items = build(self, iteration)
+        snapshots.append(
+            json.loads(
+                json.dumps(
+                    {
+                        "choice": self.duel_instructions,
+                        "duels": self.last_duels,
+                        "scores": self.duel_scores,
+                        "pairs": self.preference_pairs,
+                        "ratings": self.ratings.tolist(),
+                        "deviations": self.deviations.tolist(),
+                        "leader": self.leader_weights,
+                    }
+                )
+            )
+        )
+        return items
+
+    monkeypatch.setattr(Stackelberg, "build_iteration", recorded)
+    script = Script(TASK, policy)
+    common = ["--model", "stackelberg", "--model.collaborators", collaborators(PLAYERS), *args]
+    common += ["--data.benchmark", str(TASK.write(tmp_path)), "--cache", "false", "--wandb", "false"]
+    _ACTIVE.append(script)
+    try:
+        _, fitted = run_cli("fit", *common)
+        checkpoint = fitted.trainer.checkpoint_callback.best_model_path
+        _, tested = run_cli("test", *common, "--ckpt_path", checkpoint)
+    finally:
+        _ACTIVE.remove(script)
+    folder = tested.model.runtime.run_folder.path
+    records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
+    order = {r["id"]: i for i, r in enumerate(TASK.test)}
+    records.sort(key=lambda r: order[r["id"]])
+    return script, snapshots, tested.model, records
+
+
+def flat(rows) -> list[float]:
+    return [x for row in rows for x in row]
+
+
+def example_of(instruction: str) -> str:
+    return TASK.find(instruction)[1]["id"]
+
+
+CASES = {
+    "defaults": {},
+    "three-iterations": {"num_iterations": 3},
+    "per-model-nearest-rounds": {
+        "num_iterations": 2, "leader_scope": "per_model", "opponent_selection": "lowest_diff",
+        "num_opponents": 2, "num_duels_per_iteration": 9, "judge_rounds": 2, "leader_uniform_mix": 0.5,
+    },
+    "uniform-farthest": {
+        "num_iterations": 2, "leader_type": "uniform", "opponent_selection": "highest_diff",
+        "random_match_prob": 0.0, "num_opponents": 1,
+    },
+    "difficulty-reward-increasing": {
+        "num_iterations": 3, "reward_method": "difficulty_only", "opponent_selection": "schedule_increasing",
+        "score_threshold": 2.0, "num_instructions": 5, "reputation_gap_sigma": 0.4,
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("hyperparameters", list(CASES.values()), ids=list(CASES))
+def test_stackelberg_matches_moco(run_cli, tmp_path, monkeypatch, hyperparameters):
+    # MoCo's hyperparameter names are moco_lit's option names
+    options = [arg for name, value in hyperparameters.items() for arg in (f"--model.{name}", str(value))]
+    moco, moco_iterations, moco_trained = run_moco_stackelberg(monkeypatch, tmp_path, hyperparameters)
+    script, lit_iterations, lit, records = run_lit_stackelberg(run_cli, tmp_path, monkeypatch, *options)
+
+    # every call: who was asked about which example, quoting which answer, how often
+    assert_same_calls(moco.calls, script.calls)
+    assert len(lit_iterations) == len(moco_iterations) == hyperparameters.get("num_iterations", 1)
+    names = lit.collaborator_names
+    trained = iter(moco_trained)
+    for k, (theirs, ours) in enumerate(zip(moco_iterations, lit_iterations)):
+        # the leader's draws (instruction, with repeats) and the matches
+        drawn = [(d["instruction_idx"], *d["models"]) for d in theirs["drawn"]]
+        our_drawn = [
+            (i, names[d["players"][0]], names[d["players"][1]]) for i, d in zip(ours["choice"], ours["duels"])
+        ]
+        assert_same(f"iteration {k} draws", drawn, our_drawn)
+        # the duels: answers and each judge's scores, and the scores that reward the leader
+        duels = [
+            (
+                example_of(p["instruction"]),
+                p["responses"],
+                {j: v["ave_scores"] for j, v in p["judges"].items()},
+            )
+            for p in theirs["pairs"]
+        ]
+        our_duels = [(d["id"], d["answers"], d["judges"]) for d in ours["duels"]]
+        assert_same(f"iteration {k} duels", duels, our_duels)
+        assert flat(ours["scores"]) == pytest.approx(flat(p["scores"] for p in theirs["pairs"]), abs=1e-12)
+        # the leader's weights after the iteration
+        assert len(ours["leader"]) == len(theirs["leader"])
+        assert flat(ours["leader"]) == pytest.approx(flat(theirs["leader"].values()), rel=1e-9)
+        # the rating trajectory
+        assert ours["ratings"] == pytest.approx([theirs["info"][m]["score"] for m in PLAYERS], abs=1e-9)
+        assert ours["deviations"] == pytest.approx(
+            [theirs["info"][m]["deviation"] for m in PLAYERS], abs=1e-9
+        )
+        # the DPO pairs, and every model trained on all of them
+        pairs = [(example_of(p["instruction"]), p["chosen"], p["rejected"], p["chosen_model"], p["rejected_model"])
+                 for p in theirs["preferences"]]  # fmt: skip
+        our_pairs = [
+            (p["id"], p["chosen"], p["rejected"], p["chosen_by"], p["rejected_by"]) for p in ours["pairs"]
+        ]
+        assert_same(f"iteration {k} DPO pairs", pairs, our_pairs)
+        assert [p["score_diff"] for p in ours["pairs"]] == pytest.approx(
+            [p["score_diff"] for p in theirs["preferences"]], abs=1e-9
+        )
+        if pairs:
+            assert next(trained) == {m: theirs["preferences"] for m in PLAYERS}
+    assert next(trained, None) is None
+    # repeated instructions, decided duels and ties
+    assert any(len(set(s["choice"])) < len(s["choice"]) for s in lit_iterations)
+    assert any(s["pairs"] for s in lit_iterations)
+    # every trained model of every iteration scored on dev; the first best is tested
+    dev_scores = {f"{r['model']}_iter{r['iteration']}": r["dev_score"] for r in lit.adapter_dev_scores}
+    assert dev_scores == pytest.approx(moco.log["dev_scores"])
+    assert lit.best_adapter == [moco.log["best_model_iteration"], names.index(moco.log["best_model"])]
+    assert names[lit.tested_model] == moco.log["best_model"]
+    if hyperparameters is CASES["difficulty-reward-increasing"]:  # a model of the middle iteration wins
+        assert lit.best_adapter == [1, 1]
+    assert_same("test outputs", moco.outputs, [r["output"] for r in records])
