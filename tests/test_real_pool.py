@@ -129,16 +129,19 @@ def _rejoined(segments: list[list[str]]) -> str:
 
 @needs_gemma
 def test_mentor_collab_consults_gemma_while_smollm2_writes(cache_path, run_cli):
-    # every step is a decision point: where Gemma's next token differs, both write a 4-token patch
+    # nearly every step is a decision point (a draw in 1..100 below 100): where Gemma's next word
+    # differs, both write a 4-token patch
     overrides = ["--model.decision_proportion", "100", "--model.patch_size", "4"]
     records = _pair_records(run_cli, cache_path, "mentor_collab", *overrides)
     for record in records:
         details = record["details"]
-        # Gemma's next token differed at least once, and both wrote a patch from the shared text
+        # Gemma's next word differed at least once, and both wrote a patch from the shared text
         assert details["mode"] == "free" and details["decisions"] >= 1
         assert 0 <= details["mentor_patches"] <= details["decisions"]  # SmolLM2 judged each branch
         assert _rejoined(details["segments"]) == record["output"].strip()
-        assert details["segments"][0][0] == "smollm2-135m-instruct"  # the generator starts
+        # SmolLM2 writes every word; Gemma's text enters only through the patches SmolLM2 kept
+        authors = {name for name, _ in details["segments"]}
+        assert ("gemma3-270m" in authors) == (details["mentor_patches"] > 0)
         assert record["answered_by"] == ["smollm2-135m-instruct", "gemma3-270m"]
 
 
