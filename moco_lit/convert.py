@@ -83,9 +83,11 @@ MOCO_DEFAULTS: dict[str, dict[str, Any]] = {
     # MoCo's discussion (hf_gen) writes up to 8192 tokens at temperature 1.0
     "bbmas": {"max_iterations": 10, "max_new_tokens": 8192, "temperature": 1.0, "top_p": 1.0},
     "cascade": {"scored_max_new_tokens": 256, "generation_batch_size": 8},
+    # MoCo fine-tunes the generator for 2 epochs
     "collm": {
         "training_data": "nlile/hendrycks-MATH-benchmark",
         "max_seq_length": 2048,
+        "trainer.max_epochs": 2,
         **_GREEDY,
     },
     "expo": {"alpha_candidates": [0.1, 0.2, 0.3, 0.4, 0.5]},
@@ -157,19 +159,25 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
         "sft_grad_accum": "set trainer.accumulate_grad_batches yourself: steps differ in size",
     },
     "stackelberg": {
-        key: "Stackelberg here has a difficulty/contested leader and DPO followers only"
-        for key in (
-            "score_type training_algorithm reward_method freeze_ratings window_size min_deviation "
-            "epsilon num_duels_per_iteration eval_max_response_length eval_temperature eval_top_p "
-            "instruction_selection instr_sample_gamma difficulty_reward_weight score_threshold "
-            "preference_quality_reward_weight ideal_start_gap ideal_end_gap preference_gap_sigma "
-            "opponent_selection grpo_scale_rewards grpo_loss_type reward_scale leader_uniform_mix "
-            "num_opponents reputation_gap_sigma judge_rounds judge_max_response_length "
-            "judge_temperature judge_top_p grpo_batch_size grpo_gradient_accumulation_steps "
-            "grpo_learning_rate grpo_epoch grpo_num_generations grpo_max_completion_length grpo_beta "
-            "grpo_epsilon leader_scope dpo_batch_size dpo_gradient_accumulation_steps "
-            "dpo_learning_rate dpo_epoch current_iteration"
-        ).split()
+        **{
+            key: "Stackelberg here trains by DPO only (training_algorithm: dpo)"
+            for key in (
+                "grpo_scale_rewards grpo_loss_type reward_scale grpo_batch_size "
+                "grpo_gradient_accumulation_steps grpo_learning_rate grpo_epoch grpo_num_generations "
+                "grpo_max_completion_length grpo_beta grpo_epsilon"
+            ).split()
+        },
+        **{
+            key: "one decoding setting (temperature, top_p, max_new_tokens) serves every call"
+            for key in (
+                "eval_max_response_length eval_temperature eval_top_p judge_max_response_length "
+                "judge_temperature judge_top_p"
+            ).split()
+        },
+        "dpo_learning_rate": "set learning_rate (its default is MoCo's 1e-6)",
+        "dpo_epoch": "set epochs_per_iteration",
+        "dpo_batch_size": "a DPO step takes one data batch of questions' pairs",
+        "dpo_gradient_accumulation_steps": "set trainer.accumulate_grad_batches yourself",
     },
 }
 
@@ -195,6 +203,15 @@ def _unused_when(flag: str, reason: str) -> Rule:
 
 
 _SFT = "per-role fine-tuning settings: the trained ranker/fuser use the method's LoRA training arguments"
+
+# MoCo's stackelberg leader_type values and aliases
+_STACKELBERG_LEADERS = {
+    "probabilistic": "probabilistic",
+    "exp3": "probabilistic",
+    "bandit": "probabilistic",
+    "uniform": "uniform",
+    "random": "uniform",
+}
 
 # MoCo's collm, lorahub and mentor_collab decode greedily with their own loops (the run's
 # temperature and top_p unused); logit_fusion and nudging sample without a nucleus cut
@@ -284,11 +301,31 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
         "current_iteration": _equivalent_when(
             lambda v, h: not v, "MoCo resumes from its own iteration folders"
         ),
-        "freeze_ratings": _equivalent_when(lambda v, h: not v, "ratings always update"),
-        # same name, another meaning: MoCo's leader draws instructions (probabilistic/uniform)
+        # MoCo's aliases of its two leaders
         "leader_type": lambda v, h: (
-            "MoCo's leader samples instructions; here it keeps the difficult "
-            "or contested share (leader_type: difficulty|contested)"
+            {"leader_type": _STACKELBERG_LEADERS[str(v).strip().lower().replace("-", "_")]}
+            if str(v).strip().lower().replace("-", "_") in _STACKELBERG_LEADERS
+            else f"MoCo knows no leader_type {v!r} (probabilistic or uniform)"
+        ),
+        # MoCo's older name of the uniform share, used where leader_uniform_mix is not given
+        "instr_sample_gamma": lambda v, h: (
+            {}
+            if "leader_uniform_mix" in h and float(h["leader_uniform_mix"]) == float(v)
+            else f"MoCo draws with leader_uniform_mix={h['leader_uniform_mix']} and updates with {v}"
+            if "leader_uniform_mix" in h
+            else {"leader_uniform_mix": float(v)}
+        ),
+        # MoCo's older switch to one leader per model, used where leader_scope is not given
+        "instruction_selection": lambda v, h: (
+            {"leader_scope": "per_model"}
+            if str(v).lower() == "exp3_per_model" and "leader_scope" not in h
+            else {}
+        ),
+        "training_algorithm": lambda v, h: (
+            {}
+            if str(v).strip().lower().replace("-", "_")
+            in ("dpo", "preference", "preference_optimization", "direct_preference_optimization")
+            else "Stackelberg here trains by DPO only; MoCo's GRPO training is not available"
         ),
     },
 }
@@ -303,7 +340,7 @@ OTHER_MEANING: dict[str, set[str]] = {
     "logit_fusion": {"top_p"},
     "nudging": {"top_p"},
     "mentor_collab": {"temperature", "top_p"},
-    "stackelberg": {"leader_type"},
+    "stackelberg": {"leader_type"},  # MoCo's aliases map to its two leaders (not to ours)
 }
 
 # Whole-config conditions: a branch MoCo takes that moco_lit runs differently, whichever keys are set

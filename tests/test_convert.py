@@ -660,10 +660,17 @@ def test_an_option_a_method_gains_under_moco_s_name_is_used():
     # heterogeneous_swarms gained starting_velocity_mode, weight_randomness and repel_term that way
     accepted = set(method_arguments(methods.get("heterogeneous_swarms")))
     assert map_setting("heterogeneous_swarms", "repel_term", False, {}, accepted) == {"repel_term": False}
-    # a same-named option with another meaning never takes MoCo's value
+    # a same-named option in OTHER_MEANING takes MoCo's value only through its rule
     accepted = set(method_arguments(methods.get("stackelberg")))
     assert "leader_type" in accepted
-    assert isinstance(map_setting("stackelberg", "leader_type", "uniform", {}, accepted), str)
+    assert map_setting("stackelberg", "leader_type", "exp3", {}, accepted) == {"leader_type": "probabilistic"}
+    assert map_setting("stackelberg", "leader_type", "random", {}, accepted) == {"leader_type": "uniform"}
+    assert isinstance(map_setting("stackelberg", "leader_type", "difficulty", {}, accepted), str)
+    # stackelberg's other MoCo-only settings
+    hyper = {"instr_sample_gamma": 0.3}
+    assert map_setting("stackelberg", "instr_sample_gamma", 0.3, hyper, accepted) == {"leader_uniform_mix": 0.3}
+    assert isinstance(map_setting("stackelberg", "training_algorithm", "grpo", {}, accepted), str)
+    assert map_setting("stackelberg", "training_algorithm", "dpo", {}, accepted) == {}
 
 
 @needs_moco
@@ -711,3 +718,13 @@ def test_agglm_settings_land_where_moco_uses_them():
     with pytest.raises(UserError) as stopped:
         convert_config(moco_config("text_agglm", {"lr_scheduler": "linear", "train_batch_size": 8}))
     assert "lr_scheduler='linear'" in str(stopped.value) and "train_batch_size=8" in str(stopped.value)
+
+
+def test_collm_gets_the_training_moco_fixes_in_code():
+    # MoCo's example: training_num and the generation settings; the rest MoCo fixes in run_method
+    recipe, notes = convert_config(moco_config("api_collm", {"training_num": 500, "temperature": 0.7}))
+    init_args = recipe["model"]["init_args"]
+    assert init_args["training_num"] == 500 and init_args["training_data"] == "nlile/hendrycks-MATH-benchmark"
+    assert init_args["max_seq_length"] == 2048 and recipe["trainer"]["max_epochs"] == 2
+    assert (init_args["temperature"], init_args["top_p"]) == (0.0, 1.0)  # MoCo's own greedy loop
+    assert init_args.get("train_generator", True) is True
