@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from moco_lit.cli import main
-from moco_lit.collaborators import load_collaborator
+from moco_lit.collaborators import Collaborator, CollaboratorSpec, RawText, load_collaborator
 from moco_lit.decoding import JointDecoder
 from moco_lit.generation import DecodingConfig
 from moco_lit.methods.api.mentor_collab import BranchMLP, MentorCollab, MentorRule, tokens_agree
@@ -153,3 +153,23 @@ def test_mlp_keeps_the_generator_exactly_above_the_threshold(tiny_models):
             module.mlp.layers[3].weight.zero_()
             module.mlp.layers[3].bias.fill_(bias)
         assert module._ask_mlp(None, list(range(5)), [], [], features) == [mentor] * 5
+
+
+def test_raw_prompts_keep_only_the_start_token_the_tokenizer_adds():
+    # MoCo tokenises the bare prompt with the tokenizer's own special tokens: a start token if any
+    class WithStart:
+        bos_token, bos_token_id, chat_template = "<s>", 1, "a template raw prompts skip"
+
+        def __call__(self, text: str) -> dict:
+            return {"input_ids": [1, *map(ord, text)]}
+
+    class WithoutStart(WithStart):
+        def __call__(self, text: str) -> dict:
+            return {"input_ids": list(map(ord, text))}
+
+    spec = CollaboratorSpec("tiny")
+    assert Collaborator("tiny", spec, tokenizer=WithStart()).render(RawText("Hi")) == "<s>Hi"
+    assert Collaborator("tiny", spec, tokenizer=WithoutStart()).render(RawText("Hi")) == "Hi"
+    module = MentorCollab(["a", "b"], prompt="raw")
+    assert module.prompts_of([{"prompt": "Hi"}]) == ["Hi"]
+    assert isinstance(module.prompts_of([{"prompt": "Hi"}])[0], RawText)
