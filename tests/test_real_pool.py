@@ -178,7 +178,10 @@ def _check_cascade(record: dict) -> None:
     assert trail[0]["model"] == "smollm2-135m-instruct"  # weak model first
     assert [step["model"] for step in trail] == ["smollm2-135m-instruct", "gemma3-270m"][: len(trail)]
     assert record["details"]["level"] == len(trail) - 1 and record["answered_by"] == trail[-1]["model"]
-    assert all(0.0 <= step["confidence"] <= 1.0 for step in trail)
+    # the last model always answers, so it has no confidence; sampled answers do reach it
+    for step in trail:
+        last = step["model"] == "gemma3-270m"
+        assert step["confidence"] is None if last else 0.0 <= step["confidence"] <= 1.0
 
 
 def _check_llm_blender(record: dict) -> None:
