@@ -309,11 +309,11 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
         ),
         # MoCo's older name of the uniform share, used where leader_uniform_mix is not given
         "instr_sample_gamma": lambda v, h: (
-            {}
-            if "leader_uniform_mix" in h and float(h["leader_uniform_mix"]) == float(v)
+            {"leader_uniform_mix": v}
+            if "leader_uniform_mix" not in h
+            else {}
+            if h["leader_uniform_mix"] == v
             else f"MoCo draws with leader_uniform_mix={h['leader_uniform_mix']} and updates with {v}"
-            if "leader_uniform_mix" in h
-            else {"leader_uniform_mix": float(v)}
         ),
         # MoCo's older switch to one leader per model, used where leader_scope is not given
         "instruction_selection": lambda v, h: (

@@ -667,8 +667,8 @@ def test_an_option_a_method_gains_under_moco_s_name_is_used():
     assert map_setting("stackelberg", "leader_type", "random", {}, accepted) == {"leader_type": "uniform"}
     assert isinstance(map_setting("stackelberg", "leader_type", "difficulty", {}, accepted), str)
     # stackelberg's other MoCo-only settings
-    hyper = {"instr_sample_gamma": 0.3}
-    assert map_setting("stackelberg", "instr_sample_gamma", 0.3, hyper, accepted) == {"leader_uniform_mix": 0.3}
+    mapped = map_setting("stackelberg", "instr_sample_gamma", 0.3, {"instr_sample_gamma": 0.3}, accepted)
+    assert mapped == {"leader_uniform_mix": 0.3}
     assert isinstance(map_setting("stackelberg", "training_algorithm", "grpo", {}, accepted), str)
     assert map_setting("stackelberg", "training_algorithm", "dpo", {}, accepted) == {}
 

@@ -199,6 +199,8 @@ CASES = {
         "num_iterations": 2, "leader_type": "uniform", "opponent_selection": "highest_diff",
         "random_match_prob": 0.0, "num_opponents": 1,
     },
+    "static": {"num_iterations": 3, "score_type": "static", "random_match_prob": 0.5},
+    "dynamic": {"num_iterations": 3, "score_type": "dynamic"},
     "difficulty-reward-increasing": {
         "num_iterations": 3, "reward_method": "difficulty_only", "opponent_selection": "schedule_increasing",
         "score_threshold": 2.0, "num_instructions": 5, "reputation_gap_sigma": 0.4,
