@@ -78,3 +78,27 @@ def test_fit_with_export_dir_saves_every_trained_agent(run_cli, tiny_models, tmp
     # an action of that run, not a setting: the checkpoint does not carry it into later runs
     checkpoint = torch.load(fitted.trainer.checkpoint_callback.best_model_path, weights_only=False)
     assert "export_dir" not in checkpoint["hyper_parameters"]
+
+
+def test_an_agents_kept_weights_load_back_into_it_alone(tiny_models):
+    # stackelberg keeps each iteration's weights to test the dev-best one
+    base = load_collaborator(tiny_models[0])
+    agents = LoraAgents({"agent0": base, "agent1": base}, layout="shared_base", lora_r=2).eval()
+    ids = torch.tensor([[5, 6, 7, 8, 9]])
+
+    def logits(key: str) -> torch.Tensor:
+        with torch.no_grad():
+            return agents.activate(agents.agents[key])(input_ids=ids).logits
+
+    kept = agents.agent_weights("agent0")
+    assert kept and all(".agent0." in name for name in kept)
+    before, other = logits("agent0"), logits("agent1")
+    with torch.no_grad():  # training moves both agents
+        for name, parameter in agents.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0.0, 0.05)
+    assert not torch.allclose(logits("agent0"), before, atol=1e-4)
+    moved_other = logits("agent1")
+    agents.load_agent_weights("agent0", kept)
+    assert torch.allclose(logits("agent0"), before) and not torch.allclose(moved_other, other, atol=1e-4)
+    assert torch.allclose(logits("agent1"), moved_other)  # the other agent keeps its own
