@@ -165,7 +165,7 @@ TRAINED_METHODS: dict[str, Callable[[list[str], Path], list[str]]] = {
     "graph_routing": lambda tiny, _: [
         "--model.collaborators", collaborators_arg(["callable:tests.scripted.multiplier",
                                                     "callable:tests.scripted.reverser"]),
-        "--model.embedding_model", tiny[0], "--trainer.max_epochs", "2",
+        "--model.embedding_model", tiny[0], "--model.train_epochs", "4", "--model.masks_per_step", "2",
     ],
 }  # fmt: skip
 

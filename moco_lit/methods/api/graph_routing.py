@@ -227,22 +227,18 @@ class GraphRouting(DevTrainedModule):
         embedded = self.embed([row["question"] for row in table.rows] + [task] + list(names))
         train, val = self.split_sizes(count)
         question = torch.arange(count, device=self.device).repeat_interleave(models)
+        edges = torch.stack([scores, costs, third], dim=-1).reshape(-1, EDGE_FEATURES).float()
+        labels = nn.functional.one_hot(torch.tensor(first_best(values)), models).reshape(-1).float()
         return {
             "queries": embedded[:count],
             "task": embedded[count],
             "models": embedded[count + 1 :],
             "rows": question,
             "columns": torch.arange(models, device=self.device).repeat(count),
-            "edges": torch.stack([scores, costs, third], dim=-1)
-            .reshape(-1, EDGE_FEATURES)
-            .float()
-            .to(self.device),
+            "edges": edges.to(self.device),
             "train": question < train,
             "val": (question >= train) & (question < train + val),
-            "labels": nn.functional.one_hot(torch.tensor(first_best(values)), models)
-            .reshape(-1)
-            .float()
-            .to(self.device),
+            "labels": labels.to(self.device),
         }
 
     def graph(self) -> dict[str, torch.Tensor]:
