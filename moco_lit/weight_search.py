@@ -249,6 +249,10 @@ class NevergradSearch:
         self.history.append(([float(v) for v in self._pending.value], score))
         return self.finished
 
+    def recommendation(self) -> list[float]:
+        """The optimiser's own pick (what ``minimize`` returns); it need not be an evaluated point."""
+        return [float(v) for v in self._optimizer.provide_recommendation().value]
+
     @property
     def best(self) -> tuple[list[float], float]:
         return max(self.history, key=lambda item: item[1]) if self.history else ([], -math.inf)

@@ -8,33 +8,44 @@ float32 (it casts to bfloat16/float16 on load: a precision choice, not a differe
 
 from __future__ import annotations
 
+import inspect
 import json
+import sys
+import types
 from pathlib import Path
 
 import pytest
 import torch
 from torch.testing import assert_close
 
+from moco_lit.collaborators import RawText
 from tests.parity.test_parity_weight import (  # noqa: F401  (fixtures used by name)
     SMALL,
     Draws,
     ScriptedRandom,
+    _adapter_files,
+    _adapter_name,
     _Float32Loader,
     assert_same_tensors,
     folder_score,
     folder_tensors,
+    goal_score,
     lit_score,
     moco_run,
     swarm_utils,
     untied,
 )
+from tests.test_merging import make_lora_adapters
 
 # -- DARE-TIES optimized --------------------------------------------------------------------------
 
 
 def test_dare_ties_optimized_run_method_same_candidates_same_final_merge(
-    untied, moco_run, run_cli, monkeypatch
-):  # noqa: F811
+    untied,  # noqa: F811
+    moco_run,  # noqa: F811
+    run_cli,
+    monkeypatch,
+):
     """MoCo's ``weight_dare_ties`` (mode optimized) and moco_lit's ``dare_ties``: from the same swarm
     draws, every candidate's softmax weights and dev score, the iteration the search stops at, the
     weights of the global best and the merged model that is tested."""
@@ -139,3 +150,136 @@ def test_expo_topk_bottomk_k2_same_averages_same_alpha_same_merge(untied, moco_r
     assert module.chosen_alpha == moco_log["alpha"] == 0.3
     assert evaluated[-1][0].endswith("final_model")
     assert_same_tensors(folder_tensors(evaluated[-1][0]), dict(module.target))
+
+
+# -- LoraHub --------------------------------------------------------------------------------------
+
+
+class _Candidate:
+    def __init__(self, value) -> None:
+        self.value = value
+
+
+class ScriptedNevergrad(types.ModuleType):
+    """Stands in for nevergrad: every ``NGOpt`` asks the scripted points in order, records the
+    parametrization, budget and losses it is given, and recommends ``recommended``."""
+
+    def __init__(self, points: list[list[float]], recommended: list[float]) -> None:
+        super().__init__("nevergrad")
+        self.points, self.recommended = points, recommended
+        self.runs: list[dict] = []  # one per optimiser built: its settings and the losses told
+        self.p = types.SimpleNamespace(Array=self._array)
+        self.optimizers = types.SimpleNamespace(NGOpt=self._optimizer, registry={"NGOpt": self._optimizer})
+
+    @staticmethod
+    def _array(init, lower, upper):
+        return types.SimpleNamespace(init=init, lower=lower, upper=upper)
+
+    def _optimizer(self, parametrization, budget):
+        import numpy as np
+
+        module, run = self, {"parametrization": parametrization, "budget": budget, "losses": []}
+        self.runs.append(run)
+
+        class Optimizer:
+            def ask(self):
+                return _Candidate(np.asarray(module.points[len(run["losses"])], dtype=float))
+
+            def tell(self, candidate, loss):
+                run["losses"].append((candidate.value.tolist(), float(loss)))
+
+            def provide_recommendation(self):
+                return _Candidate(np.asarray(module.recommended, dtype=float))
+
+            def minimize(self, function, verbosity=0):
+                for _ in range(budget):
+                    candidate = self.ask()
+                    self.tell(candidate, function(candidate.value))
+                return self.provide_recommendation()
+
+        return Optimizer()
+
+
+def test_lorahub_same_objective_bounds_start_choice_and_merge(
+    untied,  # noqa: F811
+    tmp_path,
+    moco_run,  # noqa: F811
+    run_cli,
+    monkeypatch,
+):
+    """MoCo's ``weight_lorahub`` and moco_lit's ``lorahub`` with nevergrad's place taken by one
+    scripted optimiser: the same box (±1.5, start at 0) and budget; for each scripted point the same
+    merged adapter scored alike, MoCo's loss 1 − score + coef·mean|w| being 1 − moco_lit's
+    objective; NGOpt's recommendation merged and tested by both (the best evaluated point is one
+    option away); MoCo's raw prompts and 256 tokens are moco_lit's defaults."""
+    import numpy as np
+
+    points = [[0.0, 0.0, 0.0], [1.2, -0.4, 0.3], [0.5, 0.5, -1.0], [-1.5, 1.5, 0.2], [0.9, 0.1, 0.4]]
+    recommended = [1.0, -0.2, 0.35]  # not an evaluated point: NGOpt may recommend such a point
+    stand_in = ScriptedNevergrad(points, recommended)
+    monkeypatch.setitem(sys.modules, "nevergrad", stand_in)
+    monkeypatch.delitem(sys.modules, "model_collaboration.method.weight_lorahub", raising=False)
+    weight_lorahub = pytest.importorskip("model_collaboration.method.weight_lorahub")
+    from moco_lit.methods.weight.lorahub import LoraHub
+
+    adapters = make_lora_adapters(untied[0], tmp_path, 3)
+    sources = _adapter_files(adapters)
+    goal = {n: 0.9 * sources[0][n] - 0.1 * sources[1][n] + 0.4 * sources[2][n] for n in sources[0]}
+
+    def score_of(tensors: dict[str, torch.Tensor]) -> float:
+        return 0.5 + 0.01 * goal_score(tensors.__getitem__, goal)
+
+    # MoCo: every adapter it loads into its model is scored by its tensors
+    loaded: list[dict[str, torch.Tensor]] = []
+    set_state = weight_lorahub.set_peft_model_state_dict
+
+    def record(model, state_dict, *args, **kwargs):
+        loaded.append({name: t.detach().clone() for name, t in state_dict.items()})
+        return set_state(model, state_dict, *args, **kwargs)
+
+    eval_module = pytest.importorskip("model_collaboration.data.eval")
+    monkeypatch.setattr(weight_lorahub, "set_peft_model_state_dict", record)
+    monkeypatch.setattr(eval_module, "get_scores", lambda *args, **kwargs: [score_of(loaded[-1])])
+    hyperparameters = {"max_inference_step": len(points), "max_response_length": 2}
+    moco_run(weight_lorahub, adapters, hyperparameters, lambda path: 0.0)
+    (moco,) = stand_in.runs
+    (log,) = Path("model_collaboration/logs").glob("*_lorahub.json")
+    assert json.loads(log.read_text())["learned_weights"] == recommended
+
+    monkeypatch.setattr(
+        LoraHub,
+        "dev_score",
+        lambda self, model, batches: score_of({_adapter_name(n): t for n, t in self.target.items()}),
+    )
+    collaborators = f"[{', '.join(f'{untied[0]}+{a}' for a in adapters)}]"
+    args = ["--model.optimizer", "nevergrad", "--model.max_inference_step", str(len(points))]
+    _, cli = run_cli("test", "--model", "lorahub", "--model.collaborators", collaborators, *args, *SMALL)
+    module: LoraHub = cli.model
+    lit = stand_in.runs[1]
+
+    # the same box, start point and budget
+    for run in (moco, lit):
+        box = run["parametrization"]
+        assert np.broadcast_to(box.init, 3).tolist() == [0.0] * 3 and run["budget"] == len(points)
+        assert np.broadcast_to(box.lower, 3).tolist() == [-1.5] * 3
+        assert np.broadcast_to(box.upper, 3).tolist() == [1.5] * 3
+    # the same points evaluated, each merge scored alike: MoCo's loss is 1 − moco_lit's objective
+    assert [p for p, _ in moco["losses"]] == [p for p, _ in lit["losses"]] == points
+    objectives = [module.objective(h["recipe"], h["score"]) for h in module.history]
+    assert_close([1 - o for o in objectives], [loss for _, loss in moco["losses"]], rtol=1e-6, atol=1e-9)
+    assert_close([-o for o in objectives], [loss for _, loss in lit["losses"]], rtol=1e-6, atol=1e-9)
+    for merged, weights in zip(loaded, points):  # MoCo's merges are Σ w_i·adapter_i
+        lit_merge = {n: sum(w * s[n] for w, s in zip(weights, sources)) for n in sources[0]}
+        assert_same_tensors(merged, lit_merge)
+    # both merge and test NGOpt's recommendation
+    assert module.final_recipe()["weights"] == recommended
+    assert_same_tensors(loaded[-1], {_adapter_name(n): t for n, t in module.target.items()})
+    assert len(loaded) == len(points) + 1
+    # the best evaluated point, one option away, is MoCo's lowest loss
+    module.final_weights = "best_evaluated"
+    best = min(range(len(points)), key=lambda i: moco["losses"][i][1])
+    assert module.final_recipe()["weights"] == points[best] != recommended
+    # MoCo's bare prompts and 256 tokens are the defaults (the run above sets 2 tokens to stay fast)
+    defaults = inspect.signature(LoraHub.__init__).parameters
+    assert defaults["prompt"].default == "raw" and defaults["max_new_tokens"].default == 256
+    assert isinstance(module.prompt_of({"prompt": "2+2?"}), RawText)

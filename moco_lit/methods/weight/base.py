@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from moco_lit.collaborators import Collaborator
+from moco_lit.collaborators import Collaborator, Prompt
 from moco_lit.errors import UserError
 from moco_lit.evaluation import ScoreMetric, Scorer
 from moco_lit.merging import (
@@ -100,6 +100,10 @@ class MergeSearch(CollaborationModule):
         if self.best["recipe"] is None:
             raise RuntimeError(f"{self.method_name} has no merge yet: run its search first")
         return self.best["recipe"]
+
+    def prompt_of(self, example: Example) -> Prompt:
+        """What every model is shown for ``example``, on dev and on test."""
+        return example["prompt"]
 
     def write_merge(self, recipe: Recipe) -> None:
         """Write ``recipe``'s weights into the working model (methods add their own ops)."""
@@ -246,7 +250,9 @@ class MergeSearch(CollaborationModule):
     def dev_score(self, model: int, batches: list[list[Example]]) -> float:
         """Mean dev score of collaborator ``model`` over all ranks' batches."""
         for batch in batches:
-            outputs = self.ask(model, [e["prompt"] for e in batch], [e["id"] for e in batch], step="dev")
+            outputs = self.ask(
+                model, [self.prompt_of(e) for e in batch], [e["id"] for e in batch], step="dev"
+            )
             self.candidate_score.update(self.score([o.text for o in outputs], batch))
         value = float(self.candidate_score.compute())
         self.candidate_score.reset()
@@ -317,7 +323,7 @@ class MergeSearch(CollaborationModule):
 
     def collaborate(self, batch: list[Example]) -> list[Answer]:
         ids = [example["id"] for example in batch]
-        outputs = self.ask(self.merged_index, [example["prompt"] for example in batch], ids)
+        outputs = self.ask(self.merged_index, [self.prompt_of(example) for example in batch], ids)
         merge = self.describe(self.final_recipe())
         return [Answer(o.text, by=self.merged.name, details={"merge": merge}) for o in outputs]
 

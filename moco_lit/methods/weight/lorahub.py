@@ -5,7 +5,9 @@ weights, bounded to ±``lora_weight_bound``, maximise the dev score on the first
 ``lorahub_dev_samples`` dev examples minus ``regular_coef`` × mean |w| (an L1 pull toward small
 weights), found by a gradient-free optimiser with a budget of ``max_inference_step`` evaluations:
 nevergrad's NGOpt when nevergrad is installed (MoCo's choice), else a particle swarm clipped to the
-bounds. Huang et al., "LoraHub", COLM 2024. MoCo: ``weight_lorahub``.
+bounds. As in MoCo, NGOpt's recommendation is merged and tested, the models read the bare prompt
+(no chat template) and answer in up to 256 tokens. Huang et al., "LoraHub", COLM 2024. MoCo:
+``weight_lorahub``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from typing import Any, Literal
 
 import torch
 
+from moco_lit.collaborators import Prompt, RawText
 from moco_lit.errors import UserError
 from moco_lit.merging import is_lora
+from moco_lit.methods.base import Example
 from moco_lit.methods.weight.base import MergeSearch, Recipe
 from moco_lit.weight_search import BoundedSwarm, NevergradSearch, nevergrad_available
 
@@ -28,6 +32,11 @@ class LoraHub(MergeSearch):
     regular_coef: weight of the L1 penalty (mean |w|) subtracted from the dev score.
     optimizer: ``auto`` (nevergrad if installed, else swarm), ``nevergrad`` or ``swarm``.
     population: candidates per iteration of the swarm (nevergrad asks one per iteration).
+    final_weights: ``recommendation`` (MoCo) merges what NGOpt recommends at the end of its budget;
+        ``best_evaluated`` the evaluated point with the best objective (the swarm always does this).
+    prompt: ``raw`` (MoCo) feeds the bare prompt text, with only the start token the tokenizer adds
+        itself; ``chat`` renders it with the model's chat template.
+    max_new_tokens: generation budget on dev and test (MoCo's LoraHub: 256).
     """
 
     method_name = "lorahub"
@@ -41,15 +50,25 @@ class LoraHub(MergeSearch):
         regular_coef: float = 0.05,
         optimizer: Literal["auto", "nevergrad", "swarm"] = "auto",
         population: int = 5,
+        final_weights: Literal["recommendation", "best_evaluated"] = "recommendation",
+        prompt: Literal["raw", "chat"] = "raw",
+        max_new_tokens: int = 256,
         **kwargs,
     ) -> None:
-        super().__init__(collaborators, **kwargs)
+        super().__init__(collaborators, max_new_tokens=max_new_tokens, **kwargs)
+        for name, value, allowed in (
+            ("final_weights", final_weights, ("recommendation", "best_evaluated")),
+            ("prompt", prompt, ("raw", "chat")),
+        ):
+            if value not in allowed:
+                raise UserError(f"lorahub.{name} must be one of {', '.join(allowed)}, got {value!r}")
         self.dev_examples = lorahub_dev_samples
         self.budget = max_inference_step
         self.bound = lora_weight_bound
         self.regular_coef = regular_coef
         self.optimizer_name = optimizer
         self.population = population
+        self.final_weights = final_weights
         self.optimizer: NevergradSearch | BoundedSwarm | None = None
         self.evaluations = 0
 
@@ -58,6 +77,9 @@ class LoraHub(MergeSearch):
         if not_lora:
             raise UserError(f"lorahub combines LoRA adapters; {not_lora[0]!r} is not one (give base+adapter)")
         return "adapters"
+
+    def prompt_of(self, example: Example) -> Prompt:
+        return RawText(example["prompt"]) if self.hparams.prompt == "raw" else example["prompt"]
 
     def uses_nevergrad(self) -> bool:
         return self.optimizer_name == "nevergrad" or (self.optimizer_name == "auto" and nevergrad_available())
@@ -89,6 +111,9 @@ class LoraHub(MergeSearch):
         self.finished = self.finished or self.evaluations >= self.budget
 
     def final_recipe(self) -> Recipe:
+        if self.final_weights == "recommendation" and isinstance(self.optimizer, NevergradSearch):
+            if self.optimizer.history:
+                return {"op": "linear", "weights": self.optimizer.recommendation()}
         # the best regularised objective, as MoCo's optimiser minimises loss + penalty
         scored = [(self.objective(h["recipe"], h["score"]), i) for i, h in enumerate(self.history)]
         if not scored:
