@@ -18,6 +18,7 @@ from transformers import LlamaForSequenceClassification
 from moco_lit.dev_table import DEV_ANSWERS, DevTable, reward_ties
 from moco_lit.errors import UserError
 from moco_lit.evaluation.judges import RewardModelJudge, clear_judges
+from moco_lit.methods.api.trained_router import model_named_in
 from tests.conftest import ROOT, collaborators_arg
 from tests.evaluation.conftest import llama_config, save_tokenizer
 from tests.scripted import solve_quickstart
@@ -88,6 +89,7 @@ def test_causal_lm_router_runs_on_tiny_models_and_keeps_only_the_adapter(run_cli
     model_args = ["--model.collaborators", collaborators_arg(tiny_models[:2]), "--model.router", "causal_lm"]
     model_args += ["--model.router_base_model", tiny_models[2], "--model.lora_r", "4"]
     model_args += ["--model.max_new_tokens", "4", "--model.learning_rate", "0.01"]
+    model_args += ["--model.tie_break_reward_model", "none"]
     _, tested, checkpoint = _fit_then_test(
         run_cli, model_args, ["--data.dev_limit", "6", "--data.batch_size", "3"], ["--data.limit", "4"]
     )
@@ -96,9 +98,19 @@ def test_causal_lm_router_runs_on_tiny_models_and_keeps_only_the_adapter(run_cli
     ]
     assert router_keys and all("lora_" in k for k in router_keys)
     records = _records(tested.model.runtime.run_folder.path)
-    names = {Path(p).name for p in tiny_models[:2]}
-    assert len(records) == 4 and all(r["calls"] == 1 and r["answered_by"] in names for r in records)
-    assert all(set(r["details"]["router_probs"]) == names for r in records)
+    order = [Path(p).name for p in tiny_models[:2]]
+    assert len(records) == 4 and all(r["calls"] == 1 and r["answered_by"] in order for r in records)
+    # MoCo's rule (the default): the router writes a reply; the highest model number in it, else a
+    # seeded draw
+    for record in records:
+        reply = record["details"]["router_reply"]
+        named = model_named_in(reply, 2)
+        assert record["details"]["router_named"] == (named is not None)
+        assert named is None or record["answered_by"] == order[named]
+    # routing: logprob scores each "Model k" with the same trained router
+    batch = tested.datamodule.examples("test")[:4]
+    probabilities = tested.model.route(batch)
+    assert probabilities.shape == (4, 2) and torch.allclose(probabilities.sum(-1), torch.ones(4))
 
 
 def test_test_without_a_trained_router_is_a_clear_error(run_cli, tiny_models):

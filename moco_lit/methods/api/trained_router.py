@@ -1,26 +1,30 @@
 """Trained router: learn from dev results which collaborator should answer each question.
 
 Every collaborator answers every dev question (the shared dev table); each question's label is
-its best-scoring collaborator (ties go to the output a reward model prefers when
-``tie_break_reward_model`` is set, as in MoCo, else to the better dev model). A router learns
-question → label:
+its best-scoring collaborator (ties go to the output a reward model prefers, as in MoCo, then to
+the better dev model). A router learns question → label:
 ``router: causal_lm`` LoRA-tunes a causal LM to reply "Model k" (MoCo's ``api_trained_router``),
 ``router: encoder`` trains a small head on frozen mean-pooled sentence embeddings. At test the
-router picks one collaborator per question and only that one answers.
+router picks one collaborator per question and only that one answers: the causal LM writes a
+reply and the highest model number in it is the choice (a seeded random one when it names none),
+as in MoCo, or (``routing: logprob``) the likeliest "Model k" wins.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import random
 from collections import Counter
 from typing import Literal
 
 import torch
 from torch import nn
 
-from moco_lit.collaborators import render_plain
+from moco_lit.collaborators import Collaborator, parse_spec, render_plain
 from moco_lit.dev_table import DevTable, DevTrainedModule, question_text, reward_ties
 from moco_lit.errors import UserError
+from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer
 from moco_lit.training import completion_batch, completion_logps, sft_loss
 
@@ -40,6 +44,15 @@ DEFAULT_BASE_MODELS = {
 }
 DEFAULT_LEARNING_RATES = {"causal_lm": 1e-5, "encoder": 1e-3}
 DEFAULT_LR_SCHEDULES = {"causal_lm": "cosine", "encoder": "constant"}
+# MoCo breaks every dev tie with this reward model; the encoder router, this project's cheap
+# alternative, keeps to the dev score alone unless one is named
+DEFAULT_TIE_BREAK_REWARD_MODELS = {"causal_lm": "Skywork/Skywork-Reward-Llama-3.1-8B-v0.2", "encoder": None}
+
+
+def model_named_in(reply: str, count: int) -> int | None:
+    """The collaborator a router's reply names: the highest k in 1..count whose digits occur in it
+    (MoCo's reading, so "Model 2 or 3" is 3), as an index; None when it names none."""
+    return next((k - 1 for k in range(count, 0, -1) if str(k) in reply), None)
 
 
 class TrainedRouter(DevTrainedModule):
@@ -55,12 +68,17 @@ class TrainedRouter(DevTrainedModule):
     head_hidden: hidden width of the encoder head's MLP; 0 makes it linear.
     lora: LoRA adapter on the causal LM router (MoCo: r 64, alpha 16, dropout 0.1 on q/k/v/o);
         false fine-tunes all its weights.
-    router_batch_size: questions per router forward pass at test.
+    router_batch_size: questions per router forward pass at test (``routing: logprob``).
+    routing: how the ``causal_lm`` router chooses at test. ``text`` (MoCo's): it writes a reply
+        with the method's decoding, and the highest model number in the reply is the choice; a
+        reply with none gets a random model (seeded per example). ``logprob``: the "Model k" it
+        gives the highest log-probability, with no sampling and no fallback.
     tie_break_reward_model: a reward model (``from_pretrained`` name or folder) that breaks ties
         between collaborators with the same dev score on a question: the output it scores highest
         is the label (equal rewards fall back to dev order); rewards land in ``dev_answers.jsonl``
-        as ``tie_rewards``. MoCo uses Skywork/Skywork-Reward-Llama-3.1-8B-v0.2; default None
-        (no reward model: ties go to the better dev model).
+        as ``tie_rewards``. ``default``: MoCo's Skywork/Skywork-Reward-Llama-3.1-8B-v0.2 for the
+        ``causal_lm`` router, none for the encoder router; ``none`` (or null) turns it off, so
+        ties go to the better dev model.
     """
 
     method_name = "trained_router"
@@ -83,7 +101,8 @@ class TrainedRouter(DevTrainedModule):
         lora_dropout: float = 0.1,
         lora_target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "o_proj"],  # noqa: B006
         router_batch_size: int = 16,
-        tie_break_reward_model: str | None = None,
+        routing: Literal["text", "logprob"] = "text",
+        tie_break_reward_model: str | None = "default",
         **kwargs,
     ) -> None:
         super().__init__(
@@ -100,6 +119,11 @@ class TrainedRouter(DevTrainedModule):
                 f"trained_router.model_descriptions has {len(model_descriptions)} entries "
                 f"for {len(collaborators)} collaborators; give one per collaborator"
             )
+        if routing not in ("text", "logprob"):
+            raise UserError(f"trained_router.routing must be text or logprob, got {routing!r}")
+        if tie_break_reward_model == "default":
+            tie_break_reward_model = DEFAULT_TIE_BREAK_REWARD_MODELS[router]
+        self.tie_break_reward_model = None if tie_break_reward_model == "none" else tie_break_reward_model
         self.router_kind = router
         self.router_base_model = router_base_model or DEFAULT_BASE_MODELS[router]
         self.model_descriptions = model_descriptions
@@ -156,7 +180,7 @@ class TrainedRouter(DevTrainedModule):
             model = get_peft_model(model, config)
         return model.to(self.device), tokenizer
 
-    def router_prompt(self, question: str) -> str:
+    def router_message(self, question: str) -> str:
         count = len(self.collaborator_specs)
         descriptions = ""
         if self.model_descriptions:
@@ -165,8 +189,10 @@ class TrainedRouter(DevTrainedModule):
                 for k, d in enumerate(self.model_descriptions)
             )
             descriptions = "\n" + "".join(lines)
-        message = ROUTER_PROMPT.format(descriptions=descriptions, question=question, count=count)
-        messages = [{"role": "user", "content": message}]
+        return ROUTER_PROMPT.format(descriptions=descriptions, question=question, count=count)
+
+    def router_prompt(self, question: str) -> str:
+        messages = [{"role": "user", "content": self.router_message(question)}]
         if getattr(self.router_tokenizer, "chat_template", None):
             return self.router_tokenizer.apply_chat_template(
                 messages, tokenize=False, add_generation_prompt=True
@@ -203,7 +229,7 @@ class TrainedRouter(DevTrainedModule):
 
     def tie_rewards(self, table: DevTable) -> list[dict[int, float]] | None:
         """Rewards of the tied-best outputs per dev question, or None without a reward model."""
-        name = self.hparams.tie_break_reward_model
+        name = self.tie_break_reward_model
         if name is None:
             return None
         from moco_lit.evaluation.judges import RewardModelJudge
@@ -255,7 +281,39 @@ class TrainedRouter(DevTrainedModule):
         logits = [self.router_logits(questions[i : i + size]) for i in range(0, len(questions), size)]
         return torch.softmax(torch.cat(logits).float(), dim=-1).cpu()
 
+    def router_replies(self, batch: list[dict]) -> list[str]:
+        """The causal LM router's written reply to each example's routing prompt."""
+        weights = hashlib.sha256()
+        for name, value in self.router_lm.named_parameters():
+            if value.requires_grad:
+                weights.update(name.encode() + value.detach().float().cpu().numpy().tobytes())
+        router = Collaborator(
+            "router",
+            parse_spec(self.router_base_model),
+            tokenizer=self.router_tokenizer,
+            model=self.router_lm,
+            fingerprint=f"router:{self.router_base_model}:{weights.hexdigest()[:16]}",
+        )
+        messages = [self.router_message(question_text(example["prompt"])) for example in batch]
+        seeds = [example_seed(self.hparams.seed, example["id"], "router") for example in batch]
+        self.router_lm.eval()
+        return [output.text for output in self.engine.generate(router, messages, self.decoding, seeds)]
+
+    def route_by_text(self, batch: list[dict]) -> tuple[list[int], list[dict]]:
+        count = len(self.collaborator_specs)
+        choices, details = [], []
+        for example, reply in zip(batch, self.router_replies(batch)):
+            choice = model_named_in(reply.strip(), count)
+            if choice is None:  # MoCo's fallback, drawn per example so it does not depend on batching
+                draw = random.Random(example_seed(self.hparams.seed, example["id"], "router_fallback"))
+                choice = draw.randrange(count)
+            choices.append(choice)
+            details.append({"router_reply": reply, "router_named": model_named_in(reply, count) is not None})
+        return choices, details
+
     def collaborate(self, batch: list[dict]) -> list[Answer]:
+        if self.router_kind == "causal_lm" and self.hparams.routing == "text":
+            return self.answer_routed(batch, *self.route_by_text(batch))
         probabilities = self.route(batch)
         names = self.collaborator_names
         details = [
