@@ -328,9 +328,14 @@ class StepView:
 
 
 class SwitchRule:
-    """Chooses, for each row, which model writes the next token. May keep per-row state."""
+    """Chooses, for each row, which model writes the next token. May keep per-row state.
+
+    ``reads_text``: every model, the author included, reads the joint text re-tokenised after each
+    step (as MoCo's nudging does) instead of the author keeping its own token ids.
+    """
 
     key: str = ""
+    reads_text: bool = False
 
     def reset(self, batch_size: int) -> None:
         """Called when a batch starts."""
@@ -347,18 +352,26 @@ class SwitchRule:
 class ThresholdSwitch(SwitchRule):
     """Nudging's rule: ``base`` writes while its top-1 probability is at least ``gamma``; below, the
     ``helper`` takes over and finishes its word (keeps writing until its next token opens a new
-    word and the base is confident again). The helper writes the first token of an answer."""
+    word and the base is confident again). The helper writes the first token of an answer.
+
+    ``word_break`` says which helper tokens open a new word: ``space`` (MoCo's rule), a token
+    holding a space character; ``whitespace``, any whitespace (a newline or a tab too)."""
 
     gamma: float
     base: int = 0
     helper: int = 1
+    word_break: str = "space"
+    reads_text: bool = True
     nudging: list[bool] = field(default_factory=list)
     accepted: list[int] = field(default_factory=list)
     trace: list[list[tuple[int, float]]] = field(default_factory=list)
 
     @property
     def key(self) -> str:  # type: ignore[override]
-        return f"threshold_switch(gamma={self.gamma},base={self.base},helper={self.helper})"
+        return (
+            f"threshold_switch(gamma={self.gamma},base={self.base},helper={self.helper},"
+            f"word_break={self.word_break},reads_text={self.reads_text})"
+        )
 
     def reset(self, batch_size: int) -> None:
         self.nudging = [True] * batch_size
@@ -376,7 +389,10 @@ class ThresholdSwitch(SwitchRule):
         return authors
 
     def _choose(self, row: int, top1: float, helper_piece: str) -> int:
-        opens_word = any(ch.isspace() for ch in helper_piece)
+        if self.word_break == "space":
+            opens_word = " " in helper_piece
+        else:
+            opens_word = any(ch.isspace() for ch in helper_piece)
         if self.nudging[row] and (self.accepted[row] == 0 or not opens_word or top1 < self.gamma):
             self.accepted[row] += 1
             return self.helper
@@ -739,7 +755,7 @@ class DecodingSession:
             self.new_tokens[row] += 1
             self._extend(row, author, pieces[author][row])
             self.writer[row] = author
-            self.writer_ids[row] = [*self.streams[author].generated(row), token]
+            self.writer_ids[row] = None if rule.reads_text else [*self.streams[author].generated(row), token]
         for m in range(len(self.streams)):
             self.sync(m)
         return authors

@@ -21,6 +21,7 @@ from moco_lit.methods.base import Answer, CollaborationModule, ScoreSums
 log = logging.getLogger(__name__)
 
 GAMMA_GRID = (0.2, 0.3, 0.4, 0.5)
+WORD_BREAKS = ("space", "whitespace")
 
 
 class Nudging(CollaborationModule):
@@ -30,6 +31,14 @@ class Nudging(CollaborationModule):
     nudging_model_id: index of the nudging model.
     search_gamma: choose gamma from 0.2, 0.3, 0.4, 0.5 by dev score.
     search_nudging: choose the nudging model among all other collaborators by dev score.
+    word_break: which nudging tokens open a new word (where the base may take over again):
+        ``space``, a token holding a space character (MoCo's rule); ``whitespace``, any
+        whitespace, so a newline or a tab ends the nudging model's word too.
+    reads_text: after each token every model, the writer too, reads the joint text re-tokenised
+        (MoCo's way); false: the writer keeps its own token ids and same-vocabulary models get
+        them (a token sequence the tokenizer would not produce stays as generated).
+    top_p: MoCo's nudging samples each model's token from softmax(logits / temperature) with no
+        nucleus cut, so 1.0 here (the base's top-1 probability is read at temperature 1).
     """
 
     method_name = "nudging"
@@ -44,15 +53,22 @@ class Nudging(CollaborationModule):
         nudging_model_id: int = 1,
         search_gamma: bool = False,
         search_nudging: bool = False,
+        word_break: str = "space",
+        reads_text: bool = True,
+        top_p: float = 1.0,
         **kwargs,
     ) -> None:
-        super().__init__(collaborators, **kwargs)
+        super().__init__(collaborators, top_p=top_p, **kwargs)
         count = len(collaborators)
         for name, index in (("base_model_id", base_model_id), ("nudging_model_id", nudging_model_id)):
             if not 0 <= index < count:
                 raise UserError(f"nudging.{name}={index} but there are {count} collaborators")
         if base_model_id == nudging_model_id:
             raise UserError(f"nudging.base_model_id and nudging_model_id are both {base_model_id}")
+        if word_break not in WORD_BREAKS:
+            raise UserError(f"nudging.word_break={word_break!r}; expected one of {', '.join(WORD_BREAKS)}")
+        self.word_break = word_break
+        self.reads_text = reads_text
         self.base_model_id = base_model_id
         self.needs_calibration = search_gamma or search_nudging
         gammas = GAMMA_GRID if search_gamma else (gamma,)
@@ -68,7 +84,9 @@ class Nudging(CollaborationModule):
     def nudge(self, batch: list[dict], gamma: float, nudger: int, step: str) -> list[Answer]:
         ids = [example["id"] for example in batch]
         prompts = [example["prompt"] for example in batch]
-        rule = ThresholdSwitch(gamma, base=0, helper=1)
+        rule = ThresholdSwitch(
+            gamma, base=0, helper=1, word_break=self.word_break, reads_text=self.reads_text
+        )
         outputs = self.ask_joint([self.base_model_id, nudger], prompts, ids, rule, step=step)
         names = [self.collaborator_names[self.base_model_id], self.collaborator_names[nudger]]
         answers = []
