@@ -237,3 +237,44 @@ def test_nudging_takes_the_same_steps_as_moco(
     steps = [step for trace in moco for step in trace]
     assert {author for author, _, _ in steps} == {0, 1}
     assert any(top1 < gamma for _, top1, _ in steps) and any(top1 >= gamma for _, top1, _ in steps)
+
+
+def test_whitespace_word_break_hands_back_at_a_newline_where_moco_nudges_on(
+    lively_models,  # noqa: F811
+    moco_nudging,
+    monkeypatch,
+    tmp_path,
+    run_cli,
+):
+    """MoCo ends the nudging model's word only at a token holding a space; with
+    ``word_break=whitespace`` a newline (or other whitespace) ends it too, and a confident base takes the pen there."""
+    models, gamma = lively_models[:2], 0.4
+    hyper = {
+        "batch_size": 1,
+        "max_response_length": 24,
+        "do_sample": False,
+        "temperature": 0.7,
+        "gamma": gamma,
+    }
+    _, moco = moco_run(moco_nudging, monkeypatch, tmp_path, models, hyper)
+    _, lit, _ = lit_run(
+        run_cli,
+        monkeypatch,
+        tmp_path,
+        models,
+        *("--model.max_new_tokens", "24", "--model.gamma", str(gamma), "--model.word_break", "whitespace"),
+    )
+    parted = 0
+    for lit_steps, moco_steps in zip(lit, moco):
+        for index, (moco_author, moco_top1, text) in enumerate(moco_steps):
+            author, top1 = lit_steps[index]
+            assert top1 == pytest.approx(moco_top1, abs=1e-4)
+            nudging = index > 0 and moco_steps[index - 1][0] == 1
+            # the nudging model's token holds a newline (or a tab...) but no space
+            newline = " " not in text and any(c.isspace() for c in text)
+            if nudging and newline and moco_author == 1 and moco_top1 >= gamma:
+                assert author == 0  # the base writes instead; MoCo's nudger writes the newline
+                parted += 1
+                break
+            assert author == moco_author
+    assert parted >= 1
