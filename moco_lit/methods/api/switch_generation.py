@@ -223,12 +223,13 @@ class SwitchGeneration(DevTrainedModule):
         )
         return get_peft_model(model, config), tokenizer
 
-    def trained_selector(self) -> Collaborator:
-        """The tuned selector LM as a collaborator the generation engine can ask."""
-        trainable = {n: p for n, p in self.selector_lm.named_parameters() if p.requires_grad}
+    def trained_selector(self, fingerprint: bool = True) -> Collaborator:
+        """The tuned selector LM as a collaborator the generation engine can ask (its fingerprint,
+        a hash of the adapter for the generation cache, is skipped when only rendering)."""
         digest = hashlib.sha256(self.hparams.selector_base_model.encode())
-        for name, tensor in sorted(trainable.items()):
-            digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
+        for name, tensor in sorted(self.selector_lm.named_parameters()) if fingerprint else ():
+            if tensor.requires_grad:
+                digest.update(name.encode() + tensor.detach().float().cpu().numpy().tobytes())
         spec = parse_spec({"path": self.hparams.selector_base_model, "name": "selector"})
         return Collaborator(
             name="selector",
@@ -455,7 +456,7 @@ class SwitchGeneration(DevTrainedModule):
             logits = self.head_logits(self._features[rows])
             labels = torch.tensor([self.sft_rows[r]["label"] for r in rows], device=logits.device)
             return nn.functional.cross_entropy(logits.float(), labels)
-        selector = self.trained_selector()
+        selector = self.trained_selector(fingerprint=False)
         losses = []
         for r in rows:  # one row per forward pass, averaged, as MoCo's accumulated batches of 1
             row = self.sft_rows[r]
