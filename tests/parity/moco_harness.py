@@ -483,11 +483,37 @@ def run_moco_lit(
         _ACTIVE.remove(script)
     assert code == 0
     folder = cli.model.runtime.run_folder.path
+    metrics = json.loads((folder / "metrics.json").read_text())
+    return LitRun(read_records(folder, task), metrics, list(script.calls), script, cli.model)
+
+
+def read_records(folder: Path, task: Task) -> list[dict]:
+    """A finished run folder's test records, in the order of the task's test split (MoCo's order)."""
     records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
     order = {r["id"]: i for i, r in enumerate(task.test)}
-    records.sort(key=lambda r: order[r["id"]])
-    metrics = json.loads((folder / "metrics.json").read_text())
-    return LitRun(records, metrics, list(script.calls), script, cli.model)
+    return sorted(records, key=lambda r: order[r["id"]])
+
+
+@dataclass
+class FitTestRun:
+    fitted: Any
+    tested: Any
+    records: list[dict]
+    folder: Path
+
+
+def fit_then_test(run_cli, task: Task, script: Script, common: Sequence[str], *fit_args: str) -> FitTestRun:
+    """moco_lit's ``fit`` then ``test`` from its checkpoint with ``script`` answering, as a trained
+    method runs; ``common`` are both commands' arguments, ``fit_args`` the fit's own."""
+    _ACTIVE.append(script)
+    try:
+        _, fitted = run_cli("fit", *common, *fit_args)
+        checkpoint = fitted.trainer.checkpoint_callback.best_model_path
+        _, tested = run_cli("test", *common, "--ckpt_path", checkpoint)
+    finally:
+        _ACTIVE.remove(script)
+    folder = tested.model.runtime.run_folder.path
+    return FitTestRun(fitted, tested, read_records(folder, task), folder)
 
 
 # -- comparing --------------------------------------------------------------------------------

@@ -23,7 +23,6 @@ import torch
 
 from moco_lit.methods.api import graph_routing
 from tests.parity.moco_harness import (
-    _ACTIVE,
     Ask,
     Script,
     assert_same,
@@ -31,6 +30,7 @@ from tests.parity.moco_harness import (
     boxed,
     collaborators,
     exact_match_task,
+    fit_then_test,
     run_moco,
 )
 
@@ -199,17 +199,8 @@ def run_lit(run_cli, tmp_path: Path, monkeypatch, options: list[str]):
     common += ["--model.embedding_model", "stand-in", "--model.temperature", "0", "--model.top_p", "1.0"]
     common += ["--data.benchmark", str(TASK.write(tmp_path)), "--data.batch_size", "8"]
     common += ["--cache", "false", "--wandb", "false", "--run_dir", str(tmp_path / "lit_runs")]
-    _ACTIVE.append(script)
-    try:
-        _, fitted = run_cli("fit", *common)
-        checkpoint = fitted.trainer.checkpoint_callback.best_model_path
-        _, tested = run_cli("test", *common, "--ckpt_path", checkpoint)
-    finally:
-        _ACTIVE.remove(script)
-    folder = tested.model.runtime.run_folder.path
-    records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
-    order = {r["id"]: i for i, r in enumerate(TASK.test)}
-    records.sort(key=lambda r: order[r["id"]])
+    run = fit_then_test(run_cli, TASK, script, common)
+    fitted, tested, records = run.fitted, run.tested, run.records
     return record, script, fitted.model, tested.model, records
 
 

@@ -22,7 +22,6 @@ import pytest
 
 from moco_lit.generation import example_seed
 from tests.parity.moco_harness import (
-    _ACTIVE,
     Ask,
     Script,
     assert_same,
@@ -30,6 +29,7 @@ from tests.parity.moco_harness import (
     boxed,
     collaborators,
     exact_match_task,
+    fit_then_test,
     multiple_choice_task,
     run_moco,
 )
@@ -172,17 +172,8 @@ def run_lit_finetuning(run_cli, tmp_path: Path, monkeypatch, task, policy, *args
     common = ["--model", "multiagent_finetuning", "--model.collaborators", collaborators(AGENTS), *args]
     common += ["--model.temperature", "0", "--model.top_p", "1.0", "--data.batch_size", "3"]
     common += ["--data.benchmark", str(task.write(tmp_path)), "--cache", "false", "--wandb", "false"]
-    _ACTIVE.append(script)
-    try:
-        _, fitted = run_cli("fit", *common)
-        checkpoint = fitted.trainer.checkpoint_callback.best_model_path
-        _, tested = run_cli("test", *common, "--ckpt_path", checkpoint)
-    finally:
-        _ACTIVE.remove(script)
-    folder = tested.model.runtime.run_folder.path
-    records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
-    order = {r["id"]: i for i, r in enumerate(task.test)}
-    records.sort(key=lambda r: order[r["id"]])
+    run = fit_then_test(run_cli, task, script, common)
+    tested, records = run.tested, run.records
     return script, steps, tested.model, records
 
 

@@ -18,7 +18,6 @@ from types import SimpleNamespace
 import pytest
 
 from tests.parity.moco_harness import (
-    _ACTIVE,
     Ask,
     Script,
     _import_moco_method,
@@ -27,6 +26,7 @@ from tests.parity.moco_harness import (
     boxed,
     collaborators,
     exact_match_task,
+    fit_then_test,
     run_moco,
 )
 
@@ -166,17 +166,8 @@ def run_lit_stackelberg(run_cli, tmp_path: Path, monkeypatch, *args: str):
     script = Script(TASK, policy)
     common = ["--model", "stackelberg", "--model.collaborators", collaborators(PLAYERS), *args]
     common += ["--data.benchmark", str(TASK.write(tmp_path)), "--cache", "false", "--wandb", "false"]
-    _ACTIVE.append(script)
-    try:
-        _, fitted = run_cli("fit", *common)
-        checkpoint = fitted.trainer.checkpoint_callback.best_model_path
-        _, tested = run_cli("test", *common, "--ckpt_path", checkpoint)
-    finally:
-        _ACTIVE.remove(script)
-    folder = tested.model.runtime.run_folder.path
-    records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
-    order = {r["id"]: i for i, r in enumerate(TASK.test)}
-    records.sort(key=lambda r: order[r["id"]])
+    run = fit_then_test(run_cli, TASK, script, common)
+    tested, records = run.tested, run.records
     return script, snapshots, tested.model, records
 
 

@@ -27,7 +27,6 @@ from moco_lit.collaborators import load_collaborator
 from moco_lit.evaluation.judges import RewardModelJudge
 from moco_lit.methods.api import switch_generation as lit_method
 from tests.parity.moco_harness import (
-    _ACTIVE,
     Ask,
     Script,
     _dispatch,
@@ -35,6 +34,7 @@ from tests.parity.moco_harness import (
     assert_same_calls,
     collaborators,
     exact_match_task,
+    fit_then_test,
     run_moco,
 )
 
@@ -210,17 +210,8 @@ def run_lit_switch(run_cli, tmp_path: Path, monkeypatch, *args: str):
     common = ["--model", "switch_generation", "--model.collaborators", collaborators(MODELS), *args]
     common += ["--model.seed", str(SEED), "--data.batch_size", "8", "--trainer.max_epochs", "1"]
     common += ["--data.benchmark", str(TASK.write(tmp_path)), "--cache", "false", "--wandb", "false"]
-    _ACTIVE.append(script)
-    try:
-        _, fitted = run_cli("fit", *common)
-        checkpoint = fitted.trainer.checkpoint_callback.best_model_path
-        _, tested = run_cli("test", *common, "--ckpt_path", checkpoint)
-    finally:
-        _ACTIVE.remove(script)
-    folder = tested.model.runtime.run_folder.path
-    records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
-    order = {r["id"]: i for i, r in enumerate(TASK.test)}
-    records.sort(key=lambda r: order[r["id"]])
+    run = fit_then_test(run_cli, TASK, script, common)
+    tested, records, folder = run.tested, run.records, run.folder
     metrics = json.loads((folder / "metrics.json").read_text())
     return script, steps, rewarded, tested.model, records, metrics, len(drawn)
 
