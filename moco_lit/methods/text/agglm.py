@@ -14,10 +14,12 @@ from __future__ import annotations
 import random
 from collections import Counter
 from dataclasses import replace
+from typing import Literal
 
 import torch
 
 from moco_lit.collaborators import Collaborator, load_collaborator
+from moco_lit.dev_table import even_out_training_batches
 from moco_lit.errors import UserError
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer, Example
@@ -43,6 +45,9 @@ class AggLM(AgentTrainedModule):
     group_size: GRPO samples per set.
     grpo_temperature: sampling temperature of the aggregator during GRPO.
     clip_eps, kl_beta: GRPO's ratio clip and KL weight (to the adapter-free aggregator).
+    majority_of: which answers of a set elect its majority answer (the set is hard when that is
+        wrong): ``all`` (MoCo's), "no readable answer" included, so a set where it leads is hard;
+        ``readable``: only readable answers vote (a set with none is hard).
     (LoRA defaults follow MoCo: r 64, alpha 16, dropout 0.1; learning rate 1e-4.)
     """
 
@@ -59,6 +64,7 @@ class AggLM(AgentTrainedModule):
         grpo_temperature: float = 1.0,
         clip_eps: float = 0.2,
         kl_beta: float = 0.0,
+        majority_of: Literal["all", "readable"] = "all",
         aggregate_prompt: str = AGGREGATE_PROMPT,
         learning_rate: float = 1e-4,
         weight_decay: float = 1e-5,
@@ -88,6 +94,14 @@ class AggLM(AgentTrainedModule):
         self.clip_eps = clip_eps
         self.kl_beta = kl_beta
         self.aggregate_prompt = aggregate_prompt
+        if majority_of not in ("all", "readable"):
+            raise UserError(f"agglm.majority_of must be all or readable, got {majority_of!r}")
+        self.majority_of = majority_of
+
+    def on_fit_start(self) -> None:
+        """No greedy dev table: as in MoCo, the collaborators answer dev only for the sampled sets."""
+        self.calibrated.fill_(True)
+        even_out_training_batches(self)
 
     def models_to_train(self) -> dict[str, Collaborator]:
         if isinstance(self.agg_model, int):
@@ -142,11 +156,12 @@ class AggLM(AgentTrainedModule):
         return items
 
     def majority_wrong(self, example: Example, solutions: list[str]) -> bool:
+        """Whether the set's most common answer (the first to reach the top count) is wrong."""
         answers = [self.answer_of(text, example) for text in solutions]
-        counts = Counter(a for a in answers if a is not None)
-        if not counts:
+        votes = Counter(a for a in answers if self.majority_of == "all" or a is not None)
+        if not votes:
             return True
-        majority = counts.most_common(1)[0][0]
+        majority = votes.most_common(1)[0][0]
         text = solutions[answers.index(majority)]
         return not (self.score([text], [example])[0] or 0.0) > 0.5
 
