@@ -35,6 +35,7 @@ from tests.parity.moco_harness import (
     boxed,
     collaborators,
     exact_match_task,
+    multiple_choice_task,
     run_moco,
 )
 
@@ -44,6 +45,22 @@ TASK = exact_match_task(
     ],
     test=[(f"What is {a} plus {b}?", str(a + b)) for a, b in ((12, 30), (23, 41), (34, 52), (45, 63))],
 )
+MC_TASK = multiple_choice_task(
+    dev=[
+        ("Which colour is grass?", {"A": "green", "B": "red", "C": "blue", "D": "black"}, "A"),
+        ("Which number is even?", {"A": "three", "B": "four", "C": "five", "D": "seven"}, "B"),
+        ("Which animal barks?", {"A": "cat", "B": "cow", "C": "dog", "D": "owl"}, "C"),
+        ("Which ocean is the largest?", {"A": "Indian", "B": "Arctic", "C": "Atlantic", "D": "Pacific"}, "D"),
+        ("Which sense uses the nose?", {"A": "smell", "B": "sight", "C": "touch", "D": "taste"}, "A"),
+        ("Which shape has three sides?", {"A": "square", "B": "triangle", "C": "circle", "D": "hexagon"}, "B"),
+    ],
+    test=[
+        ("Which metal is liquid at room temperature?", {"A": "mercury", "B": "iron", "C": "gold", "D": "tin"}, "A"),
+        ("Which gas do plants take in?", {"A": "oxygen", "B": "helium", "C": "carbon dioxide", "D": "neon"}, "C"),
+        ("Which month has the fewest days?", {"A": "May", "B": "June", "C": "July", "D": "February"}, "D"),
+    ],
+)  # fmt: skip
+TASKS = {"exact-match": TASK, "multiple-choice": MC_TASK}
 AGENTS = list(MODELS[:3])
 AGGREGATOR = "delta"  # moco_lit's scripted stand-in for the trained aggregator
 MOCO_AGGREGATOR = "model_collaboration/logs/agglm/alpha_beta_gamma_2"  # MoCo's adapter folder
@@ -60,8 +77,18 @@ def policy(ask: Ask) -> str:
     # right half the time, else a wrong answer or (a third of the time) none: some sets' most
     # common "answer" is none
     pick = digest(f"{ask.model} {ask.example} {ask.repeat}") % 6
-    right = boxed(ask.record["output"])
-    return (right, right, right, boxed("0"), UNREADABLE, UNREADABLE)[pick]
+    right, wrong = right_answer(ask.record), wrong_answer(ask.record)
+    return (right, right, right, wrong, UNREADABLE, UNREADABLE)[pick]
+
+
+def right_answer(record: dict) -> str:
+    return f"Answer: {record['answer']}" if "answer" in record else boxed(record["output"])
+
+
+def wrong_answer(record: dict) -> str:
+    if "answer" in record:
+        return "Answer: B" if record["answer"] != "B" else "Answer: C"
+    return boxed("0")
 
 
 def keep_easy(population: list, k: int) -> list:
@@ -80,7 +107,7 @@ def describe(script: Script, prompt) -> tuple:
     return (script.task.find(prompt)[1]["id"], tuple(tag for _, tag in found))
 
 
-def run_moco_agglm(monkeypatch, tmp_path: Path):
+def run_moco_agglm(monkeypatch, tmp_path: Path, task):
     trainers = []
 
     class Trainer:
@@ -108,7 +135,7 @@ def run_moco_agglm(monkeypatch, tmp_path: Path):
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     try:
         moco = run_moco(
-            monkeypatch, tmp_path, "text_agglm", TASK, AGENTS, policy, {},
+            monkeypatch, tmp_path, "text_agglm", task, AGENTS, policy, {},
             patches={
                 "_make_grpo_config": lambda **kwargs: SimpleNamespace(**kwargs),
                 "GRPOTrainer": Trainer,
@@ -124,7 +151,7 @@ def run_moco_agglm(monkeypatch, tmp_path: Path):
     return moco, trainer
 
 
-def run_lit_agglm(run_cli, tmp_path: Path, monkeypatch, agg_model: str):
+def run_lit_agglm(run_cli, tmp_path: Path, monkeypatch, task, agg_model: str):
     from moco_lit.methods.text.agglm import AggLM
 
     steps: list[list[tuple[str, dict]]] = []
@@ -136,7 +163,7 @@ def run_lit_agglm(run_cli, tmp_path: Path, monkeypatch, agg_model: str):
 
     monkeypatch.setattr(AggLM, "training_step", recorded_step)
     monkeypatch.setattr(AggLM, "aggregator", property(lambda self: scripted))
-    script = Script(TASK, policy)
+    script = Script(task, policy)
     common = [
         "--model",
         "agglm",
@@ -146,7 +173,7 @@ def run_lit_agglm(run_cli, tmp_path: Path, monkeypatch, agg_model: str):
         agg_model,
     ]
     common += ["--model.temperature", "0", "--model.top_p", "1.0", "--model.lora_r", "4"]
-    common += ["--data.benchmark", str(TASK.write(tmp_path)), "--data.batch_size", "3"]
+    common += ["--data.benchmark", str(task.write(tmp_path)), "--data.batch_size", "3"]
     common += ["--cache", "false", "--wandb", "false"]
     _ACTIVE.append(script)
     try:
@@ -157,14 +184,16 @@ def run_lit_agglm(run_cli, tmp_path: Path, monkeypatch, agg_model: str):
         _ACTIVE.remove(script)
     folder = tested.model.runtime.run_folder.path
     records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
-    order = {r["id"]: i for i, r in enumerate(TASK.test)}
+    order = {r["id"]: i for i, r in enumerate(task.test)}
     records.sort(key=lambda r: order[r["id"]])
     return script, steps, fitted.model, records
 
 
-def test_agglm_matches_moco(run_cli, tmp_path, monkeypatch, tiny_models):
-    moco, trainer = run_moco_agglm(monkeypatch, tmp_path)
-    script, steps, lit, records = run_lit_agglm(run_cli, tmp_path, monkeypatch, tiny_models[0])
+@pytest.mark.parametrize("case", list(TASKS))
+def test_agglm_matches_moco(run_cli, tmp_path, monkeypatch, tiny_models, case):
+    task = TASKS[case]
+    moco, trainer = run_moco_agglm(monkeypatch, tmp_path, task)
+    script, steps, lit, records = run_lit_agglm(run_cli, tmp_path, monkeypatch, task, tiny_models[0])
 
     # the sampled sets on dev, the collaborators' test answers and the aggregator's calls
     renamed = [c if c.model != MOCO_AGGREGATOR else c.__class__(c.split, AGGREGATOR, c.example, c.quoted)
@@ -177,7 +206,7 @@ def test_agglm_matches_moco(run_cli, tmp_path, monkeypatch, tiny_models):
     ours = sorted(describe(script, prompt) + (i,) for i, prompt in items)
     assert_same("GRPO sets", theirs, ours)
     hard = [item["hard"] for item in items.values()]
-    assert 0 < hard.count(False) <= hard.count(True) < len(TASK.dev) * 2  # some easy sets dropped
+    assert 0 < hard.count(False) <= hard.count(True)
     # the group size, sampling temperature, LoRA rank and learning rate MoCo trains with
     assert trainer.args.num_generations == lit.group_size == 4
     assert trainer.args.temperature == lit.hparams.grpo_temperature == 1.0
@@ -186,13 +215,13 @@ def test_agglm_matches_moco(run_cli, tmp_path, monkeypatch, tiny_models):
     # the reward: 1 for a right aggregation, else 0, on the same completions
     dev = {e["id"]: e for e in lit.dev_examples()}
     completions, ids = [], []
-    for record in TASK.dev:
-        for text in (boxed(record["output"]), boxed("1"), UNREADABLE):
+    for record in task.dev:
+        for text in (right_answer(record), wrong_answer(record), UNREADABLE):
             completions.append(text)
             ids.append(record["id"])
     theirs_reward = trainer.reward(None, [[{"content": c}] for c in completions], id=ids)
     ours_reward = [float(s or 0.0) for s in lit.score(completions, [dev[i] for i in ids])]
-    assert theirs_reward == ours_reward and sum(ours_reward) == len(TASK.dev)
+    assert theirs_reward == ours_reward and sum(ours_reward) == len(task.dev)
 
     # test: the aggregator's outputs and the score
     # (the reply's tag names its author, MoCo's adapter folder or moco_lit's stand-in: compare the rest)
