@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import json
 import os
 import random
 import re
@@ -26,7 +25,6 @@ import pytest
 
 from moco_lit.collaborators import load_collaborator
 from tests.parity.moco_harness import (
-    _ACTIVE,
     MODELS,
     Ask,
     Script,
@@ -35,6 +33,7 @@ from tests.parity.moco_harness import (
     boxed,
     collaborators,
     exact_match_task,
+    fit_then_test,
     multiple_choice_task,
     run_moco,
 )
@@ -175,17 +174,8 @@ def run_lit_agglm(run_cli, tmp_path: Path, monkeypatch, task, agg_model: str):
     common += ["--model.temperature", "0", "--model.top_p", "1.0", "--model.lora_r", "4"]
     common += ["--data.benchmark", str(task.write(tmp_path)), "--data.batch_size", "3"]
     common += ["--cache", "false", "--wandb", "false"]
-    _ACTIVE.append(script)
-    try:
-        _, fitted = run_cli("fit", *common)
-        checkpoint = fitted.trainer.checkpoint_callback.best_model_path
-        _, tested = run_cli("test", *common, "--ckpt_path", checkpoint)
-    finally:
-        _ACTIVE.remove(script)
-    folder = tested.model.runtime.run_folder.path
-    records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
-    order = {r["id"]: i for i, r in enumerate(task.test)}
-    records.sort(key=lambda r: order[r["id"]])
+    run = fit_then_test(run_cli, task, script, common)
+    fitted, records = run.fitted, run.records
     return script, steps, fitted.model, records
 
 

@@ -33,6 +33,7 @@ from tests.parity.moco_harness import (
     boxed,
     collaborators,
     exact_match_task,
+    fit_then_test,
     run_moco,
 )
 
@@ -152,17 +153,8 @@ def run_lit_router(run_cli, tmp_path: Path, monkeypatch, *args: str):
     common += ["--model.temperature", "0", "--model.top_p", "1.0", "--model.lora", "false"]
     common += ["--data.benchmark", str(TASK.write(tmp_path)), "--data.batch_size", "4"]
     common += ["--cache", "false", "--wandb", "false"]
-    _ACTIVE.append(script)
-    try:
-        _, fitted = run_cli("fit", *common, "--trainer.max_epochs", "5")
-        checkpoint = fitted.trainer.checkpoint_callback.best_model_path
-        _, tested = run_cli("test", *common, "--ckpt_path", checkpoint)
-    finally:
-        _ACTIVE.remove(script)
-    folder = tested.model.runtime.run_folder.path
-    records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
-    order = {r["id"]: i for i, r in enumerate(TASK.test)}
-    records.sort(key=lambda r: order[r["id"]])
+    run = fit_then_test(run_cli, TASK, script, common, "--trainer.max_epochs", "5")
+    records = run.records
     return script, steps, reward_models, records
 
 
