@@ -54,10 +54,12 @@ def test_judges_are_loaded_once_per_model_and_device(tiny_reward_model):
 def test_a_fetched_short_name_is_the_same_judge_as_its_folder(tiny_reward_model):
     import shutil
 
-    from moco_lit.models import model_dir
+    from moco_lit.models import CONVERSION_RECORD, model_dir, write_manifest
 
     folder = model_dir("smollm2-135m-instruct")  # in this test's own cache root
     shutil.copytree(tiny_reward_model, folder)
+    (folder / CONVERSION_RECORD).write_text("{}")  # as a fetch leaves it: every file listed
+    write_manifest(folder)
     judge = RewardModelJudge.load("smollm2-135m-instruct")
     assert judge.model_name == str(folder) and RewardModelJudge.load(str(folder)) is judge
     assert RewardModelJudge.is_loaded("smollm2-135m-instruct")
