@@ -140,6 +140,8 @@ TRAINED_METHODS: dict[str, Callable[[list[str], Path], list[str]]] = {
     "stackelberg": lambda tiny, _: [
         "--model.collaborators", collaborators_arg([tiny[0], tiny[1], SAGE]), *LORA,
         "--model.num_iterations", "2", "--model.leader_type", "contested", "--model.temperature", "1.0",
+        # every dev instruction duels: the two the leader keeps by default both tie on these models
+        "--model.leader_fraction", "1.0",
     ],
     # two agents and two critics: four adapters on one shared base, most idle in a step
     "multiagent_finetuning": lambda tiny, _: [

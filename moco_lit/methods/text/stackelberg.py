@@ -139,7 +139,8 @@ class Stackelberg(Sparta):
         self.opponent_selection = opponent_selection
         self.reputation_gap_sigma = reputation_gap_sigma
         self.leader_fraction = leader_fraction
-        self.uses_dev_table = leader_type == "difficulty"  # that leader reads the dev table
+        # the top-fraction leaders read the dev table (contested: before any duel was decided)
+        self.uses_dev_table = leader_type in ("difficulty", "contested")
         self.leader_choice: list[str] = []  # the dev id of each duel of the latest iteration
         self.duel_instructions: list[int] = []  # ... and its index among the leader's instructions
         self.leader_weights: list[list[float]] = []  # one row (global) or one per collaborator
