@@ -17,13 +17,16 @@ import torch
 from moco_lit.collaborators import Collaborator, CollaboratorSpec
 from moco_lit.dev_table import DevTrainedModule
 from moco_lit.generation import GenerationEngine
+from moco_lit.methods.api.collm import CoLLM
 from moco_lit.methods.api.graph_routing import GraphRouting
+from moco_lit.methods.api.mentor_collab import MentorCollab
 from moco_lit.methods.api.trained_router import TrainedRouter
 from moco_lit.methods.base import CollaborationModule
 from moco_lit.methods.single_model import SingleModel
 from moco_lit.methods.text.agglm import AggLM
 from moco_lit.methods.text.arena import AgentTrainedModule, LoraAgents
 from moco_lit.methods.text.llm_blender import LlmBlender
+from moco_lit.methods.weight.lorahub import LoraHub
 from moco_lit.training import lr_factor
 
 # (class, argument) -> (MoCo's value, where MoCo sets it, a pattern that finds it there)
@@ -75,6 +78,10 @@ MOCO_DEFAULTS = {
         "method/api_graph_routing.py:444 (AdamW, no scheduler)",
         None,
     ),
+    # methods whose MoCo loop decodes greedily whatever the run's temperature
+    (LoraHub, "temperature"): (0.0, "method/weight_lorahub.py:89 (do_sample=False)", None),
+    (CoLLM, "temperature"): (0.0, "method/api_collm.py:658 (argmax)", None),
+    (MentorCollab, "temperature"): (0.0, "utils/mentor_collab.py (argmax)", None),
 }
 
 

@@ -93,9 +93,16 @@ class CoLLM(DevTrainedModule):
         init_positive_weight: float = 8.0,
         learning_rate: float = 2e-5,
         lr_schedule: Literal["linear", "cosine", "constant"] = "linear",
+        temperature: float = 0.0,  # MoCo's Co-LLM decodes greedily (argmax)
         **kwargs,
     ) -> None:
-        super().__init__(collaborators, learning_rate=learning_rate, lr_schedule=lr_schedule, **kwargs)
+        super().__init__(
+            collaborators,
+            learning_rate=learning_rate,
+            lr_schedule=lr_schedule,
+            temperature=temperature,
+            **kwargs,
+        )
         if deferral_strategy not in ("defer", "compose"):
             raise UserError(f"collm.deferral_strategy must be defer or compose, got {deferral_strategy!r}")
         if "{question}" not in question_template:

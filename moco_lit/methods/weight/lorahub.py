@@ -53,9 +53,10 @@ class LoraHub(MergeSearch):
         final_weights: Literal["recommendation", "best_evaluated"] = "recommendation",
         prompt: Literal["raw", "chat"] = "raw",
         max_new_tokens: int = 256,
+        temperature: float = 0.0,  # MoCo's LoraHub decodes greedily
         **kwargs,
     ) -> None:
-        super().__init__(collaborators, max_new_tokens=max_new_tokens, **kwargs)
+        super().__init__(collaborators, max_new_tokens=max_new_tokens, temperature=temperature, **kwargs)
         for name, value, allowed in (
             ("final_weights", final_weights, ("recommendation", "best_evaluated")),
             ("prompt", prompt, ("raw", "chat")),
