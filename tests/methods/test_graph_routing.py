@@ -122,3 +122,42 @@ def test_recipe_parses(run_cli):
     with pytest.raises(SystemExit) as exit_info:
         run_cli("fit", "-c", str(ROOT / "recipes/api/graph_routing.yaml"), "--print_config")
     assert exit_info.value.code == 0
+
+
+def test_a_resumed_fit_keeps_the_best_weights_found_before_it(run_cli, tiny_models, tmp_path):
+    # a checkpoint after every step; the fit resumed from step 7's ends as the uninterrupted one
+    model_args = ["--model.collaborators", SPECIALISTS, "--model.embedding_model", tiny_models[0]]
+    model_args += [
+        "--model.learning_rate",
+        "0.01",
+        "--model.train_epochs",
+        "8",
+        "--model.masks_per_step",
+        "2",
+    ]
+    common = ["--model", "graph_routing", *model_args, "--data.benchmark", "quickstart"]
+    every_step = [
+        "--trainer.callbacks+=lightning.pytorch.callbacks.ModelCheckpoint",
+        f"--trainer.callbacks.dirpath={tmp_path / 'every_step'}",
+        "--trainer.callbacks.save_top_k=-1",
+    ]
+    _, straight = run_cli("fit", *common, *every_step)
+    (after_step7,) = (tmp_path / "every_step").glob("epoch=6-*.ckpt")
+    mid = torch.load(after_step7, weights_only=False)
+    # the kept weights were found before the resume: only the checkpoint carries them over
+    assert mid["graph_routing_best"]["step"] == straight.model.best_step <= 7
+    resumed_dir = f"--trainer.callbacks.dirpath={tmp_path / 'resumed'}"
+    _, resumed = run_cli(
+        "fit", *common, *every_step[:1], resumed_dir, *every_step[2:], "--ckpt_path", str(after_step7)
+    )
+    uninterrupted, again = straight.model, resumed.model
+    assert again.trainer.global_step == uninterrupted.trainer.global_step == 8
+    assert again._best[:2] == uninterrupted._best[:2] and again.best_step == uninterrupted.best_step
+    state = uninterrupted.net.state_dict()
+    assert all(torch.equal(v, again.net.state_dict()[k]) for k, v in state.items())
+    routes = []
+    for fitted in (straight, resumed):
+        checkpoint = fitted.trainer.checkpoint_callback.best_model_path
+        _, tested = run_cli("test", *common, "--data.limit", "6", "--ckpt_path", checkpoint)
+        routes.append([(r["answered_by"], r["details"]["edge_scores"]) for r in run_records(tested)])
+    assert routes[0] == routes[1] and len(routes[0]) == 6

@@ -247,7 +247,9 @@ class GraphRouting(DevTrainedModule):
         return self._graph
 
     def prepare_training(self, table: DevTable) -> list[int]:
-        self._graph, self._best = None, None
+        self._graph = None
+        if self.trainer.ckpt_path is None:  # a resumed fit keeps its checkpoint's best weights
+            self._best = None
         train, val = self.split_sizes(len(table))
         if train == 0:
             raise UserError(
@@ -261,9 +263,11 @@ class GraphRouting(DevTrainedModule):
                 self.hparams.split_ratio,
                 len(table),
             )
+        # a step trains on the whole graph, whatever its batch: one step per epoch, so the
+        # checkpoint written after every epoch holds every step's state
+        self.trainer.limit_train_batches = 1
         loop = self.trainer.fit_loop
-        loop.max_epochs = self.hparams.train_epochs  # every epoch has at least one step
-        loop.epoch_loop.max_steps = self.hparams.train_epochs
+        loop.max_epochs = self.hparams.train_epochs
         scores, _, values = self.edge_values(table)
         labels = first_best(values)
         self.val_labels = first_best(scores) if self.hparams.edge_cost == "constant" else labels
@@ -320,11 +324,25 @@ class GraphRouting(DevTrainedModule):
             f1 = macro_f1([self.val_labels[r] for r in rows], predicted)
             self.log("val/f1", f1, batch_size=len(rows))
             if self._best is None or f1 > self._best[0]:
-                weights = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+                weights = {k: v.detach().to("cpu", copy=True) for k, v in self.net.state_dict().items()}
                 self._best = (f1, self.global_step, weights)
         if self.global_step >= self.hparams.train_epochs and self._best is not None:
             self.net.load_state_dict(self._best[2])
             self.best_step = self._best[1]
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        if self._best is not None:
+            f1, step, weights = self._best
+            checkpoint["graph_routing_best"] = {"val_f1": f1, "step": step, "weights": weights}
+        checkpoint["graph_routing_best_step"] = self.best_step
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        best = checkpoint.get("graph_routing_best")
+        if best is not None:
+            self._best = (best["val_f1"], best["step"], best["weights"])
+        self.best_step = checkpoint.get("graph_routing_best_step", self.best_step)
 
     # -- test: route each question to its highest-scoring model --------------------------------
 
