@@ -295,6 +295,15 @@ class Stackelberg(Sparta):
             agents = self.agents.agents if self.agents is not None else {}
             self._trained_weights[iteration] = {key: self.agents.agent_weights(key) for key in agents}
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        # the final choice compares every trained iteration: a resumed fit needs the earlier ones
+        checkpoint["trained_weights"] = self._trained_weights
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        self._trained_weights = checkpoint.get("trained_weights", {})
+
     def load_trained_weights(self, iteration: int) -> None:
         for key, weights in self._trained_weights.get(iteration, {}).items():
             self.agents.load_agent_weights(key, weights)
