@@ -308,6 +308,9 @@ QUICKSTART_RUNS: list[QuickstartRun] = [
             # multiplication one: each learns its role with a LoRA adapter on dev
             *("--model.ranker", "2", "--model.fuser", "0", "--model.top_k", "2"),
             *("--model.train_ranker_on_dev", "true", "--model.train_fuser_on_dev", "true"),
+            # the tiny fuser learns the boxed answer line the scorer reads, and the ranker both
+            # orders of a pair, rather than MoCo's option text and one order (the README row's runs)
+            *("--model.ranker_pair_orders", "both", "--model.fuser_target", "answer_line"),
             # a verdict is one letter; "Final Answer: \\boxed{...}" is ~25 characters
             *("--model.ranker_max_new_tokens", "2", "--model.max_new_tokens", "32"),
             *("--model.learning_rate", "1e-3", "--model.epochs_per_iteration", "3", "--data.dev_limit", "30"),

@@ -112,6 +112,7 @@ def test_trained_ranker_and_fuser_learn_from_dev(run_cli, tiny_models):
     common = ["--model", "llm_blender", "--model.collaborators", collaborators_arg(collaborators)]
     common += ["--model.ranker", tiny_models[0], "--model.fuser", tiny_models[0], "--model.top_k", "2"]
     common += ["--model.train_ranker_on_dev", "true", "--model.train_fuser_on_dev", "true"]
+    common += ["--model.ranker_pair_orders", "both", "--model.fuser_target", "answer_line"]
     common += ["--model.max_new_tokens", "4", "--model.ranker_max_new_tokens", "2", "--model.lora_r", "4"]
     common += ["--data.benchmark", "quickstart"]
     with pytest.raises(UserError, match="fit"):
@@ -150,3 +151,20 @@ def test_parse_preference_the_moco_way_reads_the_first_a_or_b_anywhere():
     assert parse_preference("Both are fine", "first_letter") == "B"
     assert parse_preference("ANSWER: B", "first_letter") == "A"
     assert parse_preference("ANSWER: B") == "B" and parse_preference("no verdict", "first_letter") is None
+
+
+def test_moco_s_training_data_by_default():
+    from moco_lit.methods.text.llm_blender import reference_text
+
+    def example(task_type, record):
+        return {"task_type": task_type, "record": record}
+
+    choices = {"A": "green", "B": "red"}
+    assert reference_text(example("multiple_choice", {"choices": choices, "answer": "B"})) == "red"
+    assert reference_text(example("multiple_choice", {"choices": choices, "answer": "E"})) is None
+    assert reference_text(example("exact_match", {"output": "42"})) == "42"
+    assert reference_text(example("f1_match", {"output": '["Paris", "paris"]'})) == "Paris"
+    assert reference_text(example("f1_match", {"output": "4.50"})) == "4.50"  # not re-spelled
+    assert reference_text(example("f1_match", {"output": ["Rome"]})) == "Rome"
+    module = LlmBlender(["x", "y"], train_ranker_on_dev=True, train_fuser_on_dev=True)
+    assert (module.ranker_pair_orders, module.fuser_target) == ("one", "reference")

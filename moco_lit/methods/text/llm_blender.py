@@ -11,12 +11,16 @@ and Generative Fusion" (ACL 2023). MoCo: ``text_llm_blender`` (zero-shot mode).
 
 Trained form (``train_ranker_on_dev`` / ``train_fuser_on_dev``, run ``fit`` then ``test
 --ckpt_path``): from the dev table, the ranker is LoRA-SFT-tuned to name the better of every pair
-of candidates whose scores differ (both orders), and the fuser to write the gold answer from the
-dev-ranked candidates. Zero-shot when both are off.
+of candidates whose scores differ, shown once in collaborator order as MoCo does
+(``ranker_pair_orders: both`` adds the swapped pair, so no position is favoured), and the fuser
+to write the dev reference from the dev-ranked top-k: the option text, the gold output, or the
+best candidate where there is none, as MoCo does (``fuser_target: answer_line`` writes it as the
+"Answer: X" / ``\boxed{}`` line the fusion prompt asks for instead). Zero-shot when both are off.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from itertools import combinations
@@ -72,6 +76,11 @@ class LlmBlender(AgentTrainedModule):
         ``first_letter`` (MoCo's: the first A or B character anywhere in the reply).
     train_ranker_on_dev: LoRA-tune the ranker on dev preference pairs (under ``fit``).
     train_fuser_on_dev: LoRA-tune the fuser on dev gold answers (under ``fit``).
+    ranker_pair_orders: ``one`` (MoCo's: each dev pair once, the earlier collaborator as A) or
+        ``both`` (each pair in both orders).
+    fuser_target: ``reference`` (MoCo's: the option text, the gold output, or else the best dev
+        candidate) or ``answer_line`` (the gold as "Answer: X" / "Final Answer: \\boxed{...}";
+        dev questions without gold are left out).
     epochs_per_iteration: SFT epochs of the ranker and fuser (MoCo's 3).
     (the training arguments of ``arena.AgentTrainedModule`` apply when either is on)
     """
@@ -90,6 +99,8 @@ class LlmBlender(AgentTrainedModule):
         verdict_parsing: Literal["standalone", "first_letter"] = "standalone",
         train_ranker_on_dev: bool = False,
         train_fuser_on_dev: bool = False,
+        ranker_pair_orders: Literal["one", "both"] = "one",
+        fuser_target: Literal["reference", "answer_line"] = "reference",
         epochs_per_iteration: int = 3,
         **kwargs,
     ) -> None:
@@ -109,6 +120,8 @@ class LlmBlender(AgentTrainedModule):
         self.fuser = fuser
         self.top_k = top_k
         self.verdict_parsing = verdict_parsing
+        self.ranker_pair_orders = ranker_pair_orders
+        self.fuser_target = fuser_target
         self.ranker_decoding = replace(self.decoding, max_new_tokens=ranker_max_new_tokens)
         self.helpers: dict[str, Collaborator] = {}
 
@@ -157,16 +170,22 @@ class LlmBlender(AgentTrainedModule):
                 for a, b in combinations(range(len(names)), 2):
                     if scores[a] == scores[b]:
                         continue
-                    for first, second in ((a, b), (b, a)):  # both orders: no position preference
+                    orders = ((a, b), (b, a)) if self.ranker_pair_orders == "both" else ((a, b),)
+                    for first, second in orders:
                         prompt = PAIRWISE_PROMPT.format(
                             question=question_of(example), answer_a=outputs[first], answer_b=outputs[second]
                         )
                         verdict = "A" if scores[first] > scores[second] else "B"
                         own.append({"agent": "ranker", "prompt": prompt, "completion": verdict})
-            if "fuser" in self.trained_roles and (gold := gold_answer(example)) is not None:
-                ranked = sorted(range(len(names)), key=lambda m: -scores[m])[: self.top_k]
-                prompt = self.fusion_prompt(example, [outputs[m] for m in ranked])
-                own.append({"agent": "fuser", "prompt": prompt, "completion": gold})
+            if "fuser" in self.trained_roles:
+                ranked = sorted(range(len(names)), key=lambda m: -scores[m])
+                if self.fuser_target == "answer_line":
+                    target = gold_answer(example)
+                else:  # MoCo's: the reference as the task stores it, else the best dev candidate
+                    target = reference_text(example) or outputs[ranked[0]]
+                if target is not None:
+                    prompt = self.fusion_prompt(example, [outputs[m] for m in ranked[: self.top_k]])
+                    own.append({"agent": "fuser", "prompt": prompt, "completion": target})
         return items
 
     def items_loss(self, items: list[dict]) -> torch.Tensor:
@@ -260,6 +279,24 @@ class LlmBlender(AgentTrainedModule):
         return FUSION_PROMPT.format(
             question=question_of(example), candidates=candidates, answer_format=answer_format
         )
+
+
+def reference_text(example: Example) -> str | None:
+    """The dev reference as the task stores it: a multiple-choice option's text, the first of an
+    f1_match list of answers, else the gold output (None or "" if there is none)."""
+    record = example["record"]
+    if example["task_type"] == "multiple_choice":
+        return record.get("choices", {}).get(record.get("answer"))
+    reference = record.get("output", record.get("reference"))
+    if example["task_type"] == "f1_match" and isinstance(reference, str):
+        try:
+            answers = json.loads(reference)
+        except ValueError:
+            return reference
+        return str(answers[0]) if isinstance(answers, list) and answers else reference
+    if isinstance(reference, list):
+        return str(reference[0]) if reference else None
+    return None if reference is None else str(reference)
 
 
 def gold_answer(example: Example) -> str | None:
