@@ -39,6 +39,8 @@ class DecodingConfig:
     temperature: float = 0.0
     top_p: float = 1.0
     enable_thinking: bool | None = False
+    # ask for ``Generation.top5_confidence`` (HF backend): cached outputs without it are generated again
+    top5_confidence: bool = False
 
     @property
     def greedy(self) -> bool:
@@ -48,6 +50,8 @@ class DecodingConfig:
         fields = asdict(self)
         # the switch acts through the rendered prompt, which is part of every key already
         del fields["enable_thinking"]
+        # the measure is recorded beside the output, which it does not change
+        del fields["top5_confidence"]
         if self.greedy:  # greedy output does not depend on top_p
             fields["top_p"] = 1.0
         return fields
@@ -63,6 +67,10 @@ class Generation:
     new_tokens: int
     mean_logprob: float = 0.0
     cached: bool = False
+    # MoCo's confidence: the mean over the output's steps (its end-of-sequence step included) of
+    # the largest probability in the renormalised top 5 of the tempered, top-p filtered logits.
+    # None when not measured (scripted collaborators' outputs carry their confidence here too)
+    top5_confidence: float | None = None
 
     @property
     def confidence(self) -> float:
@@ -79,6 +87,7 @@ class Generation:
             new_tokens=record["new_tokens"],
             mean_logprob=record.get("mean_logprob", 0.0),
             cached=cached,
+            top5_confidence=record.get("top5_confidence"),
             **extra,
         )
 
@@ -88,6 +97,7 @@ class Generation:
             "prompt_tokens": self.prompt_tokens,
             "new_tokens": self.new_tokens,
             "mean_logprob": self.mean_logprob,
+            **({} if self.top5_confidence is None else {"top5_confidence": self.top5_confidence}),
         }
 
 
@@ -181,6 +191,8 @@ class GenerationEngine:
             seed = 0 if decoding.greedy else request.seed
             request.key = cache_key(collaborator.fingerprint, request.rendered, fields, seed, request.sample)
         found = self.cache.get_many(r.key for r in requests) if self.cache is not None else {}
+        if decoding.top5_confidence:  # outputs cached before the measure was recorded lack it
+            found = {key: record for key, record in found.items() if "top5_confidence" in record}
         missing = [r for r in requests if r.key not in found]
         fresh = self._run(collaborator, missing, decoding) if missing else {}
         if self.cache is not None and fresh:
@@ -216,7 +228,8 @@ class GenerationEngine:
     def _run(self, collaborator: Collaborator, requests: list[_Request], decoding: DecodingConfig) -> dict:
         if collaborator.model is None:
             return {r.key: _scripted(collaborator, r, decoding) for r in requests}
-        if self._vllm is not None and self._vllm.serves(collaborator):
+        # vLLM does not expose the filtered distribution the top-5 confidence is measured on
+        if self._vllm is not None and not decoding.top5_confidence and self._vllm.serves(collaborator):
             return self._vllm.run(collaborator, requests, decoding)
         # tokenized once, in one call: the ids order the batches by length and then fill them
         encoded = collaborator.tokenizer([r.rendered for r in requests], add_special_tokens=False)
@@ -255,16 +268,21 @@ class GenerationEngine:
             stop_strings=list(collaborator.stop_strings) or None,
         )
         recorder = LogprobRecorder()
-        processors = LogitsProcessorList([recorder])
+        top5 = Top5Recorder(decoding, getattr(model.generation_config, "top_k", None) or 0)
+        processors = LogitsProcessorList([recorder, top5])
         if not decoding.greedy:
             processors.append(SeededSampler([r.seed ^ r.sample for r in batch], decoding))
         stop = {"tokenizer": tokenizer} if collaborator.stop_strings else {}
         sequences = model.generate(**inputs, generation_config=config, logits_processor=processors, **stop)
         new_ids = sequences[:, inputs["input_ids"].shape[1] :]
         logprobs = recorder.finish(new_ids)
+        top5_steps = top5.finish()
         results = {}
         for row, request in enumerate(batch):
-            ids = _until_eos(new_ids[row].tolist(), eos_ids)
+            all_ids = new_ids[row].tolist()
+            ids = _until_eos(all_ids, eos_ids)
+            # the row's own steps: its tokens and the step that ended it
+            own_steps = min(len(ids) + 1, len(all_ids))
             raw = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), collaborator.stop_strings)
             count = max(len(ids), 1)
             results[request.key] = {
@@ -272,6 +290,7 @@ class GenerationEngine:
                 "prompt_tokens": request.length,
                 "new_tokens": len(ids),
                 "mean_logprob": float(logprobs[row, : len(ids)].sum()) / count,
+                "top5_confidence": float(top5_steps[row, :own_steps].mean()) if own_steps else 0.0,
             }
         return results
 
@@ -374,6 +393,45 @@ class LogprobRecorder:
         return torch.stack(steps, dim=1).cpu()
 
 
+class Top5Recorder:
+    """Records, per step, MoCo's step confidence: the largest probability after the top 5 logits
+    of the sampling distribution (tempered and top-p filtered; raw when greedy) are renormalised.
+
+    Top-p drops tokens from the bottom, so only which of the top 5 survive matters: a token stays
+    while the probability above it is below ``top_p`` (the rule of ``top_p_filter``). As in
+    transformers' sampling, which MoCo uses, top-p acts on the distribution renormalised over the
+    model's ``top_k`` (its generation config; transformers' default 50) likeliest tokens.
+    """
+
+    def __init__(self, decoding: DecodingConfig, top_k: int = 50) -> None:
+        self.decoding = decoding
+        self.top_k = top_k
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.steps.append(top5_step_confidence(scores, self.decoding, self.top_k).cpu())
+        return scores
+
+    def finish(self) -> torch.Tensor:
+        """Step confidences, batch × steps."""
+        return torch.stack(self.steps, dim=1) if self.steps else torch.zeros(0, 0)
+
+
+def top5_step_confidence(scores: torch.Tensor, decoding: DecodingConfig, top_k: int = 50) -> torch.Tensor:
+    """Per row: max of softmax over the top 5 of the tempered, top-k, top-p filtered ``scores``."""
+    logits = scores.float()
+    if not decoding.greedy:
+        logits = logits / decoding.temperature
+    top, _ = torch.topk(logits, k=min(5, logits.shape[-1]), dim=-1)
+    weights = torch.exp(top - top[:, :1])  # relative to the top token, which is always kept
+    if not decoding.greedy and decoding.top_p < 1.0:
+        pool = torch.topk(logits, k=min(top_k, logits.shape[-1]), dim=-1).values if top_k > 0 else logits
+        probs = torch.exp(top - torch.logsumexp(pool, dim=-1, keepdim=True))
+        above = probs.cumsum(dim=-1) - probs
+        weights = weights * (above < decoding.top_p)
+    return 1.0 / weights.sum(dim=-1)
+
+
 class SeededSampler:
     """Temperature + top-p sampling as Gumbel-max with one seeded generator per row.
 
@@ -425,7 +483,7 @@ def _until_eos(ids: list[int], eos_ids: list[int]) -> list[int]:
 def _scripted(collaborator: Collaborator, request: _Request, decoding: DecodingConfig) -> dict:
     """Ask a scripted collaborator: ``respond(rendered)`` or, when sampling, ``respond(rendered, seed)``.
 
-    It may return the text, or ``(text, confidence)`` to stand in for the mean token probability.
+    It may return the text, or ``(text, confidence)`` to stand in for either confidence measure.
     """
     respond = collaborator.respond
     takes_seed = respond.__code__.co_argcount >= 2 if hasattr(respond, "__code__") else False
@@ -437,4 +495,5 @@ def _scripted(collaborator: Collaborator, request: _Request, decoding: DecodingC
         "prompt_tokens": len(request.rendered.split()),
         "new_tokens": len(text.split()),
         "mean_logprob": math.log(max(confidence, 1e-12)),
+        "top5_confidence": confidence,
     }

@@ -257,7 +257,8 @@ QUICKSTART_RUNS: list[QuickstartRun] = [
     QuickstartRun("majority_vote", ("--model.tie", "dev-based")),
     QuickstartRun("multiagent_refine"),
     QuickstartRun("moa"),
-    QuickstartRun("cascade", ("--model.mode", "logit")),
+    # the README row was measured with the mean token probability, not MoCo's top-5 confidence
+    QuickstartRun("cascade", ("--model.mode", "logit", "--model.confidence", "token_prob")),
     # the logit methods sample at MoCo's temperature 0.7 by default; the leaderboard decodes
     # greedily, so it is one number per method rather than one draw
     QuickstartRun("logit_fusion", ("--model.temperature", "0.0")),

@@ -56,8 +56,11 @@ def test_logit_cascade_on_tiny_models_uses_dev_quantile_thresholds(run_cli, tiny
     dev_prompts = [e["prompt"] for e in cli.datamodule.examples("dev")]
     engine = GenerationEngine(cache=None, progress=False)
     for index in range(2):  # the last model has no threshold: it always answers
-        outputs = engine.generate(load_collaborator(tiny_models[index]), dev_prompts, model.decoding)
-        expected = torch.quantile(torch.tensor([o.confidence for o in outputs], dtype=torch.float64), 0.5)
+        outputs = engine.generate(load_collaborator(tiny_models[index]), dev_prompts, model.scored_decoding)
+        # MoCo's measure by default: the top-5 step confidence, not the token probability
+        confidences = [o.top5_confidence for o in outputs]
+        assert confidences != pytest.approx([o.confidence for o in outputs])
+        expected = torch.quantile(torch.tensor(confidences, dtype=torch.float64), 0.5)
         assert float(model.thresholds[index]) == pytest.approx(float(expected), rel=1e-6)
     names = model.collaborator_names
     records = run_records(cli)

@@ -4,6 +4,7 @@ confidences, 256-token scored levels) and just_ask mode."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from tests.parity.moco_harness import Ask, assert_same, assert_same_calls, boxed, run_moco, run_moco_lit
 from tests.parity.test_discussion import TASK
@@ -95,3 +96,89 @@ def test_cascade_just_ask_matches_moco(run_cli, tmp_path, monkeypatch):
     assert levels == [1, 2, 2, 3]
     assert_same("outputs", moco.outputs, lit.outputs)
     assert moco.score == lit.score
+
+
+# -- the confidence measure, against MoCo's scored generation on tiny real models -------------
+
+
+def moco_scored_confidences(monkeypatch, collaborator, prompts, max_new_tokens, batch_size=1):
+    """MoCo's ``batch_generate_text_with_score`` on ``collaborator`` (greedy), reduced as its
+    cascade reduces it: the mean of the per-step scores of each prompt."""
+    generation = pytest.importorskip("model_collaboration.method.distributed_generation")
+    cascade = pytest.importorskip("model_collaboration.method.api_cascade")
+    loaded = (collaborator.model, collaborator.tokenizer)
+    monkeypatch.setattr(generation, "build_model_and_tokenizer_for_generation", lambda *a, **k: loaded)
+    monkeypatch.setattr(
+        generation,
+        "_apply_chat_template_or_raw",
+        lambda tok, texts, model_name="": [collaborator.render(t) for t in texts],
+    )
+    texts, steps = generation.batch_generate_text_with_score(
+        "tiny", None, list(prompts), max_new_tokens, 0.0, 1.0, batch_size
+    )
+    return texts, [cascade.score_confidence(s) for s in steps], [len(s) for s in steps]
+
+
+PROMPTS = ["What is 3 times 4?", "Reverse the letters abcd.", "Which letter comes after q?", "Hi"]
+
+
+def test_top5_confidence_equals_moco_alone_and_in_even_batches(monkeypatch, tiny_models):
+    from moco_lit.collaborators import load_collaborator
+    from moco_lit.generation import DecodingConfig, GenerationEngine
+
+    collaborator = load_collaborator(tiny_models[1])
+    decoding = DecodingConfig(max_new_tokens=7, top5_confidence=True)
+    ours = GenerationEngine(batch_size=4, progress=False).generate(collaborator, PROMPTS, decoding)
+    ours_top5 = [o.top5_confidence for o in ours]
+    texts, alone, counts = moco_scored_confidences(monkeypatch, collaborator, PROMPTS, 7, batch_size=1)
+    assert [o.raw_text for o in ours] == texts
+    assert ours_top5 == pytest.approx(alone, abs=1e-5)
+    # no row of this model ends early, so a batch of all four ends at one step: the same values
+    assert counts == [7] * 4 and all(o.new_tokens == 7 for o in ours)
+    assert moco_scored_confidences(monkeypatch, collaborator, PROMPTS, 7, batch_size=4)[1] == pytest.approx(
+        alone, abs=1e-5
+    )
+    # the measure is not the geometric-mean token probability
+    assert [o.confidence for o in ours] != pytest.approx(ours_top5, abs=1e-3)
+
+
+def test_top5_confidence_counts_the_ending_step_as_moco_does(monkeypatch, tiny_models):
+    from moco_lit.collaborators import load_collaborator
+    from moco_lit.generation import DecodingConfig, GenerationEngine
+
+    collaborator = load_collaborator(tiny_models[1])
+    engine = GenerationEngine(progress=False)
+    prompt = collaborator.tokenizer(collaborator.render(PROMPTS[0]), return_tensors="pt")
+    with torch.no_grad():
+        first = int(collaborator.model.generate(**prompt, max_new_tokens=1, do_sample=False)[0, -1])
+    # the answer's first token made the end of sequence: an empty answer of one (ending) step
+    monkeypatch.setattr(collaborator.model.generation_config, "eos_token_id", first)
+    ended = engine.generate(
+        collaborator, PROMPTS[:1], DecodingConfig(max_new_tokens=7, top5_confidence=True)
+    )[0]
+    _, moco, counts = moco_scored_confidences(monkeypatch, collaborator, PROMPTS[:1], 7)
+    assert ended.new_tokens == 0 and counts == [1]  # MoCo's scores include the ending step
+    assert ended.top5_confidence == pytest.approx(moco[0], abs=1e-5)
+
+
+def test_top5_step_confidence_is_the_warped_top5_of_transformers():
+    """Sampling: the measure is taken on the tempered, top-k 50, top-p filtered logits (what
+    ``generate(output_scores=True)`` returns to MoCo), here without sorting the vocabulary."""
+    from transformers import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    from moco_lit.generation import DecodingConfig, top5_step_confidence
+
+    logits = torch.randn(64, 300, generator=torch.Generator().manual_seed(0)) * 3
+    for temperature, top_p in [(0.7, 0.9), (1.0, 0.5), (0.3, 0.99), (1.3, 1.0), (0.0, 1.0)]:
+        warped = logits.clone()
+        if temperature > 0:
+            for warper in (
+                TemperatureLogitsWarper(temperature),
+                TopKLogitsWarper(50),
+                TopPLogitsWarper(top_p),
+            ):
+                warped = warper(None, warped)
+        top, _ = torch.topk(warped, 5, dim=-1)
+        expected = torch.softmax(top, dim=-1).max(dim=-1).values
+        ours = top5_step_confidence(logits, DecodingConfig(temperature=temperature, top_p=top_p))
+        assert torch.allclose(ours, expected, atol=1e-6), (temperature, top_p)

@@ -2,8 +2,10 @@
 
 Each model answers the questions still open; an answer whose confidence clears the model's
 threshold is final, the rest go on to the next model, and the last model answers whatever is left.
-``mode: logit`` measures confidence as the mean probability of the answer's tokens and sets each
-model's threshold to the ``percentage`` quantile of its confidences on dev (learned in ``fit``);
+``mode: logit`` measures confidence as MoCo does (``confidence: top5``: the mean over the answer's
+steps of the largest probability in the renormalised top 5 of the sampling distribution) or as the
+mean probability of the answer's tokens (``token_prob``), and sets each model's threshold to the
+``percentage`` quantile of its confidences on dev (learned in ``fit``);
 ``mode: just_ask`` asks the model to say when it is unsure (the word "unconfident", as written).
 As in MoCo, only the models that have a threshold answer dev, answers whose confidence is
 measured get ``scored_max_new_tokens`` (MoCo's 256), and the threshold is computed in single
@@ -36,6 +38,11 @@ class Cascade(CollaborationModule):
     """Args:
     mode: ``logit`` (token-probability confidence vs a dev threshold) or ``just_ask``.
     percentage: quantile of a model's dev confidences that becomes its threshold (logit mode).
+    confidence: ``top5`` (MoCo's) or ``token_prob`` (geometric mean of the token probabilities).
+        MoCo's mean also counts, for an answer that ended before the longest one of its batch, the
+        steps after its end (so its value depends on its batch-mates); here only the answer's own
+        steps count (its end-of-sequence step included), which equals MoCo's for an answer
+        generated alone or with batch-mates that end at the same step.
     scored_max_new_tokens: new-token budget of the answers whose confidence is measured (logit
         mode: dev, and every level but the last); None: ``max_new_tokens``. MoCo's 256.
     """
@@ -49,6 +56,7 @@ class Cascade(CollaborationModule):
         collaborators: list[str | dict],
         mode: Literal["logit", "just_ask"] = "logit",
         percentage: float = 0.5,
+        confidence: Literal["top5", "token_prob"] = "top5",
         scored_max_new_tokens: int | None = 256,
         **kwargs,
     ) -> None:
@@ -57,7 +65,10 @@ class Cascade(CollaborationModule):
             raise UserError(f"cascade.mode must be 'logit' or 'just_ask', got {mode!r}")
         if not 0.0 <= percentage <= 1.0:
             raise UserError(f"cascade.percentage must be in [0, 1], got {percentage}")
+        if confidence not in ("top5", "token_prob"):
+            raise UserError(f"cascade.confidence must be 'top5' or 'token_prob', got {confidence!r}")
         self.mode = mode
+        self.confidence = confidence
         self.percentage = percentage
         self.scored_max_new_tokens = scored_max_new_tokens
         self.needs_calibration = mode == "logit"
@@ -78,12 +89,19 @@ class Cascade(CollaborationModule):
                 model, [e["prompt"] for e in batch], ids, step="dev", decoding=self.scored_decoding
             )
             self.dev_sums.update(model, self.score([o.text for o in outputs], batch))
-            self.dev_confidences[model].update(torch.tensor([o.confidence for o in outputs]))
+            self.dev_confidences[model].update(torch.tensor([self.confidence_of(o) for o in outputs]))
 
     @property
     def scored_decoding(self) -> DecodingConfig:
         tokens = self.scored_max_new_tokens or self.decoding.max_new_tokens
-        return replace(self.decoding, max_new_tokens=tokens)
+        return replace(self.decoding, max_new_tokens=tokens, top5_confidence=self.confidence == "top5")
+
+    def confidence_of(self, output: Generation) -> float:
+        if self.confidence == "token_prob":
+            return output.confidence
+        if output.top5_confidence is None:  # the scored decoding always asks for it
+            raise RuntimeError("a generation without its top-5 confidence reached the cascade")
+        return output.top5_confidence
 
     def finish_calibration(self) -> None:
         for model, metric in enumerate(self.dev_confidences):
@@ -140,5 +158,6 @@ class Cascade(CollaborationModule):
         threshold = float(self.thresholds[model])
         # an uncalibrated threshold (no dev data) never accepts: the question goes on, as in MoCo;
         # compared in single precision, as MoCo compares with its single-precision quantile
-        single = torch.tensor([output.confidence, threshold], dtype=torch.float32)
-        return (not math.isnan(threshold) and bool(single[0] >= single[1])), round(output.confidence, 6)
+        confidence = self.confidence_of(output)
+        single = torch.tensor([confidence, threshold], dtype=torch.float32)
+        return (not math.isnan(threshold) and bool(single[0] >= single[1])), round(confidence, 6)
