@@ -21,7 +21,7 @@ from moco_lit.decoding import (
     DecodingSession,
     FuseRule,
     JointDecoder,
-    ThresholdSwitch,
+    SwitchRule,
     average,
     identity,
 )
@@ -206,16 +206,36 @@ def test_a_character_split_across_byte_tokens_is_handed_over_whole(lively_models
     assert texts == ["", "é", "", "", "€"]  # nothing until a character is complete, then all of it
 
 
-def test_mixed_tokenizers_hand_over_text_and_keep_both_caches_valid(lively_models, other_tokenizer_model):
+class Alternate(SwitchRule):
+    """Hands the pen over every ``span`` steps, whatever the models propose (so both write on any
+    weights), recording who wrote."""
+
+    def __init__(self, span: int, reads_text: bool) -> None:
+        self.span = span
+        self.reads_text = reads_text
+        self.key = f"alternate({span},{reads_text})"
+        self.authors: set[int] = set()
+
+    def __call__(self, view) -> list[int]:
+        author = (view.step // self.span) % 2
+        self.authors.update(author for active in view.active if active)
+        return [author] * len(view.active)
+
+
+@pytest.mark.parametrize("reads_text", [False, True], ids=["own-ids", "re-tokenised"])
+def test_mixed_tokenizers_hand_over_text_and_keep_both_caches_valid(
+    lively_models, other_tokenizer_model, reads_text
+):
     collaborators = _load([lively_models[0], other_tokenizer_model])
     decoder = JointDecoder(collaborators, DecodingConfig(max_new_tokens=30))
     session = decoder.open(PROMPTS)
-    rule = ThresholdSwitch(gamma=0.1)  # random models: top-1 probabilities of 0.05-0.2
+    rule = Alternate(3, reads_text)
     rule.reset(len(PROMPTS))
     for step in range(30):
+        if session.finished():
+            break
         session.switch_step(rule, step)
-    authors = {author for trace in rule.trace for author, _ in trace}
-    assert authors == {0, 1}  # both models wrote
+    assert rule.authors == {0, 1}  # both models wrote
     for row in range(len(PROMPTS)):
         assert session.texts[row] == "".join(text for _, text in session.segments[row])
         for model in range(2):

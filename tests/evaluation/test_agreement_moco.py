@@ -27,26 +27,31 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _stub(name: str, **attributes) -> None:
-    if name not in sys.modules:
-        module = types.ModuleType(name)
-        module.__spec__ = importlib.machinery.ModuleSpec(name, None)  # torch._dynamo probes specs
-        module.__dict__.update(attributes)
-        sys.modules[name] = module
+def _stub(patch: pytest.MonkeyPatch, absent: set[str], name: str, **attributes) -> None:
+    """Stands in for a package of ``absent`` (not installed) only while MoCo's module is loaded:
+    a real package, where installed, stays untouched for the rest of the suite."""
+    if name.partition(".")[0] not in absent or name in sys.modules:
+        return
+    module = types.ModuleType(name)
+    module.__spec__ = importlib.machinery.ModuleSpec(name, None)  # torch._dynamo probes specs
+    module.__dict__.update(attributes)
+    patch.setitem(sys.modules, name, module)
 
 
 @pytest.fixture(scope="module")
 def moco():
-    """MoCo's eval.py, with its unused API/plotting dependencies stubbed out."""
-    _stub("tenacity", retry=lambda **_: lambda f: f, wait_random_exponential=lambda **_: None,
-          stop_after_attempt=lambda *_: None)  # fmt: skip
-    _stub("openai", AzureOpenAI=object)
-    _stub("sklearn")
-    _stub("sklearn.metrics")
-    _stub("sklearn.metrics.pairwise", cosine_similarity=None)
-    spec = importlib.util.spec_from_file_location("moco_eval", MOCO_DATA / "eval.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """MoCo's eval.py, with its unused API/plotting dependencies stubbed out where missing."""
+    absent = {name for name in ("tenacity", "openai", "sklearn") if importlib.util.find_spec(name) is None}
+    with pytest.MonkeyPatch.context() as patch:
+        _stub(patch, absent, "tenacity", retry=lambda **_: lambda f: f, wait_random_exponential=lambda **_: None,
+              stop_after_attempt=lambda *_: None)  # fmt: skip
+        _stub(patch, absent, "openai", AzureOpenAI=object)
+        _stub(patch, absent, "sklearn")
+        _stub(patch, absent, "sklearn.metrics")
+        _stub(patch, absent, "sklearn.metrics.pairwise", cosine_similarity=None)
+        spec = importlib.util.spec_from_file_location("moco_eval", MOCO_DATA / "eval.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
     return module
 
 
