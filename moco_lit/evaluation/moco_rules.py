@@ -46,6 +46,7 @@ __all__ = [
     "moco_verifier_reference",
     "moco_verifier_answer",
     "moco_verifier_passed",
+    "moco_doubled_braces",
 ]
 
 # ---------------------------------------------------------------------------------------------
@@ -386,6 +387,11 @@ def moco_verifier_answer(output: str) -> str:
     return moco_extract_answer(output) if output.strip() else "No answer provided."
 
 
+def moco_doubled_braces(text: str) -> str:
+    """``text`` with every brace doubled, as MoCo shows the verifier its question, reference and answer."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
 def moco_verifier_passed(reply: str) -> float:
     """1.0 when the reply contains "Final Decision: Yes" anywhere (exact case), else 0.0."""
     return 1.0 if "Final Decision: Yes" in reply else 0.0
@@ -493,10 +499,12 @@ def moco_scorer(
         verifier_judge = MocoVerifierJudge.load(verifier or judges.DEFAULT_VERIFIER, device=device)
 
         def batch(outputs, records):
+            # MoCo doubles every brace of the three texts before filling its template (an escape
+            # meant for the template, applied to the values): its verifier reads "{{" for "{"
             replies = verifier_judge.judge(
-                [moco_verifier_question(r) for r in records],
-                [moco_verifier_reference(r) for r in records],
-                [moco_verifier_answer(o) for o in outputs],
+                [moco_doubled_braces(moco_verifier_question(r)) for r in records],
+                [moco_doubled_braces(moco_verifier_reference(r)) for r in records],
+                [moco_doubled_braces(moco_verifier_answer(o)) for o in outputs],
             )
             return [moco_verifier_passed(reply) for reply in replies]
 

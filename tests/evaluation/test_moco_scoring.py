@@ -468,3 +468,113 @@ def test_generation_diversity_matches_moco(moco, monkeypatch, tmp_path):
     theirs = moco_get_scores(moco, monkeypatch, "novelty", "generation_diversity", records, outputs)
     scorer = Scorer.for_task("generation_diversity", scoring="moco", encoder=str(folder))
     assert scorer.score(outputs, records) == pytest.approx(theirs, abs=1e-5)
+
+
+# -- general_verifier: the same scripted verifier behind both scorers ---------------------------
+
+# Both sides' prompt wording replaced by one marker template, so the scripted verifier reads the
+# question, reference and student answer each side chose to show it (its decisions come from them)
+MARKED = "<q>{question}</q><g>{truth}</g><s>{answer}</s>"
+
+
+class ScriptedVerifier:
+    """Stands in for the verifier's tokenizer and model: every prompt becomes one token (its index
+    in ``shown``), and the reply decoded from it is decided from the prompt's three fields."""
+
+    def __init__(self) -> None:
+        self.device = "cpu"
+        self.pad_token_id = 0
+        self.padding_side = "left"
+        self.shown: list[tuple[str, str, str]] = []
+
+    # tokenizer
+    def __call__(self, prompts, return_tensors=None, padding=None):
+        import torch
+
+        start = len(self.shown)
+        for prompt in prompts:
+            fields = re.fullmatch(r"<q>(.*)</q><g>(.*)</g><s>(.*)</s>", prompt, flags=re.S)
+            assert fields, prompt
+            self.shown.append(fields.groups())
+
+        class Encoded(dict):
+            input_ids = torch.arange(start, start + len(prompts)).unsqueeze(1)
+
+            def to(self, device):
+                return self
+
+        encoded = Encoded()
+        encoded["input_ids"] = Encoded.input_ids
+        return encoded
+
+    # model
+    def generate(self, input_ids, **kwargs):
+        import torch
+
+        return torch.cat([input_ids, input_ids], dim=1)
+
+    def batch_decode(self, tokens, skip_special_tokens=True):
+        return [self.reply(*self.shown[int(row[0])]) for row in tokens]
+
+    @staticmethod
+    def reply(question: str, truth: str, answer: str) -> str:
+        def norm(text: str) -> str:
+            return " ".join(text.lower().split())
+
+        options = dict(re.findall(r"^([A-Z])\) (.*)$", question, flags=re.M))
+        said = options.get(answer.strip(), answer)  # a letter stands for its option's text
+        if answer == "No answer provided.":
+            return "Nothing to compare. Final Decision: No"
+        if norm(said) == norm(truth):
+            return "They agree.\nFinal Decision: Yes"
+        if norm(truth) and norm(truth) in norm(said):
+            return "Partly... final decision: yes"  # wrong case: not the pass tag
+        if "maybe" in said:
+            return "Final Decision: Yes? No. Final Decision: No"  # the tag anywhere passes
+        return "Final Decision: No"
+
+
+VERIFIER_CASES = [
+    ({"question": "Capital of France?", "choices": {"A": "Paris", "B": "London", "C": "Rome"}, "answer": "A"},
+     ["A", "\\boxed{A}", "The answer is Paris", "Paris", "B", "", "   ", "Answer: (A)", "Paris and maybe Rome"]),
+    ({"input": "What is 1/2 + 0?", "output": "1/2"},
+     ["\\boxed{1/2}", "\\boxed{\\frac{1}{2}}", "The answer is 1/2.", "0.5", "1/2 {really}", "maybe 1/2"]),
+    ({"question": "Name two primes.", "answer": ["2", "3"]}, ["2, 3", "The answer is 2, 3", "2"]),
+    ({"question": "How many legs?", "answer": 4}, ["4", "\\boxed{4}", "four"]),
+    ({"prompt": "Say {hi}.", "answer": "{hi}"}, ["{hi}", "Answer: {hi}", "hello"]),
+]  # fmt: skip
+
+
+def test_general_verifier_matches_moco(moco, monkeypatch):
+    from moco_lit.evaluation import moco_rules
+
+    records, outputs = cases([(record, output) for record, answers in VERIFIER_CASES for output in answers])
+    theirs_lm = ScriptedVerifier()
+    monkeypatch.setattr(moco, "_general_verifier_model", theirs_lm)
+    monkeypatch.setattr(moco, "_general_verifier_tokenizer", theirs_lm)
+    monkeypatch.setattr(moco, "VERIFIER_PROMPT_TEMPLATE", MARKED.format(
+        question="{question}", truth="{ground_truth}", answer="{student_answer}"))  # fmt: skip
+    theirs = moco_get_scores(moco, monkeypatch, "theoremqa", "general_verifier", records, outputs)
+
+    ours_lm = ScriptedVerifier()
+
+    def load(model, device="cpu", **kwargs):
+        judge = object.__new__(moco_rules.MocoVerifierJudge)
+        moco_rules.judges.Judge.__init__(judge, model, device, batch_size=32)
+        judge.model, judge.tokenizer, judge.max_new_tokens = ours_lm, ours_lm, 1024
+        judge.prompt = MARKED.format(question="{question}", truth="{reference}", answer="{response}")
+        return judge
+
+    monkeypatch.setattr(moco_rules.MocoVerifierJudge, "load", load)
+    mine = ours("theoremqa", "general_verifier", records, outputs)
+    # the same question, reference and answer shown for every example, and the same decisions;
+    # MoCo closes a multiple-choice question with one instruction sentence of its own wording,
+    # which moco_lit leaves out (its prompts are its own words): the options are the same
+    assert len(ours_lm.shown) == len(theirs_lm.shown) == len(outputs)
+    for (question, truth, answer), (their_question, their_truth, their_answer) in zip(ours_lm.shown, theirs_lm.shown):
+        assert (truth, answer) == (their_truth, their_answer)
+        if question != their_question:
+            closing = their_question.removeprefix(question)
+            assert closing != their_question and closing.count("\n") == 1 and ")" not in closing
+    assert_same(theirs, mine, outputs, records)
+    assert 0 < sum(mine) < len(mine)
