@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from moco_lit.collaborators import load_collaborator
@@ -104,8 +105,31 @@ def test_search_picks_gamma_and_nudging_model_on_dev(run_cli, tiny_models):
     )
     model: Nudging = cli.model
     assert bool(model.calibrated)
-    assert sorted(model.candidates) == sorted((g, m) for g in GAMMA_GRID for m in (1, 2))
-    assert model.candidates[0] == (0.4, 1)  # the configured setting wins ties
-    assert float(model.gamma) in GAMMA_GRID and int(model.nudging_model) in (1, 2)
+    # MoCo's grid order, gamma by gamma; the first strictly better score above 0 wins, else the last
+    assert model.candidates == [(g, m) for g in GAMMA_GRID for m in (1, 2)]
+    scores = model.search_scores
+    above = [i for i, s in enumerate(scores) if s > 0 and s > max([0.0, *scores[:i]])]
+    expected = model.candidates[above[-1] if above else -1]
+    assert (float(model.gamma), int(model.nudging_model)) == expected
     records = run_records(cli)
     assert all(r["details"]["gamma"] == float(model.gamma) for r in records)
+
+
+def test_configured_setting_wins_dev_ties_as_an_option(run_cli, tiny_models):
+    code, cli = _nudging_cli(
+        run_cli,
+        tiny_models,
+        *("--model.search_gamma", "true", "--model.search_nudging", "true"),
+        *("--model.search_ties", "configured"),
+    )
+    model: Nudging = cli.model
+    assert model.candidates[0] == (0.4, 1)  # the configured setting first: it wins ties
+    scores = model.search_scores
+    assert (float(model.gamma), int(model.nudging_model)) == model.candidates[scores.index(max(scores))]
+
+
+def test_an_unknown_tie_rule_is_one_line(tiny_models):
+    from moco_lit.errors import UserError
+
+    with pytest.raises(UserError, match="search_ties"):
+        Nudging(collaborators=list(tiny_models[:2]), search_ties="best")

@@ -278,3 +278,169 @@ def test_whitespace_word_break_hands_back_at_a_newline_where_moco_nudges_on(
                 break
             assert author == moco_author
     assert parted >= 1
+
+
+@pytest.mark.parametrize("rule", ["all_zero", "long_answers"])
+def test_dev_search_chooses_the_setting_moco_chooses(
+    rule,
+    lively_models,  # noqa: F811
+    moco_nudging,
+    monkeypatch,
+    tmp_path,
+    run_cli,
+):
+    """search_gamma and search_nudging over three models: the same grid, the same dev score per
+    setting, the same chosen (gamma, nudging model), and the same test steps and outputs. The dev
+    score is scripted from each output; ``all_zero`` leaves MoCo on the grid's last setting,
+    ``long_answers`` makes several settings tie at the best score."""
+    dev_score = {
+        "all_zero": lambda text: 0.0,
+        "long_answers": lambda text: float(len(text.strip()) >= 25),
+    }[rule]
+    models = lively_models[:3]
+    hyper = {
+        "batch_size": 1,
+        "max_response_length": 16,
+        "do_sample": False,
+        "temperature": 0.7,
+        "search_gamma": True,
+        "search_nudging": True,
+    }
+    chosen: list[tuple[float, int]] = []
+    batch_generate = moco_nudging.Nudging.batch_generate
+
+    def recorded(self, *args, **kwargs):
+        chosen.append((kwargs["gamma"], kwargs["nudging_model_id"]))
+        return batch_generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(moco_nudging.Nudging, "batch_generate", recorded)
+    moco_outputs, moco = moco_run(moco_nudging, monkeypatch, tmp_path, models, hyper, dev_score=dev_score)
+    grid, moco_choice = chosen[:-1], chosen[-1]  # the dev search, then the test run
+    searched = (
+        "--model.search_gamma",
+        "true",
+        "--model.search_nudging",
+        "true",
+        "--model.max_new_tokens",
+        "16",
+    )
+    cli, lit_dev = lit_run(run_cli, monkeypatch, tmp_path, models, *searched, dev_score=dev_score)
+    model = cli.model
+    assert model.candidates == grid  # the same settings in the same order
+    # the same dev rows step by step: every setting's dev questions, in grid order (within a
+    # setting, rows in either order; the fit's closing validation rows come after the search)
+    rows = len(grid) * len(DEV_QUESTIONS)
+    assert len(lit_dev) >= rows and len(moco) == rows + len(QUESTIONS)
+    for start in range(0, rows, len(DEV_QUESTIONS)):
+
+        def by_first_steps(traces):
+            return sorted(traces, key=lambda trace: [round(step[1], 3) for step in trace[:4]])
+
+        chunk = slice(start, start + len(DEV_QUESTIONS))
+        _same_steps(by_first_steps(lit_dev[chunk]), by_first_steps(moco[chunk]))
+    dev_outputs = [[step[2] for step in trace] for trace in moco[:rows]]
+    moco_scores = [
+        sum(dev_score("".join(pieces)) for pieces in dev_outputs[i : i + len(DEV_QUESTIONS)])
+        / len(DEV_QUESTIONS)
+        for i in range(0, len(dev_outputs), len(DEV_QUESTIONS))
+    ]
+    assert model.search_scores == pytest.approx(moco_scores)
+    assert (float(model.gamma), int(model.nudging_model)) == moco_choice
+    if rule == "all_zero":
+        assert moco_choice == grid[-1]
+    else:  # a tie at the best score that the first best in grid order breaks
+        assert (
+            moco_scores.count(max(moco_scores)) > 1
+            and moco_choice == grid[moco_scores.index(max(moco_scores))]
+        )
+    checkpoint = str(next((tmp_path / "runs").rglob("last.ckpt")))
+    lit_outputs, lit_test, _ = lit_run(
+        run_cli, monkeypatch, tmp_path, models, *searched, "--ckpt_path", checkpoint
+    )
+    _same_steps(lit_test[-len(QUESTIONS) :], moco[rows:])
+    assert lit_outputs == [output.strip() for output in moco_outputs]
+
+
+def _inverse_cdf(logits: torch.Tensor, temperature: float, step: int) -> torch.Tensor:
+    """The injected draw: at step ``step`` every model takes, per row, the token where the running
+    sum of softmax(logits / temperature) (in vocabulary order) first passes a fixed uniform."""
+    uniform = (0.137 + 0.618 * step) % 1.0
+    cumulative = torch.softmax(logits.float() / temperature, dim=-1).cumsum(dim=-1)
+    return (
+        torch.searchsorted(cumulative, torch.full((logits.shape[0], 1), uniform))
+        .squeeze(1)
+        .clamp_max(logits.shape[-1] - 1)
+    )
+
+
+def test_sampled_nudging_takes_the_same_steps_as_moco_on_the_same_draws(
+    lively_models,  # noqa: F811
+    moco_nudging,
+    monkeypatch,
+    tmp_path,
+    run_cli,
+    steering,
+):
+    """Sampling at temperature 0.7 (MoCo's default): both sides' random streams are replaced by the
+    same injected draws (MoCo's ``torch.multinomial`` step, moco_lit's seeded Gumbel sampler), so
+    the same tokens must be sampled, steps handed over and outputs written."""
+    from moco_lit import decoding
+
+    temperature, gamma, models = 0.7, 0.3, lively_models[:2]
+    moco_calls = {"count": 0}
+    generate = moco_nudging.Nudging.generate
+
+    def fresh_steps(self, *args, **kwargs):
+        moco_calls["count"] = 0
+        return generate(self, *args, **kwargs)
+
+    def moco_pick(self, logits, temperature_, do_sample):
+        assert do_sample and temperature_ == temperature
+        step = moco_calls["count"] // 2  # the base model's draw, then the nudging model's
+        moco_calls["count"] += 1
+        return _inverse_cdf(logits, temperature_, step)
+
+    monkeypatch.setattr(moco_nudging.Nudging, "generate", fresh_steps)
+    monkeypatch.setattr(moco_nudging.Nudging, "get_next_token_ids", moco_pick)
+    hyper = {
+        "batch_size": 1,
+        "max_response_length": 24,
+        "do_sample": True,
+        "temperature": temperature,
+        "gamma": gamma,
+    }
+    moco_outputs, moco = moco_run(moco_nudging, monkeypatch, tmp_path, models, hyper)
+
+    off_argmax = []
+
+    class InjectedPicker:
+        def __init__(self, config, seeds) -> None:
+            assert not config.greedy and config.temperature == temperature and config.top_p == 1.0
+            self.step = 0
+
+        def __call__(self, logits):
+            picked = _inverse_cdf(logits, temperature, self.step)
+            off_argmax.extend((picked != logits.argmax(dim=-1)).tolist())
+            self.step += 1
+            return picked
+
+    monkeypatch.setattr(decoding, "TokenPicker", InjectedPicker)
+    lit_outputs, lit, _ = lit_run(
+        run_cli,
+        monkeypatch,
+        tmp_path,
+        models,
+        *(
+            "--model.max_new_tokens",
+            "24",
+            "--model.gamma",
+            str(gamma),
+            "--model.temperature",
+            str(temperature),
+        ),
+    )
+    _same_steps(lit, moco)
+    assert lit_outputs == [output.strip() for output in moco_outputs]
+    assert any(off_argmax)  # the draws took tokens greedy decoding would not have
+    steps = [step for trace in moco for step in trace]
+    assert {author for author, _, _ in steps} == {0, 1}

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 GAMMA_GRID = (0.2, 0.3, 0.4, 0.5)
 WORD_BREAKS = ("space", "whitespace")
+SEARCH_TIES = ("moco", "configured")
 
 
 class Nudging(CollaborationModule):
@@ -37,6 +38,11 @@ class Nudging(CollaborationModule):
     reads_text: after each token every model, the writer too, reads the joint text re-tokenised
         (MoCo's way); false: the writer keeps its own token ids and same-vocabulary models get
         them (a token sequence the tokenizer would not produce stays as generated).
+    search_ties: how the dev search picks among its (gamma, nudging model) settings, tried gamma
+        by gamma in grid order: ``moco`` (MoCo's rule) keeps the first setting whose dev score is
+        strictly above every earlier one and above 0, and the last setting of the grid when none
+        scores above 0; ``configured`` keeps the configured setting on a tie at the best score,
+        else the first best in grid order.
     top_p: MoCo's nudging samples each model's token from softmax(logits / temperature) with no
         nucleus cut, so 1.0 here (the base's top-1 probability is read at temperature 1).
     """
@@ -55,6 +61,7 @@ class Nudging(CollaborationModule):
         search_nudging: bool = False,
         word_break: str = "space",
         reads_text: bool = True,
+        search_ties: str = "moco",
         top_p: float = 1.0,
         **kwargs,
     ) -> None:
@@ -67,16 +74,19 @@ class Nudging(CollaborationModule):
             raise UserError(f"nudging.base_model_id and nudging_model_id are both {base_model_id}")
         if word_break not in WORD_BREAKS:
             raise UserError(f"nudging.word_break={word_break!r}; expected one of {', '.join(WORD_BREAKS)}")
+        if search_ties not in SEARCH_TIES:
+            raise UserError(f"nudging.search_ties={search_ties!r}; expected one of {', '.join(SEARCH_TIES)}")
         self.word_break = word_break
+        self.search_ties = search_ties
         self.reads_text = reads_text
         self.base_model_id = base_model_id
         self.needs_calibration = search_gamma or search_nudging
         gammas = GAMMA_GRID if search_gamma else (gamma,)
         nudgers = [m for m in range(count) if m != base_model_id] if search_nudging else [nudging_model_id]
-        # the configured setting first, so it wins ties on dev
-        self.candidates = sorted(
-            ((g, m) for g in gammas for m in nudgers), key=lambda c: c != (gamma, nudging_model_id)
-        )
+        self.candidates = [(g, m) for g in gammas for m in nudgers]
+        if search_ties == "configured":  # the configured setting first, so it wins ties on dev
+            self.candidates.sort(key=lambda c: c != (gamma, nudging_model_id))
+        self.search_scores: list[float] = []
         self.candidate_sums = ScoreSums(len(self.candidates))
         self.register_buffer("gamma", torch.tensor(float(gamma), dtype=torch.float64))
         self.register_buffer("nudging_model", torch.tensor(nudging_model_id))
@@ -114,7 +124,14 @@ class Nudging(CollaborationModule):
     def finish_calibration(self) -> None:
         scores = self.candidate_sums.compute().nan_to_num(-1.0).tolist()
         self.candidate_sums.reset()
-        best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+        self.search_scores = scores
+        if self.search_ties == "moco":
+            best, best_score = len(scores) - 1, 0.0
+            for index, score in enumerate(scores):
+                if score > best_score:
+                    best, best_score = index, score
+        else:
+            best = max(range(len(scores)), key=lambda i: (scores[i], -i))
         gamma, nudger = self.candidates[best]
         self.gamma.fill_(gamma)
         self.nudging_model.fill_(nudger)
