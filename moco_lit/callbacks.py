@@ -141,6 +141,8 @@ def comparison_summary(run_path, metrics: dict) -> dict[str, Any]:
     for key in SUMMARY_KEYS:
         if isinstance(metrics.get(key), int | float):
             summary[key if key.startswith("cost/") else f"test/{key}"] = float(metrics[key])
+    if metrics.get("score_ci"):  # the score's interval over examples, beside it
+        summary["test/score_ci_low"], summary["test/score_ci_high"] = map(float, metrics["score_ci"])
     gain = gain_over_best_single(run_path)
     if gain is not None:
         summary["gain_over_best_single"] = gain

@@ -34,6 +34,9 @@ def test_offline_wandb_run_records_the_experiment(run_cli, tmp_path, monkeypatch
     assert run.group == "quickstart" and set(run.tags) == {"majority_vote", "text"}
     metrics = json.loads((cli.model.runtime.run_folder.path / "metrics.json").read_text())
     assert run.summary["test/score"] == pytest.approx(metrics["score"], abs=1e-6)
+    low, high = metrics["score_ci"]
+    assert (run.summary["test/score_ci_low"], run.summary["test/score_ci_high"]) == (low, high)
+    assert low <= metrics["score"] <= high
     assert "cost/tokens" in run.summary.keys()
     config = dict(run.config)
     assert (

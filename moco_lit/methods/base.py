@@ -27,6 +27,7 @@ from moco_lit.cache import GenerationCache
 from moco_lit.collaborators import Collaborator, Prompt, load_collaborator
 from moco_lit.errors import UserError
 from moco_lit.evaluation import ScoreMetric, Scorer, answer_key
+from moco_lit.evaluation.stats import score_interval
 from moco_lit.generation import DecodingConfig, Generation, GenerationEngine, example_seed
 from moco_lit.runs import RunFolder
 
@@ -497,8 +498,26 @@ class CollaborationModule(L.LightningModule):
                     "seconds": round(time.perf_counter() - self._started, 3),
                     **self.runtime.config.get("summary", {}),
                     **metrics,
+                    **self._score_intervals(folder, metrics),
                 }
             )
+
+    def per_example_scores(self, records: list[dict], metrics: dict) -> dict[str, list[float | None]]:
+        """Hook: the per-example scores behind each score of ``metrics`` (key → scores)."""
+        return {"score": [record.get("score") for record in records]}
+
+    def _score_intervals(self, folder: RunFolder, metrics: dict) -> dict:
+        """``score_ci`` (and ``score_ci/<name>``) over the folder's examples, every rank's included."""
+        records = list(folder.load_predictions().values())
+        out: dict[str, Any] = {}
+        for key, scores in self.per_example_scores(records, metrics).items():
+            interval = score_interval(scores)
+            if interval is None:
+                continue
+            out[key.replace("score", "score_ci", 1)] = [interval.low, interval.high]
+            if key == "score":
+                out |= {"ci_method": interval.method, "confidence": interval.confidence, "ci_n": interval.n}
+        return out
 
 
 def _check_not_empty(datamodule: Any, stage: str) -> None:

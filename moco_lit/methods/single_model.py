@@ -69,3 +69,16 @@ class SingleModel(CollaborationModule):
             "score": scores[best],
             "best_single_model": best,
         }
+
+    def per_example_scores(self, records: list[dict], metrics: dict) -> dict[str, list[float | None]]:
+        by_name = {
+            self.collaborator_names[m]: [
+                (r.get("details") or {}).get("scores", {}).get(self.collaborator_names[m]) for r in records
+            ]
+            for m in self.chosen
+        }
+        # the run's score is its best collaborator's, so is its interval
+        return {
+            **{f"score/{name}": s for name, s in by_name.items()},
+            "score": by_name[metrics["best_single_model"]],
+        }

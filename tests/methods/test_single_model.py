@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import collaborators_arg
 
 
@@ -24,6 +26,11 @@ def test_each_collaborator_gets_its_own_score(run_cli):
     assert metrics["score/multiplier"] == 1 / 3
     assert metrics["score/oracle"] == 1.0
     assert metrics["score"] == 1.0 and metrics["best_single_model"] == "oracle"
+    # Wilson intervals over the 9 examples: 9/9 → [0.7008, 1]; 3/9 → [0.1206, 0.6458]
+    assert metrics["score_ci"] == pytest.approx([0.7008, 1.0], abs=5e-4)
+    assert metrics["score_ci/oracle"] == metrics["score_ci"]
+    assert metrics["score_ci/multiplier"] == pytest.approx([0.1206, 0.6458], abs=5e-4)
+    assert (metrics["ci_method"], metrics["confidence"], metrics["ci_n"]) == ("wilson", 0.95, 9)
 
 
 def test_single_model_on_tiny_models_records_tokens(run_cli, tiny_models):
