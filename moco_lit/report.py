@@ -23,6 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from moco_lit.errors import UserError
+from moco_lit.evaluation.stats import (
+    CONFIDENCE,
+    Interval,
+    PairedComparison,
+    check_confidence,
+    paired_comparison,
+    score_interval,
+    wilson_interval,
+)
 from moco_lit.runs import RunFolder
 
 TRAINED_FORM_FLAGS = ("train_ranker_on_dev", "train_fuser_on_dev")
@@ -92,6 +101,7 @@ def _row(label: str, scores: list, groups: dict[str, str], calls: float, tokens:
     return {
         "method": label,
         "score": sum(values) / len(values) if values else None,
+        **_interval_fields(score_interval(values)),
         "groups": {g: sum(v) / len(v) for g, v in sorted(by_group.items())},
         "calls_per_example": calls,
         "tokens_per_example": tokens,
@@ -99,15 +109,29 @@ def _row(label: str, scores: list, groups: dict[str, str], calls: float, tokens:
     }
 
 
+def _interval_fields(interval: Interval | None) -> dict:
+    """A row's ``score_ci`` ([low, high]) and ``ci_method``, None where nothing was scored."""
+    if interval is None:
+        return {"score_ci": None, "ci_method": None}
+    return {"score_ci": [interval.low, interval.high], "ci_method": interval.method}
+
+
+def _ci_header(confidence: float = CONFIDENCE) -> str:
+    return f"{100 * confidence:g}% CI"
+
+
 def format_leaderboard(rows: list[dict], title: str = "leaderboard") -> str:
+    """A terminal table: score per group, overall with its interval over examples, cost."""
     groups = sorted({g for row in rows for g in row["groups"]})
-    header = ["method", *groups, "overall", "calls/ex", "tokens/ex"]
+    header = ["method", *groups, "overall", _ci_header(), "calls/ex", "tokens/ex"]
     table = [header]
     for row in rows:
         cells = [row["method"]]
         cells += [f"{row['groups'].get(g, float('nan')):.3f}" for g in groups]
+        interval = row.get("score_ci")
         cells += [
             "-" if row["score"] is None else f"{row['score']:.3f}",
+            "-" if not interval else f"[{interval[0]:.2f}, {interval[1]:.2f}]",
             f"{row['calls_per_example']:.1f}",
             f"{row['tokens_per_example']:.0f}",
         ]
@@ -281,12 +305,14 @@ class Baseline:
     name: str
     score: float
     per_model: list[dict[str, float | None]]
+    scores: dict[str, float | None] = field(default_factory=dict)
+    """The best single model's per-example scores, by example id: what a run is paired with."""
 
 
 def best_single(run: Run, singles: list[Run]) -> Baseline | None:
     """``run``'s baseline from ``singles`` (single_model runs); None unless every pool member has one."""
     ids = [key for key, value in run.scores.items() if value is not None] or list(run.scores)
-    per_model, means = [], {}
+    per_model, means, sources = [], {}, {}
     for spec, name in zip(run.specs, run.names or run.specs):
         source = _single_scores_for(spec, run, singles, ids)
         if source is None:
@@ -294,10 +320,11 @@ def best_single(run: Run, singles: list[Run]) -> Baseline | None:
         values = [source[key] for key in ids if source.get(key) is not None]
         means[name] = sum(values) / len(values) if values else 0.0
         per_model.append(source)
+        sources.setdefault(name, source)
     if not means:
         return None
     best = max(means, key=lambda name: (means[name], -list(means).index(name)))
-    return Baseline(best, means[best], per_model)
+    return Baseline(best, means[best], per_model, sources[best])
 
 
 def _single_scores_for(spec: str, run: Run, singles: list[Run], ids: list[str]) -> dict | None:
@@ -354,8 +381,14 @@ def check_one_scorer(runs: list[Run]) -> None:
             )
 
 
-def compare(runs: list[Run], solved_at: float = SOLVED_AT) -> list[dict]:
-    """One row per run: setting, score, best single model, gain, cost, collaborative emergence."""
+def compare(runs: list[Run], solved_at: float = SOLVED_AT, confidence: float = CONFIDENCE) -> list[dict]:
+    """One row per run: setting, score, best single model, gain, cost, collaborative emergence.
+
+    Each score has its interval over the run's examples (``score_ci``); the gain has the paired
+    interval and p-value of the per-example differences from the best single model, matched by
+    example id (``gain_ci``, ``gain_p``, ``gain_test``; ``significant_gain`` when the interval
+    lies above zero), and emergence its Wilson interval (``emergence_ci``).
+    """
     singles = [run for run in runs if run.is_single]
     multi_pool = len({run.pool for run in runs}) > 1
     rows = []
@@ -364,6 +397,11 @@ def compare(runs: list[Run], solved_at: float = SOLVED_AT) -> list[dict]:
         emerged = unsolved = None
         if baseline is not None and not run.is_single:
             emerged, unsolved = emergence(run.scores, baseline.per_model, solved_at)
+        own = _own_scores(run)
+        interval = score_interval(list(own.values()), confidence)
+        paired = None
+        if baseline is not None and run.score is not None:
+            paired = _paired_or_none(own, baseline.scores, confidence)
         pool = run.pool_name or "+".join(run.names or run.specs)
         rows.append(
             {
@@ -377,8 +415,13 @@ def compare(runs: list[Run], solved_at: float = SOLVED_AT) -> list[dict]:
                 "best_single": None if baseline is None else baseline.score,
                 "best_single_model": None if baseline is None else baseline.name,
                 "gain": None if baseline is None or run.score is None else run.score - baseline.score,
+                **_gain_fields(paired),
                 "emerged": emerged,
                 "unsolved": unsolved,
+                "emergence_ci": _share_interval(emerged, unsolved, confidence),
+                "score_ci": None if interval is None else [interval.low, interval.high],
+                "ci_method": None if interval is None else interval.method,
+                "confidence": confidence,
                 "n": run.n,
                 "tokens_per_example": run.per_example(run.tokens),
                 "calls_per_example": run.per_example(run.calls),
@@ -388,6 +431,52 @@ def compare(runs: list[Run], solved_at: float = SOLVED_AT) -> list[dict]:
             }
         )
     return _latest_per_cell(rows)
+
+
+def _own_scores(run: Run) -> dict[str, float | None]:
+    """The per-example scores behind ``run.score``: a single_model run's are its best collaborator's."""
+    if not run.is_single or not run.single:
+        return run.scores
+
+    def mean(scores: dict[str, float | None]) -> float:
+        values = [v for v in scores.values() if v is not None]
+        return sum(values) / len(values) if values else -math.inf
+
+    specs = list(run.single)
+    best = max(specs, key=lambda spec: (mean(run.single[spec]), -specs.index(spec)))
+    return run.single[best]
+
+
+def _paired_or_none(
+    scores: dict[str, float | None], baseline: dict[str, float | None], confidence: float
+) -> PairedComparison | None:
+    if not any(scores.get(key) is not None and value is not None for key, value in baseline.items()):
+        return None  # no example scored by both: no paired statistic
+    return paired_comparison(scores, baseline, confidence)
+
+
+def _gain_fields(paired: PairedComparison | None) -> dict:
+    if paired is None:
+        return {
+            "gain_ci": None,
+            "gain_p": None,
+            "gain_test": None,
+            "paired_n": None,
+            "significant_gain": None,
+        }
+    return {
+        "gain_ci": [paired.low, paired.high],
+        "gain_p": paired.p_value,
+        "gain_test": paired.test,
+        "paired_n": paired.n,
+        "significant_gain": paired.low > 0,
+    }
+
+
+def _share_interval(count: int | None, total: int | None, confidence: float) -> list[float] | None:
+    if count is None or not total:
+        return None
+    return list(wilson_interval(count, total, confidence))
 
 
 def _latest_per_cell(rows: list[dict]) -> list[dict]:
@@ -405,35 +494,49 @@ def headline(rows: list[dict]) -> dict:
         if row["method"] == "single_model" or row["gain"] is None:
             continue
         entry = per_method.setdefault(
-            row["method"], {"settings": 0, "wins": 0, "gains": [], "emerged": 0, "unsolved": 0}
+            row["method"],
+            {"settings": 0, "wins": 0, "significant_wins": 0, "gains": [], "emerged": 0, "unsolved": 0},
         )
         entry["settings"] += 1
         entry["wins"] += int(row["gain"] > 0)
+        entry["significant_wins"] += int(bool(row.get("significant_gain")))
         entry["gains"].append(row["gain"])
         entry["emerged"] += row["emerged"] or 0
         entry["unsolved"] += row["unsolved"] or 0
+    confidence = next((r["confidence"] for r in rows if r.get("confidence")), CONFIDENCE)
     methods = {}
     for label, entry in sorted(per_method.items()):
         gains = entry.pop("gains")
         methods[label] = {
             **entry,
             "win_share": entry["wins"] / entry["settings"],
+            "significant_win_share": entry["significant_wins"] / entry["settings"],
             "mean_gain": sum(gains) / len(gains),
             "max_gain": max(gains),
             "emergence": entry["emerged"] / entry["unsolved"] if entry["unsolved"] else None,
+            "emergence_ci": _share_interval(entry["emerged"], entry["unsolved"], confidence),
         }
     compared = [r for r in rows if r["method"] != "single_model" and r["gain"] is not None]
     best = max(compared, key=lambda r: r["gain"], default=None)
     emerged = sum(m["emerged"] for m in methods.values())
     unsolved = sum(m["unsolved"] for m in methods.values())
+    significant = sum(bool(r.get("significant_gain")) for r in compared)
     return {
         "methods": methods,
         "pairs": len(compared),
+        "confidence": confidence,
         "win_share": sum(r["gain"] > 0 for r in compared) / len(compared) if compared else None,
+        "wins": sum(r["gain"] > 0 for r in compared),
+        # the headline's count: gains whose paired interval lies above zero
+        "significant_wins": significant,
+        "significant_win_share": significant / len(compared) if compared else None,
         "largest_gain": None
         if best is None
         else {"method": best["method"], "setting": best["setting"], "gain": best["gain"]},
+        "largest_gain_ci": None if best is None else best.get("gain_ci"),
+        "largest_gain_p": None if best is None else best.get("gain_p"),
         "emergence": emerged / unsolved if unsolved else None,
+        "emergence_ci": _share_interval(emerged, unsolved, confidence),
         "emerged": emerged,
         "unsolved": unsolved,
         "without_baseline": sorted({r["method"] for r in rows if r["gain"] is None}),
@@ -539,13 +642,15 @@ def write_report(
     out_dir: str | Path,
     title: str = "moco_lit report",
     solved_at: float = SOLVED_AT,
+    confidence: float = CONFIDENCE,
 ) -> dict[str, Path]:
     """Compare every run in ``sources``; write report.md, report.html, report.json and PNG figures."""
+    check_confidence(confidence)
     runs = load_runs(sources)
     if not runs:
         raise UserError(f"no finished test runs in {', '.join(map(str, sources))}")
     check_one_scorer(runs)
-    rows = compare(runs, solved_at)
+    rows = compare(runs, solved_at, confidence)
     stats = headline(rows)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -574,19 +679,52 @@ def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}%"
 
 
+def _interval(bounds: list[float] | None, signed: bool = False, percent: bool = False) -> str:
+    if not bounds:
+        return "–"
+    if percent:
+        return f"[{_pct(bounds[0])}, {_pct(bounds[1])}]"
+    return f"[{_fmt(float(bounds[0]), signed)}, {_fmt(float(bounds[1]), signed)}]"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
 def _result_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    header = ["setting", "method", "score", "best single", "gain", "emergence", "tokens/ex", "calls/ex", "n"]
+    ci = _ci_header(next((r["confidence"] for r in rows if r.get("confidence")), CONFIDENCE))
+    header = [
+        "setting",
+        "method",
+        "score",
+        ci,
+        "best single",
+        "gain",
+        f"gain {ci} (paired)",
+        "p",
+        "emergence",
+        "tokens/ex",
+        "calls/ex",
+        "n",
+    ]
     body = []
     for r in rows:
         emerged = "–" if r["unsolved"] is None else f"{r['emerged']}/{r['unsolved']}"
+        if r.get("emergence_ci"):
+            emerged += f" {_interval(r['emergence_ci'], percent=True)}"
         best = "–" if r["best_single"] is None else f"{r['best_single']:.3f} ({r['best_single_model']})"
         body.append(
             [
                 r["setting"],
                 r["method"],
                 _fmt(r["score"]),
+                _interval(r.get("score_ci")),
                 best,
                 _fmt(r["gain"], signed=True),
+                _interval(r.get("gain_ci"), signed=True),
+                _p(r.get("gain_p")),
                 emerged,
                 f"{r['tokens_per_example']:.0f}",
                 f"{r['calls_per_example']:.1f}",
@@ -597,15 +735,25 @@ def _result_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def _method_table(stats: dict) -> tuple[list[str], list[list[str]]]:
-    header = ["method", "settings", "beats best single", "mean gain", "largest gain", "emergence"]
+    header = [
+        "method",
+        "settings",
+        "beats best single (interval above 0)",
+        "gain above 0 (raw)",
+        "mean gain",
+        "largest gain",
+        "emergence",
+    ]
     body = [
         [
             label,
             str(m["settings"]),
+            f"{m['significant_wins']}/{m['settings']} ({_pct(m['significant_win_share'])})",
             f"{m['wins']}/{m['settings']} ({_pct(m['win_share'])})",
             _fmt(m["mean_gain"], signed=True),
             _fmt(m["max_gain"], signed=True),
-            f"{_pct(m['emergence'])} ({m['emerged']}/{m['unsolved']})",
+            f"{_pct(m['emergence'])} {_interval(m['emergence_ci'], percent=True)} "
+            f"({m['emerged']}/{m['unsolved']})",
         ]
         for label, m in stats["methods"].items()
     ]
@@ -614,16 +762,28 @@ def _method_table(stats: dict) -> tuple[list[str], list[list[str]]]:
 
 def _headline_lines(stats: dict, solved_at: float) -> list[str]:
     largest = stats["largest_gain"]
+    ci = _ci_header(stats.get("confidence", CONFIDENCE))
+    gain_ci = stats.get("largest_gain_ci")
     lines = [
-        f"Collaborations beat the best single model of their pool in {_pct(stats['win_share'])} "
-        f"of {stats['pairs']} (method, setting) pairs.",
+        f"Collaborations beat the best single model of their pool in {stats.get('significant_wins', 0)} "
+        f"of {stats['pairs']} (method, setting) pairs ({_pct(stats.get('significant_win_share'))}) with "
+        f"the paired {ci} of the gain above zero; raw count, any gain above zero: "
+        f"{stats.get('wins', 0)} of {stats['pairs']} ({_pct(stats['win_share'])}).",
         "Largest gain: "
         + (
             "–"
             if largest is None
-            else f"{largest['gain']:+.3f} ({largest['method']} on {largest['setting']})."
+            else f"{largest['gain']:+.3f}"
+            + (
+                f" {_interval(gain_ci, signed=True)}, p = {_p(stats.get('largest_gain_p'))}"
+                if gain_ci
+                else ""
+            )
+            + f" ({largest['method']} on {largest['setting']})."
         ),
-        f"Collaborative emergence: {_pct(stats['emergence'])} of the examples no single collaborator "
+        f"Collaborative emergence: {_pct(stats['emergence'])} "
+        + (f"({ci} {_interval(stats['emergence_ci'], percent=True)}) " if stats.get("emergence_ci") else "")
+        + "of the examples no single collaborator "
         f"solves are solved by the collaboration ({stats['emerged']}/{stats['unsolved']}; solved = score ≥ {solved_at}).",
     ]
     if stats["without_baseline"]:
@@ -703,19 +863,28 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--run_dir", default="runs", help="where sweeps keep their summaries")
     parser.add_argument("--title", default=None)
     parser.add_argument("--solved_at", type=float, default=SOLVED_AT, help="score that counts as solved")
+    parser.add_argument(
+        "--confidence", type=float, default=CONFIDENCE, help="level of every interval (default 0.95)"
+    )
     args = parser.parse_args(argv)
+    check_confidence(args.confidence)
     sources, out, title = [], None, None
     for target in args.targets:
         found, default_out, default_title = resolve_target(target, args.run_dir)
         sources += found
         out, title = out or default_out, title or default_title
     files = write_report(
-        sources, Path(args.output) if args.output else out, args.title or title, args.solved_at
+        sources,
+        Path(args.output) if args.output else out,
+        args.title or title,
+        args.solved_at,
+        args.confidence,
     )
     stats = json.loads(files["json"].read_text())["headline"]
     print(
-        f"{title}: {stats['pairs']} comparisons, win share {_pct(stats['win_share'])}, "
-        f"emergence {_pct(stats['emergence'])}"
+        f"{title}: {stats['pairs']} comparisons, {stats['significant_wins']} beat the best single model "
+        f"with the paired {_ci_header(args.confidence)} above zero ({stats['wins']} with any gain, "
+        f"win share {_pct(stats['win_share'])}), emergence {_pct(stats['emergence'])}"
     )
     print(f"report: {files['html']} (and {files['md'].name}, figures) in {files['md'].parent}")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from moco_lit.evaluation.stats import wilson_interval
 from moco_lit.report import Run, best_single, compare, emergence, headline, heatmap_data, write_report
 from moco_lit.sweep import run_sweep, sweep_from_spec
 
@@ -216,3 +217,98 @@ def test_labels_tell_a_methods_trained_form_from_its_zero_shot_one():
     assert _method_label(config(train_ranker_on_dev=False), metrics) == "llm_blender"
     assert _method_label(config(train_fuser_on_dev=True), metrics) == "llm_blender (trained)"
     assert _method_label(config(tie="random"), {"method": "majority_vote"}) == "majority_vote (tie=random)"
+
+
+def _paired_pool() -> list[Run]:
+    """40 questions: m2 solves 24 (ids 0–23), m1 12; "strong" solves 30 (0–29), "slight" 25 (0–24)."""
+    ids = [str(i) for i in range(40)]
+    m1 = {key: float(i < 12) for i, key in enumerate(ids)}
+    m2 = {key: float(i < 24) for i, key in enumerate(ids)}
+    single = _run("single_model", m2, single={"m1": m1, "m2": m2})
+    strong = _run("strong", {key: float(i < 30) for i, key in enumerate(ids)})
+    slight = _run("slight", {key: float(i < 25) for i, key in enumerate(ids)})
+    return [single, strong, slight]
+
+
+def test_gains_are_paired_by_id_and_the_headline_counts_only_intervals_above_zero(tmp_path):
+    rows = {row["method"]: row for row in compare(_paired_pool())}
+    strong, slight, single = rows["strong"], rows["slight"], rows["single_model"]
+    # unpaired, strong's Wilson interval [0.598, 0.858] overlaps the best single's [0.446, 0.737] ...
+    assert strong["score_ci"][0] < single["score_ci"][1] and single["best_single_model"] == "m2"
+    assert single["score_ci"] == pytest.approx([0.4460, 0.7365], abs=5e-4)
+    # ... paired, the 6 examples strong alone solves give +0.15 with K/40, K ~ Binomial(40, 0.15):
+    # an interval of about [2/40, 11/40], and McNemar's exact p = 2 / 2⁶
+    assert strong["gain"] == pytest.approx(0.15) and strong["significant_gain"] is True
+    assert strong["gain_ci"] == pytest.approx([2 / 40, 11 / 40], abs=0.026) and strong["gain_ci"][0] > 0
+    assert (strong["gain_test"], strong["gain_p"], strong["paired_n"]) == ("mcnemar_exact", 2 / 64, 40)
+    # one example more than the best single model: a gain, but its interval reaches zero (p = 1)
+    assert slight["gain"] == pytest.approx(0.025) and slight["significant_gain"] is False
+    assert slight["gain_ci"][0] == 0.0 and slight["gain_p"] == 1.0
+    # emergence: 16 examples no single model solves; strong solves 6 of them → Wilson(6, 16)
+    assert (strong["emerged"], strong["unsolved"]) == (6, 16)
+    assert strong["emergence_ci"] == pytest.approx([0.1848, 0.6136], abs=5e-4)
+    stats = headline(list(rows.values()))
+    assert (stats["significant_wins"], stats["wins"], stats["pairs"]) == (1, 2, 2)
+    assert stats["win_share"] == 1.0 and stats["significant_win_share"] == 0.5
+    assert stats["methods"]["strong"]["significant_wins"] == 1
+    assert stats["methods"]["slight"]["significant_wins"] == 0 and stats["methods"]["slight"]["wins"] == 1
+    assert stats["largest_gain_ci"] == strong["gain_ci"] and stats["largest_gain_p"] == 2 / 64
+    # emergence pooled over both methods: (6 + 1) of (16 + 16)
+    assert stats["emergence_ci"] == pytest.approx(list(wilson_interval(7, 32)))
+
+
+def test_report_files_show_the_intervals_and_the_counted_headline(tmp_path, monkeypatch):
+    from moco_lit import report
+
+    monkeypatch.setattr(report, "load_runs", lambda sources: _paired_pool())
+    files = write_report(["unused"], tmp_path / "out", title="t")
+    markdown = files["md"].read_text()
+    assert (
+        "in 1 of 2 (method, setting) pairs (50.0%) with the paired 95% CI of the gain above zero" in markdown
+    )
+    assert "any gain above zero: 2 of 2 (100.0%)" in markdown
+    assert "| b | strong | 0.750 | [0.598, 0.858] | 0.600 (m2) | +0.150 | [+0.050, " in markdown
+    assert "| 0.031 | 6/16 [18.5%, 61.4%] |" in markdown
+    assert "[0.598, 0.858]" in files["html"].read_text()
+    rows = json.loads(files["json"].read_text())["rows"]
+    assert {r["method"]: r["significant_gain"] for r in rows} == {
+        "single_model": False,
+        "strong": True,
+        "slight": False,
+    }
+    narrower = write_report(["unused"], tmp_path / "out90", title="t", confidence=0.9)
+    assert "90% CI" in narrower["md"].read_text()
+
+
+def test_report_refuses_a_confidence_outside_zero_one(swept: Path, capsys):
+    from moco_lit.cli import main
+
+    assert main(["report", "rep", "--run_dir", str(swept), "--confidence", "95"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "confidence must lie strictly between 0 and 1" in err[0]
+
+
+def test_leaderboard_intervals_equal_the_run_folders_and_fit_a_terminal(swept: Path):
+    from moco_lit.report import find_run_folders, format_leaderboard, leaderboard_rows
+
+    rows = leaderboard_rows(find_run_folders(swept / "quickstart_multiply"))
+    for row in rows:
+        if not row["method"].startswith("single: "):
+            assert row["score_ci"] == _metrics(row["run"])["score_ci"]
+        else:
+            name = row["method"].removeprefix("single: ")
+            assert row["score_ci"] == _metrics(row["run"])[f"score_ci/{name}"]
+    # the quickstart's widest table: its longest label, three skills, the interval column
+    wide = [
+        {
+            "method": "trained_router (router=encoder)",
+            "score": 0.972,
+            "score_ci": [0.904, 0.992],
+            "groups": {"multiply": 1.0, "next_letter": 1.0, "reverse": 0.917},
+            "calls_per_example": 10.0,
+            "tokens_per_example": 1725.0,
+        }
+    ]
+    table = format_leaderboard(wide, "quickstart leaderboard (test split, 35 s)")
+    assert max(map(len, table.splitlines())) <= 110
+    assert "95% CI" in table and "0.972  [0.90, 0.99]" in table

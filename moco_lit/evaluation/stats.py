@@ -76,14 +76,14 @@ def is_binary(values: list[float]) -> bool:
     return all(v in (0.0, 1.0) for v in values)
 
 
-def _check_confidence(confidence: float) -> None:
+def check_confidence(confidence: float) -> None:
     if not 0 < confidence < 1:
         raise UserError(f"confidence must lie strictly between 0 and 1 (e.g. 0.95), got {confidence}")
 
 
 def wilson_interval(successes: int, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
     """Wilson's score interval for ``successes`` out of ``n`` 0/1 outcomes."""
-    _check_confidence(confidence)
+    check_confidence(confidence)
     if n <= 0:
         raise ValueError("a Wilson interval needs at least one outcome")
     if not 0 <= successes <= n:
@@ -107,7 +107,7 @@ def bootstrap_interval(
     values: list[float], confidence: float = CONFIDENCE, n_boot: int = N_BOOT, seed: int = SEED
 ) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (``n_boot`` seeded resamples)."""
-    _check_confidence(confidence)
+    check_confidence(confidence)
     if not values:
         raise ValueError("a bootstrap interval needs at least one value")
     means = _bootstrap_means(np.asarray(values, dtype=np.float64), n_boot, seed)
@@ -172,7 +172,7 @@ def paired_comparison(
     seed: int = SEED,
 ) -> PairedComparison:
     """``a`` minus ``b`` over the examples both scored (matched by id)."""
-    _check_confidence(confidence)
+    check_confidence(confidence)
     common = [key for key in a if key in b and _scored(a[key]) and _scored(b[key])]
     if not common:
         raise UserError(
