@@ -432,18 +432,23 @@ class _Isolation:
             elif os.path.isdir(top):
                 argv += ["--ro-bind", top, top]
         argv += ["--ro-bind-try", "/etc/ld.so.cache", "/etc/ld.so.cache"]
+        # the private /tmp first, so an interpreter or virtual environment under /tmp is bound on top
+        if tmp_bytes:
+            argv += ["--size", str(tmp_bytes)] if "--size" in self.options else []
+            argv += ["--tmpfs", "/tmp"]
+        else:
+            argv += ["--dir", "/tmp"]
         prefixes = _python_prefixes()
         for prefix in prefixes:
             argv += ["--ro-bind", prefix, prefix]
         # bwrap creates the folders above a bind with the host's modes (/root is 0700)
-        for folder in sorted({str(p) for prefix in prefixes for p in Path(prefix).parents} - {"/"}):
+        for folder in sorted({str(p) for prefix in prefixes for p in Path(prefix).parents} - {"/", "/tmp"}):
             argv += ["--chmod", "0755", folder]
         argv += ["--proc", "/proc", "--dev", "/dev"]
         if tmp_bytes:
-            argv += ["--size", str(tmp_bytes)] if "--size" in self.options else []
-            argv += ["--tmpfs", "/tmp", "--chmod", "1777", "/tmp"]
+            argv += ["--chmod", "1777", "/tmp"]
         else:  # nothing writable at all: no disk to fill, no inodes to exhaust
-            argv += ["--dir", "/tmp", "--remount-ro", "/"]
+            argv += ["--remount-ro", "/"]
         argv += ["--chdir", "/tmp"]
         return argv + ["--", sys.executable, "-I", "-B"]
 
