@@ -135,7 +135,7 @@ class PredictionsTable(L.Callback):
 
 def comparison_summary(run_path, metrics: dict) -> dict[str, Any]:
     """The W&B summary of a finished run: its metrics plus the gain over the pool's best single model."""
-    from moco_lit.report import gain_over_best_single
+    from moco_lit.report import compare_with_best_single
 
     summary: dict[str, Any] = {}
     for key in SUMMARY_KEYS:
@@ -143,9 +143,13 @@ def comparison_summary(run_path, metrics: dict) -> dict[str, Any]:
             summary[key if key.startswith("cost/") else f"test/{key}"] = float(metrics[key])
     if metrics.get("score_ci"):  # the score's interval over examples, beside it
         summary["test/score_ci_low"], summary["test/score_ci_high"] = map(float, metrics["score_ci"])
-    gain = gain_over_best_single(run_path)
-    if gain is not None:
-        summary["gain_over_best_single"] = gain
+    comparison = compare_with_best_single(run_path)
+    if comparison is not None:
+        summary["gain_over_best_single"] = comparison["gain"]
+        if comparison["gain_ci"] is not None:  # paired by example id, as the report pairs them
+            low, high = comparison["gain_ci"]
+            summary["gain_over_best_single_ci_low"], summary["gain_over_best_single_ci_high"] = low, high
+            summary["gain_over_best_single_p"] = comparison["gain_p"]
     return summary
 
 

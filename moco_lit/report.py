@@ -357,13 +357,22 @@ def emergence(
 
 def gain_over_best_single(run_path: str | Path) -> float | None:
     """A run folder's score minus its pool's best single model (single_model runs of the same root)."""
+    comparison = compare_with_best_single(run_path)
+    return None if comparison is None else comparison["gain"]
+
+
+def compare_with_best_single(run_path: str | Path, confidence: float = CONFIDENCE) -> dict | None:
+    """``gain`` over the pool's best single model with its paired ``gain_ci`` and ``gain_p``; None without one."""
     run = run_from_folder(run_path)
     if run is None or run.score is None:
         return None
     benchmark_dir = Path(run_path).parent.parent
     singles = [r for r in map(run_from_folder, find_run_folders(benchmark_dir / "single_model")) if r]
     baseline = best_single(run, singles + ([run] if run.is_single else []))
-    return None if baseline is None else run.score - baseline.score
+    if baseline is None:
+        return None
+    paired = _paired_or_none(_own_scores(run), baseline.scores, confidence)
+    return {"gain": run.score - baseline.score, **_gain_fields(paired)}
 
 
 def check_one_scorer(runs: list[Run]) -> None:

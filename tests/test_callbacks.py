@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from moco_lit.evaluation.stats import paired_comparison
+from moco_lit.runs import RunFolder
 from tests.conftest import collaborators_arg
 
 wandb = pytest.importorskip("wandb")
@@ -43,6 +45,18 @@ def test_offline_run_has_summary_keys_and_predictions_table(run_cli, tmp_path, m
         and run.summary["cost/calls"] == metrics["cost/calls"]
     )
     assert run.summary["gain_over_best_single"] == pytest.approx(metrics["score"] - best)
+    # the gain's interval and p-value pair the two runs' records by example id
+    single_folder = RunFolder(single.model.runtime.run_folder.path)
+    best_name = single_folder.read_metrics()["best_single_model"]
+    paired = paired_comparison(
+        {key: r["score"] for key, r in RunFolder(folder).load_predictions().items()},
+        {key: r["details"]["scores"][best_name] for key, r in single_folder.load_predictions().items()},
+    )
+    assert (
+        run.summary["gain_over_best_single_ci_low"],
+        run.summary["gain_over_best_single_ci_high"],
+        run.summary["gain_over_best_single_p"],
+    ) == (paired.low, paired.high, paired.p_value)
     run.finish()
     wandb.teardown()  # the W&B service writes the offline file; shutting it down flushes it
 
