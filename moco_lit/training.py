@@ -149,13 +149,19 @@ def dpo_loss(
 # -- GRPO --------------------------------------------------------------------------------------
 
 
-def group_advantages(rewards: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+def group_advantages(rewards: torch.Tensor, eps: float = 1e-6, scale: str = "group") -> torch.Tensor:
     """Group-normalised advantages (Shao et al., 2024): ``(r - group mean) / (group std + eps)``.
 
     ``rewards`` is ``(groups, group_size)``; a group whose rewards are all equal teaches nothing
-    and gets advantage 0 everywhere.
+    and gets advantage 0 everywhere. ``scale`` divides by the group's std (``group``), by the
+    std of every reward of the batch (``batch``) or by nothing (``none``), as TRL's
+    ``scale_rewards``.
     """
     mean = rewards.mean(dim=-1, keepdim=True)
+    if scale == "none":
+        return rewards - mean
+    if scale == "batch":
+        return (rewards - mean) / (rewards.std(unbiased=False) + eps)
     std = rewards.std(dim=-1, keepdim=True, unbiased=False)
     return (rewards - mean) / (std + eps)
 
@@ -242,6 +248,7 @@ def grpo_batch_loss(
     old_logps: torch.Tensor | None = None,
     clip_eps: float = 0.2,
     kl_beta: float = 0.0,
+    scale_rewards: str = "group",
 ) -> torch.Tensor:
     """GRPO on a ``completion_batch`` of ``groups * group_size`` sampled completions (grouped rows).
 
@@ -262,6 +269,7 @@ def grpo_batch_loss(
             else:
                 ref_logits = logits.detach()
             ref_logps, _ = token_logps(ref_logits, batch["labels"])
-    advantages = group_advantages(rewards.reshape(-1, group_size).float()).reshape(-1).to(logps)
+    grouped = rewards.reshape(-1, group_size).float()
+    advantages = group_advantages(grouped, scale=scale_rewards).reshape(-1).to(logps)
     old = logps.detach() if old_logps is None else old_logps
     return grpo_loss(logps, old, advantages, mask, clip_eps, ref_logps, kl_beta)

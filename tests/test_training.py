@@ -168,3 +168,13 @@ def test_deferral_marginal_loss_is_the_mixture_likelihood():
     deferral.requires_grad_(True)
     deferral_marginal_loss(deferral, own, mentor, mask).backward()
     assert deferral.grad[0, 0] > 0 and deferral.grad[0, 1] < 0
+
+
+def test_grpo_advantages_scale_by_group_batch_or_nothing():
+    rewards = torch.tensor([[0.0, 2.0], [1.0, 1.0]])
+    assert group_advantages(rewards, scale="none").tolist() == [[-1.0, 1.0], [0.0, 0.0]]
+    assert group_advantages(rewards, scale="group")[0].tolist() == pytest.approx([-1.0, 1.0], abs=1e-5)
+    batch_std = rewards.std(unbiased=False).item()  # sqrt(1/2)
+    assert group_advantages(rewards, scale="batch")[0].tolist() == pytest.approx(
+        [-1.0 / batch_std, 1.0 / batch_std], abs=1e-5
+    )

@@ -165,6 +165,21 @@ class RatingTable:
         if scores is None:
             return None
         difference = scores[0] - scores[1]
+        self.move(a, b, difference, k, scaling_factor, epsilon, window_size, min_deviation)
+        return difference
+
+    def move(
+        self,
+        a: int,
+        b: int,
+        difference: float,
+        k: float,
+        scaling_factor: float,
+        epsilon: float,
+        window_size: int,
+        min_deviation: float,
+    ) -> None:
+        """Move A then B (B already seeing A's new rating) by a duel's score ``difference`` (A - B)."""
         deviations = (self.deviations[a], self.deviations[b])
         for player, other, sign, sigma in ((a, b, 1.0, deviations[0]), (b, a, -1.0, deviations[1])):
             combined = math.sqrt(deviations[0] ** 2 + deviations[1] ** 2) or 1e-6
@@ -174,7 +189,6 @@ class RatingTable:
             new = max(RATING_FLOOR, self.ratings[player] + step)
             self._record(player, new - self.ratings[player], window_size, min_deviation)
             self.ratings[player] = new
-        return difference
 
     def _record(self, model: int, change: float, window_size: int, min_deviation: float) -> None:
         changes = (self.recent_changes[model] + [change])[-window_size:]

@@ -7,7 +7,11 @@ of uniform. The collaborators open the duels in turn; each draws its opponent at
 DPO pairs are SPARTA's; the duels' judged scores reward the leader (``difficulty``: the players
 did badly but not hopelessly; ``preference gap``: the score gap is near a target that shrinks over
 the iterations). Finally every trained model of every iteration is scored on dev; the best is tested.
-MoCo: ``text_sparta_stackelberg`` (DPO training).
+With ``training_algorithm: grpo`` the duels are not answered offline: each player gets its duel's
+instruction as a GRPO prompt, samples ``grpo_num_generations`` answers while it trains, and the
+duel's judges score each; the reward is their rating-weighted mean score. After the iteration's
+training each player's mean score in a duel rates it and rewards the leader.
+MoCo: ``text_sparta_stackelberg`` (DPO and GRPO training).
 """
 
 from __future__ import annotations
@@ -15,15 +19,19 @@ from __future__ import annotations
 import logging
 import math
 import random
+from dataclasses import replace
 from typing import Literal
 
 import numpy as np
 import torch
 
 from moco_lit.errors import UserError
+from moco_lit.generation import example_seed
 from moco_lit.methods.base import Example
-from moco_lit.methods.text.ratings import RatingTable
-from moco_lit.methods.text.sparta import Sparta
+from moco_lit.methods.text.discussion import question_of
+from moco_lit.methods.text.ratings import RatingTable, k_step, parse_judge_score
+from moco_lit.methods.text.sparta import SCORE_JUDGE_PROMPT, Sparta
+from moco_lit.training import grpo_batch_loss
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +39,19 @@ LeaderType = Literal["probabilistic", "uniform", "difficulty", "contested"]
 OpponentSelection = Literal["schedule_decreasing", "schedule_increasing", "lowest_diff", "highest_diff"]
 RewardMethod = Literal["weighted", "difficulty_only", "preference_quality_only"]
 TOP_FRACTION_LEADERS = ("difficulty", "contested")
+RewardScale = Literal["zero_one", "raw", "minus_one_one"]
+UNREADABLE_GRPO_SCORE = 1.0  # MoCo's GRPO reward: a judge reply without a score counts 1
+
+
+def scaled_reward(score: float, reward_scale: str) -> float:
+    """A 1-10 score as a GRPO reward: ``zero_one`` (score - 1) / 9, ``minus_one_one`` twice that
+    minus 1, ``raw`` the score; clipped to 1-10 first."""
+    score = min(max(float(score), 1.0), 10.0)
+    if reward_scale == "raw":
+        return score
+    if reward_scale == "minus_one_one":
+        return 2.0 * (score - 1.0) / 9.0 - 1.0
+    return (score - 1.0) / 9.0
 
 
 def leader_probabilities(weights: np.ndarray, uniform_mix: float) -> np.ndarray:
@@ -70,6 +91,29 @@ class Stackelberg(Sparta):
         Gaussian (width ``reputation_gap_sigma``) of its rating gap, as a share of the largest,
         around a target going from 1 to 0 (or 0 to 1) over the iterations; ``lowest_diff`` /
         ``highest_diff`` draw among the ``num_opponents`` nearest (farthest) in rating.
+    training_algorithm: ``dpo`` (MoCo's default) or ``grpo``: each player of a duel is trained
+        on the duel's instruction by GRPO, rewarded online by the duel's judges (the models outside
+        it, as MoCo's ``judge_names``): each judge scores each sampled answer 1-10 with SPARTA's
+        judge prompt (an unreadable reply counts 1), the reward is the judges' mean score weighted
+        by their ratings at the start of the iteration, scaled by ``reward_scale``. After the
+        iteration's training a player's duel score is its mean judged score over its samples; the
+        duels are rated in order with that score difference (no player weights, so ``score_type``
+        must be ``normal``) and reward the leader. Every model that played trains every iteration.
+    num_instructions: dev instructions the leader draws from (default: MoCo's 500 for ``dpo``,
+        128 for ``grpo``).
+    grpo_num_generations: answers sampled per GRPO prompt (the group).
+    grpo_learning_rate: the optimizer's learning rate with ``grpo`` (``learning_rate`` is DPO's).
+    grpo_max_completion_length: new tokens per sampled answer.
+    grpo_temperature, grpo_top_p: sampling of the answers. MoCo's trainer carries 0.7 and 0.8 but
+        its rollouts are greedy (``force_greedy_rollout``), so its groups' answers are identical
+        and their advantages zero; ``grpo_temperature: 0`` reproduces that.
+    grpo_beta: weight of the KL term (MoCo's 0; the reference here is the model without adapter).
+    grpo_epsilon: the ratio clip (on-policy steps: ratio 1, so inactive).
+    grpo_scale_rewards: advantages divided by the group's reward std (``group``), the batch's
+        (``batch``) or nothing (``none``).
+    reward_scale: ``zero_one`` ((score - 1) / 9), ``minus_one_one`` or ``raw`` (1-10).
+    judge_max_new_tokens, judge_temperature: the GRPO judges' decoding (MoCo's 64 tokens at
+        temperature 1e-5: greedy here).
     (Every other SPARTA argument applies, except ``opponents_by_rating``: ratings always count.
     The rating step K decays over all duels rated so far, across iterations, as in MoCo.)
     """
@@ -85,6 +129,11 @@ class Stackelberg(Sparta):
         "trained_iterations",
         "adapter_dev_scores",
         "best_adapter",
+        "grpo_duels",
+        "grpo_rows",
+        "judge_weights",
+        "reward_log",
+        "trained_models",
     )
 
     def __init__(
@@ -105,9 +154,26 @@ class Stackelberg(Sparta):
         opponent_selection: OpponentSelection = "schedule_decreasing",
         reputation_gap_sigma: float = 0.15,
         leader_fraction: float = 0.5,
+        training_algorithm: Literal["dpo", "grpo"] = "dpo",
+        num_instructions: int | None = None,
+        grpo_num_generations: int = 4,
+        grpo_learning_rate: float = 1e-6,
+        grpo_max_completion_length: int = 256,
+        grpo_temperature: float = 0.7,
+        grpo_top_p: float = 0.8,
+        grpo_beta: float = 0.0,
+        grpo_epsilon: float = 0.2,
+        grpo_scale_rewards: Literal["group", "batch", "none"] = "group",
+        reward_scale: RewardScale = "zero_one",
+        judge_max_new_tokens: int = 64,
+        judge_temperature: float = 0.0,
         **kwargs,
     ) -> None:
-        super().__init__(collaborators, num_iterations=num_iterations, **kwargs)
+        if num_instructions is None:
+            num_instructions = 128 if training_algorithm == "grpo" else 500
+        super().__init__(
+            collaborators, num_iterations=num_iterations, num_instructions=num_instructions, **kwargs
+        )
         name = self.method_name
         for label, value, allowed in [
             ("leader_type", leader_type, ("probabilistic", "uniform", *TOP_FRACTION_LEADERS)),
@@ -115,6 +181,9 @@ class Stackelberg(Sparta):
             ("reward_method", reward_method, ("weighted", "difficulty_only", "preference_quality_only")),
             ("opponent_selection", opponent_selection,
              ("schedule_decreasing", "schedule_increasing", "lowest_diff", "highest_diff")),
+            ("training_algorithm", training_algorithm, ("dpo", "grpo")),
+            ("grpo_scale_rewards", grpo_scale_rewards, ("group", "batch", "none")),
+            ("reward_scale", reward_scale, ("zero_one", "raw", "minus_one_one")),
         ]:  # fmt: skip
             if value not in allowed:
                 raise UserError(f"{name}.{label} must be one of {', '.join(allowed)}; got {value!r}")
@@ -128,6 +197,22 @@ class Stackelberg(Sparta):
             raise UserError(
                 f"{name}: difficulty_reward_weight + preference_quality_reward_weight must be > 0"
             )
+        if training_algorithm == "grpo":
+            if self.hparams.score_type != "normal":
+                raise UserError(
+                    f"{name}: training_algorithm grpo rates with score_type normal only "
+                    f"(got {self.hparams.score_type!r}), as MoCo"
+                )
+            if grpo_num_generations < 2:
+                raise UserError(f"{name}.grpo_num_generations must be >= 2, got {grpo_num_generations}")
+            for label, value in [
+                ("grpo_max_completion_length", grpo_max_completion_length),
+                ("judge_max_new_tokens", judge_max_new_tokens),
+            ]:
+                if value < 1:
+                    raise UserError(f"{name}.{label} must be >= 1, got {value}")
+            self.learning_rate = grpo_learning_rate
+        self.training_algorithm = training_algorithm
         self.leader_type = leader_type
         self.leader_scope = "global" if leader_type == "uniform" else leader_scope
         self.leader_uniform_mix = leader_uniform_mix
@@ -150,6 +235,14 @@ class Stackelberg(Sparta):
         self.trained_iterations: list[int] = []  # iterations that had DPO pairs (so trained)
         self.adapter_dev_scores: list[dict] = []  # (model, iteration, dev score) of each trained model
         self.best_adapter: list[int] = []  # [iteration, collaborator] of the tested model
+        # GRPO: the latest iteration's duels and each model's prompt rows, the judges' weights,
+        # one row per sampled answer, and which models trained in each iteration
+        self.grpo_duels: list[dict] = []
+        self.grpo_rows: list[list[dict]] = []
+        self.judge_weights: list[float] = []
+        self.reward_log: list[dict] = []
+        self.trained_models: dict[int, list[int]] = {}
+        self._judge_cache: dict[tuple, float] = {}
         self._trained_weights: dict[int, dict[str, dict[str, torch.Tensor]]] = {}
 
     # -- the leader's draw ----------------------------------------------------------------------
@@ -284,10 +377,199 @@ class Stackelberg(Sparta):
 
     def build_iteration(self, iteration: int) -> dict[str, list[dict]]:
         self.keep_trained_weights(iteration - 1)
+        if self.training_algorithm == "grpo":
+            return self.build_grpo_iteration(iteration)
         items = super().build_iteration(iteration)
         if self.preference_pairs:
             self.trained_iterations.append(iteration)
         return items
+
+    # -- GRPO: online judged samples, then ratings and the leader -------------------------------
+
+    def build_grpo_iteration(self, iteration: int) -> dict[str, list[dict]]:
+        """Draw the duels; each player gets its duel's instruction as a GRPO prompt (rows in
+        duel order, player before opponent, as MoCo's per-model prompt files)."""
+        examples, pairs = self.draw_duels(iteration, self.dev_examples())
+        count = len(self.collaborators)
+        self.grpo_duels, self.grpo_rows = [], [[] for _ in range(count)]
+        self.judge_weights = self.ratings.tolist()  # the judges' weights all iteration long
+        self.reward_log, self._judge_cache = [], {}
+        items: dict[str, list[dict]] = {}
+        for duel, (example, (a, b)) in enumerate(zip(examples, pairs)):
+            judges = [m for m in range(count) if m not in (a, b)]
+            self.grpo_duels.append({"id": example["id"], "players": [a, b], "judges": judges})
+            for side, (model, opponent) in enumerate(((a, b), (b, a))):
+                row = {"id": example["id"], "duel": duel, "side": side, "model": model,
+                       "opponent": opponent, "judges": judges}  # fmt: skip
+                self.grpo_rows[model].append(row)
+                items.setdefault(example["id"], []).append({**row, "prompt": example["prompt"]})
+        self.trained_models[iteration] = [m for m in range(count) if self.grpo_rows[m]]
+        self.trained_iterations.append(iteration)
+        self._example_cost.clear()
+        return items
+
+    def training_step(self, batch: list[Example], batch_idx: int) -> torch.Tensor | None:
+        if self.training_algorithm != "grpo":
+            return super().training_step(batch, batch_idx)
+        rows = [item for example in batch for item in self.items.get(example["id"], [])]
+        losses = []
+        for model in sorted({row["model"] for row in rows}):
+            loss = self.grpo_step(model, [row for row in rows if row["model"] == model])
+            if loss is not None:
+                losses.append(loss)
+        if not losses:  # scripted players: their samples are judged, nothing learns
+            return None if self.trainer.world_size == 1 else self.ddp_anchor.sum() * 0.0
+        loss = torch.stack(losses).mean()
+        self.log("train/loss", loss, batch_size=len(rows), prog_bar=True)
+        return loss
+
+    def grpo_step(self, model: int, rows: list[dict]) -> torch.Tensor | None:
+        """Sample the group of each of ``model``'s rows, have the duels' judges score every answer,
+        log the rewards; a model with weights returns its GRPO loss."""
+        hp = self.hparams
+        size = hp.grpo_num_generations
+        player = self.collaborators[model]
+        decoding = replace(
+            self.decoding,
+            temperature=hp.grpo_temperature,
+            top_p=hp.grpo_top_p,
+            max_new_tokens=hp.grpo_max_completion_length,
+        )
+        seeds = [
+            example_seed(hp.seed, r["id"], model, "grpo", self.current_epoch, r["duel"], r["side"])
+            for r in rows
+        ]
+        trained = self.agents is not None and self.agents.owns(player)
+        if trained:
+            self.agents.activate(player)
+            with self.agents.generating():
+                groups = self.engine.sample(player, [r["prompt"] for r in rows], decoding, size, seeds)
+        else:
+            groups = self.engine.sample(player, [r["prompt"] for r in rows], decoding, size, seeds)
+        answers = [[g.text for g in group] for group in groups]
+        scores = self.judge_samples(rows, answers)
+        rewards = []
+        for row, group, judged in zip(rows, answers, scores):
+            for sample, (text, by_judge) in enumerate(zip(group, judged)):
+                raw = self.weighted_score(by_judge)
+                reward = scaled_reward(raw, hp.reward_scale)
+                rewards.append(reward)
+                self.reward_log.append({
+                    "duel": row["duel"], "side": row["side"], "model": model, "epoch": self.current_epoch,
+                    "sample": sample, "completion": text, "judge_scores": by_judge,
+                    "raw_score": raw, "reward": reward,
+                })  # fmt: skip
+        self.log("train/reward", sum(rewards) / len(rewards), batch_size=len(rows))
+        if not trained:
+            return None
+        prompts = [r["prompt"] for r in rows for _ in range(size)]
+        tokens = self._tokens(player, prompts, [text for group in answers for text in group])
+        return grpo_batch_loss(
+            self.agents.activate(player),
+            tokens,
+            torch.tensor(rewards, device=self.device),
+            size,
+            None,
+            hp.grpo_epsilon,
+            hp.grpo_beta,
+            hp.grpo_scale_rewards,
+        )
+
+    def judge_samples(self, rows: list[dict], answers: list[list[str]]) -> list[list[dict[int, float]]]:
+        """Each row's judges score each of its answers: ``[row][sample] = {judge: score}``.
+
+        As MoCo's reward, a judge is asked about an (instruction, answer) once per player and
+        iteration: an answer sampled again keeps its first score."""
+        hp = self.hparams
+        decoding = replace(
+            self.decoding, temperature=hp.judge_temperature, max_new_tokens=hp.judge_max_new_tokens
+        )
+        by_id = {e["id"]: e for e in self.dev_examples()}
+        scores: list[list[dict[int, float]]] = [[{} for _ in group] for group in answers]
+        for judge in sorted({j for row in rows for j in row["judges"]}):
+            wanted = [
+                (n, k) for n, row in enumerate(rows) if judge in row["judges"] for k in range(len(answers[n]))
+            ]
+            keys = {(n, k): (rows[n]["model"], judge, rows[n]["id"], answers[n][k]) for n, k in wanted}
+            asked = [(n, k) for n, k in wanted if keys[(n, k)] not in self._judge_cache]
+            if asked:
+                prompts = [
+                    SCORE_JUDGE_PROMPT.format(
+                        instruction=question_of(by_id[rows[n]["id"]]), response=answers[n][k]
+                    )
+                    for n, k in asked
+                ]
+                ids = [rows[n]["id"] for n, _ in asked]
+                replies = self.ask(
+                    judge, prompts, ids, step=f"grpo-judge{self.current_epoch}", decoding=decoding
+                )
+                for (n, k), reply in zip(asked, replies):
+                    score = parse_judge_score(reply.text)
+                    self._judge_cache[keys[(n, k)]] = float(UNREADABLE_GRPO_SCORE if score is None else score)
+            for n, k in wanted:
+                scores[n][k][judge] = self._judge_cache[keys[(n, k)]]
+        return scores
+
+    def weighted_score(self, by_judge: dict[int, float]) -> float:
+        """The judges' scores averaged with their ratings at the start of the iteration as weights."""
+        total = sum(max(0.0, self.judge_weights[j]) for j in by_judge)
+        if total <= 0.0:
+            return UNREADABLE_GRPO_SCORE
+        return sum(max(0.0, self.judge_weights[j]) * s for j, s in by_judge.items()) / total
+
+    def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
+        # the iteration's ratings and leader move after its training, before its checkpoint
+        if (
+            self.training_algorithm == "grpo"
+            and self.trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+            and (self.current_epoch + 1) % self.epochs_per_iteration == 0
+        ):
+            self.settle_grpo_iteration(int(self.iteration))
+        super().on_train_batch_end(outputs, batch, batch_idx)
+
+    def gathered_reward_log(self) -> list[dict]:
+        """Every rank's reward rows, in (duel, player, epoch, sample) order."""
+        rows = self.reward_log
+        if self.trainer.world_size > 1:
+            parts: list = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(parts, rows)
+            rows = [row for part in parts for row in part]
+        return sorted(rows, key=lambda r: (r["duel"], r["side"], r["epoch"], r["sample"]))
+
+    def settle_grpo_iteration(self, iteration: int) -> None:
+        """Each player's mean judged score per duel; rate the duels in order; reward the leader."""
+        hp = self.hparams
+        log_rows = self.gathered_reward_log()
+        self.reward_log = log_rows
+        names = self.collaborator_names
+        table = RatingTable(
+            self.ratings.tolist(), self.deviations.tolist(), [list(c) for c in self.recent_changes]
+        )
+        self.duel_scores, self.last_duels = [], []
+        for duel, info in enumerate(self.grpo_duels):
+            means = []
+            for side in (0, 1):
+                raw = [r["raw_score"] for r in log_rows if r["duel"] == duel and r["side"] == side]
+                means.append(float(np.mean(raw)) if raw else None)
+            if None in means:  # a player that never sampled: no rating, no reward (as MoCo)
+                continue
+            self.duel_scores.append(means)
+            a, b = info["players"]
+            self.last_duels.append({**info, "scores": means, "outcome_a": means[0] / (means[0] + means[1])})
+            if not hp.freeze_ratings:
+                self.rating_updates += 1
+                k = k_step(hp.initial_k, hp.min_k, hp.decay_rate, hp.decay_steps, int(self.rating_updates))
+                table.move(a, b, means[0] - means[1], k, hp.scaling_factor, hp.epsilon, hp.window_size,
+                           hp.min_deviation)  # fmt: skip
+        self.ratings.copy_(torch.tensor(table.ratings, dtype=torch.float64))
+        self.deviations.copy_(torch.tensor(table.deviations, dtype=torch.float64))
+        self.recent_changes = table.recent_changes
+        self.rating_history.append(list(table.ratings))
+        self.trained_before = True
+        if self.leader_type == "probabilistic" and len(self.duel_scores) == len(self.grpo_duels):
+            self.update_leader(iteration, [tuple(d["players"]) for d in self.grpo_duels])
+        log.info("%s ratings after iteration %d: %s", self.method_name, iteration,
+                 {n: round(r, 3) for n, r in zip(names, table.ratings)})  # fmt: skip
 
     def keep_trained_weights(self, iteration: int) -> None:
         """Keep each agent's weights as trained in ``iteration`` (if it trained)."""
@@ -319,17 +601,19 @@ class Stackelberg(Sparta):
             self.best_adapter = [last, super().tested_model]
             return
         names = self.collaborator_names
-        self.adapter_dev_scores = []
+        self.adapter_dev_scores, candidates = [], []
         for iteration in trained:
             self.load_trained_weights(iteration)
-            for model in range(len(names)):
+            # DPO trains every model; GRPO the models that played in the iteration (MoCo's adapters)
+            for model in self.trained_models.get(iteration, range(len(names))):
                 (score,) = self.score_on_dev([model], step=f"final-dev{iteration}")
                 self.adapter_dev_scores.append(
                     {"model": names[model], "iteration": iteration, "dev_score": score}
                 )
+                candidates.append((iteration, model))
         found = [-math.inf if math.isnan(r["dev_score"]) else r["dev_score"] for r in self.adapter_dev_scores]
         best = found.index(max(found))  # the first of the best, in (iteration, collaborator) order
-        best_iteration, best_model = trained[best // len(names)], best % len(names)
+        best_iteration, best_model = candidates[best]
         self.best_adapter = [best_iteration, best_model]
         # every agent as last trained, the tested one as trained in its best iteration
         self.load_trained_weights(trained[-1])
@@ -338,7 +622,8 @@ class Stackelberg(Sparta):
             self.agents.load_agent_weights(key, self._trained_weights[best_iteration][key])
             self.agents.refresh_fingerprints()
         for model in range(len(names)):
-            self.final_dev_scores[model] = max(found[model :: len(names)])
+            own = [score for score, (_, m) in zip(found, candidates) if m == model]
+            self.final_dev_scores[model] = max(own) if own else math.nan
         self.dev_scores.copy_(self.final_dev_scores)
         log.info(
             "%s: testing %s as trained in iteration %d", self.method_name, names[best_model], best_iteration
