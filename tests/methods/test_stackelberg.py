@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from moco_lit.errors import UserError
 from tests.conftest import ROOT, collaborators_arg
 
 
@@ -70,3 +71,48 @@ def test_a_resumed_fit_still_compares_every_trained_iteration(run_cli, tiny_mode
     assert compared[:3] == [0, 0, 0] and len(compared) == 3 * len(uninterrupted.trained_iterations)
     assert again.adapter_dev_scores == uninterrupted.adapter_dev_scores
     assert again.best_adapter == uninterrupted.best_adapter
+
+
+def test_grpo_trains_the_lora_weights_of_tiny_models_and_tests_the_best(run_cli, tiny_models):
+    # two scripted judges score by the answer's characters, so a tiny model's samples earn different
+    # rewards; each duel with a tiny model has at least one of them among its judges
+    players = [tiny_models[0], tiny_models[1], "callable:tests.methods.test_sparta.sage"]
+    players.append("callable:tests.methods.test_sparta.fool")
+    args = ["--model", "stackelberg", "--model.collaborators", collaborators_arg(players)]
+    args += [
+        "--model.training_algorithm", "grpo", "--model.num_iterations", "2",
+        "--model.grpo_num_generations", "3", "--model.grpo_max_completion_length", "4",
+        "--model.grpo_temperature", "1.0", "--model.grpo_learning_rate", "0.01",
+        "--model.judge_max_new_tokens", "4", "--model.max_new_tokens", "4",
+        "--model.lora_r", "4", "--model.lora_dropout", "0",
+        "--data.benchmark", "quickstart", "--data.dev_limit", "4", "--data.batch_size", "2",
+    ]  # fmt: skip
+    _, fitted = run_cli("fit", *args)
+    model = fitted.model
+    assert model.trained_iterations == [0, 1] and model.learning_rate == 0.01
+    tiny_rewards = [r["reward"] for r in model.reward_log if r["model"] in (0, 1)]
+    assert len(tiny_rewards) == 3 * sum(len(model.grpo_rows[m]) for m in (0, 1))  # the last iteration's
+    assert len(set(tiny_rewards)) > 1  # the groups teach something
+    # LoRA's B starts at zero: every iteration moved both tiny models' adapters
+    for iteration in (0, 1):
+        for key in ("agent0", "agent1"):
+            weights = model._trained_weights[iteration][key]
+            assert any(w.abs().sum() > 0 for n, w in weights.items() if "lora_B" in n), (iteration, key)
+    assert any(
+        not torch.equal(w, model._trained_weights[1]["agent0"][n])
+        for n, w in model._trained_weights[0]["agent0"].items()
+    )
+    # the ratings moved by the players' mean judged scores; every trained model was scored on dev
+    assert int(model.rating_updates) == 2 * 4 and len(model.rating_history) == 2
+    assert len(model.adapter_dev_scores) == 2 * 4
+    checkpoint = fitted.trainer.checkpoint_callback.best_model_path
+    _, tested = run_cli("test", *args, "--data.limit", "2", "--ckpt_path", checkpoint)
+    assert tested.model.best_adapter == model.best_adapter
+    assert tested.model.tested_model == model.tested_model
+
+
+def test_grpo_refuses_damped_score_types(run_cli):
+    players = ["callable:tests.methods.test_sparta.sage"] * 3
+    args = ["--model", "stackelberg", "--model.collaborators", collaborators_arg(players)]
+    with pytest.raises(UserError, match="score_type normal only"):
+        run_cli("fit", *args, "--model.training_algorithm", "grpo", "--model.score_type", "dynamic")
