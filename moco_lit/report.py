@@ -773,6 +773,9 @@ def _headline_lines(stats: dict, solved_at: float) -> list[str]:
     largest = stats["largest_gain"]
     ci = _ci_header(stats.get("confidence", CONFIDENCE))
     gain_ci = stats.get("largest_gain_ci")
+    p_text = _p(stats.get("largest_gain_p"))
+    p_text = p_text.replace("<", "p < ") if p_text.startswith("<") else f"p = {p_text}"
+    largest_ci = f" {_interval(gain_ci, signed=True)}, {p_text}" if gain_ci else ""
     lines = [
         f"Collaborations beat the best single model of their pool in {stats.get('significant_wins', 0)} "
         f"of {stats['pairs']} (method, setting) pairs ({_pct(stats.get('significant_win_share'))}) with "
@@ -782,13 +785,7 @@ def _headline_lines(stats: dict, solved_at: float) -> list[str]:
         + (
             "–"
             if largest is None
-            else f"{largest['gain']:+.3f}"
-            + (
-                f" {_interval(gain_ci, signed=True)}, p = {_p(stats.get('largest_gain_p'))}"
-                if gain_ci
-                else ""
-            )
-            + f" ({largest['method']} on {largest['setting']})."
+            else f"{largest['gain']:+.3f}{largest_ci} ({largest['method']} on {largest['setting']})."
         ),
         f"Collaborative emergence: {_pct(stats['emergence'])} "
         + (f"({ci} {_interval(stats['emergence_ci'], percent=True)}) " if stats.get("emergence_ci") else "")

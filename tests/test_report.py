@@ -267,6 +267,7 @@ def test_report_files_show_the_intervals_and_the_counted_headline(tmp_path, monk
         "in 1 of 2 (method, setting) pairs (50.0%) with the paired 95% CI of the gain above zero" in markdown
     )
     assert "any gain above zero: 2 of 2 (100.0%)" in markdown
+    assert "Largest gain: +0.150 [+0.050, " in markdown and "], p = 0.031 (strong on b)." in markdown
     assert "| b | strong | 0.750 | [0.598, 0.858] | 0.600 (m2) | +0.150 | [+0.050, " in markdown
     assert "| 0.031 | 6/16 [18.5%, 61.4%] |" in markdown
     assert "[0.598, 0.858]" in files["html"].read_text()

@@ -14,8 +14,8 @@ repeated on another sample of questions from the same distribution, not over see
   ``n_boot`` random sign patterns).
 
 The bootstrap draws ``n_boot`` = 2000 resamples from a generator seeded with ``SEED``, so the same
-scores always give the same interval (the Monte Carlo error of a 95% percentile bound is then
-about 0.005 on a score in [0, 1]).
+scores always give the same interval (a 95% bound then moves by less than 0.01 between seeds on
+scores in [0, 1]: 0.003–0.004 measured on 20 uniform scores, 0.002 on 100).
 """
 
 from __future__ import annotations
