@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from moco_lit.errors import UserError
+from moco_lit.network import detect_offline
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
+# the commands that may load models or data from the Hugging Face Hub
+OFFLINE_AWARE = (*LIGHTNING_COMMANDS, "score", "sweep", "data")
 
 OVERVIEW = """usage: python -m moco_lit COMMAND [options]
 
@@ -56,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != "--debug"]
     _quiet_libraries(debug)
     try:
+        if argv and argv[0] in OFFLINE_AWARE:
+            detect_offline()
         return _dispatch(argv)
     except UserError as err:
         if debug:
@@ -263,12 +268,33 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
+class OncePerEvent(logging.Filter):
+    """On the root's handlers: drop a record that a library's own handler has printed already.
+
+    Lightning, huggingface_hub, datasets and torchmetrics attach a handler to their loggers and
+    still let records propagate, so each event would be printed twice."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        logger: logging.Logger | None = logging.getLogger(record.name)
+        while logger is not None and logger is not logging.root:
+            if any(not isinstance(h, logging.NullHandler) for h in logger.handlers):
+                return False
+            if not logger.propagate:
+                break
+            logger = logger.parent
+        return True
+
+
 def _quiet_libraries(debug: bool) -> None:
     """Keep the terminal for results: library chatter only with --debug."""
     level = logging.INFO if debug else logging.WARNING
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.root.handlers:
+        if not any(isinstance(f, OncePerEvent) for f in handler.filters):
+            handler.addFilter(OncePerEvent())
     logging.getLogger("moco_lit").setLevel(logging.INFO)
     if not debug:
+        logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from moco_lit.errors import UserError, first_line
+from moco_lit.errors import UserError, load_failure
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,7 @@ def _load(spec: CollaboratorSpec, device: torch.device) -> Collaborator:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except (OSError, ValueError, json.JSONDecodeError, SafetensorError) as err:
-        raise UserError(f"cannot load model {spec.path!r}: {first_line(err)}") from err
+        raise UserError(f"cannot load model {spec.path!r}: {load_failure(err)}") from err
     if spec.adapter:
         model = _attach_adapter(model, spec.adapter)
     model.to(device).eval()
@@ -206,7 +206,7 @@ def _attach_adapter(model: Any, adapter: str) -> Any:
     try:
         return PeftModel.from_pretrained(model, adapter)
     except (OSError, ValueError) as err:
-        raise UserError(f"cannot load adapter {adapter!r}: {first_line(err)}") from err
+        raise UserError(f"cannot load adapter {adapter!r}: {load_failure(err)}") from err
 
 
 def _load_callable(spec: CollaboratorSpec) -> Collaborator:

@@ -17,3 +17,18 @@ def first_line(error: BaseException) -> str:
     """
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     return lines[0] if lines else type(error).__name__
+
+
+def load_failure(error: BaseException) -> str:
+    """One line on why a model or tokenizer did not load; offline, a Hub name missing from the
+    local cache says so instead of the library's advice to check the connection."""
+    import os
+
+    text = str(error)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
+    if offline and ("couldn't connect" in text or "offline mode" in text or "cached files" in text):
+        return (
+            "not a local folder, and not in the Hugging Face cache (offline); give a local folder, "
+            "or a short name from `python -m moco_lit models list`"
+        )
+    return first_line(error)

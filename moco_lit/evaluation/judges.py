@@ -25,7 +25,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from moco_lit.errors import UserError
+from moco_lit.errors import UserError, load_failure
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -75,7 +75,9 @@ def _load_tokenizer(model: str) -> PreTrainedTokenizerBase:
     try:
         return AutoTokenizer.from_pretrained(model)
     except (OSError, ValueError) as error:
-        raise UserError(f"cannot load the tokenizer of judge model {model!r}: {error}") from error
+        raise UserError(
+            f"cannot load the tokenizer of judge model {model!r}: {load_failure(error)}"
+        ) from error
 
 
 class Judge:
@@ -147,7 +149,7 @@ class RewardModelJudge(Judge):
         try:
             self.model = AutoModelForSequenceClassification.from_pretrained(model, num_labels=1, dtype=dtype)
         except (OSError, ValueError) as error:
-            raise UserError(f"cannot load reward model {model!r}: {error}") from error
+            raise UserError(f"cannot load reward model {model!r}: {load_failure(error)}") from error
         self.model.to(self.device).eval()
         if self.tokenizer.pad_token_id is not None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
@@ -214,7 +216,7 @@ class VerifierJudge(Judge):
         try:
             self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype)
         except (OSError, ValueError) as error:
-            raise UserError(f"cannot load verifier model {model!r}: {error}") from error
+            raise UserError(f"cannot load verifier model {model!r}: {load_failure(error)}") from error
         self.model.to(self.device).eval()
 
     @torch.inference_mode()
@@ -259,7 +261,7 @@ class EmbeddingJudge(Judge):
         try:
             self.model = AutoModel.from_pretrained(model)
         except (OSError, ValueError) as error:
-            raise UserError(f"cannot load encoder {model!r}: {error}") from error
+            raise UserError(f"cannot load encoder {model!r}: {load_failure(error)}") from error
         self.model.to(self.device).eval()
 
     @torch.inference_mode()

@@ -24,7 +24,7 @@ from torch import nn
 from moco_lit.collaborators import Collaborator, load_collaborator, parse_spec
 from moco_lit.decoding import DecodingSession, PatchRule, module_fingerprint
 from moco_lit.dev_table import DevTrainedModule, question_text
-from moco_lit.errors import UserError
+from moco_lit.errors import UserError, load_failure
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer
 from moco_lit.training import completion_batch, sft_loss
@@ -210,7 +210,7 @@ class SwitchGeneration(DevTrainedModule):
             model = AutoModelForCausalLM.from_pretrained(path)
         except (OSError, ValueError) as err:
             raise UserError(
-                f"cannot load switch_generation.selector_base_model {self.hparams.selector_base_model!r}: {err}"
+                f"cannot load switch_generation.selector_base_model {self.hparams.selector_base_model!r}: {load_failure(err)}"
             ) from err
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token

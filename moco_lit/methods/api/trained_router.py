@@ -23,7 +23,7 @@ from torch import nn
 
 from moco_lit.collaborators import Collaborator, parse_spec, render_plain
 from moco_lit.dev_table import DevTable, DevTrainedModule, question_text, reward_ties
-from moco_lit.errors import UserError
+from moco_lit.errors import UserError, load_failure
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer
 from moco_lit.training import completion_batch, completion_logps, sft_loss
@@ -164,7 +164,9 @@ class TrainedRouter(DevTrainedModule):
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path)
         except (OSError, ValueError) as err:
-            raise UserError(f"cannot load router_base_model {self.router_base_model!r}: {err}") from err
+            raise UserError(
+                f"cannot load router_base_model {self.router_base_model!r}: {load_failure(err)}"
+            ) from err
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         if self.hparams.lora:
