@@ -160,19 +160,8 @@ UNSUPPORTED: dict[str, dict[str, str]] = {
     },
     "stackelberg": {
         **{
-            key: "Stackelberg here trains by DPO only (training_algorithm: dpo)"
-            for key in (
-                "grpo_scale_rewards grpo_loss_type reward_scale grpo_batch_size "
-                "grpo_gradient_accumulation_steps grpo_learning_rate grpo_epoch grpo_num_generations "
-                "grpo_max_completion_length grpo_beta grpo_epsilon"
-            ).split()
-        },
-        **{
-            key: "one decoding setting (temperature, top_p, max_new_tokens) serves every call"
-            for key in (
-                "eval_max_response_length eval_temperature eval_top_p judge_max_response_length "
-                "judge_temperature judge_top_p"
-            ).split()
+            key: "one decoding setting (temperature, top_p, max_new_tokens) serves every call but the judges'"
+            for key in ("eval_max_response_length", "eval_temperature", "eval_top_p")
         },
         "dpo_learning_rate": "set learning_rate (its default is MoCo's 1e-6)",
         "dpo_epoch": "set epochs_per_iteration",
@@ -212,6 +201,41 @@ _STACKELBERG_LEADERS = {
     "uniform": "uniform",
     "random": "uniform",
 }
+_STACKELBERG_TRAINING = {
+    "dpo": "dpo",
+    "preference": "dpo",
+    "preference_optimization": "dpo",
+    "direct_preference_optimization": "dpo",
+    "grpo": "grpo",
+    "online_grpo": "grpo",
+}
+_STACKELBERG_REWARD_SCALES = {
+    "raw": "raw",
+    "one_to_ten": "raw",
+    "1_10": "raw",
+    "minus_one_one": "minus_one_one",
+    "-1_1": "minus_one_one",
+}
+
+
+def _stackelberg_training(hyper: dict) -> str | None:
+    """MoCo's stackelberg training algorithm for a config (None: a name MoCo refuses)."""
+    return _STACKELBERG_TRAINING.get(
+        str(hyper.get("training_algorithm") or "dpo").strip().lower().replace("-", "_")
+    )
+
+
+def _grpo_epochs(value: Any, hyper: dict) -> dict[str, Any] | str:
+    if _stackelberg_training(hyper) != "grpo":
+        return {}  # MoCo's DPO path does not read it
+    try:
+        epochs = float(value)
+    except (TypeError, ValueError):
+        return f"grpo_epoch must be a number, got {value!r}"
+    if epochs >= 1 and epochs.is_integer():
+        return {"epochs_per_iteration": int(epochs)}
+    return "GRPO trains whole epochs here (epochs_per_iteration)"
+
 
 # MoCo's collm, lorahub and mentor_collab decode greedily with their own loops (the run's
 # temperature and top_p unused); logit_fusion and nudging sample without a nucleus cut
@@ -321,11 +345,36 @@ VALUE_RULES: dict[str, dict[str, Rule]] = {
             if str(v).lower() == "exp3_per_model" and "leader_scope" not in h
             else {}
         ),
+        # MoCo's names of its two training algorithms
         "training_algorithm": lambda v, h: (
-            {}
-            if str(v).strip().lower().replace("-", "_")
-            in ("dpo", "preference", "preference_optimization", "direct_preference_optimization")
-            else "Stackelberg here trains by DPO only; MoCo's GRPO training is not available"
+            {"training_algorithm": _stackelberg_training(h)}
+            if _stackelberg_training(h)
+            else f"MoCo knows no training_algorithm {v!r} (dpo or grpo)"
+        ),
+        # TRL's scale_rewards: True is group, False none
+        "grpo_scale_rewards": lambda v, h: (
+            {"grpo_scale_rewards": {True: "group", False: "none"}.get(v, v)}
+            if {True: "group", False: "none"}.get(v, v) in ("group", "batch", "none")
+            else f"TRL knows no scale_rewards {v!r} (group, batch or none)"
+        ),
+        # MoCo's reward scale names; any other value scales to [0, 1]
+        "reward_scale": lambda v, h: {"reward_scale": _STACKELBERG_REWARD_SCALES.get(v, "zero_one")},
+        "grpo_epoch": _grpo_epochs,
+        **{
+            key: lambda v, h: (
+                "a GRPO step takes one data batch of questions' prompt rows (each with its group); "
+                "set data.batch_size and trainer.accumulate_grad_batches yourself"
+                if _stackelberg_training(h) == "grpo"
+                else {}
+            )
+            for key in ("grpo_batch_size", "grpo_gradient_accumulation_steps")
+        },
+        "grpo_loss_type": _equivalent_when(
+            lambda v, h: v == "grpo", "GRPO's loss here is TRL's grpo (a token mean per answer)"
+        ),
+        "judge_max_response_length": lambda v, h: {"judge_max_new_tokens": v},
+        "judge_top_p": _equivalent_when(
+            lambda v, h: float(v) >= 1.0, "the judges decode without a nucleus cut"
         ),
     },
 }
@@ -340,7 +389,8 @@ OTHER_MEANING: dict[str, set[str]] = {
     "logit_fusion": {"top_p"},
     "nudging": {"top_p"},
     "mentor_collab": {"temperature", "top_p"},
-    "stackelberg": {"leader_type"},  # MoCo's aliases map to its two leaders (not to ours)
+    # MoCo's aliases map to its two leaders (not to ours) and its two training algorithms
+    "stackelberg": {"leader_type", "training_algorithm", "grpo_scale_rewards", "reward_scale"},
 }
 
 # Whole-config conditions: a branch MoCo takes that moco_lit runs differently, whichever keys are set

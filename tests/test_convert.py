@@ -213,6 +213,7 @@ EXPECTED_TARGETS = {
     ("api_switch_generation", "reward_model_name"): ("rollout_reward_model",),
     ("api_trained_router", "reward_model_name"): ("tie_break_reward_model",),
     ("api_trained_router", "num_train_epochs"): ("trainer.max_epochs",),
+    ("text_sparta_stackelberg", "judge_max_response_length"): ("judge_max_new_tokens",),
 }
 # Settings whose recipe value is derived from MoCo's, not copied
 DERIVED = {
@@ -230,6 +231,8 @@ DERIVED = {
     # and these sample with no nucleus cut
     ("api_nudging", "top_p"): {"top_p": 1.0},
     ("logit_logit_fusion", "top_p"): {"top_p": 1.0},
+    # MoCo scales a reward of any other name to [0, 1]
+    ("text_sparta_stackelberg", "reward_scale"): {"reward_scale": "zero_one"},
 }
 
 
@@ -669,8 +672,46 @@ def test_an_option_a_method_gains_under_moco_s_name_is_used():
     # stackelberg's other MoCo-only settings
     mapped = map_setting("stackelberg", "instr_sample_gamma", 0.3, {"instr_sample_gamma": 0.3}, accepted)
     assert mapped == {"leader_uniform_mix": 0.3}
-    assert isinstance(map_setting("stackelberg", "training_algorithm", "grpo", {}, accepted), str)
-    assert map_setting("stackelberg", "training_algorithm", "dpo", {}, accepted) == {}
+    # MoCo's training algorithms under its names, and the GRPO settings they bring
+    grpo = {"training_algorithm": "online-grpo"}
+    assert map_setting("stackelberg", "training_algorithm", "online-grpo", grpo, accepted) == {
+        "training_algorithm": "grpo"
+    }
+    dpo = {"training_algorithm": "preference"}
+    assert map_setting("stackelberg", "training_algorithm", "preference", dpo, accepted) == {
+        "training_algorithm": "dpo"
+    }
+    assert isinstance(
+        map_setting("stackelberg", "training_algorithm", "ppo", {"training_algorithm": "ppo"}, accepted), str
+    )
+    for key, value in [("grpo_num_generations", 8), ("grpo_learning_rate", 1e-5), ("grpo_beta", 0.04),
+                       ("grpo_epsilon", 0.3), ("grpo_max_completion_length", 128), ("judge_temperature", 1e-5)]:  # fmt: skip
+        assert map_setting("stackelberg", key, value, grpo, accepted) == {key: value}
+    assert map_setting("stackelberg", "grpo_scale_rewards", False, grpo, accepted) == {
+        "grpo_scale_rewards": "none"
+    }
+    assert map_setting("stackelberg", "grpo_scale_rewards", "batch", grpo, accepted) == {
+        "grpo_scale_rewards": "batch"
+    }
+    assert map_setting("stackelberg", "reward_scale", "1_10", grpo, accepted) == {"reward_scale": "raw"}
+    assert map_setting("stackelberg", "reward_scale", "other", grpo, accepted) == {"reward_scale": "zero_one"}
+    assert map_setting("stackelberg", "judge_max_response_length", 32, grpo, accepted) == {
+        "judge_max_new_tokens": 32
+    }
+    assert map_setting("stackelberg", "grpo_epoch", 2.0, grpo, accepted) == {"epochs_per_iteration": 2}
+    assert map_setting("stackelberg", "grpo_epoch", 2.0, dpo, accepted) == {}  # DPO does not read it
+    assert isinstance(map_setting("stackelberg", "grpo_epoch", 0.5, grpo, accepted), str)
+    assert isinstance(map_setting("stackelberg", "grpo_batch_size", 2, grpo, accepted), str)
+    assert map_setting("stackelberg", "grpo_batch_size", 2, dpo, accepted) == {}
+    assert map_setting("stackelberg", "grpo_loss_type", "grpo", grpo, accepted) == {}
+    assert isinstance(map_setting("stackelberg", "grpo_loss_type", "dr_grpo", grpo, accepted), str)
+    assert map_setting("stackelberg", "judge_top_p", 1.0, grpo, accepted) == {}
+    assert isinstance(map_setting("stackelberg", "judge_top_p", 0.9, grpo, accepted), str)
+    fields = {"training_algorithm": "grpo", "grpo_num_generations": 8, "judge_max_response_length": 32}
+    recipe, _ = convert_config(moco_config("text_sparta_stackelberg", {**fields, "grpo_epoch": 2}))
+    init_args = recipe["model"]["init_args"]
+    assert (init_args["training_algorithm"], init_args["grpo_num_generations"]) == ("grpo", 8)
+    assert (init_args["judge_max_new_tokens"], init_args["epochs_per_iteration"]) == (32, 2)
 
 
 @needs_moco

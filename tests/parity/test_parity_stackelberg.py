@@ -71,6 +71,7 @@ def policy(ask: Ask) -> str:
 
 
 ADAPTERS: dict[str, str] = {}  # MoCo's name for a trained model (its adapter folder) -> the player
+DECODINGS: set[tuple] = set()  # (max tokens, temperature, top_p) of MoCo's generation calls
 
 
 def base_name(path: str) -> str:
@@ -84,11 +85,14 @@ def run_moco_stackelberg(monkeypatch, tmp_path: Path, hyperparameters: dict):
     monkeypatch.setitem(sys.modules, "model_collaboration.utils.distributed_grpo", types.ModuleType("grpo"))
     stackelberg = _import_moco_method(monkeypatch, "text_sparta_stackelberg")  # trl stubbed if missing
     ADAPTERS.clear()
+    DECODINGS.clear()
+
+    def generate(names, inputs, gpus, *args, **kwargs):
+        DECODINGS.add(tuple(kwargs.get(k) for k in ("max_response_length", "temperature", "top_p")))
+        return generation.distributed_generation([base_name(n) for n in names], inputs, gpus)
+
     by_base_name = SimpleNamespace(
-        update_generation_hyperparameters=lambda **kwargs: None,
-        distributed_generation=lambda names, inputs, gpus, *a, **k: generation.distributed_generation(
-            [base_name(n) for n in names], inputs, gpus
-        ),
+        update_generation_hyperparameters=lambda **kwargs: None, distributed_generation=generate
     )
     trained: list[dict] = []
 
@@ -253,6 +257,10 @@ def test_stackelberg_matches_moco(run_cli, tmp_path, monkeypatch, hyperparameter
         if pairs:
             assert next(trained) == {m: theirs["preferences"] for m in PLAYERS}
     assert next(trained, None) is None
+    # the judges decode as MoCo's: 64 tokens at temperature 1e-5, no nucleus cut
+    judging = lit.judge_decoding
+    assert (judging.max_new_tokens, judging.temperature, judging.top_p) == (64, 1e-5, 1.0)
+    assert (64, 1e-5, 1.0) in DECODINGS
     # repeated instructions, decided duels and ties
     assert any(len(set(s["choice"])) < len(s["choice"]) for s in lit_iterations)
     assert any(s["pairs"] for s in lit_iterations)
@@ -447,9 +455,8 @@ def test_stackelberg_grpo_matches_moco(run_cli, tmp_path, monkeypatch, hyperpara
     assert_same_calls(moco.calls, script.calls)
     assert len(lit_iterations) == len(moco_iterations) == hyperparameters["num_iterations"]
     names = lit.collaborator_names
-    # MoCo's judges decode 64 tokens at temperature 1e-5 (greedy here)
-    assert set(judge_settings) == {(64, 1e-5)}
-    assert lit.hparams.judge_max_new_tokens == 64 and lit.hparams.judge_temperature == 0.0
+    # the judges' decoding: MoCo's 64 tokens at temperature 1e-5 by default on both sides
+    assert set(judge_settings) == {(lit.hparams.judge_max_new_tokens, lit.hparams.judge_temperature)}
     for k, (theirs, ours) in enumerate(zip(moco_iterations, lit_iterations)):
         assert theirs["generations"] == lit.hparams.grpo_num_generations
         # the leader's draws, the matches and each duel's judges

@@ -20,7 +20,7 @@ import torch
 
 from moco_lit.dev_table import DevTable, even_out_training_batches
 from moco_lit.errors import UserError
-from moco_lit.generation import example_seed
+from moco_lit.generation import DecodingConfig, example_seed
 from moco_lit.methods.base import Answer, Example
 from moco_lit.methods.text.arena import AgentTrainedModule
 from moco_lit.methods.text.discussion import question_of
@@ -232,6 +232,11 @@ class Sparta(AgentTrainedModule):
                 answers.update({key: output.text for key, output in zip(mine, outputs)})
         return answers
 
+    @property
+    def judge_decoding(self) -> DecodingConfig | None:
+        """How the judges decode (None: as every other call)."""
+        return None
+
     def judge(self, iteration: int, examples: list[Example], pairs, answers) -> list[dict[int, tuple]]:
         """Every model outside a duel scores both answers ``judge_rounds`` times: per duel,
         ``{judge: (score A, score B)}`` in the order the judges were first needed."""
@@ -249,7 +254,10 @@ class Sparta(AgentTrainedModule):
             ids = [examples[i]["id"] for i in duels for _ in (0, 1)]
             rounds: list[list] = [[] for _ in duels]
             for r in range(self.hparams.judge_rounds):
-                replies = [o.text for o in self.ask(judge, prompts, ids, step=f"judge{iteration}.{r}")]
+                asked = self.ask(
+                    judge, prompts, ids, step=f"judge{iteration}.{r}", decoding=self.judge_decoding
+                )
+                replies = [o.text for o in asked]
                 for n in range(len(duels)):
                     rounds[n].append(judge_round_scores(replies[2 * n], replies[2 * n + 1]))
             for n, i in enumerate(duels):

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from moco_lit.errors import UserError
-from moco_lit.generation import example_seed
+from moco_lit.generation import DecodingConfig, example_seed
 from moco_lit.methods.base import Example
 from moco_lit.methods.text.discussion import question_of
 from moco_lit.methods.text.ratings import RatingTable, k_step, parse_judge_score
@@ -112,8 +112,8 @@ class Stackelberg(Sparta):
     grpo_scale_rewards: advantages divided by the group's reward std (``group``), the batch's
         (``batch``) or nothing (``none``).
     reward_scale: ``zero_one`` ((score - 1) / 9), ``minus_one_one`` or ``raw`` (1-10).
-    judge_max_new_tokens, judge_temperature: the GRPO judges' decoding (MoCo's 64 tokens at
-        temperature 1e-5: greedy here).
+    judge_max_new_tokens, judge_temperature: the judges' decoding (MoCo's: 64 tokens at
+        temperature 1e-5, all but greedy).
     (Every other SPARTA argument applies, except ``opponents_by_rating``: ratings always count.
     The rating step K decays over all duels rated so far, across iterations, as in MoCo.)
     """
@@ -166,7 +166,7 @@ class Stackelberg(Sparta):
         grpo_scale_rewards: Literal["group", "batch", "none"] = "group",
         reward_scale: RewardScale = "zero_one",
         judge_max_new_tokens: int = 64,
-        judge_temperature: float = 0.0,
+        judge_temperature: float = 1e-5,
         **kwargs,
     ) -> None:
         if num_instructions is None:
@@ -480,10 +480,6 @@ class Stackelberg(Sparta):
 
         As MoCo's reward, a judge is asked about an (instruction, answer) once per player and
         iteration: an answer sampled again keeps its first score."""
-        hp = self.hparams
-        decoding = replace(
-            self.decoding, temperature=hp.judge_temperature, max_new_tokens=hp.judge_max_new_tokens
-        )
         by_id = {e["id"]: e for e in self.dev_examples()}
         scores: list[list[dict[int, float]]] = [[{} for _ in group] for group in answers]
         for judge in sorted({j for row in rows for j in row["judges"]}):
@@ -501,7 +497,7 @@ class Stackelberg(Sparta):
                 ]
                 ids = [rows[n]["id"] for n, _ in asked]
                 replies = self.ask(
-                    judge, prompts, ids, step=f"grpo-judge{self.current_epoch}", decoding=decoding
+                    judge, prompts, ids, step=f"grpo-judge{self.current_epoch}", decoding=self.judge_decoding
                 )
                 for (n, k), reply in zip(asked, replies):
                     score = parse_judge_score(reply.text)
@@ -509,6 +505,14 @@ class Stackelberg(Sparta):
             for n, k in wanted:
                 scores[n][k][judge] = self._judge_cache[keys[(n, k)]]
         return scores
+
+    @property
+    def judge_decoding(self) -> DecodingConfig:
+        """MoCo's judges (both training algorithms): short, all but greedy, no nucleus cut."""
+        hp = self.hparams
+        return replace(
+            self.decoding, temperature=hp.judge_temperature, top_p=1.0, max_new_tokens=hp.judge_max_new_tokens
+        )
 
     def weighted_score(self, by_judge: dict[int, float]) -> float:
         """The judges' scores averaged with their ratings at the start of the iteration as weights."""
