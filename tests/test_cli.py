@@ -187,6 +187,8 @@ def test_interrupted_run_resumes_from_predictions(run_cli, tmp_path):
     assert resumed.model.engine.stats.calls == 2 * 5  # only the 5 unfinished examples were asked
     resumed_metrics = json.loads((folder / "metrics.json").read_text())
     assert resumed_metrics["score"] == metrics["score"] and resumed_metrics["n"] == 9
+    # the interval is over every record in the folder, the resumed ones included
+    assert resumed_metrics["score_ci"] == metrics["score_ci"] and resumed_metrics["ci_n"] == 9
 
 
 def test_fit_calibrates_and_test_reuses_the_checkpoint(run_cli, tmp_path):
