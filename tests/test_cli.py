@@ -251,6 +251,9 @@ def test_ddp_two_processes_reduce_metrics_across_ranks(tmp_path):
     # 9 examples split 5 + 4 over the ranks; every one counted once in the global mean
     assert metrics["n"] == 9
     assert metrics["score/multiplier"] == pytest.approx(1 / 3) and metrics["score/oracle"] == 1.0
+    # the intervals are over both ranks' examples: Wilson for 9/9 and 3/9
+    assert metrics["ci_n"] == 9 and metrics["score_ci"] == pytest.approx([0.7008, 1.0], abs=5e-4)
+    assert metrics["score_ci/multiplier"] == pytest.approx([0.1206, 0.6458], abs=5e-4)
     records = _records(folder)
     assert len(records) == 9 and len({r["id"] for r in records}) == 9
     assert not list(folder.glob("predictions.rank*.jsonl"))
