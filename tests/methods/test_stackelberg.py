@@ -73,7 +73,18 @@ def test_a_resumed_fit_still_compares_every_trained_iteration(run_cli, tiny_mode
     assert again.best_adapter == uninterrupted.best_adapter
 
 
-def test_grpo_trains_the_lora_weights_of_tiny_models_and_tests_the_best(run_cli, tiny_models):
+def test_grpo_trains_the_lora_weights_of_tiny_models_and_tests_the_best(run_cli, tiny_models, monkeypatch):
+    from moco_lit.methods.text.stackelberg import Stackelberg
+
+    judging: list[tuple] = []  # (iteration, judge, its weights) at every GRPO judge call
+    ask = Stackelberg.ask
+
+    def recording(self, model, prompts, ids, *, step="", decoding=None):
+        if step.startswith("grpo-judge") and self.agents.owns(self.collaborators[model]):
+            judging.append((int(self.iteration), model, self.agents.agent_weights(f"agent{model}")))
+        return ask(self, model, prompts, ids, step=step, decoding=decoding)
+
+    monkeypatch.setattr(Stackelberg, "ask", recording)
     # two scripted judges score by the answer's characters, so a tiny model's samples earn different
     # rewards; each duel with a tiny model has at least one of them among its judges
     players = [tiny_models[0], tiny_models[1], "callable:tests.methods.test_sparta.sage"]
@@ -102,6 +113,14 @@ def test_grpo_trains_the_lora_weights_of_tiny_models_and_tests_the_best(run_cli,
         not torch.equal(w, model._trained_weights[1]["agent0"][n])
         for n, w in model._trained_weights[0]["agent0"].items()
     )
+    # the tiny judges score as the iteration began (MoCo's judges), though they train meanwhile
+    assert {(k, m) for k, m, _ in judging} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    for iteration, judge, weights in judging:
+        if iteration == 0:  # LoRA's B starts at zero
+            assert all(not w.any() for n, w in weights.items() if "lora_B" in n)
+        else:
+            start = model._trained_weights[0][f"agent{judge}"]
+            assert all(torch.equal(w, start[n]) for n, w in weights.items())
     # the ratings moved by the players' mean judged scores; every trained model was scored on dev
     assert int(model.rating_updates) == 2 * 4 and len(model.rating_history) == 2
     assert len(model.adapter_dev_scores) == 2 * 4

@@ -19,6 +19,8 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import Literal
 
@@ -243,6 +245,7 @@ class Stackelberg(Sparta):
         self.reward_log: list[dict] = []
         self.trained_models: dict[int, list[int]] = {}
         self._judge_cache: dict[tuple, float] = {}
+        self._start_weights: dict[str, dict[str, torch.Tensor]] = {}  # the judges' weights (GRPO)
         self._trained_weights: dict[int, dict[str, dict[str, torch.Tensor]]] = {}
 
     # -- the leader's draw ----------------------------------------------------------------------
@@ -393,6 +396,8 @@ class Stackelberg(Sparta):
         count = len(self.collaborators)
         self.grpo_duels, self.grpo_rows = [], [[] for _ in range(count)]
         self.judge_weights = self.ratings.tolist()  # the judges' weights all iteration long
+        agents = self.agents.agents if self.agents is not None else {}
+        self._start_weights = {key: self.agents.agent_weights(key) for key in agents}
         self.reward_log, self._judge_cache = [], {}
         items: dict[str, list[dict]] = {}
         for duel, (example, (a, b)) in enumerate(zip(examples, pairs)):
@@ -412,22 +417,21 @@ class Stackelberg(Sparta):
         if self.training_algorithm != "grpo":
             return super().training_step(batch, batch_idx)
         rows = [item for example in batch for item in self.items.get(example["id"], [])]
-        losses = []
-        for model in sorted({row["model"] for row in rows}):
-            loss = self.grpo_step(model, [row for row in rows if row["model"] == model])
-            if loss is not None:
-                losses.append(loss)
+        players = sorted({row["model"] for row in rows})
+        # every player samples and is judged before any loss: a judge scoring with its weights of
+        # the iteration's start must not change weights a loss of this step already used
+        groups = {m: self.grpo_samples(m, [row for row in rows if row["model"] == m]) for m in players}
+        losses = [loss for m in players if (loss := self.grpo_loss(m, *groups[m])) is not None]
         if not losses:  # scripted players: their samples are judged, nothing learns
             return None if self.trainer.world_size == 1 else self.ddp_anchor.sum() * 0.0
         loss = torch.stack(losses).mean()
         self.log("train/loss", loss, batch_size=len(rows), prog_bar=True)
         return loss
 
-    def grpo_step(self, model: int, rows: list[dict]) -> torch.Tensor | None:
+    def grpo_samples(self, model: int, rows: list[dict]) -> tuple[list[dict], list[list[str]], list[float]]:
         """Sample the group of each of ``model``'s rows, have the duels' judges score every answer,
-        log the rewards; a model with weights returns its GRPO loss."""
+        log them: ``(rows, answers per row, rewards flat)``."""
         hp = self.hparams
-        size = hp.grpo_num_generations
         player = self.collaborators[model]
         decoding = replace(
             self.decoding,
@@ -439,17 +443,16 @@ class Stackelberg(Sparta):
             example_seed(hp.seed, r["id"], model, "grpo", self.current_epoch, r["duel"], r["side"])
             for r in rows
         ]
-        trained = self.agents is not None and self.agents.owns(player)
-        if trained:
+        prompts = [r["prompt"] for r in rows]
+        if self.agents is not None and self.agents.owns(player):
             self.agents.activate(player)
             with self.agents.generating():
-                groups = self.engine.sample(player, [r["prompt"] for r in rows], decoding, size, seeds)
+                groups = self.engine.sample(player, prompts, decoding, hp.grpo_num_generations, seeds)
         else:
-            groups = self.engine.sample(player, [r["prompt"] for r in rows], decoding, size, seeds)
+            groups = self.engine.sample(player, prompts, decoding, hp.grpo_num_generations, seeds)
         answers = [[g.text for g in group] for group in groups]
-        scores = self.judge_samples(rows, answers)
         rewards = []
-        for row, group, judged in zip(rows, answers, scores):
+        for row, group, judged in zip(rows, answers, self.judge_samples(rows, answers)):
             for sample, (text, by_judge) in enumerate(zip(group, judged)):
                 raw = self.weighted_score(by_judge)
                 reward = scaled_reward(raw, hp.reward_scale)
@@ -460,8 +463,17 @@ class Stackelberg(Sparta):
                     "raw_score": raw, "reward": reward,
                 })  # fmt: skip
         self.log("train/reward", sum(rewards) / len(rewards), batch_size=len(rows))
-        if not trained:
+        return rows, answers, rewards
+
+    def grpo_loss(
+        self, model: int, rows: list[dict], answers: list[list[str]], rewards: list[float]
+    ) -> torch.Tensor | None:
+        """GRPO on ``model``'s judged groups (None for a model without weights)."""
+        hp = self.hparams
+        player = self.collaborators[model]
+        if self.agents is None or not self.agents.owns(player):
             return None
+        size = hp.grpo_num_generations
         prompts = [r["prompt"] for r in rows for _ in range(size)]
         tokens = self._tokens(player, prompts, [text for group in answers for text in group])
         return grpo_batch_loss(
@@ -474,6 +486,25 @@ class Stackelberg(Sparta):
             hp.grpo_beta,
             hp.grpo_scale_rewards,
         )
+
+    @contextmanager
+    def as_at_iteration_start(self, model: int) -> Iterator[None]:
+        """Collaborator ``model`` with its weights of the iteration's start, for judging (MoCo's
+        judges are the models the iteration began with)."""
+        key = f"agent{model}"
+        # a fit resumed inside an iteration: the weights the previous iteration ended with
+        start = self._start_weights.get(key) or self._trained_weights.get(int(self.iteration) - 1, {}).get(
+            key
+        )
+        if self.agents is None or not self.agents.owns(self.collaborators[model]) or start is None:
+            yield
+            return
+        current = self.agents.agent_weights(key)
+        self.agents.load_agent_weights(key, start)
+        try:
+            yield
+        finally:
+            self.agents.load_agent_weights(key, current)
 
     def judge_samples(self, rows: list[dict], answers: list[list[str]]) -> list[list[dict[int, float]]]:
         """Each row's judges score each of its answers: ``[row][sample] = {judge: score}``.
@@ -496,9 +527,14 @@ class Stackelberg(Sparta):
                     for n, k in asked
                 ]
                 ids = [rows[n]["id"] for n, _ in asked]
-                replies = self.ask(
-                    judge, prompts, ids, step=f"grpo-judge{self.current_epoch}", decoding=self.judge_decoding
-                )
+                with self.as_at_iteration_start(judge):
+                    replies = self.ask(
+                        judge,
+                        prompts,
+                        ids,
+                        step=f"grpo-judge{self.current_epoch}",
+                        decoding=self.judge_decoding,
+                    )
                 for (n, k), reply in zip(asked, replies):
                     score = parse_judge_score(reply.text)
                     self._judge_cache[keys[(n, k)]] = float(UNREADABLE_GRPO_SCORE if score is None else score)
