@@ -596,29 +596,47 @@ def _pyplot():
     return plt
 
 
+def heatmap_labels(rows: list[dict], value: str = "score") -> list[list[str | None]]:
+    """The text of each heatmap cell; a gain whose paired interval lies above zero is starred."""
+    methods, settings, matrix = heatmap_data(rows, value)
+    starred = {(r["method"], r["setting"]) for r in rows if r.get("significant_gain")}
+    labels: list[list[str | None]] = []
+    for method, line in zip(methods, matrix):
+        labels.append([])
+        for setting, v in zip(settings, line):
+            if v is None or math.isnan(v):
+                labels[-1].append(None)
+            elif value == "gain":
+                labels[-1].append(f"{v:+.3f}" + ("*" if (method, setting) in starred else ""))
+            else:
+                labels[-1].append(f"{v:.3f}")
+    return labels
+
+
 def plot_heatmap(rows: list[dict], value: str, path: Path) -> Path | None:
     methods, settings, matrix = heatmap_data(rows, value)
     if not methods or not settings:
         return None
     plt = _pyplot()
     data = [[math.nan if v is None else v for v in line] for line in matrix]
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(settings), 1.0 + 0.45 * len(methods)))
+    # room for the longest method label and the two-line title, whatever the number of settings
+    width = max(4.5, 1.6 + 0.07 * max(map(len, methods)) + 1.3 * len(settings))
+    fig, ax = plt.subplots(figsize=(width, 1.2 + 0.45 * len(methods)))
     finite = [abs(v) for line in data for v in line if not math.isnan(v)] or [1.0]
     if value == "gain":
         bound = max(finite) or 1.0
         image = ax.imshow(data, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
     else:
         image = ax.imshow(data, cmap="viridis", aspect="auto")
-    for i, line in enumerate(data):
-        for j, v in enumerate(line):
-            if not math.isnan(v):
-                ax.text(
-                    j, i, f"{v:+.3f}" if value == "gain" else f"{v:.3f}", ha="center", va="center", fontsize=8
-                )
+    for i, line in enumerate(heatmap_labels(rows, value)):
+        for j, text in enumerate(line):
+            if text is not None:
+                ax.text(j, i, text, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(settings)), settings, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(methods)), methods, fontsize=8)
-    ax.set_title("gain over the best single model" if value == "gain" else "score")
-    fig.colorbar(image, ax=ax)
+    title = "gain over the best single model\n(*: paired interval above 0)"
+    ax.set_title(title if value == "gain" else "score", fontsize=9)
+    fig.colorbar(image, ax=ax, fraction=0.08, pad=0.04)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

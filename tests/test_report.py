@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 from moco_lit.evaluation.stats import wilson_interval
-from moco_lit.report import Run, best_single, compare, emergence, headline, heatmap_data, write_report
+from moco_lit.report import (
+    Run,
+    best_single,
+    compare,
+    emergence,
+    headline,
+    heatmap_data,
+    heatmap_labels,
+    write_report,
+)
 from moco_lit.sweep import run_sweep, sweep_from_spec
 
 POOL = [
@@ -277,6 +286,9 @@ def test_report_files_show_the_intervals_and_the_counted_headline(tmp_path, monk
         "strong": True,
         "slight": False,
     }
+    # the gain heatmap stars the gain whose interval lies above zero
+    assert heatmap_labels(rows, "gain") == [["+0.025"], ["+0.150*"]]  # slight, strong
+    assert heatmap_labels(rows, "score") == [["0.600"], ["0.625"], ["0.750"]]
     narrower = write_report(["unused"], tmp_path / "out90", title="t", confidence=0.9)
     assert "90% CI" in narrower["md"].read_text()
 
