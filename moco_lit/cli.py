@@ -294,7 +294,6 @@ def _quiet_libraries(debug: bool) -> None:
             handler.addFilter(OncePerEvent())
     logging.getLogger("moco_lit").setLevel(logging.INFO)
     if not debug:
-        logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):

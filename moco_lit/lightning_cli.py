@@ -9,6 +9,7 @@ W&B logger (offline when no credentials are configured; skipped when wandb is of
 from __future__ import annotations
 
 import errno
+import importlib
 import logging
 import os
 import re
@@ -19,10 +20,10 @@ from typing import Any, Literal
 import torch
 from jsonargparse import ArgumentError, Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from moco_lit.callbacks import IterationCheckpoint, PredictionsTable
+from moco_lit.callbacks import LAST, IterationCheckpoint, PredictionsTable
 from moco_lit.data import BenchmarkDataModule
 from moco_lit.errors import UserError, first_line
 from moco_lit.evaluation.sandbox import allow_unsafe_code_execution
@@ -51,6 +52,9 @@ class MocoCLI(LightningCLI):
     def __init__(self, args: list[str] | None = None, run: bool = True) -> None:
         if _launched_worker():
             die_with_parent()
+        if logging.root.level > logging.INFO:  # not --debug: no seed, device or loading chatter
+            for chatty in ("lightning.pytorch", "lightning.fabric"):  # (set once Lightning is imported)
+                logging.getLogger(chatty).setLevel(logging.WARNING)
         super().__init__(
             CollaborationModule,
             BenchmarkDataModule,
@@ -99,7 +103,9 @@ class MocoCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads the checkpoint's hyperparameters before anything else: check it first
-        subcommand_config = self.config.get(str(self.config.get("subcommand")), self.config)
+        subcommand = str(self.config.get("subcommand"))
+        subcommand_config = self.config.get(subcommand, self.config)
+        _resolve_named_checkpoint(subcommand_config, subcommand)
         _check_checkpoint(subcommand_config.get("ckpt_path"))
         _check_checkpoint_method(subcommand_config)
         super()._parse_ckpt_path()
@@ -132,6 +138,21 @@ class MocoCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._prepare("fit")
+
+    def after_fit(self) -> None:
+        """Say where the checkpoints went: the last line of a fit, on the main process."""
+        if self.trainer.global_rank != 0 or self.trainer.fast_dev_run:
+            return
+        saver = next((c for c in self.trainer.callbacks if isinstance(c, IterationCheckpoint)), None)
+        last = None if saver is None else (saver.last_path or saver.directory(self.trainer) / LAST)
+        if last is not None and last.is_file():
+            print(f"checkpoint: {last}  (test it with --ckpt_path last and the same recipe and options)")
+        best = next(
+            (c.best_model_path for c in self.trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)),
+            "",
+        )
+        if best and Path(best).is_file() and (last is None or Path(best) != last):
+            print(f"best checkpoint: {best}  (--ckpt_path best)")
 
     def before_validate(self) -> None:
         self._prepare("validate")
@@ -166,6 +187,10 @@ class MocoCLI(LightningCLI):
         model.runtime.cache_path = config.get("cache_path")
         model.runtime.generation_backend = config.get("generation_backend") or "hf"
         model.runtime.progress = bool(config["progress"])
+        if not model.runtime.progress:  # every bar, Lightning's too
+            for callback in self.trainer.callbacks:
+                if isinstance(callback, ProgressBar):
+                    callback.disable()
         allow_unsafe_code_execution(bool(config.get("allow_unsafe_code_execution")))
         model.runtime.scoring = summary["scoring"]
         model.runtime.run_folder = folder
@@ -173,6 +198,11 @@ class MocoCLI(LightningCLI):
         if stage == "fit" and self.trainer.default_root_dir == os.getcwd():
             self.trainer._default_root_dir = str(folder.path)
         checkpointing = any(isinstance(c, ModelCheckpoint) for c in self.trainer.checkpoint_callbacks)
+        if stage == "fit":
+            # one predictable folder, whichever logger is attached: <run>-fit/checkpoints
+            for callback in self.trainer.checkpoint_callbacks:
+                if isinstance(callback, ModelCheckpoint) and callback.dirpath is None:
+                    callback.dirpath = str(folder.path / "checkpoints")
         if stage == "fit" and checkpointing:
             if not any(isinstance(c, IterationCheckpoint) for c in self.trainer.callbacks):
                 self.trainer.callbacks.append(IterationCheckpoint(on_first_save=folder.commit_config))
@@ -231,6 +261,52 @@ def _cap_cpu_devices(trainer: Namespace) -> None:
             cores,
         )
         trainer["devices"] = cores
+
+
+def _resolve_named_checkpoint(config: Namespace, subcommand: str) -> None:
+    """``--ckpt_path last|best`` outside ``fit``: the checkpoint of the fit run of this same
+    configuration (method, its arguments, data, scoring; ``--run_id`` when given), found in
+    ``<run_dir>/<benchmark>/<method>/<run id>-fit/checkpoints``. Lightning would read the names
+    against the callbacks of this process, which has trained nothing, and test untrained."""
+    name = config.get("ckpt_path")
+    if subcommand == "fit" or name not in ("last", "best"):
+        return
+    plain = _plain(config.as_dict())
+    class_path = (plain.get("model") or {}).get("class_path") or ""
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        method = getattr(importlib.import_module(module_name), class_name).method_name
+    except (ImportError, AttributeError, ValueError):
+        return  # the model's own error comes later, in one line
+    benchmark = str((plain.get("data") or {}).get("benchmark") or "")
+    run_id = plain.get("run_id") or run_id_for(experiment_config(config, "fit"))
+    fit = RunFolder.for_experiment(plain.get("run_dir") or "runs", benchmark, method, run_id, "fit").path
+    last = fit / "checkpoints" / LAST
+    if not last.is_file():
+        others = sorted(p.parent.parent.name for p in fit.parent.glob(f"*-fit/checkpoints/{LAST}"))
+        hint = f"; fit runs of {method} there: {', '.join(others)}" if others else ""
+        raise UserError(
+            f"--ckpt_path {name}: no fit of this configuration has written {last}; run `fit` with the "
+            f"same recipe and options first, or give a checkpoint file{hint}"
+        )
+    path = last if name == "last" else _best_checkpoint(last)
+    config["ckpt_path"] = str(path)
+    log.info("--ckpt_path %s: %s", name, path)
+
+
+def _best_checkpoint(last: Path) -> Path:
+    """The best-k file a fit's ModelCheckpoint recorded in its ``last.ckpt``."""
+    try:
+        state = torch.load(last, map_location="cpu", weights_only=False)
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same bad input
+        raise UserError(f"--ckpt_path best: {str(last)!r} cannot be read ({first_line(err)})") from err
+    for key, value in (state.get("callbacks") or {}).items():
+        best = value.get("best_model_path") if key.startswith("ModelCheckpoint") else None
+        if best and Path(best).is_file():
+            return Path(best)
+    raise UserError(
+        f"--ckpt_path best: the fit in {str(last.parent.parent)!r} kept no best checkpoint; use --ckpt_path last"
+    )
 
 
 def _check_checkpoint(ckpt_path: str | None) -> None:
