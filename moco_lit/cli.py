@@ -211,18 +211,25 @@ def _score(argv: list[str]) -> int:
         split=args.split,
     )
     result = score_predictions_file(records, args.predictions, benchmark.task_type, scorer)
+    from moco_lit.evaluation.stats import score_interval
+
+    interval = score_interval(list(result["scores"].values()))
     summary = {
         "benchmark": benchmark.name,
         "task_type": benchmark.task_type,
         "scoring": args.scoring,
         **result,
+        "mean_ci": None if interval is None else [interval.low, interval.high],
+        "ci_method": None if interval is None else interval.method,
+        "confidence": None if interval is None else interval.confidence,
     }
     if args.json:
         print(json.dumps(summary))
     else:
-        print(
-            f"{benchmark.name} ({benchmark.task_type}, {args.split}): mean {summary['mean']:.4f} over {summary['n']}"
-        )
+        shown = "no score" if summary["mean"] is None else f"{summary['mean']:.4f}"
+        if interval is not None:
+            shown += f" ({100 * interval.confidence:g}% CI [{interval.low:.4f}, {interval.high:.4f}], {interval.method})"
+        print(f"{benchmark.name} ({benchmark.task_type}, {args.split}): mean {shown} over {summary['n']}")
     return 0
 
 

@@ -126,6 +126,11 @@ def test_score_json_scores_by_id(tmp_path, capsys):
     assert result["n"] == 4 and result["mean"] == 0.75
     assert result["scores"] == {"1": 1.0, "2": 0.0, "3": 1.0, "4": 1.0}
     assert result["benchmark"] == "doubles" and result["task_type"] == "exact_match"
+    # Wilson for 3 of 4: centre 4.920729 / 7.841459, half 0.249949 · sqrt(0.75 + 0.960365)
+    assert result["mean_ci"] == pytest.approx([0.3006, 0.9544], abs=5e-4)
+    assert (result["ci_method"], result["confidence"]) == ("wilson", 0.95)
+    assert main(["score", "--benchmark", str(bench), "--predictions", str(predictions)]) == 0
+    assert "mean 0.7500 (95% CI [0.3006, 0.9544], wilson) over 4" in capsys.readouterr().out
 
 
 def test_data_list_shows_moco_benchmarks(capsys):
