@@ -73,6 +73,7 @@ class CellResult:
     score: float | None = None
     seconds: float = 0.0
     error: str | None = None
+    score_ci: list[float] | None = None  # the score's interval over examples, from metrics.json
 
 
 @dataclass
@@ -311,6 +312,7 @@ def run_sweep(sweep: Sweep, extra: list[str] = (), out=None) -> list[CellResult]
                 result.status = "done"
             metrics = json.loads((Path(result.run_folder) / "metrics.json").read_text())
             result.score = metrics.get("score")
+            result.score_ci = metrics.get("score_ci")
         except KeyboardInterrupt:
             raise
         except BaseException as err:  # noqa: BLE001 - a failed cell must not stop the sweep (SystemExit too)
@@ -358,6 +360,7 @@ class ProgressTable:
         ("pool", 12),
         ("status", 7),
         ("score", 7),
+        ("95% CI", 12),
         ("s", 7),
     )
 
@@ -374,7 +377,17 @@ class ProgressTable:
 
     def row(self, r: CellResult) -> None:
         score = "-" if r.score is None else f"{r.score:.3f}"
-        cells = [f"{r.index}/{self.total}", r.label, r.benchmark, r.pool, r.status, score, f"{r.seconds:.1f}"]
+        interval = "-" if not r.score_ci else f"[{r.score_ci[0]:.2f}, {r.score_ci[1]:.2f}]"
+        cells = [
+            f"{r.index}/{self.total}",
+            r.label,
+            r.benchmark,
+            r.pool,
+            r.status,
+            score,
+            interval,
+            f"{r.seconds:.1f}",
+        ]
         print(self._line(cells), file=self.out, flush=True)
         if r.error:
             print(f"      error: {r.error.splitlines()[0][:200]}", file=self.out, flush=True)

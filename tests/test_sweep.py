@@ -96,6 +96,7 @@ def test_killed_sweep_restarts_without_redoing_the_first_cell(tmp_path, isolated
     for cell in summary["cells"]:
         metrics = json.loads((Path(cell["run_folder"]) / "metrics.json").read_text())
         assert cell["score"] == metrics["score"] and metrics["benchmark"] == cell["benchmark"]
+        assert cell["score_ci"] == metrics["score_ci"]  # cached cells too
 
 
 def test_a_failed_cell_is_recorded_and_the_sweep_goes_on(tmp_path, capsys):
@@ -148,3 +149,18 @@ def test_command_line_grid_without_a_file(tmp_path, capsys):
         json.loads((Path(c["run_folder"]) / "metrics.json").read_text())["n"] == 3 for c in summary["cells"]
     )
     assert "2 run, 0 already finished, 0 failed" in capsys.readouterr().out
+
+
+def test_progress_rows_show_the_score_with_its_interval():
+    import io
+
+    from moco_lit.sweep import CellResult, ProgressTable
+
+    out = io.StringIO()
+    table = ProgressTable(out, 2)
+    table.header()
+    table.row(CellResult(1, "majority_vote", "quickstart", "p", "done", score=1.0, score_ci=[0.7008, 1.0]))
+    table.row(CellResult(2, "moa", "quickstart", "p", "failed", error="boom"))
+    lines = out.getvalue().splitlines()
+    assert "95% CI" in lines[0]
+    assert "1.000    [0.70, 1.00]" in lines[2] and "-        -" in lines[3]
