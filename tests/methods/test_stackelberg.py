@@ -135,3 +135,21 @@ def test_grpo_refuses_damped_score_types(run_cli):
     args = ["--model", "stackelberg", "--model.collaborators", collaborators_arg(players)]
     with pytest.raises(UserError, match="score_type normal only"):
         run_cli("fit", *args, "--model.training_algorithm", "grpo", "--model.score_type", "dynamic")
+
+
+def test_grpo_duels_whose_questions_never_trained_are_neither_rated_nor_rewarded(run_cli):
+    # half of dev falls out of training: its duels' players never sample, so (as MoCo skips duels
+    # without scores) only the others move the ratings and the leader
+    players = ["callable:tests.scripted.multiplier", "callable:tests.methods.test_sparta.fool"]
+    players.append("callable:tests.methods.test_sparta.sage")
+    args = ["--model", "stackelberg", "--model.collaborators", collaborators_arg(players)]
+    args += ["--model.training_algorithm", "grpo", "--model.grpo_num_generations", "2"]
+    args += ["--data.benchmark", "quickstart", "--data.dev_limit", "4", "--data.batch_size", "2"]
+    _, fitted = run_cli("fit", *args, "--trainer.limit_train_batches", "1")
+    model = fitted.model
+    scored = [s for s in model.duel_scores if None not in s]
+    assert 0 < len(scored) < len(model.duel_scores) == 4
+    assert int(model.rating_updates) == len(scored) == len(model.last_duels)
+    assert model.leader_weights != [[1.0] * 4]
+    # the sage answers right, the fool never: the judges' mean scores move them apart
+    assert model.ratings[1] < 100.0 < model.ratings[2]

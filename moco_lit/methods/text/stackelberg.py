@@ -331,20 +331,30 @@ class Stackelberg(Sparta):
         total = sum(self.reward_weights)
         return self.reward_weights[0] / total * difficulty + self.reward_weights[1] / total * preference
 
-    def update_leader(self, iteration: int, pairs: list[tuple[int, int]]) -> None:
-        """EXP3: each duel's reward over its draw probability, added to its instruction's log-weight / K."""
+    def update_leader(
+        self,
+        iteration: int,
+        pairs: list[tuple[int, int]],
+        instructions: list[int] | None = None,
+        scores: list[list[float]] | None = None,
+    ) -> None:
+        """EXP3: each duel's reward over its draw probability, added to its instruction's log-weight / K.
+
+        ``instructions`` and ``scores`` of the duels in ``pairs`` (default: the iteration's)."""
+        instructions = self.duel_instructions if instructions is None else instructions
+        scores_of = self.duel_scores if scores is None else scores
         size = len(self.leader_weights[0])
         rows = [np.asarray(row, dtype=float) for row in self.leader_weights]
         probs = [leader_probabilities(row, self.leader_uniform_mix) for row in rows]
         gains = [np.zeros(size) for _ in rows]
         if self.leader_scope == "global":
             opener, opponent = np.zeros(size), np.zeros(size)
-            for index, scores in zip(self.duel_instructions, self.duel_scores):
+            for index, scores in zip(instructions, scores_of):
                 opener[index] += self.reward(iteration, scores[0], scores) / probs[0][index]
                 opponent[index] += self.reward(iteration, scores[1], scores) / probs[0][index]
             gains = [(opener + opponent) / 2]
         else:  # each collaborator's leader learns from the duels it opened
-            for (player, _), index, scores in zip(pairs, self.duel_instructions, self.duel_scores):
+            for (player, _), index, scores in zip(pairs, instructions, scores_of):
                 gains[player][index] += self.reward(iteration, scores[0], scores) / probs[player][index]
         updated = []
         for row, gain in zip(rows, gains):
@@ -574,7 +584,8 @@ class Stackelberg(Sparta):
             parts: list = [None] * self.trainer.world_size
             torch.distributed.all_gather_object(parts, rows)
             rows = [row for part in parts for row in part]
-        return sorted(rows, key=lambda r: (r["duel"], r["side"], r["epoch"], r["sample"]))
+        found = {(r["duel"], r["side"], r["epoch"], r["sample"]): r for r in reversed(rows)}
+        return [found[key] for key in sorted(found)]  # a row two ranks sampled counts once
 
     def settle_grpo_iteration(self, iteration: int) -> None:
         """Each player's mean judged score per duel; rate the duels in order; reward the leader."""
@@ -591,9 +602,9 @@ class Stackelberg(Sparta):
             for side in (0, 1):
                 raw = [r["raw_score"] for r in log_rows if r["duel"] == duel and r["side"] == side]
                 means.append(float(np.mean(raw)) if raw else None)
-            if None in means:  # a player that never sampled: no rating, no reward (as MoCo)
-                continue
             self.duel_scores.append(means)
+            if None in means:  # a player that never sampled (its question fell out): no rating, no reward
+                continue
             a, b = info["players"]
             self.last_duels.append({**info, "scores": means, "outcome_a": means[0] / (means[0] + means[1])})
             if not hp.freeze_ratings:
@@ -606,8 +617,14 @@ class Stackelberg(Sparta):
         self.recent_changes = table.recent_changes
         self.rating_history.append(list(table.ratings))
         self.trained_before = True
-        if self.leader_type == "probabilistic" and len(self.duel_scores) == len(self.grpo_duels):
-            self.update_leader(iteration, [tuple(d["players"]) for d in self.grpo_duels])
+        scored = [d for d, means in enumerate(self.duel_scores) if None not in means]
+        if self.leader_type == "probabilistic" and scored:  # none scored: MoCo keeps the weights
+            self.update_leader(
+                iteration,
+                [tuple(self.grpo_duels[d]["players"]) for d in scored],
+                [self.duel_instructions[d] for d in scored],
+                [self.duel_scores[d] for d in scored],
+            )
         log.info("%s ratings after iteration %d: %s", self.method_name, iteration,
                  {n: round(r, 3) for n, r in zip(names, table.ratings)})  # fmt: skip
 
