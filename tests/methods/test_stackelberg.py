@@ -153,3 +153,28 @@ def test_grpo_duels_whose_questions_never_trained_are_neither_rated_nor_rewarded
     assert model.leader_weights != [[1.0] * 4]
     # the sage answers right, the fool never: the judges' mean scores move them apart
     assert model.ratings[1] < 100.0 < model.ratings[2]
+
+
+def test_grpo_with_greedy_rollouts_learns_nothing_as_moco_s(run_cli, tiny_models):
+    # MoCo's GRPO trainer rolls out greedily: a group's answers are one answer, advantages are zero
+    players = [
+        tiny_models[0],
+        "callable:tests.methods.test_sparta.sage",
+        "callable:tests.methods.test_sparta.fool",
+    ]
+    args = ["--model", "stackelberg", "--model.collaborators", collaborators_arg(players)]
+    args += [
+        "--model.training_algorithm", "grpo", "--model.grpo_temperature", "0",
+        "--model.grpo_max_completion_length", "4", "--model.judge_max_new_tokens", "4",
+        "--model.grpo_learning_rate", "0.01", "--model.lora_r", "4", "--model.lora_dropout", "0",
+        "--data.benchmark", "quickstart", "--data.dev_limit", "3",
+    ]  # fmt: skip
+    _, fitted = run_cli("fit", *args)
+    model = fitted.model
+    groups: dict[tuple, set] = {}
+    for row in model.reward_log:
+        if row["model"] == 0:  # the tiny model's groups
+            groups.setdefault((row["duel"], row["side"]), set()).add(row["completion"])
+    assert groups and all(len(answers) == 1 for answers in groups.values())
+    weights = model._trained_weights[0]["agent0"]
+    assert all(not w.any() for n, w in weights.items() if "lora_B" in n)
