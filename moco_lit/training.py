@@ -254,7 +254,7 @@ def grpo_batch_loss(
 
     ``rewards`` is ``(groups * group_size,)``; without ``old_logps`` the step is on-policy (ratio 1,
     so the clip is inactive and the gradient is the advantage-weighted log-likelihood). The KL
-    reference is the model with its adapter disabled.
+    reference is the model with its adapter disabled. ``scale_rewards``: see :func:`group_advantages`.
     """
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     logps, mask = token_logps(logits, batch["labels"])
