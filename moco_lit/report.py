@@ -396,7 +396,7 @@ def compare(runs: list[Run], solved_at: float = SOLVED_AT, confidence: float = C
     Each score has its interval over the run's examples (``score_ci``); the gain has the paired
     interval and p-value of the per-example differences from the best single model, matched by
     example id (``gain_ci``, ``gain_p``, ``gain_test``; ``significant_gain`` when the interval
-    lies above zero), and emergence its Wilson interval (``emergence_ci``).
+    lies above zero and p < 1 − confidence), and emergence its Wilson interval (``emergence_ci``).
     """
     singles = [run for run in runs if run.is_single]
     multi_pool = len({run.pool for run in runs}) > 1
@@ -459,7 +459,10 @@ def _own_scores(run: Run) -> dict[str, float | None]:
 def _paired_or_none(
     scores: dict[str, float | None], baseline: dict[str, float | None], confidence: float
 ) -> PairedComparison | None:
-    if not any(scores.get(key) is not None and value is not None for key, value in baseline.items()):
+    def scored(value: float | None) -> bool:
+        return value is not None and not math.isnan(value)
+
+    if not any(scored(scores.get(key)) and scored(value) for key, value in baseline.items()):
         return None  # no example scored by both: no paired statistic
     return paired_comparison(scores, baseline, confidence)
 
@@ -478,7 +481,7 @@ def _gain_fields(paired: PairedComparison | None) -> dict:
         "gain_p": paired.p_value,
         "gain_test": paired.test,
         "paired_n": paired.n,
-        "significant_gain": paired.low > 0,
+        "significant_gain": paired.better,
     }
 
 
@@ -536,7 +539,7 @@ def headline(rows: list[dict]) -> dict:
         "confidence": confidence,
         "win_share": sum(r["gain"] > 0 for r in compared) / len(compared) if compared else None,
         "wins": sum(r["gain"] > 0 for r in compared),
-        # the headline's count: gains whose paired interval lies above zero
+        # the headline's count: gains whose paired interval lies above zero (the test agreeing)
         "significant_wins": significant,
         "significant_win_share": significant / len(compared) if compared else None,
         "largest_gain": None
@@ -634,7 +637,8 @@ def plot_heatmap(rows: list[dict], value: str, path: Path) -> Path | None:
                 ax.text(j, i, text, ha="center", va="center", fontsize=8)
     ax.set_xticks(range(len(settings)), settings, rotation=30, ha="right", fontsize=8)
     ax.set_yticks(range(len(methods)), methods, fontsize=8)
-    title = "gain over the best single model\n(*: paired interval above 0)"
+    confidence = next((r["confidence"] for r in rows if r.get("confidence")), CONFIDENCE)
+    title = f"gain over the best single model\n(*: paired CI above 0, p < {1 - confidence:.3g})"
     ax.set_title(title if value == "gain" else "score", fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.08, pad=0.04)
     fig.tight_layout()
@@ -761,11 +765,15 @@ def _result_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
+def _alpha(stats: dict) -> str:
+    return f"{1 - stats.get('confidence', CONFIDENCE):.3g}"
+
+
 def _method_table(stats: dict) -> tuple[list[str], list[list[str]]]:
     header = [
         "method",
         "settings",
-        "beats best single (interval above 0)",
+        f"beats best single (CI above 0, p < {_alpha(stats)})",
         "gain above 0 (raw)",
         "mean gain",
         "largest gain",
@@ -797,7 +805,7 @@ def _headline_lines(stats: dict, solved_at: float) -> list[str]:
     lines = [
         f"Collaborations beat the best single model of their pool in {stats.get('significant_wins', 0)} "
         f"of {stats['pairs']} (method, setting) pairs ({_pct(stats.get('significant_win_share'))}) with "
-        f"the paired {ci} of the gain above zero; raw count, any gain above zero: "
+        f"the paired {ci} of the gain above zero (p < {_alpha(stats)}); raw count, any gain above zero: "
         f"{stats.get('wins', 0)} of {stats['pairs']} ({_pct(stats['win_share'])}).",
         "Largest gain: "
         + (
@@ -907,7 +915,7 @@ def main(argv: list[str]) -> int:
     stats = json.loads(files["json"].read_text())["headline"]
     print(
         f"{title}: {stats['pairs']} comparisons, {stats['significant_wins']} beat the best single model "
-        f"with the paired {_ci_header(args.confidence)} above zero ({stats['wins']} with any gain, "
+        f"with the paired {_ci_header(args.confidence)} above zero (p < {_alpha(stats)}; {stats['wins']} with any gain, "
         f"win share {_pct(stats['win_share'])}), emergence {_pct(stats['emergence'])}"
     )
     print(f"report: {files['html']} (and {files['md'].name}, figures) in {files['md'].parent}")

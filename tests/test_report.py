@@ -239,6 +239,18 @@ def _paired_pool() -> list[Run]:
     return [single, strong, slight]
 
 
+def test_a_gain_whose_exact_test_disagrees_with_its_interval_is_not_counted():
+    # 4 of 20 questions more than the best single model, none fewer: interval above zero, p = 0.125
+    ids = [str(i) for i in range(20)]
+    zero = {key: 0.0 for key in ids}
+    single = _run("single_model", zero, single={"m1": zero, "m2": zero})
+    four = _run("four", {key: float(i < 4) for i, key in enumerate(ids)})
+    row = next(r for r in compare([single, four]) if r["method"] == "four")
+    assert row["gain_ci"][0] > 0 and row["gain_p"] == pytest.approx(0.125)
+    assert row["significant_gain"] is False
+    assert headline(compare([single, four]))["significant_wins"] == 0
+
+
 def test_gains_are_paired_by_id_and_the_headline_counts_only_intervals_above_zero(tmp_path):
     rows = {row["method"]: row for row in compare(_paired_pool())}
     strong, slight, single = rows["strong"], rows["slight"], rows["single_model"]
@@ -273,7 +285,8 @@ def test_report_files_show_the_intervals_and_the_counted_headline(tmp_path, monk
     files = write_report(["unused"], tmp_path / "out", title="t")
     markdown = files["md"].read_text()
     assert (
-        "in 1 of 2 (method, setting) pairs (50.0%) with the paired 95% CI of the gain above zero" in markdown
+        "in 1 of 2 (method, setting) pairs (50.0%) with the paired 95% CI of the gain above zero (p < 0.05)"
+        in markdown
     )
     assert "any gain above zero: 2 of 2 (100.0%)" in markdown
     assert "Largest gain: +0.150 [+0.050, " in markdown and "], p = 0.031 (strong on b)." in markdown

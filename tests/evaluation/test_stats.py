@@ -94,6 +94,20 @@ def test_paired_interval_excludes_zero_where_the_unpaired_intervals_overlap():
     assert paired.test == "mcnemar_exact" and paired.p_value == pytest.approx(2 / 64)
 
 
+def test_better_needs_the_interval_above_zero_and_the_exact_test_to_agree():
+    ids = [str(i) for i in range(20)]
+    nothing = {key: 0.0 for key in ids}
+    # 4 of 20 against none: the resamples with no +1 are (16/20)²⁰ = 1.2% < 2.5%, so the percentile
+    # interval starts above zero, yet McNemar's exact p = 2 / 2⁴ = 0.125
+    four = paired_comparison({key: float(i < 4) for i, key in enumerate(ids)}, nothing)
+    assert four.low > 0 and four.excludes_zero and four.p_value == pytest.approx(0.125)
+    assert not four.better
+    # 6 of 20 against none: p = 2 / 2⁶ = 0.031 and (14/20)²⁰ ≈ 0.08% of resamples have no +1
+    six = paired_comparison({key: float(i < 6) for i, key in enumerate(ids)}, nothing)
+    assert six.low > 0 and six.p_value == pytest.approx(2 / 64) and six.better
+    assert not paired_comparison(nothing, {key: float(i < 6) for i, key in enumerate(ids)}).better
+
+
 def test_paired_comparison_matches_by_id_and_needs_common_examples():
     a = {"x": 1.0, "y": 0.0, "z": 1.0, "w": None}
     b = {"z": 0.0, "y": 0.0, "x": 1.0, "w": 1.0, "v": 0.0}
