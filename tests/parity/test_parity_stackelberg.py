@@ -277,6 +277,13 @@ def test_stackelberg_matches_moco(run_cli, tmp_path, monkeypatch, hyperparameter
 # -- GRPO training ------------------------------------------------------------------------------
 
 
+def grpo_policy(ask: Ask) -> str:
+    """``policy``, except that gamma will not score beta's answers (an unreadable reply)."""
+    if ask.quotes and ask.model == "gamma" and ask.quotes[0].author == "beta":
+        return "I would rather not say."
+    return policy(ask)
+
+
 def moco_grpo_module(monkeypatch):
     """MoCo's ``utils/distributed_grpo`` itself (its reward class), with classes standing in for
     trl's trainer where trl is not installed (the module subclasses it at import; nothing trains)."""
@@ -367,7 +374,7 @@ def run_moco_stackelberg_grpo(monkeypatch, tmp_path: Path, hyperparameters: dict
 
     base_dir = tmp_path / "moco_stackelberg"
     moco = run_moco(
-        monkeypatch, tmp_path, "text_sparta_stackelberg", TASK, PLAYERS, policy,
+        monkeypatch, tmp_path, "text_sparta_stackelberg", TASK, PLAYERS, grpo_policy,
         {**hyperparameters, "training_algorithm": "grpo", "base_dir": str(base_dir)},
         patches={
             "_save_json": save_and_collect,
@@ -418,7 +425,7 @@ def run_lit_stackelberg_grpo(run_cli, tmp_path: Path, monkeypatch, *args: str):
         snapshots.append(json.loads(json.dumps(state)))
 
     monkeypatch.setattr(Stackelberg, "settle_grpo_iteration", recorded)
-    script = Script(TASK, policy)
+    script = Script(TASK, grpo_policy)
     common = ["--model", "stackelberg", "--model.collaborators", collaborators(PLAYERS)]
     common += ["--model.training_algorithm", "grpo", *args]
     common += ["--data.benchmark", str(TASK.write(tmp_path)), "--cache", "false", "--wandb", "false"]
@@ -503,7 +510,9 @@ def test_stackelberg_grpo_matches_moco(run_cli, tmp_path, monkeypatch, hyperpara
     # the answers differ within groups and across judges; an unreadable judge reply counts 1
     all_rewards = [s for it in moco_iterations for v in it["rewards"].values() for s in v]
     assert len({s[3] for s in all_rewards}) > 3
-    assert any(1.0 in s[1].values() for s in all_rewards)
+    by_beta = [s for it in moco_iterations for (m, _), v in it["rewards"].items() if m == "beta" for s in v]
+    assert any("gamma" in s[1] for s in by_beta)
+    assert all(s[1]["gamma"] == 1.0 for s in by_beta if "gamma" in s[1])
     # every model of every iteration scored on dev; the first best is tested
     dev_scores = {f"{r['model']}_iter{r['iteration']}": r["dev_score"] for r in lit.adapter_dev_scores}
     assert dev_scores == pytest.approx(moco.log["dev_scores"])
