@@ -148,9 +148,16 @@ def _quickstart(argv: list[str]) -> int:
     parser.add_argument("--run_dir", default="runs", help="where run folders go (default: runs)")
     parser.add_argument("--limit", type=int, default=None, help="test examples (default: the whole split)")
     parser.add_argument("--retrain", action="store_true", help="train the specialists again")
+    parser.add_argument("--verbose", action="store_true", help="every run's metric table and log lines")
     args = parser.parse_args(argv)
     try:
-        run_quickstart(seconds=args.seconds, run_dir=args.run_dir, limit=args.limit, retrain=args.retrain)
+        run_quickstart(
+            seconds=args.seconds,
+            run_dir=args.run_dir,
+            limit=args.limit,
+            retrain=args.retrain,
+            verbose=args.verbose,
+        )
     except QuickstartFailures as failures:
         print(f"error: {failures}", file=sys.stderr)
         return 1
@@ -310,3 +317,6 @@ def _quiet_libraries(debug: bool) -> None:
 
         transformers_logging.disable_progress_bar()
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
+        # a method's dev table computed before a model answered any dev question (its row is NaN)
+        warnings.filterwarnings("ignore", message=".*was called before the ``update`` method.*")
+        warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")

@@ -141,8 +141,8 @@ class MocoCLI(LightningCLI):
 
     def after_fit(self) -> None:
         """Say where the checkpoints went: the last line of a fit, on the main process."""
-        if self.trainer.global_rank != 0 or self.trainer.fast_dev_run:
-            return
+        if self.trainer.global_rank != 0 or self.trainer.fast_dev_run or not log.isEnabledFor(logging.INFO):
+            return  # (a caller running many fits, such as the quickstart, turns this logger down)
         saver = next((c for c in self.trainer.callbacks if isinstance(c, IterationCheckpoint)), None)
         last = None if saver is None else (saver.last_path or saver.directory(self.trainer) / LAST)
         if last is not None and last.is_file():

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -334,8 +335,12 @@ def run_quickstart(
     retrain: bool = False,
     training: SpecialistTraining | None = None,
     runs: list[QuickstartRun] | None = None,
+    verbose: bool = False,
 ) -> list[dict]:
-    """Train (or reuse) three tiny specialists, run every quickstart method, print a leaderboard."""
+    """Train (or reuse) three tiny specialists, run every quickstart method, print a leaderboard.
+
+    ``verbose``: every run's Lightning metric table and calibration lines too (by default one
+    line per method, then the leaderboard)."""
     from moco_lit.report import leaderboard_rows, print_leaderboard
 
     training = training or SpecialistTraining()
@@ -347,16 +352,23 @@ def run_quickstart(
     if retrain:
         shutil.rmtree(specialists_dir(training, TinyModelConfig()), ignore_errors=True)
     folders = ensure_specialists(training)
-    runner = QuickstartRunner(_common_args(folders, run_dir, limit), folders[0])
+    runner = QuickstartRunner(_common_args(folders, run_dir, limit), folders[0], verbose=verbose)
     tested: list[Path] = []
     failures: list[str] = []
-    for run in runs if runs is not None else QUICKSTART_RUNS:
-        print(f"running {run.method} {' '.join(run.args)}".rstrip() + " ...", flush=True)
+    chosen = runs if runs is not None else QUICKSTART_RUNS
+    for number, run in enumerate(chosen, start=1):
+        label = f"{run.method} {' '.join(run.args)}".rstrip() if verbose else run.method
+        print(f"[{number}/{len(chosen)}] {label} ...", end="\n" if verbose else " ", flush=True)
+        run_started = time.perf_counter()
         try:
-            tested.append(runner.test(run))
+            with _quiet_methods(not verbose):
+                tested.append(runner.test(run))
         except Exception as err:  # one failing method must not cost the others' results
             failures.append(f"{run.method}: {type(err).__name__}: {err}")
             print(f"  {run.method} failed: {type(err).__name__}: {err}", flush=True)
+            continue
+        if not verbose:
+            print(f"{time.perf_counter() - run_started:.0f} s", flush=True)
     rows = leaderboard_rows(tested, group_field="skill")
     print()
     print_leaderboard(
@@ -407,9 +419,10 @@ class QuickstartRunner:
     leaderboard reuses its checkpoint), and a teacher is validated on dev at most once.
     """
 
-    def __init__(self, common: list[str], specialist: str) -> None:
+    def __init__(self, common: list[str], specialist: str, verbose: bool = True) -> None:
         self.common = common
         self.specialist = specialist
+        self.verbose = verbose
         self.checkpoints: dict[QuickstartRun, str] = {}
         self.dev_runs: dict[QuickstartRun, Path] = {}
 
@@ -419,6 +432,8 @@ class QuickstartRunner:
             arg.replace("{specialist}", self.specialist).replace("{teacher}", teacher) for arg in run.args
         ]
         args = [stage, "--model", run.method, *self.common, *extra]
+        if stage in ("test", "validate") and not self.verbose:  # no metric table per run
+            args += ["--verbose", "false"]
         return args + (["--ckpt_path", self.checkpoint(run)] if run.fit_first and stage != "fit" else [])
 
     def checkpoint(self, run: QuickstartRun) -> str:
@@ -443,6 +458,22 @@ class QuickstartRunner:
         from moco_lit.cli import run_lightning
 
         return run_lightning(args)
+
+
+@contextlib.contextmanager
+def _quiet_methods(quiet: bool):
+    """While the methods run: their calibration and loading lines only when not ``quiet``."""
+    names = ("moco_lit.methods", "moco_lit.collaborators", "moco_lit.lightning_cli")
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    if quiet:
+        for logger in loggers:
+            logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _write_report(tested: list[Path], out_dir: Path) -> dict[str, Path]:

@@ -165,7 +165,7 @@ def test_a_killed_evaluation_resumes_to_the_uninterrupted_result(command, run_cl
     assert len(records) == EXAMPLES and len({r["id"] for r in records}) == EXAMPLES
     by_id = {r["id"]: r for r in _records(straight_folder)}
     assert {r["id"]: r for r in records} == by_id
-    assert f"resuming: {done_at_kill} examples already in" in run.output(2, "out")
+    assert f"resuming: {done_at_kill} examples already in" in run.output(2, "err")
 
     # only what the cache lacked was generated again, each once: every call added one cache entry
     # (sampling asks a prompt shared by two examples twice, with two seeds: calls are not unique)
@@ -214,9 +214,9 @@ def test_a_killed_search_resumes_from_its_checkpoint(run_cli, tmp_path):
 
     resumed = run.start("fit", *SEARCH, "--run_dir", str(tmp_path / "runs"), "--ckpt_path", str(first))
     run.finish(resumed)
-    printed = run.output(2, "out")
+    printed = run.output(2, "err")
     # the search went on from the checkpoint: the iterations it had finished were not run again
-    assert f"iteration {iteration_at_kill}:" not in printed and "iteration 3:" in printed
+    assert f"swarms iteration {iteration_at_kill}:" not in printed and "swarms iteration 3:" in printed
     final = max((tmp_path / "runs").rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)
     state = torch.load(final, weights_only=False)
     assert state["swarm"]["iteration"] == 3

@@ -315,11 +315,17 @@ class CollaborationModule(L.LightningModule):
     def dev_best(self) -> int:
         return self.dev_ranking()[0]
 
+    def note(self, message: str) -> None:
+        """A progress line for the user, once (rank zero), on the method's logger (``moco_lit.methods.*``),
+        so that a caller running many methods, such as the quickstart, can turn it down."""
+        if self.global_rank == 0:
+            logging.getLogger(type(self).__module__).info(message)
+
     def ensure_calibrated(self) -> None:
         if not self.needs_calibration or bool(self.calibrated):
             return
         datamodule = self.trainer.datamodule
-        self.print(f"{self.method_name}: not calibrated yet; calibrating on the dev split first")
+        self.note(f"{self.method_name}: not calibrated yet; calibrating on the dev split first")
         for batch in datamodule.train_dataloader():
             self.calibration_step(batch)
         self.finish_calibration()
@@ -381,7 +387,7 @@ class CollaborationModule(L.LightningModule):
         folder = self._folder
         self._done = folder.load_predictions() if folder is not None else {}
         if self._done:
-            self.print(f"resuming: {len(self._done)} examples already in {folder.path}")
+            self.note(f"resuming: {len(self._done)} examples already in {folder.path}")
         self._example_cost.clear()
         self._started = time.perf_counter()
 

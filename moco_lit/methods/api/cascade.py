@@ -114,7 +114,7 @@ class Cascade(CollaborationModule):
             metric.reset()
         super().finish_calibration()
         thresholds = ", ".join(f"{t:.4f}" for t in self.thresholds.tolist())
-        self.print(f"cascade thresholds ({self.percentage:.0%} quantile of dev confidence): {thresholds}")
+        self.note(f"cascade thresholds ({self.percentage:.0%} quantile of dev confidence): {thresholds}")
 
     # -- the cascade --------------------------------------------------------------------------
 

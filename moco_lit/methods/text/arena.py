@@ -541,7 +541,7 @@ class AgentTrainedModule(DevTrainedModule):
         if not self.export_dir or self.agents is None or not bool(self.trained) or self.global_rank != 0:
             return []
         folders = [self.agents.export(key, Path(self.export_dir) / key) for key in self.agents.agents]
-        self.print(f"{self.method_name}: trained agents saved to {', '.join(map(str, folders))}")
+        self.note(f"{self.method_name}: trained agents saved to {', '.join(map(str, folders))}")
         return folders
 
     def score_on_dev(self, models: Sequence[int | Collaborator], step: str) -> list[float]:

@@ -210,7 +210,7 @@ class HeterogeneousSwarms(CollaborationModule):
         self.search_iterations.fill_(self.swarm.iteration)
         self.calibrated.fill_(True)
         self._example_cost.clear()
-        self.print(
+        self.note(
             f"heterogeneous_swarms iteration {self.swarm.iteration}: dev scores "
             f"{[round(float(s), 4) for s in scores]}, best so far {float(self.best_score):.4f}"
         )
@@ -221,7 +221,7 @@ class HeterogeneousSwarms(CollaborationModule):
         """``test`` on an unsearched module runs the whole search on dev first."""
         if bool(self.calibrated):
             return
-        self.print("heterogeneous_swarms: no searched graph yet; searching on the dev split first")
+        self.note("heterogeneous_swarms: no searched graph yet; searching on the dev split first")
         while self.searching:
             self.begin_iteration()
             for batch in self.trainer.datamodule.train_dataloader():

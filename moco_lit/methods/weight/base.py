@@ -225,7 +225,7 @@ class MergeSearch(CollaborationModule):
             table = ", ".join(
                 f"{self.collaborator_names[m]}={float(self.dev_scores[m]):.3f}" for m in self.inputs
             )
-            self.print(f"{self.method_name}: dev scores {table}")
+            self.note(f"{self.method_name}: dev scores {table}")
         if self.iteration == 0:
             self.start_search()
         recipes = [] if self.finished else self.propose()
@@ -243,7 +243,7 @@ class MergeSearch(CollaborationModule):
         self.iteration += 1
         self._example_cost.clear()
         if recipes:
-            self.print(
+            self.note(
                 f"{self.method_name} iteration {self.iteration}: dev scores {[round(s, 4) for s in scores]}"
             )
 
@@ -261,7 +261,7 @@ class MergeSearch(CollaborationModule):
     def ensure_searched(self) -> None:
         """Before test/predict: search on dev now if no search ever ran (say so), then merge."""
         if self.iteration == 0 and not self.finished:
-            self.print(f"{self.method_name}: no search yet; searching on the dev split first")
+            self.note(f"{self.method_name}: no search yet; searching on the dev split first")
             self._ensure_scorer()
             batches = [
                 kept for b in self.trainer.datamodule.train_dataloader() if (kept := self._search_part(b))
@@ -351,7 +351,7 @@ class MergeSearch(CollaborationModule):
                 indent=2,
             )
         )
-        self.print(f"{self.method_name}: merged model saved to {path}")
+        self.note(f"{self.method_name}: merged model saved to {path}")
         return path
 
     def extra_epoch_metrics(self) -> dict[str, float]:

@@ -48,7 +48,7 @@ class GreedySoup(MergeSearch):
             added = self.collaborator_names[
                 self.selection.selected[-1] if kept else self.selection.skipped[-1]
             ]
-            self.print(f"greedy_soup: {'kept' if kept else 'skipped'} {added} (soup dev score {score:.4f})")
+            self.note(f"greedy_soup: {'kept' if kept else 'skipped'} {added} (soup dev score {score:.4f})")
         self.finished = self.selection.finished
 
     def final_recipe(self) -> Recipe:
