@@ -37,6 +37,7 @@ Lightning commands (take -c RECIPE.yaml and --model/--data/--trainer overrides; 
   fit         train, search or calibrate a method on the dev split
   validate    evaluate on the dev split
   test        evaluate on the test split; writes runs/<benchmark>/<method>/<run-id>/
+              (--seeds 0,1,2: once per seed, each in its own run folder, then mean ± std)
   predict     generate on the test split without scoring
 
 Project commands:
@@ -87,6 +88,11 @@ def _dispatch(argv: list[str]) -> int:
         print(OVERVIEW.format(methods=", ".join(methods.names())))
         return 0
     command, rest = argv[0], argv[1:]
+    if command == "test" and any(a == "--seeds" or a.startswith("--seeds=") for a in rest):
+        from moco_lit.seeds import run_test_seeds, split_seeds_flag
+
+        run_test_seeds(*split_seeds_flag(argv))
+        return 0
     if command in LIGHTNING_COMMANDS:
         run_lightning(argv)
         return 0

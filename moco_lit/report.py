@@ -33,6 +33,7 @@ from moco_lit.evaluation.stats import (
     wilson_interval,
 )
 from moco_lit.runs import RunFolder
+from moco_lit.seeds import merge_seeds, seed_fields, uncertainty_note, with_seed_columns
 
 TRAINED_FORM_FLAGS = ("train_ranker_on_dev", "train_fuser_on_dev")
 """Arguments that switch a method from its zero-shot form to a form trained on dev."""
@@ -188,6 +189,11 @@ class Run:
     source: str = "run"
     mtime: float = 0.0
     scoring: str = "moco_lit"
+    seed: int | None = None  # the method's seed (``--model.seed``); None for MoCo logs
+    experiment: str = ""  # id of the experiment without its seed: runs sharing it differ by seed only
+    seeds: tuple[int, ...] = ()  # set on a run folding several seeds (moco_lit.seeds.merge_seeds)
+    seed_scores: tuple[float, ...] = ()
+    seed_paths: tuple[str, ...] = ()
 
     @property
     def pool(self) -> tuple[str, ...]:
@@ -245,7 +251,22 @@ def run_from_folder(path: str | Path) -> Run | None:
         decoding=tuple(init_args.get(k) for k in ("max_new_tokens", "temperature", "top_p")),
         mtime=(path / "metrics.json").stat().st_mtime,
         scoring=metrics.get("scoring") or "moco_lit",
+        seed=init_args.get("seed"),
+        experiment=_experiment_without_seed(config),
     )
+
+
+def _experiment_without_seed(config: dict) -> str:
+    """The run id the run's configuration would have without the method's seed."""
+    from moco_lit.lightning_cli import experiment_config
+    from moco_lit.runs import run_id_for
+    from moco_lit.sweep import _PlainConfig
+
+    if not config:
+        return ""
+    experiment = experiment_config(_PlainConfig(config))
+    experiment["model"]["init_args"].pop("seed", None)
+    return run_id_for(experiment)
 
 
 def find_run_folders(root: str | Path) -> list[Path]:
@@ -437,6 +458,8 @@ def compare(runs: list[Run], solved_at: float = SOLVED_AT, confidence: float = C
                 "source": run.source,
                 "run": run.path,
                 "mtime": run.mtime,
+                **seed_fields(run),
+                "seed_runs": list(run.seed_paths) or None,
             }
         )
     return _latest_per_cell(rows)
@@ -681,6 +704,7 @@ def write_report(
     if not runs:
         raise UserError(f"no finished test runs in {', '.join(map(str, sources))}")
     check_one_scorer(runs)
+    runs = merge_seeds(runs)
     rows = compare(runs, solved_at, confidence)
     stats = headline(rows)
     out = Path(out_dir)
@@ -762,7 +786,7 @@ def _result_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
                 str(r["n"]),
             ]
         )
-    return header, body
+    return with_seed_columns(rows, header, body)
 
 
 def _alpha(stats: dict) -> str:
@@ -837,7 +861,9 @@ def _markdown(title: str, rows: list[dict], stats: dict, figures: dict[str, Path
     parts = [f"# {title}", "", "## Headline", ""]
     parts += [f"- {line}" for line in _headline_lines(stats, solved_at)]
     parts += ["", "## Per method", "", _md_table(*_method_table(stats)), "", "## Results", ""]
-    parts += [_md_table(*_result_table(rows)), "", "## Figures", ""]
+    parts += [_md_table(*_result_table(rows)), ""]
+    parts += [uncertainty_note(rows), ""] if uncertainty_note(rows) else []
+    parts += ["## Figures", ""]
     parts += [f"![{name}]({path.name})" for name, path in figures.items()]
     return "\n".join(parts) + "\n"
 
@@ -864,7 +890,9 @@ def _html(title: str, rows: list[dict], stats: dict, figures: dict[str, Path], s
         f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
         f"<h2>Headline</h2><ul>{items}</ul><h2>Per method</h2>{_html_table(*_method_table(stats))}"
-        f"<h2>Results</h2>{_html_table(*_result_table(rows))}<h2>Figures</h2>{images}</body></html>\n"
+        f"<h2>Results</h2>{_html_table(*_result_table(rows))}"
+        + (f"<p>{html.escape(uncertainty_note(rows))}</p>" if uncertainty_note(rows) else "")
+        + f"<h2>Figures</h2>{images}</body></html>\n"
     )
 
 

@@ -25,7 +25,11 @@ Sweep file::
     data: {limit: 100}              # --data.* for every cell
     args: ["--trainer.devices", "1"]   # any other CLI arguments for every cell
     scoring: moco                   # MoCo's own scoring rules (default: moco_lit's)
+    seeds: [0, 1, 2]                # every cell once per seed (--model.seed, --seed_everything)
     wandb: true
+
+With ``seeds`` (or ``--seeds 0,1,2``) each cell runs once per seed, each seed in its own run folder
+(the seed is part of the run id); the report folds the seeds of a cell into one row.
 """
 
 from __future__ import annotations
@@ -41,12 +45,13 @@ from typing import Any
 import yaml
 
 from moco_lit.errors import UserError
+from moco_lit.seeds import SeedSpread, parse_seeds, seed_args
 
 log = logging.getLogger(__name__)
 
 BASELINE = "single_model"
 SWEEP_KEYS = {"name", "run_dir", "pools", "collaborators", "benchmarks", "methods", "model", "data", "args"}
-SWEEP_KEYS |= {"wandb", "wandb_project", "progress", "scoring"}
+SWEEP_KEYS |= {"wandb", "wandb_project", "progress", "scoring", "seeds"}
 
 
 @dataclass
@@ -60,6 +65,7 @@ class Cell:
     pool: str
     collaborators: list[str]
     method_args: list[str] = field(default_factory=list)
+    seed: int | None = None  # None: the method's own seed (no `seeds` in the sweep)
 
 
 @dataclass
@@ -74,6 +80,7 @@ class CellResult:
     seconds: float = 0.0
     error: str | None = None
     score_ci: list[float] | None = None  # the score's interval over examples, from metrics.json
+    seed: int | None = None
 
 
 @dataclass
@@ -90,13 +97,15 @@ class Sweep:
     wandb_project: str | None = None
     progress: bool = False
     scoring: str = "moco_lit"
+    seeds: list[int] = field(default_factory=list)
 
     @property
     def summary_path(self) -> Path:
         return summary_path(self.run_dir, self.name)
 
     def cells(self) -> list[Cell]:
-        """The grid, setting by setting; the single-model baseline first in each setting."""
+        """The grid, setting by setting; the single-model baseline first in each setting; the
+        seeds of a cell one after another."""
         entries = [_method_entry(m) for m in self.methods]
         if not any(e.get("method") == BASELINE for e in entries):
             entries.insert(0, {"method": BASELINE})
@@ -105,17 +114,19 @@ class Sweep:
         for pool, collaborators in self.pools.items():
             for benchmark in self.benchmarks:
                 for entry in entries:
-                    cells.append(
-                        Cell(
-                            label=entry.get("label") or _default_label(entry),
-                            method=entry.get("method"),
-                            recipe=entry.get("recipe"),
-                            benchmark=benchmark,
-                            pool=pool,
-                            collaborators=list(collaborators),
-                            method_args=_overrides("model", entry.get("args") or {}),
+                    for seed in self.seeds or [None]:
+                        cells.append(
+                            Cell(
+                                label=entry.get("label") or _default_label(entry),
+                                method=entry.get("method"),
+                                recipe=entry.get("recipe"),
+                                benchmark=benchmark,
+                                pool=pool,
+                                collaborators=list(collaborators),
+                                method_args=_overrides("model", entry.get("args") or {}),
+                                seed=seed,
+                            )
                         )
-                    )
         return cells
 
     def argv(self, cell: Cell, extra: list[str] = ()) -> list[str]:
@@ -128,6 +139,8 @@ class Sweep:
         argv += ["--model.collaborators", _yaml_value(cell.collaborators)]
         argv += ["--data.benchmark", cell.benchmark]
         argv += _overrides("model", self.model) + cell.method_args + _overrides("data", self.data)
+        if cell.seed is not None:
+            argv += seed_args(cell.seed)
         argv += ["--run_dir", self.run_dir, "--wandb", _yaml_value(self.wandb), "--wandb_group", self.name]
         if self.scoring != "moco_lit":
             argv += ["--scoring", self.scoring]
@@ -222,7 +235,25 @@ def sweep_from_spec(spec: dict, where: str = "sweep") -> Sweep:
         wandb_project=spec.get("wandb_project"),
         progress=bool(spec.get("progress", False)),
         scoring=_scoring(spec.get("scoring"), where),
+        seeds=_seeds(spec, where),
     )
+
+
+def _seeds(spec: dict, where: str) -> list[int]:
+    if spec.get("seeds") is None:
+        return []
+    seeds = parse_seeds(spec["seeds"], f"{where}: seeds")
+    method_seeds = [
+        str(m.get("label") or m.get("method") or m.get("recipe"))
+        for m in spec["methods"]
+        if isinstance(m, dict) and "seed" in (m.get("args") or {})
+    ]
+    if "seed" in (spec.get("model") or {}) or method_seeds:
+        where_seed = "model: {seed}" if "seed" in (spec.get("model") or {}) else f"args of {method_seeds[0]}"
+        raise UserError(
+            f"{where}: `seeds` sets every cell's --model.seed, and {where_seed} sets it too; keep one"
+        )
+    return seeds
 
 
 def _scoring(value: Any, where: str) -> str:
@@ -294,8 +325,8 @@ def run_sweep(sweep: Sweep, extra: list[str] = (), out=None) -> list[CellResult]
     out = out or sys.stdout
 
     cells = sweep.cells()
-    results = [CellResult(i + 1, c.label, c.benchmark, c.pool) for i, c in enumerate(cells)]
-    table = ProgressTable(out, len(cells))
+    results = [CellResult(i + 1, c.label, c.benchmark, c.pool, seed=c.seed) for i, c in enumerate(cells)]
+    table = ProgressTable(out, len(cells), seeds=bool(sweep.seeds))
     print(f"sweep {sweep.name}: {len(cells)} cells → {sweep.summary_path}", file=out, flush=True)
     table.header()
     for cell, result in zip(cells, results):
@@ -364,25 +395,30 @@ class ProgressTable:
         ("s", 7),
     )
 
-    def __init__(self, out, total: int) -> None:
+    def __init__(self, out, total: int, seeds: bool = False) -> None:
         self.out = out
         self.total = total
+        self.seeds = seeds
+        at = [name for name, _ in self.COLUMNS].index("status")
+        self.columns = self.COLUMNS[:at] + (("seed", 4),) + self.COLUMNS[at:] if seeds else self.COLUMNS
 
     def _line(self, cells: list[str]) -> str:
-        return "  ".join(str(c)[:w].ljust(w) for c, (_, w) in zip(cells, self.COLUMNS)).rstrip()
+        return "  ".join(str(c)[:w].ljust(w) for c, (_, w) in zip(cells, self.columns)).rstrip()
 
     def header(self) -> None:
-        print(self._line([name for name, _ in self.COLUMNS]), file=self.out)
-        print(self._line(["-" * w for _, w in self.COLUMNS]), file=self.out, flush=True)
+        print(self._line([name for name, _ in self.columns]), file=self.out)
+        print(self._line(["-" * w for _, w in self.columns]), file=self.out, flush=True)
 
     def row(self, r: CellResult) -> None:
         score = "-" if r.score is None else f"{r.score:.3f}"
         interval = "-" if not r.score_ci else f"[{r.score_ci[0]:.2f}, {r.score_ci[1]:.2f}]"
+        seed = [str(r.seed)] if self.seeds else []
         cells = [
             f"{r.index}/{self.total}",
             r.label,
             r.benchmark,
             r.pool,
+            *seed,
             r.status,
             score,
             interval,
@@ -394,12 +430,26 @@ class ProgressTable:
 
     def footer(self, results: list[CellResult], path: Path) -> None:
         counts = {s: sum(r.status == s for r in results) for s in ("done", "cached", "failed")}
+        if self.seeds:
+            self.seed_spreads(results)
         print(
             f"\n{counts['done']} run, {counts['cached']} already finished, {counts['failed']} failed; "
             f"summary in {path}",
             file=self.out,
             flush=True,
         )
+
+    def seed_spreads(self, results: list[CellResult]) -> None:
+        """One line per cell run with several seeds: the mean score ± its spread over seeds."""
+        by_cell: dict[tuple[str, str, str], list[CellResult]] = {}
+        for r in results:
+            if r.score is not None and r.seed is not None:
+                by_cell.setdefault((r.label, r.benchmark, r.pool), []).append(r)
+        if by_cell:
+            print("\nover seeds (the score's spread between seeds, not over examples):", file=self.out)
+        for (label, benchmark, pool), cell in by_cell.items():
+            spread = SeedSpread([r.seed for r in cell], [r.score for r in cell])
+            print(f"  {label}  {benchmark}  {pool}: {spread.text()}", file=self.out, flush=True)
 
 
 def main(argv: list[str]) -> int:
@@ -421,6 +471,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--scoring", default=None, choices=["moco_lit", "moco"], help="moco: MoCo's own rules"
     )
+    parser.add_argument("--seeds", default=None, help="run every cell once per seed, e.g. 0,1,2")
     args, extra = parser.parse_known_args(argv)
     spec: dict[str, Any] = {}
     if args.config:
@@ -431,7 +482,7 @@ def main(argv: list[str]) -> int:
         if not isinstance(spec, dict):
             raise UserError(f"{path}: a sweep file is a mapping with {', '.join(sorted(SWEEP_KEYS))}")
         spec.setdefault("name", path.stem)
-    for key in ("name", "methods", "benchmarks", "collaborators", "run_dir", "scoring"):
+    for key in ("name", "methods", "benchmarks", "collaborators", "run_dir", "scoring", "seeds"):
         if getattr(args, key) is not None:
             spec[key] = getattr(args, key)
     if args.collaborators:
@@ -441,6 +492,8 @@ def main(argv: list[str]) -> int:
     if not spec.get("name"):
         spec["name"] = "sweep-" + time.strftime("%Y%m%d-%H%M%S")
     sweep = sweep_from_spec(spec, args.config or "the command line")
+    if sweep.seeds and any(a.split("=", 1)[0] in ("--model.seed", "--seed_everything") for a in extra):
+        raise UserError("seeds set every cell's --model.seed and --seed_everything; give one or the other")
     results = run_sweep(sweep, extra)
     print(f"compare them: python -m moco_lit report {sweep.name} --run_dir {sweep.run_dir}")
     return 1 if any(r.status == "failed" for r in results) else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 
 
@@ -39,3 +40,9 @@ def reverser(rendered: str) -> str:
 def wrong(rendered: str) -> str:
     """Always wrong (and always the same)."""
     return "zzz"
+
+
+def coin(rendered: str, seed: int) -> str:
+    """Right when its sample's seed comes up heads, else "7": other seeds, other scores."""
+    right = random.Random(seed).random() < 0.5
+    return (solve_quickstart(_question(rendered)) or "7") if right else "7"
