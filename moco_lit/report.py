@@ -589,37 +589,7 @@ def heatmap_data(
     return methods, settings, [[cells.get((m, s)) for s in settings] for m in methods]
 
 
-def cost_quality_points(runs: list[Run], rows: list[dict]) -> dict[str, list[tuple[str, float, float]]]:
-    """Per benchmark: (label, tokens per example, score) of every compared run and every single model."""
-    shown = {r["run"] for r in rows}
-    points: dict[str, list[tuple[str, float, float]]] = defaultdict(list)
-    for run in runs:
-        if run.path not in shown:
-            continue
-        if run.is_single:
-            share = run.per_example(run.tokens) / max(len(run.single), 1)
-            for spec, scores in run.single.items():
-                values = [v for v in scores.values() if v is not None]
-                name = run.names[run.specs.index(spec)] if spec in run.specs and run.names else spec
-                if values:
-                    points[run.benchmark].append((f"single: {name}", share, sum(values) / len(values)))
-        elif run.score is not None:
-            points[run.benchmark].append((run.label, run.per_example(run.tokens), run.score))
-    return dict(points)
-
-
-# -- figures and files --------------------------------------------------------------------------
-
-
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError as err:
-        raise UserError("the report's figures need matplotlib: pip install 'moco-lit[report]'") from err
-    matplotlib.use("Agg")  # files only: no display on servers and in tests
-    import matplotlib.pyplot as plt
-
-    return plt
+# -- figures (drawn by moco_lit.figures) and files ----------------------------------------------
 
 
 def heatmap_labels(rows: list[dict], value: str = "score") -> list[list[str | None]]:
@@ -637,58 +607,6 @@ def heatmap_labels(rows: list[dict], value: str = "score") -> list[list[str | No
             else:
                 labels[-1].append(f"{v:.3f}")
     return labels
-
-
-def plot_heatmap(rows: list[dict], value: str, path: Path) -> Path | None:
-    methods, settings, matrix = heatmap_data(rows, value)
-    if not methods or not settings:
-        return None
-    plt = _pyplot()
-    data = [[math.nan if v is None else v for v in line] for line in matrix]
-    # room for the longest method label and the two-line title, whatever the number of settings
-    width = max(4.5, 1.6 + 0.07 * max(map(len, methods)) + 1.3 * len(settings))
-    fig, ax = plt.subplots(figsize=(width, 1.2 + 0.45 * len(methods)))
-    finite = [abs(v) for line in data for v in line if not math.isnan(v)] or [1.0]
-    if value == "gain":
-        bound = max(finite) or 1.0
-        image = ax.imshow(data, cmap="RdBu", vmin=-bound, vmax=bound, aspect="auto")
-    else:
-        image = ax.imshow(data, cmap="viridis", aspect="auto")
-    for i, line in enumerate(heatmap_labels(rows, value)):
-        for j, text in enumerate(line):
-            if text is not None:
-                ax.text(j, i, text, ha="center", va="center", fontsize=8)
-    ax.set_xticks(range(len(settings)), settings, rotation=30, ha="right", fontsize=8)
-    ax.set_yticks(range(len(methods)), methods, fontsize=8)
-    confidence = next((r["confidence"] for r in rows if r.get("confidence")), CONFIDENCE)
-    title = f"gain over the best single model\n(*: paired CI above 0, p < {1 - confidence:.3g})"
-    ax.set_title(title if value == "gain" else "score", fontsize=9)
-    fig.colorbar(image, ax=ax, fraction=0.08, pad=0.04)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def plot_cost_quality(points: dict[str, list[tuple[str, float, float]]], path: Path) -> Path | None:
-    if not points:
-        return None
-    plt = _pyplot()
-    benchmarks = sorted(points)
-    fig, axes = plt.subplots(1, len(benchmarks), figsize=(5.0 * len(benchmarks), 4.0), squeeze=False)
-    for ax, benchmark in zip(axes[0], benchmarks):
-        for label, tokens, score in points[benchmark]:
-            # a legend rather than annotations: cheap methods crowd the left edge
-            ax.scatter([tokens], [score], marker="s" if label.startswith("single: ") else "o", label=label)
-        ax.legend(fontsize=7, loc="best")
-        ax.set_xlabel("tokens per example")
-        ax.set_ylabel("score")
-        ax.set_title(benchmark)
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def write_report(
@@ -709,10 +627,14 @@ def write_report(
     stats = headline(rows)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    from moco_lit import figures as draw
+
     figures = {
-        "heatmap_score": plot_heatmap(rows, "score", out / "heatmap_score.png"),
-        "heatmap_gain": plot_heatmap(rows, "gain", out / "heatmap_gain.png"),
-        "cost_quality": plot_cost_quality(cost_quality_points(runs, rows), out / "cost_quality.png"),
+        "heatmap_score": draw.save(draw.score_heatmap(runs, rows), out / "heatmap_score.png"),
+        "heatmap_gain": draw.save(draw.gain_heatmap(rows), out / "heatmap_gain.png"),
+        "cost_quality": draw.save(
+            draw.cost_quality(draw.cost_quality_series(runs, rows, confidence)), out / "cost_quality.png"
+        ),
     }
     figures = {name: path for name, path in figures.items() if path is not None}
     data = {"title": title, "solved_at": solved_at, "headline": stats, "rows": rows}
