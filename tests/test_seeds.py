@@ -90,10 +90,15 @@ def test_seeds_are_checked_where_they_are_given(tmp_path):
 def test_bad_seeds_on_the_command_line_are_one_error_line(tmp_path, capsys):
     from moco_lit.cli import main
 
-    assert main(["sweep", "-c", "missing.yaml", "--seeds", "0,x"]) == 2
+    grid = ["--methods", "majority_vote", "--benchmarks", "quickstart_multiply", "--collaborators", POOL[0]]
+    assert main(["sweep", "--name", "s", *grid, "--run_dir", str(tmp_path), "--seeds", "0,x"]) == 2
+    assert main(["sweep", "--name", "s", *grid, "--seeds", "0,1", "--model.seed", "5"]) == 2
     assert main(["test", "--model", "majority_vote", "--seeds", "1,1"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2 and all(line.startswith("error: ") for line in errors)
+    assert len(errors) == 3 and all(line.startswith("error: ") for line in errors)
+    assert "'x' is not an integer seed" in errors[0] and "one or the other" in errors[1]
+    assert "seed listed twice" in errors[2]
+    assert not (tmp_path / "sweeps").exists()  # nothing ran
 
 
 def test_sweep_prints_the_spread_over_seeds(seeded):
