@@ -107,6 +107,7 @@ class PredictionsTable(L.Callback):
             return
         identity = _identity(pl_module, trainer)
         for logger in loggers:
+            getattr(logger, "start", lambda: None)()  # setup is over: a held run may start
             logger.experiment.config.update(identity, allow_val_change=True)
 
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -143,6 +144,11 @@ def comparison_summary(run_path, metrics: dict) -> dict[str, Any]:
             summary[key if key.startswith("cost/") else f"test/{key}"] = float(metrics[key])
     if metrics.get("score_ci"):  # the score's interval over examples, beside it
         summary["test/score_ci_low"], summary["test/score_ci_high"] = map(float, metrics["score_ci"])
+    n = metrics.get("n")
+    for key in ("cost/calls", "cost/tokens", "cost/new_tokens"):
+        # the totals grow with the run's size: per example, runs of different sizes compare
+        if isinstance(n, int | float) and n > 0 and isinstance(metrics.get(key), int | float):
+            summary[f"{key}_per_example"] = float(metrics[key]) / n
     comparison = compare_with_best_single(run_path)
     if comparison is not None:
         summary["gain_over_best_single"] = comparison["gain"]

@@ -29,7 +29,9 @@ from moco_lit.errors import UserError, first_line
 from moco_lit.evaluation.sandbox import allow_unsafe_code_execution
 from moco_lit.methods.base import CollaborationModule
 from moco_lit.processes import die_with_parent, usable_cores
+from moco_lit.provenance import provenance
 from moco_lit.runs import RunFolder, run_id_for
+from moco_lit.tracking import RunLogger, job_type, method_arguments, wandb_run_id
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     # BenchmarkDataModule shards without padding: Lightning's sampler would duplicate examples
     "use_distributed_sampler": False,
     "enable_model_summary": False,
+    # fits here are a few dozen steps: Lightning's default (every 50) would log no loss curve
+    "log_every_n_steps": 1,
 }
 
 # configuration entries that do not change results (excluded from the run id)
@@ -122,14 +126,20 @@ class MocoCLI(LightningCLI):
             raise UserError(_one_line(err)) from err
 
     def _run_subcommand(self, subcommand: str) -> None:
+        failed = True
         try:
             super()._run_subcommand(subcommand)
+            failed = False
         except OSError as err:
             if err.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
             where = err.filename or "a file of the run"
             raise UserError(f"disk full: cannot write {where}; free space and rerun (it resumes)") from err
         finally:
+            if failed:  # also a failure outside the Trainer (after_fit): W&B must not say it finished
+                for logger in self.trainer.loggers:
+                    if isinstance(logger, RunLogger):
+                        logger.finish(exit_code=1)
             folder = getattr(getattr(self.model, "runtime", None), "run_folder", None)
             if folder is not None:
                 folder.unlock()
@@ -182,6 +192,7 @@ class MocoCLI(LightningCLI):
             "run_id": run_id,
             "stage": stage,
             "scoring": config.get("scoring") or "moco_lit",
+            **provenance(),  # versions and the code's git commit
         }
         model.runtime.cache = bool(config["cache"])
         model.runtime.cache_path = config.get("cache_path")
@@ -207,33 +218,40 @@ class MocoCLI(LightningCLI):
             if not any(isinstance(c, IterationCheckpoint) for c in self.trainer.callbacks):
                 self.trainer.callbacks.append(IterationCheckpoint(on_first_save=folder.commit_config))
         if config["wandb"]:
-            self._attach_wandb(config, folder, stage, data.hparams.benchmark, model)
+            self._attach_wandb(config, folder, stage, summary, model)
             if not any(isinstance(c, PredictionsTable) for c in self.trainer.callbacks):
                 self.trainer.callbacks.append(PredictionsTable())  # a no-op without a WandbLogger
 
-    def _attach_wandb(self, config, folder: RunFolder, stage: str, benchmark: str, model) -> None:
+    def _attach_wandb(self, config, folder: RunFolder, stage: str, summary: dict, model) -> None:
+        """A W&B run per run folder (``moco_lit.tracking`` says how id, group and job type are chosen)."""
         if self.trainer.loggers:
             return  # the recipe chose its own loggers
-        try:
-            from lightning.pytorch.loggers import WandbLogger
-        except ImportError:
-            return
         try:
             import wandb  # noqa: F401
         except ImportError:
             return
         if os.environ.get("WANDB_MODE") == "disabled":
             return
-        offline = not _wandb_credentials()
-        logger = WandbLogger(
+        benchmark = folder.path.parent.parent.name  # the benchmark's name, also for a file path
+        plain = _plain(config.as_dict())
+        arguments = method_arguments(type(model), (plain.get("model") or {}).get("init_args") or {})
+        logger = RunLogger(
             project=config["wandb_project"],
             group=config.get("wandb_group") or benchmark,
-            job_type=model.method_name,
+            job_type=job_type(stage, model.method_name, arguments),
             tags=[model.method_name, model.level],
-            name=f"{model.method_name}-{Path(benchmark).stem}-{folder.path.name}",
+            name=f"{model.method_name}-{benchmark}-{folder.path.name}",
+            id=wandb_run_id(folder.path),
+            resume="allow",
             save_dir=str(folder.path),
-            offline=offline,
-            config=_plain(config.as_dict()),
+            offline=not _wandb_credentials(),
+            config={
+                **plain,
+                **summary,  # run_id, stage, benchmark, scoring, versions, git commit
+                "run_folder": str(folder.path),
+                "method": model.method_name,
+                "method_arguments": arguments,
+            },
         )
         self.trainer.loggers = [logger]
 
