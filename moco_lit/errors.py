@@ -32,3 +32,11 @@ def load_failure(error: BaseException) -> str:
             "or a short name from `python -m moco_lit models list`"
         )
     return first_line(error)
+
+
+def did_you_mean(name: str, choices, cutoff: float = 0.75) -> str:
+    """``" (did you mean X?)"`` for the closest of ``choices`` to ``name``, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=cutoff)
+    return f" (did you mean {close[0]}?)" if close else ""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import importlib
+import inspect
 import logging
 import os
 import re
@@ -25,7 +26,7 @@ from lightning.pytorch.cli import LightningCLI
 
 from moco_lit.callbacks import LAST, IterationCheckpoint, PredictionsTable
 from moco_lit.data import BenchmarkDataModule
-from moco_lit.errors import UserError, first_line
+from moco_lit.errors import UserError, did_you_mean, first_line
 from moco_lit.evaluation.sandbox import allow_unsafe_code_execution
 from moco_lit.methods.base import CollaborationModule
 from moco_lit.processes import die_with_parent, usable_cores
@@ -100,10 +101,11 @@ class MocoCLI(LightningCLI):
         )
 
     def parse_arguments(self, parser, args) -> None:
+        self._args = list(args or [])
         try:
             super().parse_arguments(parser, args)
         except ArgumentError as err:
-            raise UserError(_one_line(err)) from err
+            raise UserError(_explain_parse_error(err, parser, args)) from err
 
     def _parse_ckpt_path(self) -> None:
         # LightningCLI reads the checkpoint's hyperparameters before anything else: check it first
@@ -123,7 +125,7 @@ class MocoCLI(LightningCLI):
         except (ArgumentError, ValueError, TypeError, MisconfigurationException) as err:
             if isinstance(err, UserError):
                 raise
-            raise UserError(_one_line(err)) from err
+            raise UserError(_explain_parse_error(err, self.parser, self._args)) from err
 
     def _run_subcommand(self, subcommand: str) -> None:
         failed = True
@@ -417,6 +419,53 @@ def _wandb_credentials() -> bool:
         return True
     netrc = Path.home() / ".netrc"
     return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def _explain_parse_error(err: BaseException, parser, args: list[str] | None) -> str:
+    """One line for a command-line mistake: the closest known flag for a mistyped one, the flag
+    to give for a missing required argument, else jsonargparse's reason."""
+    text = str(err)
+    unknown = re.search(r"unrecognized arguments: (\S+)", text)
+    if unknown:
+        flag = unknown.group(1).split("=", 1)[0]
+        hint = did_you_mean(flag, _known_flags(parser, list(args or [])), cutoff=0.7)
+        return f"unrecognized argument {flag}{hint}; `--help` lists the options"
+    key = re.search(r'Parser key "([\w.]+)":', text)
+    prefix = f"--{key.group(1)}." if key else "--"
+    rejected = re.search(r"Option '(\w+)' is not accepted", text)
+    if rejected:
+        flag = prefix + rejected.group(1)
+        hint = did_you_mean(flag, _known_flags(parser, list(args or [])), cutoff=0.7)
+        return f"unrecognized argument {flag}{hint}; `--help` lists the options"
+    missing = re.search(r"the following arguments are required: ([\w, ]+)", text)
+    if missing:
+        flags = [prefix + name.strip() for name in missing.group(1).split(",") if name.strip()]
+        example = ""
+        if "--model.collaborators" in flags:
+            example = " (the collaborating models, e.g. --model.collaborators '[smollm2-135m-instruct, gemma3-270m]')"
+        return f"{', '.join(flags)} {'is' if len(flags) == 1 else 'are'} required{example}"
+    return _one_line(err)
+
+
+def _known_flags(parser, args: list[str]) -> list[str]:
+    """The options of the subcommand in ``args``, the chosen method's arguments included."""
+    flags: set[str] = set()
+    subcommand = next((a for a in args if a in ("fit", "validate", "test", "predict")), None)
+    action = getattr(parser, "_subcommands_action", None)
+    chosen = action._name_parser_map.get(subcommand) if action is not None and subcommand else parser
+    for found in getattr(chosen, "_actions", []):
+        flags.update(o for o in found.option_strings if o.startswith("--"))
+    if "--model" in args and args.index("--model") + 1 < len(args):
+        module_name, _, class_name = args[args.index("--model") + 1].rpartition(".")
+        try:
+            method = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError, ValueError):
+            method = None
+        for cls in getattr(method, "__mro__", ()):
+            init = cls.__dict__.get("__init__")
+            if init is not None:
+                flags.update(f"--model.{p}" for p in inspect.signature(init).parameters if p != "self")
+    return sorted(flags)
 
 
 def _one_line(err: BaseException) -> str:

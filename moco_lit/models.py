@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moco_lit import paths
-from moco_lit.errors import UserError, first_line
+from moco_lit.errors import UserError, did_you_mean, first_line
 
 GGUF_MAGIC = b"GGUF"
 CONVERSION_RECORD = "conversion.json"
@@ -101,6 +101,9 @@ def resolve_model(spec: str) -> str:
         return str(folder)
 
     path = Path(spec).expanduser()
+    hint = did_you_mean(spec, KNOWN_MODELS, cutoff=0.85)
+    if hint and "/" not in spec and not path.exists():  # a short name mistyped, not a hub id
+        raise UserError(f"unknown model {spec!r}{hint} (short names: {', '.join(KNOWN_MODELS)})")
     if spec.endswith(".gguf"):
         if not path.is_file():
             raise UserError(f"GGUF file {spec!r} does not exist")

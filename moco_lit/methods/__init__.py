@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from moco_lit.errors import UserError
+from moco_lit.errors import UserError, did_you_mean
 from moco_lit.methods.base import Answer, CollaborationModule
 
 __all__ = ["Answer", "CollaborationModule", "class_path", "get", "names"]
@@ -39,7 +39,9 @@ def get(name: str) -> type[CollaborationModule]:
     """The method class for a short name such as ``majority_vote``."""
     modules = _module_names()
     if name not in modules:
-        raise UserError(f"unknown method {name!r}; available methods: {', '.join(sorted(modules))}")
+        raise UserError(
+            f"unknown method {name!r}{did_you_mean(name, modules)}; available methods: {', '.join(sorted(modules))}"
+        )
     module = importlib.import_module(modules[name])
     for value in vars(module).values():
         if isinstance(value, type) and issubclass(value, CollaborationModule) and value.method_name == name:
