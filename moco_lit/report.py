@@ -615,9 +615,16 @@ def write_report(
     title: str = "moco_lit report",
     solved_at: float = SOLVED_AT,
     confidence: float = CONFIDENCE,
+    formats: list[str] | tuple[str, ...] = (),
 ) -> dict[str, Path]:
-    """Compare every run in ``sources``; write report.md, report.html, report.json and PNG figures."""
+    """Compare every run in ``sources``; write report.md, report.html, report.json and PNG figures.
+
+    ``formats`` adds exports: ``latex`` (report.tex) and ``csv`` (report.csv), see moco_lit.export.
+    """
+    from moco_lit.export import check_formats, write_exports
+
     check_confidence(confidence)
+    check_formats(formats)
     runs = load_runs(sources)
     if not runs:
         raise UserError(f"no finished test runs in {', '.join(map(str, sources))}")
@@ -641,7 +648,14 @@ def write_report(
     (out / "report.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
     (out / "report.md").write_text(_markdown(title, rows, stats, figures, solved_at))
     (out / "report.html").write_text(_html(title, rows, stats, figures, solved_at))
-    return {"md": out / "report.md", "html": out / "report.html", "json": out / "report.json", **figures}
+    exports = write_exports(rows, out, formats, title)
+    return {
+        "md": out / "report.md",
+        "html": out / "report.html",
+        "json": out / "report.json",
+        **figures,
+        **exports,
+    }
 
 
 def _fmt(value: Any, signed: bool = False) -> str:
@@ -848,6 +862,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--confidence", type=float, default=CONFIDENCE, help="level of every interval (default 0.95)"
     )
+    parser.add_argument(
+        "--format",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="FORMAT",
+        help="also write report.tex (latex: booktabs tables) and/or report.csv (csv)",
+    )
     args = parser.parse_args(argv)
     check_confidence(args.confidence)
     sources, out, title = [], None, None
@@ -861,6 +883,7 @@ def main(argv: list[str]) -> int:
         args.title or title,
         args.solved_at,
         args.confidence,
+        args.format,
     )
     stats = json.loads(files["json"].read_text())["headline"]
     print(
@@ -868,5 +891,6 @@ def main(argv: list[str]) -> int:
         f"with the paired {_ci_header(args.confidence)} above zero (p < {_alpha(stats)}; {stats['wins']} with any gain, "
         f"win share {_pct(stats['win_share'])}), emergence {_pct(stats['emergence'])}"
     )
-    print(f"report: {files['html']} (and {files['md'].name}, figures) in {files['md'].parent}")
+    extra = "".join(f", {files[key].name}" for key in ("tex", "csv") if key in files)
+    print(f"report: {files['html']} (and {files['md'].name}{extra}, figures) in {files['md'].parent}")
     return 0
