@@ -1,5 +1,5 @@
 """W&B for comparison: an offline run holds the identity config, summary metrics (gain included),
-the sweep's group, the method as job type, and the per-example predictions table."""
+the sweep's group, stage and method as job type, and the per-example predictions table."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def test_offline_run_has_summary_keys_and_predictions_table(run_cli, tmp_path, m
     folder = cli.model.runtime.run_folder.path
     metrics = json.loads((folder / "metrics.json").read_text())
     best = json.loads((single.model.runtime.run_folder.path / "metrics.json").read_text())["score"]
-    assert run.group == "my-sweep" and run.job_type == "majority_vote"
+    assert run.group == "my-sweep" and run.job_type == "test/majority_vote"
     assert run.config["method"] == "majority_vote" and run.config["benchmark"] == "quickstart"
     assert run.config["pool_size"] == 3 and run.config["model"]["init_args"]["tie"] == "random"
     assert run.summary["test/score"] == pytest.approx(metrics["score"])
