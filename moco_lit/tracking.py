@@ -6,8 +6,8 @@ are checked, marked failed when the command fails.
   run of the same name.
 - **group**: the benchmark, or the sweep's name inside a sweep (``--wandb_group``).
 - **job type**: the stage and the method variant, ``test/majority_vote[tie=dev-based]``: the
-  method's arguments that differ from its defaults (pool and batch sizes aside), so fits, tests and
-  variants of one method are never averaged together.
+  method's arguments that differ from its defaults (pool, seed and batch sizes aside), so fits,
+  tests and variants of one method are never averaged together, and seeds of one variant are.
 - **start**: Lightning asks for the experiment before the datamodule's and module's ``setup``
   (which load the benchmark and the models and check the options); ``RunLogger`` answers with a
   placeholder and starts the run on the first thing logged after it, so bad input leaves no run.
@@ -32,7 +32,9 @@ from lightning.pytorch.loggers import WandbLogger
 log = logging.getLogger(__name__)
 
 JOB_TYPE_LIMIT = 64  # W&B refuses longer job types
-NOT_A_VARIANT = {"collaborators", "generation_batch_size"}  # the pool, and what does not change results
+# the pool, the seed (seeds are replicates of one variant: a dashboard averages over them) and
+# what does not change results
+NOT_A_VARIANT = {"collaborators", "seed", "generation_batch_size"}
 
 
 def wandb_run_id(folder: Path) -> str:
@@ -42,7 +44,7 @@ def wandb_run_id(folder: Path) -> str:
 
 
 def method_arguments(method_class: type, init_args: dict[str, Any]) -> dict[str, Any]:
-    """The arguments of ``init_args`` that differ from ``method_class``'s defaults (pool aside)."""
+    """The arguments of ``init_args`` that differ from ``method_class``'s defaults (``NOT_A_VARIANT`` aside)."""
     defaults: dict[str, Any] = {}
     for klass in reversed(method_class.__mro__):
         if "__init__" not in vars(klass):

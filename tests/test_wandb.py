@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from moco_lit.provenance import code_commit, provenance
 from tests.conftest import ROOT, collaborators_arg
@@ -182,3 +183,35 @@ def test_a_short_fit_logs_a_loss_curve(run_cli, offline_wandb, tiny_models):
     wandb.finish()
     (fit,) = offline_wandb()
     assert len(fit.series("train/loss")) == 4, "one point per step: 2 batches x 2 epochs"
+
+
+@pytest.mark.slow
+def test_a_sweep_groups_its_cells_seeds_share_a_job_type_and_a_failed_cell_is_failed(tmp_path, offline_wandb):
+    from moco_lit.sweep import main
+
+    oracle, broken_model = "callable:tests.scripted.oracle", "callable:tests.test_wandb.broken"
+    spec = {
+        "name": "grid",
+        "run_dir": str(tmp_path / "runs"),
+        "collaborators": [oracle, "callable:tests.scripted.wrong"],
+        "benchmarks": ["quickstart_multiply"],
+        "methods": [
+            {"method": "majority_vote", "label": "down", "args": {"collaborators": [oracle, broken_model]}}
+        ],
+        "data": {"limit": 2},
+        "seeds": [0, 1],
+        "wandb": True,
+        "progress": False,
+    }
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(spec))
+    assert main(["-c", str(tmp_path / "grid.yaml")]) == 1  # a cell failed
+    runs = offline_wandb()
+    assert {run.group for run in runs} == {"grid"} and len({run.id for run in runs}) == 4
+    by_job = {}
+    for run in runs:
+        by_job.setdefault(run.job_type, []).append(run)
+    # the seeds of one cell are replicates: one job type, the seed in the config
+    assert sorted(by_job) == ["test/majority_vote", "test/single_model"]
+    assert sorted(run.config["model"]["init_args"]["seed"] for run in by_job["test/single_model"]) == [0, 1]
+    assert [run.exit_code for run in by_job["test/single_model"]] == [0, 0]
+    assert [run.exit_code for run in by_job["test/majority_vote"]] == [1, 1]
