@@ -132,7 +132,8 @@ def score_table(runs: list[Run], rows: list[dict]) -> tuple[list[str], list[str]
         run = by_path.get(row["run"])
         if run is not None and run.is_single and run.single:
             for spec, scores in run.single.items():
-                cells[(f"single: {_single_name(run, spec)}", row["setting"])] = scores
+                variant = run.label.removeprefix("single_model")  # " (temperature=0.2)" of a variant
+                cells[(f"single: {_single_name(run, spec)}{variant}", row["setting"])] = scores
         elif run is not None:
             cells[(row["method"], row["setting"])] = run.scores
     singles = sorted({label for label, _ in cells if label.startswith("single: ")})
@@ -177,7 +178,7 @@ def cost_quality_series(
                 if values:
                     interval = score_interval(values, confidence)
                     bounds = None if interval is None else [interval.low, interval.high]
-                    label = f"single: {_single_name(run, spec)}"
+                    label = f"single: {_single_name(run, spec)}{run.label.removeprefix('single_model')}"
                     points.setdefault(row["benchmark"], []).append(
                         (label, share, sum(values) / len(values), bounds)
                     )

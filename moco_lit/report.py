@@ -34,6 +34,8 @@ from moco_lit.evaluation.stats import (
 )
 from moco_lit.runs import RunFolder
 from moco_lit.seeds import merge_seeds, seed_fields, uncertainty_note, with_seed_columns
+from moco_lit.variants import run_settings
+from moco_lit.variants import separate as separate_variants
 
 TRAINED_FORM_FLAGS = ("train_ranker_on_dev", "train_fuser_on_dev")
 """Arguments that switch a method from its zero-shot form to a form trained on dev."""
@@ -194,6 +196,8 @@ class Run:
     seeds: tuple[int, ...] = ()  # set on a run folding several seeds (moco_lit.seeds.merge_seeds)
     seed_scores: tuple[float, ...] = ()
     seed_paths: tuple[str, ...] = ()
+    settings: dict = field(default_factory=dict)
+    """What decides the result besides the pool and seed (moco_lit.variants.run_settings)."""
 
     @property
     def pool(self) -> tuple[str, ...]:
@@ -253,6 +257,7 @@ def run_from_folder(path: str | Path) -> Run | None:
         scoring=metrics.get("scoring") or "moco_lit",
         seed=init_args.get("seed"),
         experiment=_experiment_without_seed(config),
+        settings=run_settings(config, names),
     )
 
 
@@ -432,7 +437,7 @@ def compare(runs: list[Run], solved_at: float = SOLVED_AT, confidence: float = C
         paired = None
         if baseline is not None and run.score is not None:
             paired = _paired_or_none(own, baseline.scores, confidence)
-        pool = run.pool_name or "+".join(run.names or run.specs)
+        pool = run.pool_name or "+".join(sorted(run.names or run.specs))  # a set: order does not split it
         rows.append(
             {
                 "method": run.label,
@@ -574,7 +579,7 @@ def headline(rows: list[dict]) -> dict:
         "emergence_ci": _share_interval(emerged, unsolved, confidence),
         "emerged": emerged,
         "unsolved": unsolved,
-        "without_baseline": sorted({r["method"] for r in rows if r["gain"] is None}),
+        "without_baseline": sorted({f"{r['method']} on {r['setting']}" for r in rows if r["gain"] is None}),
     }
 
 
@@ -629,9 +634,10 @@ def write_report(
     if not runs:
         raise UserError(f"no finished test runs in {', '.join(map(str, sources))}")
     check_one_scorer(runs)
+    runs, superseded = separate_variants(runs)
     runs = merge_seeds(runs)
     rows = compare(runs, solved_at, confidence)
-    stats = headline(rows)
+    stats = headline(rows) | {"superseded": superseded}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     from moco_lit import figures as draw
@@ -781,8 +787,13 @@ def _headline_lines(stats: dict, solved_at: float) -> list[str]:
     if stats["without_baseline"]:
         lines.append(
             "No single_model run covers the pool of: "
-            + ", ".join(stats["without_baseline"])
+            + "; ".join(stats["without_baseline"])
             + " (no gain shown)."
+        )
+    for entry in stats.get("superseded") or []:
+        lines.append(
+            f"Rerun with the same settings: {entry['method']} on {entry['setting']}: {entry['kept']} "
+            f"counts, {entry['run']} (older) is left out."
         )
     return lines
 
