@@ -29,7 +29,9 @@ from moco_lit.errors import UserError
 
 log = logging.getLogger(__name__)
 
-TABLE_COLUMNS = ["id", "output", "answer", "reference", "score", "answered_by", "calls", "tokens", "details"]
+TABLE_COLUMNS = [
+    "id", "output", "answer", "reference", "score", "prompt", "answered_by", "calls", "tokens", "details",
+]  # fmt: skip
 SUMMARY_KEYS = ("score", "cost/tokens", "cost/calls", "cost/new_tokens", "n")
 
 
@@ -177,6 +179,8 @@ def _cell(record: dict, column: str) -> Any:
         return json.dumps(value, ensure_ascii=False) if value else ""
     if column in {"answered_by", "reference", "answer"} and not isinstance(value, str | int | float | None):
         return json.dumps(value, ensure_ascii=False)  # lists and dicts: one column type for W&B
+    if column == "prompt":  # records written before prompts were recorded have none
+        return value or ""
     if column in {"reference", "answer"} and value is not None:
         return str(value)
     return value

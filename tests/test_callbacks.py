@@ -72,10 +72,11 @@ def test_offline_run_has_summary_keys_and_predictions_table(run_cli, tmp_path, m
     assert history["predictions/_type"] == "table-file" and history["predictions/nrows"] == 6
     run_files = next((folder / "wandb").glob("offline-run-*")) / "files"
     table = json.loads((run_files / history["predictions/path"]).read_text())
-    assert table["columns"][:5] == ["id", "output", "answer", "reference", "score"]
+    assert table["columns"][:6] == ["id", "output", "answer", "reference", "score", "prompt"]
     records = [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
     assert [row[0] for row in table["data"]] == [r["id"] for r in records]
     assert [row[4] for row in table["data"]] == [r["score"] for r in records]
+    assert [row[5] for row in table["data"]] == [r["prompt"] for r in records] and all(records[0]["prompt"])
 
 
 def _offline_records(path: Path) -> list:

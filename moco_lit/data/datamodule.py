@@ -64,8 +64,10 @@ class BenchmarkDataModule(L.LightningDataModule):
         ratio: serve only the first ``int(len(split) * ratio)`` examples of dev and of test, as
             MoCo's ``ratio`` hyperparameter does (so a converted MoCo config sees the same
             examples); ``limit`` and ``dev_limit`` then cut further.
-        limit: serve only the first ``limit`` test examples (and dev, unless ``dev_limit``).
-        dev_limit: serve only the first ``dev_limit`` dev examples.
+        limit: serve only the first ``limit`` test examples (and dev, unless ``dev_limit``); a
+            number between 0 and 1 is a share of the split (``0.1``: its first tenth, at least one
+            example), as lm-evaluation-harness reads a fractional ``--limit``.
+        dev_limit: serve only the first ``dev_limit`` dev examples (a share when below 1).
         batch_size: examples per batch.
         num_workers: dataloader worker processes (0 is right for the small dicts served here).
         task_type: overrides the task type of a file (needed for a JSONL without one).
@@ -77,8 +79,8 @@ class BenchmarkDataModule(L.LightningDataModule):
         benchmark: str = "quickstart",
         data_dir: str | None = None,
         ratio: float | None = None,
-        limit: int | None = None,
-        dev_limit: int | None = None,
+        limit: int | float | None = None,
+        dev_limit: int | float | None = None,
         batch_size: int = 16,
         num_workers: int = 0,
         task_type: str | None = None,
@@ -88,6 +90,10 @@ class BenchmarkDataModule(L.LightningDataModule):
         for label, value in (("limit", limit), ("dev_limit", dev_limit)):
             if value is not None and value < 0:
                 raise UserError(f"--data.{label} must be >= 0, got {value}.")
+            if value is not None and value >= 1 and value != int(value):
+                raise UserError(
+                    f"--data.{label} is a count of examples or a share below 1 (0.25: a quarter), got {value}."
+                )
         if ratio is not None and not 0 < ratio <= 1:
             raise UserError(f"--data.ratio must be in (0, 1] (a share of each split), got {ratio}.")
         if batch_size < 1:
@@ -129,10 +135,16 @@ class BenchmarkDataModule(L.LightningDataModule):
         # load and validate once, so a bad file fails before any model is loaded
         self._load()
 
-    def _limit(self, split: str) -> int | None:
+    def _limit(self, split: str, size: int) -> int | None:
+        """The number of ``split``'s examples to serve, out of ``size``."""
+        limit = self.hparams.limit
         if split == "dev" and self.hparams.dev_limit is not None:
-            return self.hparams.dev_limit
-        return self.hparams.limit
+            limit = self.hparams.dev_limit
+        if limit is None:
+            return None
+        if 0 < limit < 1:  # a share of the split, at least one example
+            return max(1, int(size * limit))
+        return int(limit)
 
     def records(self, split: str) -> list[dict[str, Any]]:
         """The raw records of ``split`` after the ratio and the limit."""
@@ -140,7 +152,7 @@ class BenchmarkDataModule(L.LightningDataModule):
         if self.hparams.ratio is not None:
             # the same cut as MoCo's: int() of the float product, not a rounded share
             records = records[: int(len(records) * self.hparams.ratio)]
-        return records[: self._limit(split)]
+        return records[: self._limit(split, len(records))]
 
     def records_by_id(self, split: str) -> dict[str, dict[str, Any]]:
         """The records of ``split`` (after the limit) keyed by id, for scoring by id."""

@@ -434,6 +434,7 @@ class CollaborationModule(L.LightningModule):
             records.append(
                 {
                     "id": example["id"],
+                    "prompt": example["prompt"],  # what the method was given (before any chat template)
                     "output": answer.text,
                     "answer": self.answer_of(answer.text, example),
                     "reference": _reference(example["record"]),

@@ -53,6 +53,18 @@ def test_limits_and_records_by_id(mc_file: Path) -> None:
     ]
 
 
+def test_a_limit_below_one_is_a_share_of_the_split(mc_file: Path) -> None:
+    module = BenchmarkDataModule(benchmark=str(mc_file), limit=0.4, dev_limit=0.5)
+    assert [e["id"] for e in module.examples("test")] == ["10", "11"]  # int(5 * 0.4)
+    assert [e["id"] for e in module.examples("dev")] == ["0"]  # int(3 * 0.5)
+    assert [e["id"] for e in BenchmarkDataModule(benchmark=str(mc_file), limit=0.01).examples("test")] == [
+        "10"
+    ]
+    assert len(BenchmarkDataModule(benchmark=str(mc_file), limit=3.0).examples("test")) == 3
+    with pytest.raises(UserError, match="a share below 1"):
+        BenchmarkDataModule(limit=2.5)
+
+
 def test_hyperparameters_are_saved(mc_file: Path) -> None:
     module = BenchmarkDataModule(benchmark=str(mc_file), batch_size=4, synthetic_seed=3)
     assert (
