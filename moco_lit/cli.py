@@ -54,13 +54,40 @@ Methods: {methods}
 """
 
 
+COMMAND_HELP = """usage: python -m moco_lit {command} [-c RECIPE.yaml] --model METHOD --model.collaborators '[MODEL, ...]'
+                          --data.benchmark NAME [options]
+
+The options most runs need (`--help-all` lists every one, Lightning's Trainer included):
+  -c, --config RECIPE.yaml   a recipe (see recipes/); options after it override it
+  --model METHOD             a method by short name; `--model.help METHOD` lists its arguments
+  --model.collaborators      the models: short names (`python -m moco_lit models list`), hub ids,
+                             folders, base+adapter, .gguf files, or callable:module.function
+  --model.ARGUMENT VALUE     any argument of the method (e.g. --model.tie dev-based)
+  --data.benchmark NAME      a benchmark (`python -m moco_lit data list`) or a .json/.jsonl file
+  --data.limit N             the first N examples (a number below 1: that share of the split)
+  --ckpt_path last|best|FILE the checkpoint of the fit of this configuration (fit: resume it)
+  --scoring moco_lit|moco    the corrected scorer (default) or MoCo's own rules
+  --seeds 0,1,2              (test) once per seed, each in its own run folder, then mean ± std
+  --run_dir DIR, --run_id ID where the run folder goes (default runs/<benchmark>/<method>/<id>)
+  --cache false              no generation cache
+  --wandb false              no Weights & Biases run (offline without credentials)
+  --progress false           no progress bars
+  --trainer.devices N --trainer.strategy ddp    several processes (one per GPU or CPU core)
+  --print_config             the whole configuration with every default, as YAML
+  --debug                    full tracebacks
+
+Methods: {methods}
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
     _quiet_libraries(debug)
     try:
-        if argv and argv[0] in OFFLINE_AWARE:
+        asks_help = any(a in ("-h", "--help", "--help-all", "--model.help") for a in argv)
+        if argv and argv[0] in OFFLINE_AWARE and not asks_help:
             detect_offline()
         return _dispatch(argv)
     except UserError as err:
@@ -94,7 +121,11 @@ def _dispatch(argv: list[str]) -> int:
         run_test_seeds(*split_seeds_flag(argv))
         return 0
     if command in LIGHTNING_COMMANDS:
-        run_lightning(argv)
+        if any(a in ("-h", "--help") for a in rest):
+            print(COMMAND_HELP.format(command=command, methods=", ".join(methods.names())))
+            return 0
+        # every option, Lightning's included
+        run_lightning([command, *("--help" if a == "--help-all" else a for a in rest)])
         return 0
     handlers = {"quickstart": _quickstart, "score": _score, "data": _data, "models": _models}
     handlers |= {name: _module_main(name) for name in ("sweep", "report", "convert")}
@@ -119,7 +150,7 @@ def expand_method_names(argv: list[str]) -> list[str]:
 
     out = list(argv)
     for i, arg in enumerate(out):
-        if arg == "--model" and i + 1 < len(out):
+        if arg in ("--model", "--model.help") and i + 1 < len(out):
             out[i + 1] = _method_class_path(out[i + 1])
         elif arg.startswith("--model="):
             out[i] = "--model=" + _method_class_path(arg.split("=", 1)[1])

@@ -67,7 +67,7 @@ class MocoCLI(LightningCLI):
             save_config_callback=None,
             trainer_defaults=TRAINER_DEFAULTS,
             auto_configure_optimizers=False,
-            parser_kwargs={"exit_on_error": False},
+            parser_kwargs={"exit_on_error": False, "prog": "python -m moco_lit"},
             args=args,
             run=run,
         )
