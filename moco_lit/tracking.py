@@ -55,8 +55,15 @@ def method_arguments(method_class: type, init_args: dict[str, Any]) -> dict[str,
     return {
         name: value
         for name, value in init_args.items()
-        if name not in NOT_A_VARIANT and (name not in defaults or value != defaults[name])
+        if name not in NOT_A_VARIANT and (name not in defaults or not _same(value, defaults[name]))
     }
+
+
+def _same(value: Any, default: Any) -> bool:
+    """Equal as configured: a config holds a default tuple as a list, a float default 0 as 0.0."""
+    if value == default:
+        return True
+    return json.dumps(value, sort_keys=True, default=str) == json.dumps(default, sort_keys=True, default=str)
 
 
 def job_type(stage: str, method: str, arguments: dict[str, Any]) -> str:
@@ -66,7 +73,7 @@ def job_type(stage: str, method: str, arguments: dict[str, Any]) -> str:
     if len(text) <= JOB_TYPE_LIMIT:
         return text
     digest = hashlib.sha256(text.encode()).hexdigest()[:6]
-    return f"{text[: JOB_TYPE_LIMIT - 9]}~{digest}]"
+    return f"{text[: JOB_TYPE_LIMIT - 8]}~{digest}]"
 
 
 def _short(value: Any) -> str:
