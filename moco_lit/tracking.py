@@ -22,14 +22,11 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import logging
 import re
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
-
-log = logging.getLogger(__name__)
 
 JOB_TYPE_LIMIT = 64  # W&B refuses longer job types
 # the pool, the seed (seeds are replicates of one variant: a dashboard averages over them) and
