@@ -150,11 +150,43 @@ def expand_method_names(argv: list[str]) -> list[str]:
 
     out = list(argv)
     for i, arg in enumerate(out):
-        if arg in ("--model", "--model.help") and i + 1 < len(out):
+        if arg in ("-c", "--config") and i + 1 < len(out):
+            out[i + 1] = _expand_config_file(out[i + 1])
+        elif arg.startswith("--config="):
+            out[i] = "--config=" + _expand_config_file(arg.split("=", 1)[1])
+        elif arg in ("--model", "--model.help") and i + 1 < len(out):
             out[i + 1] = _method_class_path(out[i + 1])
         elif arg.startswith("--model="):
             out[i] = "--model=" + _method_class_path(arg.split("=", 1)[1])
     return out
+
+
+def _expand_config_file(path: str) -> str:
+    """A recipe whose ``model`` (or ``model.class_path``) is a short method name, as a copy with the
+    class path written out (LightningCLI wants a class); any other file as it is."""
+    import atexit
+    import shutil
+    import tempfile
+
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return path  # LightningCLI reports the file in its own words
+    model = data.get("model") if isinstance(data, dict) else None
+    name = model if isinstance(model, str) else model.get("class_path") if isinstance(model, dict) else None
+    if not isinstance(name, str) or "." in name or not name:
+        return path
+    if isinstance(model, str):
+        data["model"] = _method_class_path(name)
+    else:
+        model["class_path"] = _method_class_path(name)
+    folder = Path(tempfile.mkdtemp(prefix="moco_lit-recipe-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    expanded = folder / Path(path).name
+    expanded.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return str(expanded)
 
 
 def _method_class_path(value: str) -> str:

@@ -34,3 +34,23 @@ def test_model_help_takes_a_short_method_name(capsys):
     assert stop.value.code == 0
     out = capsys.readouterr().out
     assert "--model.tie {random,dev-based}" in out and "--model.collaborators" in out
+
+
+@pytest.mark.parametrize("form", ["class_path", "string"])
+def test_a_recipe_may_name_its_method_by_short_name(form, tmp_path, capsys):
+    model = (
+        "model:\n  class_path: majority_vote\n  init_args:\n"
+        "    collaborators: [callable:tests.scripted.oracle, callable:tests.scripted.wrong]\n"
+        if form == "class_path"
+        else "model: majority_vote\n"
+    )
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(model + "data:\n  benchmark: quickstart\n  limit: 3\n")
+    extra = [] if form == "class_path" else ["--model.collaborators", "[callable:tests.scripted.oracle]"]
+    common = ["--run_dir", str(tmp_path / "runs"), "--wandb", "false", "--progress", "false"]
+    assert main(["test", "-c", str(recipe), *extra, *common]) == 0
+    (records,) = list((tmp_path / "runs" / "quickstart" / "majority_vote").rglob("predictions.jsonl"))
+    assert len(records.read_text().splitlines()) == 3
+    recipe.write_text(recipe.read_text().replace("majority_vote", "majorty_vote"))
+    assert main(["test", "-c", str(recipe), *extra, *common]) == 2
+    assert "(did you mean majority_vote?)" in capsys.readouterr().err
