@@ -10,6 +10,7 @@ shows (intervals as ``_low``/``_high`` columns), for pandas or a spreadsheet.
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 from moco_lit.errors import UserError
@@ -178,7 +179,7 @@ def _has(cells: dict, method: str, setting: str, value: str) -> bool:
     return row is not None and row.get(value) is not None
 
 
-def csv_rows(rows: list[dict]) -> tuple[list[str], list[list]]:
+def csv_rows(rows: list[dict], missing: str | None = "") -> tuple[list[str], list[list]]:
     """(header, lines) of report.csv: ``CSV_COLUMNS`` with intervals split into low and high."""
     header = []
     for column in CSV_COLUMNS:
@@ -189,9 +190,9 @@ def csv_rows(rows: list[dict]) -> tuple[list[str], list[list]]:
         for column in CSV_COLUMNS:
             value = row.get(column)
             if column.endswith("_ci"):
-                line += list(value) if value else ["", ""]
+                line += list(value) if value else [missing, missing]
             else:
-                line.append("" if value is None else value)
+                line.append(missing if value is None else value)
         lines.append(line)
     return header, lines
 
@@ -223,3 +224,91 @@ def check_formats(formats: list[str] | tuple[str, ...]) -> None:
             f"--format {unknown[0]!r} is not an export format; choose from {', '.join(FORMATS)} "
             "(report.md, report.html and report.json are always written)"
         )
+
+
+# -- W&B: the report's tables and plots in a workspace --------------------------------------------
+
+
+def _key(setting: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", setting).strip("_") or "setting"
+
+
+def log_to_wandb(
+    rows: list[dict],
+    stats: dict,
+    figures: dict[str, Path],
+    out: Path,
+    title: str,
+    project: str = "moco_lit",
+    group: str | None = None,
+) -> str:
+    """Log the report as one W&B run (job type ``report``); returns the run's id.
+
+    ``results``: the rows of report.csv as a ``wandb.Table``; per setting, native bar charts of
+    score (``score/<setting>``) and gain (``gain/<setting>``) and a cost–quality scatter
+    (``cost_quality/<setting>``); the PNG figures under ``figures/``; the headline numbers in the
+    summary. The run id comes from the output folder, so rewriting a report updates its run.
+    Offline (files in ``out/wandb``) unless W&B credentials are set.
+    """
+    import wandb
+
+    from moco_lit.lightning_cli import _wandb_credentials
+    from moco_lit.tracking import wandb_run_id
+
+    header, lines = csv_rows(rows, missing=None)
+    run = wandb.init(
+        project=project,
+        job_type="report",
+        group=group or "report",
+        name=title,
+        id=wandb_run_id(out),
+        resume="allow",
+        dir=str(out),
+        mode="online" if _wandb_credentials() else "offline",
+        config={"report": str(out), "confidence": stats.get("confidence"), "rows": len(lines)},
+    )
+    try:
+        logged: dict = {"results": wandb.Table(columns=header, data=lines, allow_mixed_types=True)}
+        for setting in sorted({r["setting"] for r in rows}):
+            shown = [r for r in rows if r["setting"] == setting and r["score"] is not None]
+            table = wandb.Table(
+                columns=["method", "score", "score_ci_low", "score_ci_high", "gain", "tokens_per_example"],
+                data=[
+                    [
+                        r["method"],
+                        r["score"],
+                        *(r.get("score_ci") or [None, None]),
+                        r.get("gain"),
+                        r["tokens_per_example"],
+                    ]
+                    for r in shown
+                ],
+            )
+            key = _key(setting)
+            logged[f"score/{key}"] = wandb.plot.bar(table, "method", "score", title=f"score on {setting}")
+            logged[f"cost_quality/{key}"] = wandb.plot.scatter(
+                table, "tokens_per_example", "score", title=f"tokens per example and score on {setting}"
+            )
+            gains = [
+                [r["method"], r["gain"]]
+                for r in shown
+                if r["method"] != "single_model" and r.get("gain") is not None
+            ]
+            if gains:
+                logged[f"gain/{key}"] = wandb.plot.bar(
+                    wandb.Table(columns=["method", "gain"], data=gains),
+                    "method",
+                    "gain",
+                    title=f"gain over the best single model on {setting}",
+                )
+        logged |= {f"figures/{name}": wandb.Image(str(path)) for name, path in figures.items()}
+        run.log(logged)
+        for key in ("pairs", "wins", "significant_wins", "win_share", "significant_win_share", "emergence"):
+            run.summary[key] = stats.get(key)
+        largest = stats.get("largest_gain") or {}
+        run.summary["largest_gain"] = largest.get("gain")
+    except BaseException:
+        run.finish(exit_code=1)  # a report that failed half-way is not shown as finished
+        raise
+    run.finish()
+    return run.id

@@ -881,13 +881,19 @@ def main(argv: list[str]) -> int:
         metavar="FORMAT",
         help="also write report.tex (latex: booktabs tables) and/or report.csv (csv)",
     )
+    parser.add_argument(
+        "--wandb", action="store_true", help="also log the tables and plots as a W&B run (job type report)"
+    )
+    parser.add_argument("--wandb_project", default="moco_lit")
     args = parser.parse_args(argv)
     check_confidence(args.confidence)
-    sources, out, title = [], None, None
+    sources, out, title, group = [], None, None, None
     for target in args.targets:
         found, default_out, default_title = resolve_target(target, args.run_dir)
         sources += found
         out, title = out or default_out, title or default_title
+        if not Path(target).exists():
+            group = group or target  # a sweep's name: its cells' W&B group
     files = write_report(
         sources,
         Path(args.output) if args.output else out,
@@ -904,4 +910,19 @@ def main(argv: list[str]) -> int:
     )
     extra = "".join(f", {files[key].name}" for key in ("tex", "csv") if key in files)
     print(f"report: {files['html']} (and {files['md'].name}{extra}, figures) in {files['md'].parent}")
+    if args.wandb:
+        from moco_lit.export import log_to_wandb
+
+        data = json.loads(files["json"].read_text())
+        pictures = {name: path for name, path in files.items() if path.suffix == ".png"}
+        run_id = log_to_wandb(
+            data["rows"],
+            data["headline"],
+            pictures,
+            files["md"].parent,
+            args.title or title,
+            args.wandb_project,
+            group,
+        )
+        print(f"W&B: run {run_id} in project {args.wandb_project} (job type report)")
     return 0

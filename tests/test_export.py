@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +135,65 @@ def test_report_format_flag_writes_the_exports_and_refuses_unknown_ones(tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--format 'pdf' is not an export format; choose from latex, csv" in err[0]
     assert not (tmp_path / "x").exists()  # refused before anything is written
+
+
+def _visualized(path: Path) -> dict[str, str]:
+    """The native W&B charts an offline run file declares: key → chart kind (wandb/bar/v0, ...)."""
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    from tests.wandb_files import _payloads
+
+    charts = {}
+    for payload in _payloads(path.read_bytes()):
+        record = pb.Record()
+        record.ParseFromString(payload)
+        if record.WhichOneof("record_type") == "config":
+            for item in record.config.update:
+                key = item.key or "/".join(item.nested_key)
+                if key.startswith("_wandb/visualize/"):
+                    charts[key.removeprefix("_wandb/visualize/")] = json.loads(item.value_json)[
+                        "panel_config"
+                    ]["panelDefId"]
+    return charts
+
+
+def test_report_logs_its_tables_and_native_plots_to_wandb(tmp_path, monkeypatch, capsys):
+    import wandb
+
+    from moco_lit import report
+    from moco_lit.cli import main
+    from tests.wandb_files import offline_runs
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setattr(report, "load_runs", lambda sources: _runs())
+    out = tmp_path / "out"
+    assert (
+        main(["report", str(tmp_path / "out"), "-o", str(out), "--wandb", "--title", "paper"]) == 2
+    )  # no such path
+    (tmp_path / "runs").mkdir()
+    assert main(["report", str(tmp_path / "runs"), "-o", str(out), "--wandb", "--title", "paper"]) == 0
+    assert "(job type report)" in capsys.readouterr().out
+    wandb.teardown()  # the W&B service writes the run file out as the process would at exit
+    (run,) = offline_runs(out)
+    assert (run.name, run.job_type, run.group, run.exit_code) == ("paper", "report", "report", 0)
+    assert run.summary["results/nrows"] == 6 and run.summary["significant_wins"] == 3
+    assert run.summary["pairs"] == 4 and run.summary["largest_gain"] == pytest.approx(0.2)
+    # the results table holds report.csv's numbers (missing ones as null)
+    table = json.loads((run.path.parent / "files" / run.summary["results/path"]).read_text())
+    header, lines = csv_rows(json.loads((out / "report.json").read_text())["rows"], missing=None)
+    assert table["columns"] == header and table["data"] == lines
+    assert _visualized(run.path) == {
+        "score/gsm8k": "wandb/bar/v0",
+        "score/math_500": "wandb/bar/v0",
+        "gain/gsm8k": "wandb/bar/v0",
+        "gain/math_500": "wandb/bar/v0",
+        "cost_quality/gsm8k": "wandb/scatter/v0",
+        "cost_quality/math_500": "wandb/scatter/v0",
+    }
+    assert {key.split("/")[1] for key in run.summary if key.startswith("figures/")} == {
+        "heatmap_score",
+        "heatmap_gain",
+        "cost_quality",
+    }
