@@ -64,6 +64,7 @@ The options most runs need (`--help-all` lists every one, Lightning's Trainer in
                              folders, base+adapter, .gguf files, or callable:module.function
   --model.ARGUMENT VALUE     any argument of the method (e.g. --model.tie dev-based)
   --data.benchmark NAME      a benchmark (`python -m moco_lit data list`) or a .json/.jsonl file
+  --tasks NAME,NAME          several benchmarks, one run each, then one line per benchmark
   --data.limit N             the first N examples (a number below 1: that share of the split)
   --ckpt_path last|best|FILE the checkpoint of the fit of this configuration (fit: resume it)
   --scoring moco_lit|moco    the corrected scorer (default) or MoCo's own rules
@@ -115,6 +116,11 @@ def _dispatch(argv: list[str]) -> int:
         print(OVERVIEW.format(methods=", ".join(methods.names())))
         return 0
     command, rest = argv[0], argv[1:]
+    if command in LIGHTNING_COMMANDS and any(a == "--tasks" or a.startswith("--tasks=") for a in rest):
+        from moco_lit.tasks import run_tasks, split_tasks_flag
+
+        run_tasks(*split_tasks_flag(argv))
+        return 0
     if command == "test" and any(a == "--seeds" or a.startswith("--seeds=") for a in rest):
         from moco_lit.seeds import run_test_seeds, split_seeds_flag
 
