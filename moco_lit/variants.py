@@ -73,7 +73,7 @@ def separate(runs: list[Run]) -> tuple[list[Run], list[dict]]:
     """
     groups: dict[tuple, list[Run]] = defaultdict(list)
     for run in runs:
-        groups[(run.label, run.benchmark, run.pool, run.pool_name, run.source)].append(run)
+        groups[(run.label, setting_of(run), run.source)].append(run)  # the rows a report would merge
     kept, superseded = [], []
     for members in groups.values():
         variants: dict[str, list[Run]] = defaultdict(list)
