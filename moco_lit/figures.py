@@ -122,11 +122,7 @@ def score_table(runs: list[Run], rows: list[dict]) -> tuple[list[str], list[str]
     by_path = {run.path: run for run in runs}
     subsets = _subsets_by_benchmark([by_path[r["run"]] for r in rows if r["run"] in by_path])
     settings = sorted({r["setting"] for r in rows})
-    columns: list[tuple[str, str | None]] = []
-    for setting in settings:
-        benchmark = next(r["benchmark"] for r in rows if r["setting"] == setting)
-        groups = sorted(set(subsets.get(benchmark, {}).values()))
-        columns += [(setting, None), *((setting, g) for g in groups)]
+    columns = _columns(rows, subsets)
     cells: dict[tuple[str, str], dict[str, float | None]] = {}
     for row in rows:
         run = by_path.get(row["run"])
@@ -156,9 +152,7 @@ def score_table(runs: list[Run], rows: list[dict]) -> tuple[list[str], list[str]
         return sum(values) / len(values) if values else -1.0
 
     ordered = singles + sorted(methods, key=lambda m: (-overall(m), m))
-    many = len(settings) > 1
-    labels = [(s if many else "overall") if g is None else g for s, g in columns]
-    return ordered, labels, [[value(label, c) for c in columns] for label in ordered]
+    return ordered, _column_labels(columns), [[value(label, c) for c in columns] for label in ordered]
 
 
 def cost_quality_series(
@@ -274,22 +268,74 @@ def score_heatmap(runs: list[Run], rows: list[dict]):
     return draw_heatmap(labels, columns, matrix, text, title, separators=separators)
 
 
-def gain_heatmap(rows: list[dict]):
-    """Gain over the best single model per method and setting; starred where it counts."""
-    from moco_lit.report import heatmap_data, heatmap_labels
+def _columns(rows: list[dict], subsets: dict[str, dict[str, str]]) -> list[tuple[str, str | None]]:
+    """Per setting (sorted): (setting, None) for its overall value, then (setting, subset) per subset."""
+    columns: list[tuple[str, str | None]] = []
+    for setting in sorted({r["setting"] for r in rows}):
+        benchmark = next(r["benchmark"] for r in rows if r["setting"] == setting)
+        columns += [
+            (setting, None),
+            *((setting, g) for g in sorted(set(subsets.get(benchmark, {}).values()))),
+        ]
+    return columns
 
-    methods, settings, matrix = heatmap_data(rows, "gain")
-    text = heatmap_labels(rows, "gain")
 
-    def mean_gain(index: int) -> float:
-        values = [v for v in matrix[index] if v is not None]
+def _column_labels(columns: list[tuple[str, str | None]]) -> list[str]:
+    many = len({setting for setting, _ in columns}) > 1
+    return [(setting if many else "overall") if group is None else group for setting, group in columns]
+
+
+def gain_table(
+    runs: list[Run], rows: list[dict]
+) -> tuple[list[str], list[str], list[list[float | None]], list[list[str | None]]]:
+    """(methods, column labels, matrix, cell texts) of the gain heatmap, largest mean gain first.
+
+    Per setting: the report row's gain, starred where it counts; then per subset of its benchmark
+    the mean per-example difference from the same best single model, on that subset's examples.
+    """
+    from moco_lit.report import best_single
+
+    by_path = {run.path: run for run in runs}
+    shown = [r for r in rows if r["method"] != "single_model" and r["gain"] is not None]
+    subsets = _subsets_by_benchmark([by_path[r["run"]] for r in shown if r["run"] in by_path])
+    columns = _columns(shown, subsets)
+    singles = [run for run in runs if run.is_single]
+    cells: dict[tuple[str, tuple], tuple[float, str]] = {}
+    for row in shown:
+        star = "*" if row.get("significant_gain") else ""
+        cells[(row["method"], (row["setting"], None))] = (row["gain"], f"{row['gain']:+.3f}{star}")
+        run = by_path.get(row["run"])
+        baseline = None if run is None else best_single(run, singles)
+        for setting, group in columns if baseline is not None else ():
+            if setting != row["setting"] or group is None:
+                continue
+            ids = [key for key, g in subsets.get(row["benchmark"], {}).items() if g == group]
+            pairs = [(run.scores.get(key), baseline.scores.get(key)) for key in ids]
+            differences = [a - b for a, b in pairs if a is not None and b is not None]
+            if differences:
+                value = sum(differences) / len(differences)
+                cells[(row["method"], (setting, group))] = (value, f"{value:+.2f}")
+
+    def mean_gain(method: str) -> float:
+        values = [cells[(method, c)][0] for c in columns if c[1] is None and (method, c) in cells]
         return sum(values) / len(values) if values else -math.inf
 
-    order = sorted(range(len(methods)), key=lambda i: (-mean_gain(i), methods[i]))  # largest gain first
-    methods, matrix, text = [methods[i] for i in order], [matrix[i] for i in order], [text[i] for i in order]
+    methods = sorted({r["method"] for r in shown}, key=lambda m: (-mean_gain(m), m))
+    matrix = [[cells[(m, c)][0] if (m, c) in cells else None for c in columns] for m in methods]
+    text = [[cells[(m, c)][1] if (m, c) in cells else None for c in columns] for m in methods]
+    return methods, _column_labels(columns), matrix, text
+
+
+def gain_heatmap(rows: list[dict], runs: list[Run] = ()):
+    """Gain over the best single model per method, setting and subset; starred where it counts."""
+    methods, columns, matrix, text = gain_table(list(runs), rows)
     confidence = next((r["confidence"] for r in rows if r.get("confidence")), CONFIDENCE)
     title = f"gain over the best single model\n*: paired CI above 0, p < {1 - confidence:.3g}"
-    return draw_heatmap(methods, settings, matrix, text, title, diverging=True)
+    settings = sorted({r["setting"] for r in rows})
+    if len(columns) > len({r["setting"] for r in rows if r["method"] != "single_model"}):
+        title += "\nsubsets: against the same model on their examples"
+    vertical = [-j for j, label in enumerate(columns) if j and label in settings]
+    return draw_heatmap(methods, columns, matrix, text, title, diverging=True, separators=vertical)
 
 
 def _styles(labels: list[str]) -> dict[str, tuple[str, str]]:

@@ -644,7 +644,7 @@ def write_report(
 
     figures = {
         "heatmap_score": draw.save(draw.score_heatmap(runs, rows), out / "heatmap_score.png"),
-        "heatmap_gain": draw.save(draw.gain_heatmap(rows), out / "heatmap_gain.png"),
+        "heatmap_gain": draw.save(draw.gain_heatmap(rows, runs), out / "heatmap_gain.png"),
         "cost_quality": draw.save(
             draw.cost_quality(draw.cost_quality_series(runs, rows, confidence)), out / "cost_quality.png"
         ),

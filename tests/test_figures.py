@@ -92,11 +92,17 @@ def test_subsets_come_from_local_data_only(tmp_path, monkeypatch):
     assert figures.example_subsets("gsm8k") == (None, {})
 
 
-def test_gain_heatmap_is_largest_gain_first_and_inside_its_figure(quickstart_runs):
-    fig = figures.gain_heatmap(compare(quickstart_runs))
-    ax = fig.axes[0]
-    assert [t.get_text() for t in ax.get_yticklabels()] == ["trained_router (router=encoder)", LONG]
+def test_gain_heatmap_has_subset_columns_largest_gain_first(quickstart_runs):
+    rows = compare(quickstart_runs)
+    methods, columns, matrix, text = figures.gain_table(quickstart_runs, rows)
+    assert methods == ["trained_router (router=encoder)", LONG] and columns == ["overall", *SKILLS]
+    # against the best single model (the multiply specialist: all tie at 1/3, the first counts)
+    assert matrix[0] == [pytest.approx(2.1 / 3 - 1 / 3), 0.0, 1.0, pytest.approx(0.1)]
+    assert text[0][0] == "+0.367*" and text[1] == ["+0.000", "-1.00", "+0.00", "+1.00"]
+    fig = figures.gain_heatmap(rows, quickstart_runs)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == methods
     assert figures.texts_outside(fig) == []
+    assert figures.gain_table([], rows)[1] == ["overall"]  # without the runs: no subset columns
 
 
 def test_pareto_frontier_keeps_only_runs_no_cheaper_run_beats():
