@@ -48,6 +48,7 @@ class CollaboratorSpec:
     adapter: str | None = None
     name: str | None = None
     dtype: str = "auto"
+    system_prompt: str | None = None  # a system message before every prompt this model reads
 
     @property
     def display_name(self) -> str:
@@ -70,10 +71,10 @@ def parse_spec(entry: str | dict | CollaboratorSpec) -> CollaboratorSpec:
             return CollaboratorSpec(path=base, adapter=adapter)
         return CollaboratorSpec(path=entry)
     if isinstance(entry, dict):
-        unknown = set(entry) - {"path", "adapter", "name", "dtype"}
+        unknown = set(entry) - {"path", "adapter", "name", "dtype", "system_prompt"}
         if "path" not in entry or unknown:
             raise UserError(
-                f"collaborator {entry!r}: expected keys path (required), adapter, name, dtype"
+                f"collaborator {entry!r}: expected keys path (required), adapter, name, dtype, system_prompt"
                 + (f"; unknown: {sorted(unknown)}" if unknown else "")
             )
         return CollaboratorSpec(**entry)
@@ -125,6 +126,9 @@ class Collaborator:
             bos = getattr(self.tokenizer, "bos_token_id", None)
             return (self.tokenizer.bos_token if bos is not None and start[:1] == [bos] else "") + prompt
         messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+        system = self.spec.system_prompt
+        if system and not any(m.get("role") == "system" for m in messages):
+            messages = [{"role": "system", "content": system}, *messages]
         if self.has_chat_template:
             options = {} if enable_thinking is None else {"enable_thinking": enable_thinking}
             return self.tokenizer.apply_chat_template(

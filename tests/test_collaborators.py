@@ -59,3 +59,19 @@ def test_bad_specs_are_user_errors(tmp_path):
         load_collaborator(str(broken))
     with pytest.raises(UserError, match="cannot import"):
         load_collaborator("callable:tests.scripted.no_such_function")
+
+
+def test_a_system_prompt_comes_before_every_prompt_the_model_reads(tiny_models):
+    from moco_lit.collaborators import load_collaborator, parse_spec
+
+    plain = load_collaborator(tiny_models[0])
+    told = load_collaborator({"path": tiny_models[0], "system_prompt": "Answer in one word."})
+    assert told.spec == parse_spec({"path": tiny_models[0], "system_prompt": "Answer in one word."})
+    rendered = told.render("Hi")
+    assert rendered.startswith("Answer in one word.") and rendered.endswith(plain.render("Hi"))
+    assert "Answer in one word." not in plain.render("Hi")
+    # a conversation that has its own system message keeps it
+    chat = [{"role": "system", "content": "Be terse."}, {"role": "user", "content": "Hi"}]
+    assert "Answer in one word." not in told.render(chat) and "Be terse." in told.render(chat)
+    with pytest.raises(UserError, match="system_prompt"):
+        parse_spec({"path": tiny_models[0], "system": "x"})

@@ -19,7 +19,7 @@ import lightning as L
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Sampler
 
-from moco_lit.data.prompts import render_prompt
+from moco_lit.data.prompts import apply_template, render_prompt, shot_answer, with_shots
 from moco_lit.data.sources import Benchmark, load_benchmark
 from moco_lit.errors import UserError
 
@@ -71,6 +71,10 @@ class BenchmarkDataModule(L.LightningDataModule):
         batch_size: examples per batch.
         num_workers: dataloader worker processes (0 is right for the small dicts served here).
         task_type: overrides the task type of a file (needed for a JSONL without one).
+        num_fewshot: show this many solved dev examples (the first ones, never the example itself)
+            before every prompt, each with its answer in the form the prompt asks for.
+        prompt_template: wraps every prompt: ``{prompt}`` is the task's prompt (after any shots),
+            other ``{fields}`` the record's own (e.g. ``"Be brief.\n\n{prompt}"``).
         synthetic_seed: seed of the synthetic benchmarks; file and Hub splits never depend on it.
     """
 
@@ -85,8 +89,14 @@ class BenchmarkDataModule(L.LightningDataModule):
         num_workers: int = 0,
         task_type: str | None = None,
         synthetic_seed: int = 0,
+        num_fewshot: int = 0,
+        prompt_template: str | None = None,
     ) -> None:
         super().__init__()
+        if num_fewshot < 0:
+            raise UserError(f"--data.num_fewshot must be >= 0, got {num_fewshot}.")
+        if prompt_template is not None and "{prompt}" not in prompt_template:
+            raise UserError("--data.prompt_template must contain {prompt}, where the task's prompt goes.")
         for label, value in (("limit", limit), ("dev_limit", dev_limit)):
             if value is not None and value < 0:
                 raise UserError(f"--data.{label} must be >= 0, got {value}.")
@@ -167,12 +177,36 @@ class BenchmarkDataModule(L.LightningDataModule):
                     "id": record["id"],
                     "benchmark": benchmark.name,
                     "task_type": benchmark.task_type,
-                    "prompt": render_prompt(benchmark.task_type, record),
+                    "prompt": self._prompt(record),
                     "record": record,
                 }
                 for record in self.records(split)
             ]
         return self._examples[split]
+
+    def _prompt(self, record: dict[str, Any]) -> str:
+        task_type = self.benchmark.task_type
+        prompt = render_prompt(task_type, record)
+        count = self.hparams.get("num_fewshot", 0)
+        if count:
+            prompt = with_shots(prompt, self._shots(record["id"], count))
+        template = self.hparams.get("prompt_template")
+        return apply_template(template, prompt, record) if template else prompt
+
+    def _shots(self, example_id: Any, count: int) -> list[tuple[str, str]]:
+        """The first ``count`` solved dev examples other than ``example_id``."""
+        task_type = self.benchmark.task_type
+        shots = []
+        for record in self.benchmark.split("dev"):
+            answer = shot_answer(task_type, record)
+            if record["id"] != example_id and answer is not None:
+                shots.append((render_prompt(task_type, record), answer))
+            if len(shots) == count:
+                return shots
+        raise UserError(
+            f"--data.num_fewshot {count}: the dev split of {self.benchmark.name} has only {len(shots)} "
+            "solved examples to show"
+        )
 
     # -- dataloaders --------------------------------------------------------------------------
 

@@ -77,3 +77,41 @@ def render_prompt(task_type: str, record: dict[str, Any], templates: dict[str, s
         raise UserError(
             f"The {task_type} prompt template uses {{{error.args[0]}}}, which record {record.get('id')!r} lacks."
         ) from None
+
+
+FEWSHOT_INTRO = "Here are solved examples, then the task to solve.\n\n"
+FEWSHOT_TASK = "Now the task to solve.\n\n"
+
+
+def shot_answer(task_type: str, record: dict[str, Any]) -> str | None:
+    """How a solved example shows its answer, in the form the task's prompt asks for; None when the
+    record carries no answer to show."""
+    answer = record.get("answer", record.get("output"))
+    if answer is None or isinstance(answer, list | dict):
+        answer = record.get("output") if isinstance(record.get("output"), str) else None
+    if answer is None or answer == "":
+        return None
+    if task_type == "multiple_choice":
+        return f"Answer: {answer}"
+    if TEMPLATES.get(task_type) == BOXED_ANSWER_TEMPLATE:
+        return f"\\boxed{{{answer}}}"
+    return str(answer)
+
+
+def with_shots(prompt: str, shots: list[tuple[str, str]]) -> str:
+    """``prompt`` after solved examples (each its prompt and its answer)."""
+    if not shots:
+        return prompt
+    solved = "\n\n".join(f"{shown}\n{answer}" for shown, answer in shots)
+    return f"{FEWSHOT_INTRO}{solved}\n\n{FEWSHOT_TASK}{prompt}"
+
+
+def apply_template(template: str, prompt: str, record: dict[str, Any]) -> str:
+    """A recipe's ``prompt_template``: ``{prompt}`` is the task's prompt, other fields the record's."""
+    try:
+        return template.format_map({**record, "prompt": prompt})
+    except (KeyError, IndexError, ValueError) as error:
+        raise UserError(
+            f"--data.prompt_template: {error.args[0] if error.args else error} is not a field of record "
+            f"{record.get('id')!r} (use {{prompt}} and the record's own fields; double literal braces)"
+        ) from None

@@ -98,3 +98,30 @@ def test_quickstart_default_resolves_when_synthetic_exists() -> None:
     pytest.importorskip("moco_lit.data.synthetic")
     module = BenchmarkDataModule(limit=3)
     assert len(module.examples("test")) == 3 and module.name == "quickstart"
+
+
+def test_fewshot_examples_come_from_dev_with_their_answers(mc_file: Path) -> None:
+    module = BenchmarkDataModule(benchmark=str(mc_file), num_fewshot=2)
+    prompt = module.examples("test")[0]["prompt"]
+    assert prompt.count("Answer: B\nAnswer: B") == 2 and prompt.index("Question 0?") < prompt.index("Question 1?")
+    assert prompt.endswith(BenchmarkDataModule(benchmark=str(mc_file)).examples("test")[0]["prompt"])
+    # a dev example is never its own shot
+    dev = module.examples("dev")[0]["prompt"]
+    assert "Question 0?" in dev.rsplit("Now the task to solve.", 1)[1] and dev.count("Question 0?") == 1
+    with pytest.raises(UserError, match="only 3 solved examples"):
+        BenchmarkDataModule(benchmark=str(mc_file), num_fewshot=4).examples("test")
+
+
+def test_boxed_tasks_show_boxed_answers_and_a_template_wraps_the_prompt() -> None:
+    module = BenchmarkDataModule(
+        benchmark="quickstart", num_fewshot=1, prompt_template="[{id}] {prompt}", limit=1
+    )
+    example = module.examples("test")[0]
+    assert example["prompt"].startswith(f"[{example['id']}] Here are solved examples")
+    assert "\\boxed{" in example["prompt"]
+    with pytest.raises(UserError, match="must contain {prompt}"):
+        BenchmarkDataModule(prompt_template="no slot")
+    with pytest.raises(UserError, match="not a field of record"):
+        BenchmarkDataModule(benchmark="quickstart", prompt_template="{nope} {prompt}", limit=1).examples(
+            "test"
+        )
