@@ -116,8 +116,10 @@ def _tabular(header: list[str], body: list[list[str]], separate_first: bool) -> 
     return lines
 
 
-def latex_tables(rows: list[dict], title: str = "moco_lit report") -> str:
-    """Two booktabs tables: scores (best per column in bold) and gains (bold where they count)."""
+def latex_tables(rows: list[dict], title: str = "moco_lit report", runs: list | None = None) -> str:
+    """Booktabs tables: scores (best per column in bold) and gains (bold where they count), and,
+    given the runs and a benchmark with subsets (``moco_lit.figures.score_table``), the score of
+    every single model and method per subset."""
     confidence = next((r["confidence"] for r in rows if r.get("confidence")), CONFIDENCE)
     level = f"{100 * confidence:g}\\%"
     methods, settings, cells = _grid(rows, "score")
@@ -171,7 +173,40 @@ def latex_tables(rows: list[dict], title: str = "moco_lit report") -> str:
             r"\label{tab:gains}",
             r"\end{table}",
         ]
+    parts += _subset_table(rows, runs or [])
     return "\n".join(parts) + "\n"
+
+
+def _subset_table(rows: list[dict], runs: list) -> list[str]:
+    from moco_lit.figures import score_table
+
+    labels, columns, matrix = score_table(runs, rows) if runs else ([], [], [])
+    if len(columns) <= len({r["setting"] for r in rows}):
+        return []  # no benchmark with subsets
+    best = []
+    for j in range(len(columns)):
+        values = [round(line[j], 3) for line in matrix if line[j] is not None]
+        best.append(max(values, default=None))
+    body = [
+        [latex_escape(label)]
+        + [_cell(v, None, v is not None and round(v, 3) == best[j]) for j, v in enumerate(line)]
+        for label, line in zip(labels, matrix)
+    ]
+    singles = sum(label.startswith("single: ") for label in labels)
+    lines = _tabular(["Method", *map(latex_escape, columns)], body, separate_first=False)
+    if 0 < singles < len(labels):  # a rule between the single models and the methods
+        lines.insert(4 + singles, r"\midrule")
+    return [
+        "",
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        *lines,
+        r"\caption{Score overall and per subset of each benchmark, for every single model of the pool and "
+        r"every method. Bold: best in its column.}",
+        r"\label{tab:subsets}",
+        r"\end{table}",
+    ]
 
 
 def _has(cells: dict, method: str, setting: str, value: str) -> bool:
@@ -206,12 +241,14 @@ def write_csv(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def write_exports(rows: list[dict], out: Path, formats: list[str], title: str) -> dict[str, Path]:
+def write_exports(
+    rows: list[dict], out: Path, formats: list[str], title: str, runs: list | None = None
+) -> dict[str, Path]:
     """report.tex and/or report.csv in ``out``, as ``formats`` asks."""
     files = {}
     if "latex" in formats:
         files["tex"] = out / "report.tex"
-        files["tex"].write_text(latex_tables(rows, title))
+        files["tex"].write_text(latex_tables(rows, title, runs))
     if "csv" in formats:
         files["csv"] = write_csv(rows, out / "report.csv")
     return files

@@ -654,7 +654,7 @@ def write_report(
     (out / "report.json").write_text(json.dumps(data, indent=2, default=str) + "\n")
     (out / "report.md").write_text(_markdown(title, rows, stats, figures, solved_at))
     (out / "report.html").write_text(_html(title, rows, stats, figures, solved_at))
-    exports = write_exports(rows, out, formats, title)
+    exports = write_exports(rows, out, formats, title, runs)
     return {
         "md": out / "report.md",
         "html": out / "report.html",

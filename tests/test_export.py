@@ -197,3 +197,30 @@ def test_report_logs_its_tables_and_native_plots_to_wandb(tmp_path, monkeypatch,
         "heatmap_gain",
         "cost_quality",
     }
+
+
+def test_latex_has_a_subset_table_where_a_benchmark_has_subsets(rows):
+    from moco_lit.data.synthetic import synthetic_benchmark
+    from tests.test_figures import SKILLS
+    from tests.test_figures import _run as quickstart_run
+
+    assert "tab:subsets" not in latex_tables(rows, runs=_runs())  # gsm8k, math_500 here: no subsets
+    skill_of = {r["id"]: r["skill"] for r in synthetic_benchmark("quickstart").test}
+    specialist = {s: {key: float(skill == s) for key, skill in skill_of.items()} for s in SKILLS}
+    runs = [
+        quickstart_run("single_model", specialist["multiply"], single=specialist),
+        quickstart_run("vote_all", {key: float(skill != "reverse") for key, skill in skill_of.items()}),
+    ]
+    tex = latex_tables(compare(runs), runs=runs)
+    table = tex.split("\\end{table}")[2]
+    assert (
+        "\\label{tab:subsets}" in table
+        and "Method & overall & multiply & next\\_letter & reverse \\\\" in table
+    )
+    lines = table.split("\\midrule\n")
+    assert len(lines) == 3  # header | the three single models | the method
+    assert lines[1].splitlines()[0] == "single: multiply & 0.333 & \\textbf{1.000} & 0.000 & 0.000 \\\\"
+    assert (
+        lines[2].splitlines()[0]
+        == "vote\\_all & \\textbf{0.667} & \\textbf{1.000} & \\textbf{1.000} & 0.000 \\\\"
+    )
