@@ -152,6 +152,28 @@ def skill_training_pairs(skill: str, count: int, seed: int) -> list[tuple[str, s
     ]
 
 
+class StepBar(L.Callback):
+    """One progress bar over a step-capped training run: ``multiply: 640/1500 steps``."""
+
+    def __init__(self, label: str, total: int) -> None:
+        self.label = label
+        self.total = total
+        self.bar = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=self.total, desc=self.label, unit="step", leave=False, dynamic_ncols=True)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def train_specialist(
     skill: str, tokenizer, out_dir: Path, training: SpecialistTraining, model_config: TinyModelConfig
 ) -> Path:
@@ -173,7 +195,8 @@ def train_specialist(
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
-        enable_progress_bar=True,
+        enable_progress_bar=False,  # Lightning's bar counts epochs, which this step-capped run has none of
+        callbacks=[StepBar(skill, training.max_steps)],
     )
     trainer.fit(SkillTuning(model, tokenizer, training.learning_rate), train_dataloaders=loader)
     tmp_dir = out_dir.with_name(out_dir.name + ".tmp")
