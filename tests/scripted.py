@@ -1,45 +1,17 @@
-"""Scripted collaborators for tests: ``callable:tests.scripted.NAME`` answers prompts by rule."""
+"""Scripted collaborators for tests: ``callable:tests.scripted.NAME`` answers prompts by rule.
+
+The quickstart solvers live in ``moco_lit.demo`` (recipes and sweeps name them there); tests keep
+naming them here.
+"""
 
 from __future__ import annotations
 
 import random
-import re
 
+from moco_lit.demo import last_question as _question
+from moco_lit.demo import multiplier, oracle, reverser, solve_quickstart, wrong
 
-def _question(rendered: str) -> str:
-    return rendered.rsplit("User: ", 1)[-1]
-
-
-def solve_quickstart(question: str) -> str | None:
-    if match := re.search(r"What is (\d) times (\d)\?", question):
-        return str(int(match.group(1)) * int(match.group(2)))
-    if match := re.search(r"Reverse the letters (\w+)\.", question):
-        return match.group(1)[::-1]
-    if match := re.search(r"Which letter comes after (\w)\?", question):
-        return chr(ord(match.group(1)) + 1)
-    return None
-
-
-def oracle(rendered: str) -> str:
-    """Answers every quickstart question correctly."""
-    return solve_quickstart(_question(rendered)) or "I do not know"
-
-
-def multiplier(rendered: str) -> str:
-    """Right on multiplication only; answers "7" to anything else."""
-    question = _question(rendered)
-    return solve_quickstart(question) if "times" in question else "7"
-
-
-def reverser(rendered: str) -> str:
-    """Right on reversal only; answers "7" to anything else."""
-    question = _question(rendered)
-    return solve_quickstart(question) if "Reverse" in question else "7"
-
-
-def wrong(rendered: str) -> str:
-    """Always wrong (and always the same)."""
-    return "zzz"
+__all__ = ["_question", "coin", "multiplier", "oracle", "reverser", "solve_quickstart", "wrong"]
 
 
 def coin(rendered: str, seed: int) -> str:
