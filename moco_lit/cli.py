@@ -152,14 +152,16 @@ def run_lightning(argv: list[str]) -> Any:
 
 
 def expand_method_names(argv: list[str]) -> list[str]:
-    """``--model majority_vote`` → the method's class path (LightningCLI wants a class)."""
+    """``--model majority_vote`` → the method's class path (LightningCLI wants a class); ``-c NAME``
+    → the recipe or trainer preset it names (``moco_lit.shipped``)."""
+    from moco_lit.shipped import resolve
 
     out = list(argv)
     for i, arg in enumerate(out):
         if arg in ("-c", "--config") and i + 1 < len(out):
-            out[i + 1] = _expand_config_file(out[i + 1])
+            out[i + 1] = _expand_config_file(resolve(out[i + 1]))
         elif arg.startswith("--config="):
-            out[i] = "--config=" + _expand_config_file(arg.split("=", 1)[1])
+            out[i] = "--config=" + _expand_config_file(resolve(arg.split("=", 1)[1]))
         elif arg in ("--model", "--model.help") and i + 1 < len(out):
             out[i + 1] = _method_class_path(out[i + 1])
         elif arg.startswith("--model="):

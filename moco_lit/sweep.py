@@ -198,9 +198,10 @@ def _read_spec(path: Path) -> Any:
 
 
 def load_sweep(path: str | Path) -> Sweep:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"sweep file {str(path)!r} does not exist")
+    """A sweep file by path, or by name (``scripted_demo``: ``sweeps/scripted_demo.yaml``)."""
+    from moco_lit.shipped import resolve_sweep
+
+    path = Path(resolve_sweep(str(path)))
     spec = _read_spec(path)
     if not isinstance(spec, dict):
         raise UserError(f"{path}: a sweep file is a mapping with {', '.join(sorted(SWEEP_KEYS))}")
@@ -475,9 +476,9 @@ def main(argv: list[str]) -> int:
     args, extra = parser.parse_known_args(argv)
     spec: dict[str, Any] = {}
     if args.config:
-        path = Path(args.config)
-        if not path.is_file():
-            raise UserError(f"sweep file {args.config!r} does not exist")
+        from moco_lit.shipped import resolve_sweep
+
+        path = Path(resolve_sweep(args.config))
         spec = _read_spec(path)
         if not isinstance(spec, dict):
             raise UserError(f"{path}: a sweep file is a mapping with {', '.join(sorted(SWEEP_KEYS))}")
