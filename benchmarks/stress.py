@@ -77,7 +77,7 @@ def count_lines(run_dir: Path) -> int:
 def run(args: argparse.Namespace) -> dict:
     work = Path(tempfile.mkdtemp(prefix="moco_lit_stress_"))
     benchmark = write_benchmark(work / "stress.jsonl", args.examples)
-    collaborator = build_tiny_model(work / "tiny") if args.tiny else "callable:tests.scripted.oracle"
+    collaborator = build_tiny_model(work / "tiny") if args.tiny else "callable:moco_lit.demo.oracle"
     run_dir = work / "runs"
     command = [
         sys.executable,
