@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from moco_lit.argv import gives, pop_flag
 from moco_lit.errors import UserError
 
 if TYPE_CHECKING:
@@ -178,25 +179,9 @@ def _mean_per_example(per_seed: list[dict[str, float | None]]) -> dict[str, floa
 
 def split_seeds_flag(argv: list[str]) -> tuple[list[str], list[int] | None]:
     """``argv`` without ``--seeds LIST`` (or ``--seeds=LIST``), and the seeds it gave (None if absent)."""
-    rest, seeds = [], None
-    index = 0
-    while index < len(argv):
-        arg = argv[index]
-        if arg == "--seeds" or arg.startswith("--seeds="):
-            if arg == "--seeds":
-                if index + 1 >= len(argv):
-                    raise UserError("--seeds needs a list of seeds, such as --seeds 0,1,2")
-                value, index = argv[index + 1], index + 2
-            else:
-                value, index = arg.split("=", 1)[1], index + 1
-            seeds = parse_seeds(value)
-            continue
-        rest.append(arg)
-        index += 1
-    if seeds is not None and any(
-        a in ("--model.seed", "--seed_everything") or a.startswith(("--model.seed=", "--seed_everything="))
-        for a in rest
-    ):
+    rest, value = pop_flag(argv, "--seeds", "0,1,2")
+    seeds = None if value is None else parse_seeds(value)
+    if seeds is not None and gives(rest, "--model.seed", "--seed_everything"):
         raise UserError("--seeds sets --model.seed and --seed_everything for each run; give one or the other")
     return rest, seeds
 

@@ -13,29 +13,17 @@ import json
 import sys
 from pathlib import Path
 
+from moco_lit.argv import gives, pop_flag
 from moco_lit.errors import UserError
 
 
 def split_tasks_flag(argv: list[str]) -> tuple[list[str], list[str] | None]:
     """``argv`` without ``--tasks LIST`` (or ``--tasks=LIST``), and the benchmarks it named."""
-    rest, tasks = [], None
-    index = 0
-    while index < len(argv):
-        arg = argv[index]
-        if arg == "--tasks" or arg.startswith("--tasks="):
-            if arg == "--tasks":
-                if index + 1 >= len(argv):
-                    raise UserError("--tasks needs benchmark names, such as --tasks gsm8k,mmlu_redux")
-                value, index = argv[index + 1], index + 2
-            else:
-                value, index = arg.split("=", 1)[1], index + 1
-            tasks = [name.strip() for name in value.split(",") if name.strip()]
-            if not tasks:
-                raise UserError("--tasks needs benchmark names, such as --tasks gsm8k,mmlu_redux")
-            continue
-        rest.append(arg)
-        index += 1
-    if tasks is not None and any(a == "--data.benchmark" or a.startswith("--data.benchmark=") for a in rest):
+    rest, value = pop_flag(argv, "--tasks", "gsm8k,mmlu_redux")
+    tasks = None if value is None else [name.strip() for name in value.split(",") if name.strip()]
+    if tasks is not None and not tasks:
+        raise UserError("--tasks needs benchmark names, such as --tasks gsm8k,mmlu_redux")
+    if tasks is not None and gives(rest, "--data.benchmark"):
         raise UserError("--tasks names the benchmarks; give it or --data.benchmark, not both")
     return rest, tasks
 

@@ -1,0 +1,30 @@
+"""Command-line flags that moco_lit reads before LightningCLI sees the rest (``--seeds``, ``--tasks``)."""
+
+from __future__ import annotations
+
+from moco_lit.errors import UserError
+
+
+def pop_flag(argv: list[str], flag: str, example: str) -> tuple[list[str], str | None]:
+    """``argv`` without ``flag VALUE`` (or ``flag=VALUE``), and that value (None when absent; the
+    last one when repeated). ``example`` shows a value in the error line for a missing one."""
+    rest, value = [], None
+    index = 0
+    while index < len(argv):
+        arg = argv[index]
+        if arg == flag:
+            if index + 1 >= len(argv):
+                raise UserError(f"{flag} needs a value, such as {flag} {example}")
+            value, index = argv[index + 1], index + 2
+            continue
+        if arg.startswith(flag + "="):
+            value, index = arg.split("=", 1)[1], index + 1
+            continue
+        rest.append(arg)
+        index += 1
+    return rest, value
+
+
+def gives(argv: list[str], *flags: str) -> bool:
+    """Whether ``argv`` sets any of ``flags`` (as ``--flag value`` or ``--flag=value``)."""
+    return any(a in flags or a.startswith(tuple(f + "=" for f in flags)) for a in argv)
