@@ -1,33 +1,60 @@
-"""Collaboration methods, found by short name.
+"""Collaboration methods, found by short name in one explicit registry.
 
-A method lives in one file named after it, under ``moco_lit/methods/`` (baselines) or one of
-``api/``, ``text/``, ``logit/``, ``weight/``, and defines one ``CollaborationModule`` subclass whose
-``method_name`` equals the file name (files without one are helpers shared by methods). ``get("majority_vote")`` imports only that file, so
-``--model majority_vote`` works without importing every method.
+``REGISTRY`` maps each method's short name (its ``method_name``) to its class path. ``get("majority_vote")``
+imports only that method's module, so ``--model majority_vote`` works without importing every method.
+A new method is a module under ``moco_lit/methods/`` (``api/``, ``text/``, ``logit/``, ``weight/`` by
+level) with one ``CollaborationModule`` subclass, and one line here; ``tests/test_method_registry.py``
+checks that every entry imports with a matching ``method_name``, that no method module is left out,
+and that every recipe names a registered class.
 """
 
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 
 from moco_lit.errors import UserError, did_you_mean
 from moco_lit.methods.base import Answer, CollaborationModule
 
-__all__ = ["Answer", "CollaborationModule", "class_path", "get", "names"]
+__all__ = ["REGISTRY", "Answer", "CollaborationModule", "class_path", "get", "names"]
 
-LEVELS = ("", "api", "text", "logit", "weight")
-_ROOT = Path(__file__).parent
+REGISTRY: dict[str, str] = {
+    "agglm": "moco_lit.methods.text.agglm.AggLM",
+    "bbmas": "moco_lit.methods.text.bbmas.Bbmas",
+    "cascade": "moco_lit.methods.api.cascade.Cascade",
+    "collm": "moco_lit.methods.api.collm.CoLLM",
+    "dare_ties": "moco_lit.methods.weight.dare_ties.DareTies",
+    "distillation": "moco_lit.methods.distillation.Distillation",
+    "expo": "moco_lit.methods.weight.expo.Expo",
+    "graph_routing": "moco_lit.methods.api.graph_routing.GraphRouting",
+    "greedy_soup": "moco_lit.methods.weight.greedy_soup.GreedySoup",
+    "heterogeneous_swarms": "moco_lit.methods.text.heterogeneous_swarms.HeterogeneousSwarms",
+    "knowledge_card": "moco_lit.methods.text.knowledge_card.KnowledgeCard",
+    "llm_blender": "moco_lit.methods.text.llm_blender.LlmBlender",
+    "logit_contrastive": "moco_lit.methods.logit.logit_contrastive.LogitContrastive",
+    "logit_fusion": "moco_lit.methods.logit.logit_fusion.LogitFusion",
+    "lorahub": "moco_lit.methods.weight.lorahub.LoraHub",
+    "majority_vote": "moco_lit.methods.text.majority_vote.MajorityVote",
+    "mentor_collab": "moco_lit.methods.api.mentor_collab.MentorCollab",
+    "moa": "moco_lit.methods.text.moa.Moa",
+    "model_swarms": "moco_lit.methods.weight.model_swarms.ModelSwarms",
+    "multiagent_feedback": "moco_lit.methods.text.multiagent_feedback.MultiagentFeedback",
+    "multiagent_finetuning": "moco_lit.methods.text.multiagent_finetuning.MultiagentFinetuning",
+    "multiagent_refine": "moco_lit.methods.text.multiagent_refine.MultiagentRefine",
+    "nudging": "moco_lit.methods.api.nudging.Nudging",
+    "prompt_routing": "moco_lit.methods.api.prompt_routing.PromptRouting",
+    "single_model": "moco_lit.methods.single_model.SingleModel",
+    "slm_mux": "moco_lit.methods.text.slm_mux.SlmMux",
+    "sparta": "moco_lit.methods.text.sparta.Sparta",
+    "stackelberg": "moco_lit.methods.text.stackelberg.Stackelberg",
+    "structure": "moco_lit.methods.text.structure.Structure",
+    "switch_generation": "moco_lit.methods.api.switch_generation.SwitchGeneration",
+    "trained_router": "moco_lit.methods.api.trained_router.TrainedRouter",
+}
 
 
 def _module_names() -> dict[str, str]:
-    found = {}
-    for level in LEVELS:
-        for file in sorted((_ROOT / level).glob("*.py")):
-            # a method file declares `method_name = "<its stem>"`; other files are shared helpers
-            if f'method_name = "{file.stem}"' in file.read_text(encoding="utf-8"):
-                found[file.stem] = "moco_lit.methods." + (f"{level}." if level else "") + file.stem
-    return found
+    """Short name → module of the method."""
+    return {name: path.rpartition(".")[0] for name, path in REGISTRY.items()}
 
 
 def names() -> list[str]:
@@ -42,11 +69,13 @@ def get(name: str) -> type[CollaborationModule]:
         raise UserError(
             f"unknown method {name!r}{did_you_mean(name, modules)}; available methods: {', '.join(sorted(modules))}"
         )
-    module = importlib.import_module(modules[name])
-    for value in vars(module).values():
-        if isinstance(value, type) and issubclass(value, CollaborationModule) and value.method_name == name:
-            return value
-    raise UserError(f"{modules[name]} defines no CollaborationModule with method_name {name!r}")
+    module_name, _, class_name = REGISTRY[name].rpartition(".")
+    method = getattr(importlib.import_module(module_name), class_name, None)
+    if not (
+        isinstance(method, type) and issubclass(method, CollaborationModule) and method.method_name == name
+    ):
+        raise UserError(f"{REGISTRY[name]} is not a CollaborationModule with method_name {name!r}")
+    return method
 
 
 def class_path(name: str) -> str:
