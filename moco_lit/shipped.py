@@ -108,3 +108,47 @@ def _choices(files: dict[str, Path]) -> list[str]:
         stem = Path(rel).stem
         stems[stem] = stems.get(stem, 0) + 1
     return [Path(rel).stem if stems[Path(rel).stem] == 1 else _short(rel) for rel in files]
+
+
+# -- python -m moco_lit recipes --------------------------------------------------------------------
+
+RECIPE_COLUMNS = ("name", "method", "benchmark")
+
+
+def recipe_rows() -> list[dict[str, str]]:
+    """One row per recipe: its name for ``-c``, its method's short name and its benchmark."""
+    import yaml
+
+    from moco_lit.methods import REGISTRY
+
+    short_names = {path: name for name, path in REGISTRY.items()}
+    rows = []
+    for rel, path in shipped_files(("recipes",)).items():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            data = {}
+        model = data.get("model") if isinstance(data, dict) else None
+        method = model.get("class_path") if isinstance(model, dict) else model
+        benchmark = (data.get("data") or {}).get("benchmark") if isinstance(data, dict) else None
+        rows.append(
+            {
+                "name": _short(rel),
+                "method": short_names.get(method, method or "-"),
+                "benchmark": str(benchmark or "-"),
+            }
+        )
+    return sorted(rows, key=lambda row: row["name"])
+
+
+def format_recipes() -> str:
+    """The recipes as an aligned table, then the trainer presets and sweeps by name."""
+    rows = recipe_rows()
+    cells = [[row[column] for column in RECIPE_COLUMNS] for row in rows]
+    widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(RECIPE_COLUMNS)]
+    lines = [RECIPE_COLUMNS, tuple("-" * width for width in widths), *cells]
+    table = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
+    for folder, label in (("configs", "trainer presets"), ("sweeps", "sweeps")):
+        names = sorted(Path(rel).stem for rel in shipped_files((folder,)))
+        table.append(f"{label} (-c NAME): {', '.join(names) or '-'}")
+    return "\n".join(table)

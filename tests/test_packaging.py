@@ -195,6 +195,22 @@ def test_the_cli_resolves_names_and_stops_on_unknown_ones(tmp_path, monkeypatch,
     assert "sweep file 'no_such_sweep' not found" in capsys.readouterr().err
 
 
+def test_recipes_lists_every_recipe_by_the_name_c_takes(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["recipes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {
+        line.split()[0]: line.split()[1:] for line in lines[2:] if not line.startswith(("trainer", "sweeps"))
+    }
+    assert len(rows) == len([rel for rel in root_yaml() if rel.startswith("recipes/")])
+    assert rows["text/majority_vote"] == ["majority_vote", "gsm8k"]
+    assert rows["real/moa"] == ["moa", "mmlu_redux"]
+    for name in rows:  # each listed name resolves to its one file
+        assert Path(shipped.resolve(name)) == ROOT / "recipes" / f"{name}.yaml"
+    assert "trainer presets (-c NAME): cpu, ddp," in "\n".join(lines)
+    assert lines[-1] == "sweeps (-c NAME): scripted_demo, text_methods"
+
+
 # -- the demo collaborators --------------------------------------------------------------------
 
 
