@@ -24,6 +24,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
+from moco_lit import fit_reuse
 from moco_lit.callbacks import LAST, IterationCheckpoint, PredictionsTable
 from moco_lit.data import BenchmarkDataModule
 from moco_lit.errors import UserError, did_you_mean, first_line
@@ -81,6 +82,9 @@ class MocoCLI(LightningCLI):
             default="hf",
             help="plain generation with transformers (hf) or vLLM (needs vllm installed)",
         )
+        parser.add_argument(
+            "--refit", type=bool, default=False, help="fit: train again even when a finished fit matches"
+        )
         parser.add_argument("--run_dir", type=str, default="runs", help="root of the run folders")
         parser.add_argument("--run_id", type=str | None, default=None, help="default: hash of the config")
         parser.add_argument("--wandb", type=bool, default=True, help="log to Weights & Biases")
@@ -128,6 +132,12 @@ class MocoCLI(LightningCLI):
             raise UserError(_explain_parse_error(err, self.parser, self._args)) from err
 
     def _run_subcommand(self, subcommand: str) -> None:
+        self.reused_fit = self._finished_fit() if subcommand == "fit" else None
+        if self.reused_fit is not None:
+            if log.isEnabledFor(logging.INFO):
+                shown = self.reused_fit.get("best") or self.reused_fit.get("last")
+                print(f"fit: reusing the finished fit of this configuration ({shown}); --refit trains again")
+            return
         failed = True
         try:
             super()._run_subcommand(subcommand)
@@ -146,6 +156,20 @@ class MocoCLI(LightningCLI):
             if folder is not None:
                 folder.unlock()
 
+    def _fit_folder(self) -> RunFolder:
+        config = self.config[self.subcommand]
+        run_id = config.get("run_id") or run_id_for(experiment_config(config, "fit"))
+        return RunFolder.for_experiment(
+            config["run_dir"], self.datamodule.hparams.benchmark, self.model.method_name, run_id, "fit"
+        )
+
+    def _finished_fit(self) -> dict | None:
+        """The record of a finished fit this one may reuse (``fit_reuse``), or None."""
+        config = self.config[self.subcommand]
+        if config.get("refit") or config.get("ckpt_path") or _launched_worker():
+            return None
+        return fit_reuse.reusable(self._fit_folder().path, _plain(config.as_dict()))
+
     # -- before every Lightning command ---------------------------------------------------
 
     def before_fit(self) -> None:
@@ -153,16 +177,24 @@ class MocoCLI(LightningCLI):
 
     def after_fit(self) -> None:
         """Say where the checkpoints went: the last line of a fit, on the main process."""
-        if self.trainer.global_rank != 0 or self.trainer.fast_dev_run or not log.isEnabledFor(logging.INFO):
-            return  # (a caller running many fits, such as the quickstart, turns this logger down)
+        if self.trainer.global_rank != 0 or self.trainer.fast_dev_run:
+            return
         saver = next((c for c in self.trainer.callbacks if isinstance(c, IterationCheckpoint)), None)
         last = None if saver is None else (saver.last_path or saver.directory(self.trainer) / LAST)
-        if last is not None and last.is_file():
-            print(f"checkpoint: {last}  (test it with --ckpt_path last and the same recipe and options)")
-        best = next(
+        best_path = next(
             (c.best_model_path for c in self.trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)),
             "",
         )
+        folder = getattr(self.model.runtime, "run_folder", None)
+        if folder is not None and not self.trainer.interrupted and folder.path.is_dir():
+            fit_reuse.record_finished(
+                folder.path, _plain(self.config[self.subcommand].as_dict()), last, best_path
+            )
+        if not log.isEnabledFor(logging.INFO):
+            return  # (a caller running many fits, such as the quickstart, turns this logger down)
+        if last is not None and last.is_file():
+            print(f"checkpoint: {last}  (test it with --ckpt_path last and the same recipe and options)")
+        best = best_path
         if best and Path(best).is_file() and (last is None or Path(best) != last):
             print(f"best checkpoint: {best}  (--ckpt_path best)")
 
@@ -211,6 +243,8 @@ class MocoCLI(LightningCLI):
         if stage == "fit" and self.trainer.default_root_dir == os.getcwd():
             self.trainer._default_root_dir = str(folder.path)
         checkpointing = any(isinstance(c, ModelCheckpoint) for c in self.trainer.checkpoint_callbacks)
+        if stage == "fit" and self.trainer.global_rank == 0 and folder.path.is_dir():
+            fit_reuse.forget(folder.path)  # until this fit ends normally, nothing finished here
         if stage == "fit":
             # one predictable folder, whichever logger is attached: <run>-fit/checkpoints
             for callback in self.trainer.checkpoint_callbacks:

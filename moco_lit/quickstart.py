@@ -463,7 +463,12 @@ class QuickstartRunner:
         """The checkpoint of ``run``'s ``fit`` (fitted on first use)."""
         if run not in self.checkpoints:
             fitted = self._lightning(self.args("fit", run))
-            self.checkpoints[run] = fitted.trainer.checkpoint_callback.best_model_path
+            reused = getattr(fitted, "reused_fit", None)  # a finished fit of the same configuration
+            self.checkpoints[run] = (
+                (reused.get("best") or reused["last"])
+                if reused
+                else fitted.trainer.checkpoint_callback.best_model_path
+            )
         return self.checkpoints[run]
 
     def dev_run(self, run: QuickstartRun) -> Path:
