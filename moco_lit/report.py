@@ -913,6 +913,13 @@ def main(argv: list[str]) -> int:
     if args.wandb:
         from moco_lit.export import log_to_wandb
 
+        try:
+            import wandb  # noqa: F401
+        except ImportError as error:
+            raise UserError(
+                "report --wandb needs the wandb package: pip install 'moco-lit[wandb]'"
+            ) from error
+
         data = json.loads(files["json"].read_text())
         pictures = {name: path for name, path in files.items() if path.suffix == ".png"}
         run_id = log_to_wandb(

@@ -41,7 +41,13 @@ def datasets_row_loader(
     path: str, config: str | None, split: str, data_files: str | None = None
 ) -> list[Row]:
     """Rows of one hub split through ``datasets.load_dataset``; a ``UserError`` when it fails."""
-    import datasets  # imported here: loading it costs seconds, and only this path needs it
+    try:
+        import datasets  # imported here: loading it costs seconds, and only this path needs it
+    except ImportError as error:
+        raise UserError(
+            f"benchmark {path!r} comes from the Hugging Face Hub, which needs the datasets package: "
+            "pip install 'moco-lit[hub]'"
+        ) from error
 
     try:
         if data_files is not None:

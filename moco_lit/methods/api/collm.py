@@ -296,7 +296,12 @@ def load_training_rows(source: str, split: str, limit: int | None = None) -> lis
         return list(data[split] if isinstance(data, dict) else data)[:limit]
     try:
         import datasets
-
+    except ImportError as err:
+        raise UserError(
+            f"collm.training_data {source!r} is a Hub dataset, which needs the datasets package: "
+            "pip install 'moco-lit[hub]'"
+        ) from err
+    try:
         rows = datasets.load_dataset(source, split=split)
         return list(rows.select(range(min(limit, len(rows)))) if limit is not None else rows)
     except Exception as err:  # noqa: BLE001  (any loading failure is a bad training_data value)
