@@ -12,26 +12,20 @@ import pytest
 
 from moco_lit.export import csv_rows, latex_escape, latex_tables
 from moco_lit.report import Run, compare
+from tests.report_helpers import make_run
 
 AMPERSAND = "vote & verify_all"
 
 
 def _run(method: str, benchmark: str, scores: dict, single: dict | None = None) -> Run:
-    values = [v for v in scores.values() if v is not None]
-    return Run(
-        path=f"/{benchmark}/{method}",
-        method=method,
-        label=method,
-        level="text",
+    return make_run(
+        method,
+        scores,
+        single=single,
         benchmark=benchmark,
-        specs=("m1", "m2"),
-        names=("m1", "m2"),
-        score=sum(values) / len(values),
-        n=len(scores),
-        tokens=10.0 * len(scores),
-        calls=2.0 * len(scores),
-        scores=scores,
-        single=single or {},
+        level="text",
+        tokens_per_example=10.0,
+        calls_per_example=2.0,
     )
 
 

@@ -11,28 +11,17 @@ import pytest
 from moco_lit import figures
 from moco_lit.data.synthetic import synthetic_benchmark
 from moco_lit.report import Run, compare
+from tests.report_helpers import make_run
 
 SKILLS = ("multiply", "next_letter", "reverse")
 LONG = "majority_vote (tie=dev-based, answer_grouping=value)"
 
 
 def _run(method: str, scores: dict, label: str | None = None, single: dict | None = None, tokens=0.0) -> Run:
-    values = [v for v in scores.values() if v is not None]
-    return Run(
-        path=f"/nonexistent/{label or method}",
-        method=method,
-        label=label or method,
-        level="text",
-        benchmark="quickstart",
-        specs=SKILLS,
-        names=SKILLS,
-        score=sum(values) / len(values),
-        n=len(scores),
-        tokens=tokens * len(scores),
-        calls=float(len(scores)),
-        scores=scores,
-        single=single or {},
-    )
+    return make_run(
+        method, scores, single=single, benchmark="quickstart", specs=SKILLS, label=label, level="text",
+        tokens_per_example=tokens, calls_per_example=1.0, path=f"/nonexistent/{label or method}",
+    )  # fmt: skip
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,7 @@ from moco_lit.report import (
     write_report,
 )
 from moco_lit.sweep import run_sweep, sweep_from_spec
+from tests.report_helpers import make_run
 
 POOL = [
     "callable:tests.scripted.multiplier",
@@ -123,22 +124,7 @@ def test_emergence_counts_what_no_single_model_solves():
 
 
 def _run(method: str, scores: dict, single: dict | None = None, specs=("m1", "m2")) -> Run:
-    values = [v for v in scores.values() if v is not None]
-    return Run(
-        path=f"/{method}",
-        method=method,
-        label=method,
-        level="",
-        benchmark="b",
-        specs=specs,
-        names=specs,
-        score=sum(values) / len(values),
-        n=len(scores),
-        tokens=0.0,
-        calls=0.0,
-        scores=scores,
-        single=single or {},
-    )
+    return make_run(method, scores, single=single, specs=specs, path=f"/{method}")
 
 
 def test_best_single_and_headline_on_a_hand_made_pool():
