@@ -103,7 +103,9 @@ def test_quickstart_default_resolves_when_synthetic_exists() -> None:
 def test_fewshot_examples_come_from_dev_with_their_answers(mc_file: Path) -> None:
     module = BenchmarkDataModule(benchmark=str(mc_file), num_fewshot=2)
     prompt = module.examples("test")[0]["prompt"]
-    assert prompt.count("Answer: B\nAnswer: B") == 2 and prompt.index("Question 0?") < prompt.index("Question 1?")
+    assert prompt.count("Answer: B\nAnswer: B") == 2 and prompt.index("Question 0?") < prompt.index(
+        "Question 1?"
+    )
     assert prompt.endswith(BenchmarkDataModule(benchmark=str(mc_file)).examples("test")[0]["prompt"])
     # a dev example is never its own shot
     dev = module.examples("dev")[0]["prompt"]
