@@ -54,7 +54,7 @@ class CollaboratorSpec:
     def display_name(self) -> str:
         if self.name:
             return self.name
-        if self.path.startswith("callable:"):
+        if self.path.startswith(("callable:", "quickstart:")):
             return self.path.replace(":", ".").rsplit(".", 1)[-1]
         base = self.path.rstrip("/").split("/")[-1]
         return f"{base}+{Path(self.adapter).name}" if self.adapter else base

@@ -86,8 +86,13 @@ KNOWN_MODELS: dict[str, KnownModel] = {
 # resolving a model spec
 
 
+QUICKSTART_PREFIX = "quickstart:"
+
+
 def resolve_model(spec: str) -> str:
     """A hub id or local folder for `from_pretrained`, given a short name, a `.gguf` path or either of those."""
+    if spec.startswith(QUICKSTART_PREFIX):
+        return _quickstart_specialist(spec.removeprefix(QUICKSTART_PREFIX))
     if spec in KNOWN_MODELS:
         folder = model_dir(spec)
         if not _is_complete(folder):
@@ -510,3 +515,17 @@ def _convert_into(gguf_path: Path, out: Path, source: str, digest: str, architec
         "dtype": "float32",
     }
     (out / CONVERSION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def _quickstart_specialist(skill: str) -> str:
+    """``quickstart:SKILL``: the quickstart's tiny specialist for SKILL (trained on first use, about
+    half a minute, then cached like the quickstart's own)."""
+    from moco_lit.data.synthetic import SKILLS
+    from moco_lit.quickstart import ensure_specialists
+
+    if skill not in SKILLS:
+        raise UserError(
+            f"unknown quickstart specialist {skill!r}{did_you_mean(skill, SKILLS)}; "
+            f"the quickstart's skills: {', '.join('quickstart:' + s for s in SKILLS)}"
+        )
+    return dict(zip(SKILLS, ensure_specialists(), strict=True))[skill]

@@ -85,3 +85,12 @@ def test_a_hub_id_close_to_a_short_name_is_still_a_hub_id():
     assert resolve_model("someorg/smollm2-135m-instruct") == "someorg/smollm2-135m-instruct"
     with pytest.raises(UserError, match="did you mean gemma3-270m"):
         resolve_model("gemma3-270")
+
+
+def test_a_quickstart_specialist_name_is_checked():
+    from moco_lit.models import resolve_model
+
+    with pytest.raises(
+        UserError, match=r"unknown quickstart specialist 'multipy' \(did you mean multiply\?\)"
+    ):
+        resolve_model("quickstart:multipy")
