@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -29,6 +28,7 @@ from torch.utils.data import DataLoader
 from moco_lit import paths
 from moco_lit.collaborators import render_plain
 from moco_lit.data.synthetic import SKILL_MAKERS, SKILLS, skill_examples
+from moco_lit.quiet import quiet_runs
 from moco_lit.training import completion_batch, sft_loss
 
 log = logging.getLogger(__name__)
@@ -384,7 +384,7 @@ def run_quickstart(
         print(f"[{number}/{len(chosen)}] {label} ...", end="\n" if verbose else " ", flush=True)
         run_started = time.perf_counter()
         try:
-            with _quiet_methods(not verbose):
+            with quiet_runs(not verbose):
                 tested.append(runner.test(run))
         except Exception as err:  # one failing method must not cost the others' results
             failures.append(f"{run.method}: {type(err).__name__}: {err}")
@@ -486,22 +486,6 @@ class QuickstartRunner:
         from moco_lit.cli import run_lightning
 
         return run_lightning(args)
-
-
-@contextlib.contextmanager
-def _quiet_methods(quiet: bool):
-    """While the methods run: their calibration and loading lines only when not ``quiet``."""
-    names = ("moco_lit.methods", "moco_lit.collaborators", "moco_lit.lightning_cli")
-    loggers = [logging.getLogger(name) for name in names]
-    levels = [logger.level for logger in loggers]
-    if quiet:
-        for logger in loggers:
-            logger.setLevel(logging.WARNING)
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
 
 
 def _write_report(tested: list[Path], out_dir: Path) -> dict[str, Path]:

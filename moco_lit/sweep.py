@@ -45,6 +45,7 @@ from typing import Any
 import yaml
 
 from moco_lit.errors import UserError
+from moco_lit.quiet import quiet_runs
 from moco_lit.seeds import SeedSpread, parse_seeds, seed_args
 
 log = logging.getLogger(__name__)
@@ -319,8 +320,9 @@ class _PlainConfig(dict):
 # -- running -------------------------------------------------------------------------------------
 
 
-def run_sweep(sweep: Sweep, extra: list[str] = (), out=None) -> list[CellResult]:
-    """Run every cell not finished yet; returns the results (also written to the summary file)."""
+def run_sweep(sweep: Sweep, extra: list[str] = (), out=None, verbose: bool = False) -> list[CellResult]:
+    """Run every cell not finished yet; returns the results (also written to the summary file).
+    ``verbose``: every cell's own log lines between the table's rows (by default warnings only)."""
     from moco_lit.cli import run_lightning
 
     out = out or sys.stdout
@@ -339,7 +341,8 @@ def run_sweep(sweep: Sweep, extra: list[str] = (), out=None) -> list[CellResult]
             if finished(folder):
                 result.status = "cached"
             else:
-                cli = run_lightning(argv)
+                with quiet_runs(not verbose):
+                    cli = run_lightning(argv)
                 result.run_folder = str(cli.model.runtime.run_folder.path)
                 result.status = "done"
             metrics = json.loads((Path(result.run_folder) / "metrics.json").read_text())
@@ -473,6 +476,7 @@ def main(argv: list[str]) -> int:
         "--scoring", default=None, choices=["moco_lit", "moco"], help="moco: MoCo's own rules"
     )
     parser.add_argument("--seeds", default=None, help="run every cell once per seed, e.g. 0,1,2")
+    parser.add_argument("--verbose", action="store_true", help="every cell's log lines between the rows")
     args, extra = parser.parse_known_args(argv)
     spec: dict[str, Any] = {}
     if args.config:
@@ -495,6 +499,6 @@ def main(argv: list[str]) -> int:
     sweep = sweep_from_spec(spec, args.config or "the command line")
     if sweep.seeds and any(a.split("=", 1)[0] in ("--model.seed", "--seed_everything") for a in extra):
         raise UserError("seeds set every cell's --model.seed and --seed_everything; give one or the other")
-    results = run_sweep(sweep, extra)
+    results = run_sweep(sweep, extra, verbose=args.verbose)
     print(f"compare them: python -m moco_lit report {sweep.name} --run_dir {sweep.run_dir}")
     return 1 if any(r.status == "failed" for r in results) else 0

@@ -164,3 +164,21 @@ def test_progress_rows_show_the_score_with_its_interval():
     lines = out.getvalue().splitlines()
     assert "95% CI" in lines[0]
     assert "1.000    [0.70, 1.00]" in lines[2] and "-        -" in lines[3]
+
+
+def test_cell_log_lines_stay_out_of_the_table_unless_verbose(tmp_path, caplog):
+    import logging
+
+    from moco_lit import sweep as sweep_module
+
+    argv = ["-c", "scripted_demo", "--run_dir", str(tmp_path / "runs"), "--benchmarks", "quickstart",
+            "--methods", "moa", "--data.limit", "3", "--wandb", "false"]  # fmt: skip
+
+    def per_run_lines():
+        return [r for r in caplog.records if r.name.startswith("moco_lit.") and r.levelno == logging.INFO]
+
+    with caplog.at_level(logging.INFO):
+        assert sweep_module.main(argv) == 0
+        assert per_run_lines() == []
+        assert sweep_module.main([*argv[:3], str(tmp_path / "verbose"), *argv[4:], "--verbose"]) == 0
+        assert any(r.name.startswith("moco_lit.methods") for r in per_run_lines())
