@@ -171,6 +171,45 @@ def release_collaborators() -> None:
     _POOL.clear()
 
 
+def check_collaborators(entries: Sequence[str | dict | CollaboratorSpec]) -> None:
+    """Every collaborator can be found, checked before the first one loads: a scripted one
+    imports, a short name is fetched, a path exists, and offline a Hub name is in the local cache
+    (a typo in the last model of a pool costs no loading of the others)."""
+    from moco_lit.models import resolve_model
+
+    for entry in entries:
+        spec = parse_spec(entry)
+        if spec.path in {key[0].path for key in _POOL}:
+            continue  # loaded already
+        if spec.path.startswith("callable:"):
+            _load_callable(spec)
+            continue
+        path = resolve_model(spec.path)
+        for name in (path, spec.adapter):
+            if name and not Path(name).expanduser().exists() and not _in_hub_cache_or_online(name):
+                raise UserError(
+                    f"cannot load model {name!r}: not a local folder, and not in the Hugging Face cache "
+                    "(offline); give a local folder, or a short name from `python -m moco_lit models list`"
+                )
+
+
+def _in_hub_cache_or_online(name: str) -> bool:
+    """Online, the Hub decides when the model loads; offline, whether its config is cached."""
+    import os
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() not in {"1", "true", "yes", "on"}:
+        return True
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(name, "config.json") or try_to_load_from_cache(
+            name, "adapter_config.json"
+        )
+    except Exception:  # noqa: BLE001 - a malformed repo id: let the loader say so
+        return True
+    return isinstance(found, str)
+
+
 def _load(spec: CollaboratorSpec, device: torch.device) -> Collaborator:
     if spec.path.startswith("callable:"):
         return _load_callable(spec)

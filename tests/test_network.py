@@ -101,3 +101,28 @@ def test_a_library_record_is_printed_once(capsys):
         logging.root.removeHandler(root_handler)
     err = capsys.readouterr().err
     assert err.count("careful") == 1 and err.count("plain") == 1
+
+
+def test_every_collaborator_is_found_before_the_first_loads(
+    online_environment, monkeypatch, tiny_models, capsys
+):
+    from moco_lit import collaborators
+
+    monkeypatch.setattr(network, "hub_reachable", lambda *a, **k: False)
+    loaded = []
+    real_load = collaborators._load
+    monkeypatch.setattr(
+        collaborators, "_load", lambda spec, device: loaded.append(spec.path) or real_load(spec, device)
+    )
+    fresh = str(tiny_models[0]) + "/"  # a spelling not pooled by earlier tests: it would load
+    code = main(
+        ["test", "--model", "majority_vote", "--model.collaborators", f"[{fresh}, someorg/missing-model-xyz]",
+         "--data.benchmark", "quickstart", "--data.limit", "2", "--wandb", "false", "--progress", "false"]
+    )  # fmt: skip
+    assert code == 2 and loaded == []
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .splitlines()[-1]
+        .startswith("error: cannot load model 'someorg/missing-model-xyz': not a local folder")
+    )

@@ -24,7 +24,7 @@ import torch
 from torchmetrics import SumMetric
 
 from moco_lit.cache import GenerationCache
-from moco_lit.collaborators import Collaborator, Prompt, load_collaborator
+from moco_lit.collaborators import Collaborator, Prompt, check_collaborators, load_collaborator
 from moco_lit.errors import UserError
 from moco_lit.evaluation import ScoreMetric, Scorer, answer_key
 from moco_lit.evaluation.stats import score_interval
@@ -163,6 +163,7 @@ class CollaborationModule(L.LightningModule):
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
         _check_not_empty(getattr(self._trainer, "datamodule", None) if self._trainer else None, stage)
         if not self.collaborators:
+            check_collaborators(self.collaborator_specs)  # all found before any loads
             self.collaborators = [load_collaborator(spec, device) for spec in self.collaborator_specs]
         cache = None
         if self.runtime.cache:
