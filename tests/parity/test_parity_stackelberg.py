@@ -131,16 +131,23 @@ def run_moco_stackelberg(monkeypatch, tmp_path: Path, hyperparameters: dict):
         folder = run_dir / f"iteration_{k}"
         iterations.append(
             {
-                "drawn": json.loads((folder / "analysis" / "prompt_sampling_manifest.json").read_text())[
-                    "duels"
-                ],
-                "pairs": json.loads((folder / "judged_results" / "judged_pairs.json").read_text()),
-                "info": json.loads((folder / "model_info.json").read_text()),
+                **moco_iteration_files(folder, "judged_pairs.json"),
                 "preferences": json.loads((folder / "dataset" / "preference_pairs.json").read_text()),
-                "leader": json.loads((folder / "analysis" / "leader_state.json").read_text())["weights"],
             }
         )
     return moco, iterations, trained
+
+
+def moco_iteration_files(folder: Path, judged: str) -> dict:
+    """What MoCo wrote for one iteration: the drawn duels, the judged file (``judged_pairs.json``
+    for DPO, ``judged_duels.json`` for GRPO, under ``pairs`` / ``judged``), model info, leader weights."""
+    key = "pairs" if judged == "judged_pairs.json" else "judged"
+    return {
+        "drawn": json.loads((folder / "analysis" / "prompt_sampling_manifest.json").read_text())["duels"],
+        key: json.loads((folder / "judged_results" / judged).read_text()),
+        "info": json.loads((folder / "model_info.json").read_text()),
+        "leader": json.loads((folder / "analysis" / "leader_state.json").read_text())["weights"],
+    }
 
 
 def run_lit_stackelberg(run_cli, tmp_path: Path, monkeypatch, *args: str):
@@ -394,16 +401,7 @@ def run_moco_stackelberg_grpo(monkeypatch, tmp_path: Path, hyperparameters: dict
                     (row["completion"], row["judge_scores"], row["raw_score_1_to_10"], row["reward"])
                 )
         iterations.append(
-            {
-                **recorded,
-                "rewards": rewards,
-                "drawn": json.loads((folder / "analysis" / "prompt_sampling_manifest.json").read_text())[
-                    "duels"
-                ],
-                "judged": json.loads((folder / "judged_results" / "judged_duels.json").read_text()),
-                "info": json.loads((folder / "model_info.json").read_text()),
-                "leader": json.loads((folder / "analysis" / "leader_state.json").read_text())["weights"],
-            }
+            {**recorded, "rewards": rewards, **moco_iteration_files(folder, "judged_duels.json")}
         )
     return moco, iterations, judge_settings
 
