@@ -144,6 +144,15 @@ class _Request:
         return len(self.ids)
 
 
+AUTO_BATCH_SIZE = 64
+"""Where ``generation_batch_size: auto`` starts (halved on every out-of-memory batch)."""
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    text = str(error).lower()
+    return isinstance(error, torch.OutOfMemoryError) or "out of memory" in text or "not enough memory" in text
+
+
 @dataclass
 class GenerationEngine:
     """Generates for many prompts at once, consulting ``cache`` (None = no cache) first.
@@ -152,7 +161,9 @@ class GenerationEngine:
     """
 
     cache: GenerationCache | None = None
-    batch_size: int = 16
+    # prompts per forward batch; "auto": start at AUTO_BATCH_SIZE and halve whenever a batch runs
+    # out of memory (on a GPU or the CPU), keeping the size that fits for the rest of the run
+    batch_size: int | str = 16
     progress: bool = True
     stats: GenerationStats = field(default_factory=GenerationStats)
     backend: str = "hf"
@@ -161,8 +172,11 @@ class GenerationEngine:
     def __post_init__(self) -> None:
         if self.backend not in {"hf", "vllm"}:
             raise UserError(f"generation backend {self.backend!r}: expected hf or vllm")
-        if self.batch_size < 1:
-            raise UserError(f"--model.generation_batch_size must be >= 1, got {self.batch_size}")
+        self.auto_batch = self.batch_size == "auto"
+        if self.auto_batch:
+            self.batch_size = AUTO_BATCH_SIZE
+        elif not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise UserError(f"--model.generation_batch_size must be >= 1 or auto, got {self.batch_size!r}")
         if self.backend == "vllm":
             from moco_lit.vllm_backend import VllmBackend
 
@@ -237,16 +251,32 @@ class GenerationEngine:
             request.ids = ids
         check_prompt_lengths(collaborator, [r.ids for r in requests], [r.rendered for r in requests])
         ordered = sorted(requests, key=lambda r: -r.length)
-        batches = [ordered[i : i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
         results: dict[str, dict] = {}
         bar = tqdm(
-            batches,
+            total=len(ordered),
             desc=f"generate {collaborator.name}",
             leave=False,
-            disable=not self.progress or len(batches) < 4,
+            unit="prompt",
+            disable=not self.progress or len(ordered) < 4 * self.batch_size,
         )
-        for batch in bar:
-            results.update(self._generate_batch(collaborator, batch, decoding))
+        done = 0
+        while done < len(ordered):
+            batch = ordered[done : done + self.batch_size]
+            try:
+                results.update(self._generate_batch(collaborator, batch, decoding))
+            except (torch.OutOfMemoryError, RuntimeError) as error:
+                if not (self.auto_batch and self.batch_size > 1 and _out_of_memory(error)):
+                    raise
+                self.batch_size = max(1, self.batch_size // 2)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                log.warning(
+                    "generation_batch_size auto: out of memory, %d prompts per batch now", self.batch_size
+                )
+                continue
+            done += len(batch)
+            bar.update(len(batch))
+        bar.close()
         return results
 
     @torch.inference_mode()

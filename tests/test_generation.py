@@ -125,3 +125,39 @@ def test_stop_strings_are_part_of_the_cache_key(tiny_models, tmp_path, monkeypat
     monkeypatch.setattr(Collaborator, "stop_strings", property(lambda self: ()))
     again = engine.generate(collaborator, PROMPTS[:2], DecodingConfig(max_new_tokens=4))
     assert not any(output.cached for output in again)  # other stop strings, other outputs
+
+
+def test_auto_batch_size_halves_on_out_of_memory_and_keeps_what_fits(tiny_models, monkeypatch):
+    import pytest
+    import torch
+
+    from moco_lit.collaborators import load_collaborator
+    from moco_lit.errors import UserError
+    from moco_lit.generation import AUTO_BATCH_SIZE, DecodingConfig, GenerationEngine
+
+    collaborator = load_collaborator(tiny_models[0])
+    prompts = [f"What is {i} times 3?" for i in range(40)]
+    expected = GenerationEngine(cache=None, batch_size=8, progress=False).generate(
+        collaborator, prompts, DecodingConfig(max_new_tokens=3)
+    )
+    engine = GenerationEngine(cache=None, batch_size="auto", progress=False)
+    assert engine.batch_size == AUTO_BATCH_SIZE
+    sizes = []
+    real = GenerationEngine._generate_batch
+
+    def limited(self, collaborator, batch, decoding):
+        sizes.append(len(batch))
+        if len(batch) > 16:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(self, collaborator, batch, decoding)
+
+    monkeypatch.setattr(GenerationEngine, "_generate_batch", limited)
+    outputs = engine.generate(collaborator, prompts, DecodingConfig(max_new_tokens=3))
+    assert sizes == [40, 32, 16, 16, 8] and engine.batch_size == 16
+    assert [o.raw_text for o in outputs] == [o.raw_text for o in expected]
+    # a fixed batch size never retries
+    fixed = GenerationEngine(cache=None, batch_size=32, progress=False)
+    with pytest.raises(torch.OutOfMemoryError):
+        fixed.generate(collaborator, prompts, DecodingConfig(max_new_tokens=3))
+    with pytest.raises(UserError, match="or auto"):
+        GenerationEngine(batch_size=0)

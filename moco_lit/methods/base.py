@@ -17,7 +17,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import lightning as L
 import torch
@@ -70,7 +70,8 @@ class CollaborationModule(L.LightningModule):
         enable_thinking: the chat templates' thinking switch; False (MoCo's choice for Qwen3)
             turns thinking off, None leaves each template's own default.
         seed: base seed of every sample drawn.
-        generation_batch_size: prompts per forward batch in the generation engine.
+        generation_batch_size: prompts per forward batch in the generation engine; ``auto`` starts
+            at 64 and halves whenever a batch runs out of memory.
         reward_model: judge for ``reward_model`` benchmarks (MoCo's default).
         verifier: judge for ``general_verifier`` benchmarks (MoCo's default).
         encoder: embedding model for ``generation_diversity`` benchmarks (MoCo's default).
@@ -91,7 +92,7 @@ class CollaborationModule(L.LightningModule):
         top_p: float = 0.9,
         enable_thinking: bool | None = False,
         seed: int = 42,
-        generation_batch_size: int = 16,
+        generation_batch_size: int | Literal["auto"] = 16,
         reward_model: str = "Skywork/Skywork-Reward-Llama-3.1-8B-v0.2",
         verifier: str = "TIGER-Lab/general-verifier",
         encoder: str = "roberta-base",
@@ -260,7 +261,7 @@ class CollaborationModule(L.LightningModule):
             [self.collaborators[m] for m in models],
             self.decoding,
             cache=self.engine.cache if self.engine is not None else None,
-            batch_size=self.hparams.generation_batch_size,
+            batch_size=self.generation_batch,
         )
         seeds = [example_seed(self.hparams.seed, example_id, "joint", step) for example_id in ids]
         outputs = decoder.generate(prompts, rule, seeds)
@@ -315,6 +316,14 @@ class CollaborationModule(L.LightningModule):
     @property
     def dev_best(self) -> int:
         return self.dev_ranking()[0]
+
+    @property
+    def generation_batch(self) -> int:
+        """Prompts per batch now: the engine's (``auto`` may have lowered it), else the setting."""
+        if getattr(self, "engine", None) is not None:
+            return int(self.engine.batch_size)
+        size = self.hparams.generation_batch_size
+        return 16 if size == "auto" else int(size)
 
     def note(self, message: str) -> None:
         """A progress line for the user, once (rank zero), on the method's logger (``moco_lit.methods.*``),

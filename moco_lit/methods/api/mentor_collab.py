@@ -491,9 +491,7 @@ class MentorCollab(DevTrainedModule):
 
     def label_dev_decisions(self, batch: list[dict]) -> tuple[list[torch.Tensor], list[int]]:
         """Decode a dev batch exploring branches at random, then label each branch point."""
-        decoder = JointDecoder(
-            self.collaborators, self.decoding, batch_size=self.hparams.generation_batch_size
-        )
+        decoder = JointDecoder(self.collaborators, self.decoding, batch_size=self.generation_batch)
         prompts = self.prompts_of(batch)
         seeds = [example_seed(self.hparams.seed, example["id"], "dev") for example in batch]
         rule = self.rule({repr(p): e["id"] for p, e in zip(prompts, batch)}, collect=True)

@@ -379,7 +379,7 @@ class SwitchGeneration(DevTrainedModule):
         writers up to a random round, random continuations from there, and the first writer whose
         continuations scored best as the label. Every draw comes from one seeded stream, in
         MoCo's order (questions, round, then each writer round by round)."""
-        size, count = self.hparams.generation_batch_size, len(self.collaborators)
+        size, count = self.generation_batch, len(self.collaborators)
         rounds = self.decoding.max_new_tokens // self.hparams.patch_size
         if size > len(examples) or self.hparams.training_instance_num < size:
             raise UserError(

@@ -336,7 +336,7 @@ class Sparta(AgentTrainedModule):
         return items
 
     def _reference_logps(self, key: str, pairs: list[dict]) -> list[list[float]]:
-        size = self.hparams.generation_batch_size
+        size = self.generation_batch
         found: list[list[float]] = []
         for start in range(0, len(pairs), size):
             batch = pairs[start : start + size]
