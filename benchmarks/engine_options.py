@@ -9,7 +9,9 @@ off), once per option, in one process, so the ratios compare runs made minutes a
 - ``fp32 + bf16 autocast``: float32 weights, matrix products in bfloat16 under ``torch.autocast``;
 - ``fp32, 1 thread`` / ``fp32, all threads``: the thread count alone;
 - ``int8 dynamic``: ``torch.ao.quantization.quantize_dynamic`` on the Linear layers (int8 weights,
-  VNNI kernels), when this torch build has it.
+  VNNI kernels), when this torch build has it;
+- with ``--compile``: ``model.generate`` with a static KV cache, alone and with the forward pass
+  compiled by ``torch.compile`` (its second run; the first, which compiles, is timed apart).
 
 For each option the script prints tokens/s, the ratio to ``fp32`` and how many of the outputs equal
 ``fp32``'s token for token (greedy decoding: a different kernel may flip a near-tie and change an
@@ -59,12 +61,38 @@ def run(collaborator: Collaborator, texts: list[str], batch: int, new: int, cont
     return tokens / seconds, [o.raw_text for o in outputs], tokens, seconds
 
 
+def direct(collaborator: Collaborator, texts: list[str], new: int) -> tuple:
+    """``model.generate`` on one left-padded batch with a static KV cache (the engine's batch of
+    the same prompts, greedy), decoded as the engine decodes."""
+    tokenizer = collaborator.tokenizer
+    rendered = [collaborator.render(t) for t in texts]
+    inputs = tokenizer(rendered, return_tensors="pt", padding=True, add_special_tokens=False)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        out = collaborator.model.generate(
+            **inputs, max_new_tokens=new, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+            cache_implementation="static",
+        )  # fmt: skip
+    seconds = time.perf_counter() - started
+    rows = out[:, inputs["input_ids"].shape[1] :].tolist()
+    eos = tokenizer.eos_token_id
+    rows = [row[: row.index(eos)] if eos in row else row for row in rows]
+    tokens = sum(len(row) for row in rows)
+    return (
+        tokens / seconds,
+        [tokenizer.decode(row, skip_special_tokens=True) for row in rows],
+        tokens,
+        seconds,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--max_new_tokens", type=int, default=64)
+    parser.add_argument("--compile", action="store_true", help="also a static cache with torch.compile")
     args = parser.parse_args()
 
     cores = os.cpu_count() or 1
@@ -108,6 +136,27 @@ def main() -> None:
         measure("int8 dynamic", int8)
     except Exception as error:  # noqa: BLE001 - an option this build lacks is reported, not fatal
         print(f"  int8 dynamic: not measured ({type(error).__name__}: {error})")
+
+    if args.compile:
+        torch.set_num_threads(cores)
+        fresh = base.model.__class__.from_pretrained(base.model.name_or_path, dtype=torch.float32).eval()
+        static = Collaborator(
+            name=base.name,
+            spec=base.spec,
+            tokenizer=base.tokenizer,
+            model=fresh,
+            fingerprint=base.fingerprint,
+        )
+        results["fp32, static cache"] = direct(static, texts, args.max_new_tokens)
+        print(f"  fp32, static cache: {results['fp32, static cache'][0]:.1f} tokens/s", flush=True)
+        fresh.forward = torch.compile(fresh.forward, dynamic=False)
+        started = time.perf_counter()
+        direct(static, texts, args.max_new_tokens)
+        print(f"  torch.compile: first run (compiling) {time.perf_counter() - started:.0f} s", flush=True)
+        results["fp32, static cache + torch.compile"] = direct(static, texts, args.max_new_tokens)
+        print(
+            f"  fp32, static cache + torch.compile: {results['fp32, static cache + torch.compile'][0]:.1f} tokens/s"
+        )
 
     reference_rate, reference_texts = results["fp32"][0], results["fp32"][1]
     print()
