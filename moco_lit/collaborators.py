@@ -210,26 +210,55 @@ def _in_hub_cache_or_online(name: str) -> bool:
     return isinstance(found, str)
 
 
-def _load(spec: CollaboratorSpec, device: torch.device) -> Collaborator:
-    if spec.path.startswith("callable:"):
-        return _load_callable(spec)
+def load_causal_lm(
+    name: str, label: str, dtype: torch.dtype | None = None, lora: dict | None = None, path: str | None = None
+):
+    """``name`` (a short name, folder or hub id; ``path`` when resolved already) as a causal LM and
+    its tokenizer (pad token set), with a fresh LoRA adapter when ``lora`` gives its settings
+    (``r``, ``lora_alpha``, ``lora_dropout``, ``target_modules``); a failure is one line naming
+    ``label`` and ``name``."""
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from moco_lit.models import resolve_model
 
-    path = resolve_model(spec.path)
-    dtype = _choose_dtype(spec.dtype, device)
+    path = path or resolve_model(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, **({} if dtype is None else {"dtype": dtype}))
     except (OSError, ValueError, json.JSONDecodeError, SafetensorError) as err:
-        raise UserError(f"cannot load model {spec.path!r}: {load_failure(err)}") from err
+        raise UserError(f"cannot load {label} {name!r}: {load_failure(err)}") from err
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if lora is not None:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
+    return model, tokenizer
+
+
+def lora_of(hparams: Any) -> dict:
+    """The LoRA settings of a method's ``lora_r``, ``lora_alpha``, ``lora_dropout`` and
+    ``lora_target_modules`` arguments, as ``load_causal_lm(lora=...)`` takes them."""
+    return {
+        "r": hparams.lora_r,
+        "lora_alpha": hparams.lora_alpha,
+        "lora_dropout": hparams.lora_dropout,
+        "target_modules": list(hparams.lora_target_modules),
+    }
+
+
+def _load(spec: CollaboratorSpec, device: torch.device) -> Collaborator:
+    if spec.path.startswith("callable:"):
+        return _load_callable(spec)
+    from moco_lit.models import resolve_model
+
+    path = resolve_model(spec.path)
+    dtype = _choose_dtype(spec.dtype, device)
+    model, tokenizer = load_causal_lm(spec.path, "model", dtype, path=path)
     if spec.adapter:
         model = _attach_adapter(model, spec.adapter)
     model.to(device).eval()
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
     log.info("loaded %s (%s) on %s", spec.display_name, dtype, device)
     return Collaborator(

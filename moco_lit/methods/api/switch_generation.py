@@ -21,10 +21,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from moco_lit.collaborators import Collaborator, load_collaborator, parse_spec
+from moco_lit.collaborators import Collaborator, load_causal_lm, load_collaborator, lora_of, parse_spec
 from moco_lit.decoding import DecodingSession, PatchRule, module_fingerprint
 from moco_lit.dev_table import DevTrainedModule, question_text
-from moco_lit.errors import UserError, load_failure
+from moco_lit.errors import UserError
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer
 from moco_lit.training import completion_batch, sft_loss
@@ -199,29 +199,11 @@ class SwitchGeneration(DevTrainedModule):
 
     def load_selector_lm(self) -> tuple[nn.Module, Any]:
         """``selector_base_model`` with a fresh LoRA adapter, and its tokenizer."""
-        from peft import LoraConfig, get_peft_model
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from moco_lit.models import resolve_model
-
-        path = resolve_model(self.hparams.selector_base_model)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path)
-        except (OSError, ValueError) as err:
-            raise UserError(
-                f"cannot load switch_generation.selector_base_model {self.hparams.selector_base_model!r}: {load_failure(err)}"
-            ) from err
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        config = LoraConfig(
-            r=self.hparams.lora_r,
-            lora_alpha=self.hparams.lora_alpha,
-            lora_dropout=self.hparams.lora_dropout,
-            target_modules=list(self.hparams.lora_target_modules),
-            task_type="CAUSAL_LM",
+        return load_causal_lm(
+            self.hparams.selector_base_model,
+            "switch_generation.selector_base_model",
+            lora=lora_of(self.hparams),
         )
-        return get_peft_model(model, config), tokenizer
 
     def trained_selector(self, fingerprint: bool = True) -> Collaborator:
         """The tuned selector LM as a collaborator the generation engine can ask (its fingerprint,

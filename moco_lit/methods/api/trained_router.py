@@ -21,9 +21,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from moco_lit.collaborators import Collaborator, parse_spec, render_plain
+from moco_lit.collaborators import Collaborator, load_causal_lm, lora_of, parse_spec, render_plain
 from moco_lit.dev_table import DevTable, DevTrainedModule, question_text, reward_ties
-from moco_lit.errors import UserError, load_failure
+from moco_lit.errors import UserError
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer
 from moco_lit.training import completion_batch, completion_logps, sft_loss
@@ -155,31 +155,9 @@ class TrainedRouter(DevTrainedModule):
             self.router_lm, self.router_tokenizer = self._load_router_lm()
 
     def _load_router_lm(self):
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from moco_lit.models import resolve_model
-
-        path = resolve_model(self.router_base_model)  # a fetched short name works here too
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path)
-        except (OSError, ValueError) as err:
-            raise UserError(
-                f"cannot load router_base_model {self.router_base_model!r}: {load_failure(err)}"
-            ) from err
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        if self.hparams.lora:
-            from peft import LoraConfig, get_peft_model
-
-            config = LoraConfig(
-                r=self.hparams.lora_r,
-                lora_alpha=self.hparams.lora_alpha,
-                lora_dropout=self.hparams.lora_dropout,
-                target_modules=list(self.hparams.lora_target_modules),
-                task_type="CAUSAL_LM",
-            )
-            model = get_peft_model(model, config)
+        # a fetched short name works here too
+        lora = lora_of(self.hparams) if self.hparams.lora else None
+        model, tokenizer = load_causal_lm(self.router_base_model, "router_base_model", lora=lora)
         return model.to(self.device), tokenizer
 
     def router_message(self, question: str) -> str:
