@@ -105,6 +105,21 @@ def exact_match_task(
     return Task(name, "exact_match", records(dev, "d"), records(test, "t"))
 
 
+# General-knowledge multiple-choice questions (question, choices, answer) that differential tests
+# slice into dev and test splits
+CHOICE_QUESTIONS = [
+    ("Which colour is grass?", {"A": "green", "B": "red", "C": "blue", "D": "black"}, "A"),
+    ("Which number is even?", {"A": "three", "B": "four", "C": "five", "D": "seven"}, "B"),
+    ("Which animal barks?", {"A": "cat", "B": "cow", "C": "dog", "D": "owl"}, "C"),
+    ("Which ocean is the largest?", {"A": "Indian", "B": "Arctic", "C": "Atlantic", "D": "Pacific"}, "D"),
+    ("Which sense uses the nose?", {"A": "smell", "B": "sight", "C": "touch", "D": "taste"}, "A"),
+    ("Which shape has three sides?", {"A": "square", "B": "triangle", "C": "circle", "D": "hexagon"}, "B"),
+    ("Which metal is liquid at room temperature?", {"A": "mercury", "B": "iron", "C": "gold", "D": "tin"}, "A"),
+    ("Which gas do plants take in?", {"A": "oxygen", "B": "helium", "C": "carbon dioxide", "D": "neon"}, "C"),
+    ("Which month has the fewest days?", {"A": "May", "B": "June", "C": "July", "D": "February"}, "D"),
+]  # fmt: skip
+
+
 def multiple_choice_task(
     dev: Sequence[tuple[str, dict, str]], test: Sequence[tuple[str, dict, str]], name: str = "parity_mc"
 ) -> Task:

@@ -25,6 +25,7 @@ import pytest
 
 from moco_lit.collaborators import load_collaborator
 from tests.parity.moco_harness import (
+    CHOICE_QUESTIONS,
     MODELS,
     Ask,
     Script,
@@ -44,21 +45,7 @@ TASK = exact_match_task(
     ],
     test=[(f"What is {a} plus {b}?", str(a + b)) for a, b in ((12, 30), (23, 41), (34, 52), (45, 63))],
 )
-MC_TASK = multiple_choice_task(
-    dev=[
-        ("Which colour is grass?", {"A": "green", "B": "red", "C": "blue", "D": "black"}, "A"),
-        ("Which number is even?", {"A": "three", "B": "four", "C": "five", "D": "seven"}, "B"),
-        ("Which animal barks?", {"A": "cat", "B": "cow", "C": "dog", "D": "owl"}, "C"),
-        ("Which ocean is the largest?", {"A": "Indian", "B": "Arctic", "C": "Atlantic", "D": "Pacific"}, "D"),
-        ("Which sense uses the nose?", {"A": "smell", "B": "sight", "C": "touch", "D": "taste"}, "A"),
-        ("Which shape has three sides?", {"A": "square", "B": "triangle", "C": "circle", "D": "hexagon"}, "B"),
-    ],
-    test=[
-        ("Which metal is liquid at room temperature?", {"A": "mercury", "B": "iron", "C": "gold", "D": "tin"}, "A"),
-        ("Which gas do plants take in?", {"A": "oxygen", "B": "helium", "C": "carbon dioxide", "D": "neon"}, "C"),
-        ("Which month has the fewest days?", {"A": "May", "B": "June", "C": "July", "D": "February"}, "D"),
-    ],
-)  # fmt: skip
+MC_TASK = multiple_choice_task(dev=CHOICE_QUESTIONS[:6], test=CHOICE_QUESTIONS[6:9])
 TASKS = {"exact-match": TASK, "multiple-choice": MC_TASK}
 AGENTS = list(MODELS[:3])
 AGGREGATOR = "delta"  # moco_lit's scripted stand-in for the trained aggregator

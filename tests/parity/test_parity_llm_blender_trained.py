@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import pytest
 
 from tests.parity.moco_harness import (
+    CHOICE_QUESTIONS,
     Ask,
     Call,
     Script,
@@ -39,18 +40,7 @@ TASK = exact_match_task(
     test=[("What is 10 plus 11?", "21"), ("What is 20 plus 22?", "42"), ("What is 30 plus 33?", "63")],
     name="blend",
 )  # fmt: skip
-MC_TASK = multiple_choice_task(
-    dev=[
-        ("Which colour is grass?", {"A": "green", "B": "red", "C": "blue", "D": "black"}, "A"),
-        ("Which number is even?", {"A": "three", "B": "four", "C": "five", "D": "seven"}, "B"),
-        ("Which animal barks?", {"A": "cat", "B": "cow", "C": "dog", "D": "owl"}, "C"),
-    ],
-    test=[
-        ("Which metal is liquid at room temperature?", {"A": "mercury", "B": "iron", "C": "gold", "D": "tin"}, "A"),
-        ("Which gas do plants take in?", {"A": "oxygen", "B": "helium", "C": "carbon dioxide", "D": "neon"}, "C"),
-    ],
-    name="blend_mc",
-)  # fmt: skip
+MC_TASK = multiple_choice_task(dev=CHOICE_QUESTIONS[:3], test=CHOICE_QUESTIONS[6:8], name="blend_mc")
 RIGHT = {"alpha": {"d1", "t0"}, "beta": {"d0", "d1", "d3", "t1"}, "gamma": {"d0", "d2", "t0", "t1", "t2"}}
 
 

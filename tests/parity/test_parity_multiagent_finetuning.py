@@ -22,6 +22,7 @@ import pytest
 
 from moco_lit.generation import example_seed
 from tests.parity.moco_harness import (
+    CHOICE_QUESTIONS,
     Ask,
     Script,
     assert_same,
@@ -47,21 +48,7 @@ TASK = exact_match_task(
     ],
     test=[("What is 10 plus 11?", "21"), ("What is 20 plus 22?", "42"), ("What is 30 plus 33?", "63")],
 )
-MC_TASK = multiple_choice_task(
-    dev=[
-        ("Which colour is grass?", {"A": "green", "B": "red", "C": "blue", "D": "black"}, "A"),
-        ("Which number is even?", {"A": "three", "B": "four", "C": "five", "D": "seven"}, "B"),
-        ("Which animal barks?", {"A": "cat", "B": "cow", "C": "dog", "D": "owl"}, "C"),
-        ("Which ocean is the largest?", {"A": "Indian", "B": "Arctic", "C": "Atlantic", "D": "Pacific"}, "D"),
-        ("Which sense uses the nose?", {"A": "smell", "B": "sight", "C": "touch", "D": "taste"}, "A"),
-        ("Which shape has three sides?", {"A": "square", "B": "triangle", "C": "circle", "D": "hexagon"}, "B"),
-    ],
-    test=[
-        ("Which metal is liquid at room temperature?", {"A": "mercury", "B": "iron", "C": "gold", "D": "tin"}, "A"),
-        ("Which gas do plants take in?", {"A": "oxygen", "B": "helium", "C": "carbon dioxide", "D": "neon"}, "C"),
-        ("Which month has the fewest days?", {"A": "May", "B": "June", "C": "July", "D": "February"}, "D"),
-    ],
-)  # fmt: skip
+MC_TASK = multiple_choice_task(dev=CHOICE_QUESTIONS[:6], test=CHOICE_QUESTIONS[6:9])
 AGENTS = ["alpha", "beta", "gamma"]
 UNPARSED = "I cannot tell."
 
