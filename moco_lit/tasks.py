@@ -36,6 +36,32 @@ def check_tasks(tasks: list[str], data_dir: str | None = None) -> None:
         load_benchmark(name, data_dir)
 
 
+def configured_data_dir(argv: list[str]) -> str | None:
+    """The ``data.data_dir`` a Lightning command ``argv`` would run with: parsed as the run parses
+    it (``--data.data_dir DIR``, ``--data.data_dir=DIR``, a recipe's ``data.data_dir``, the last
+    one winning), without loading anything."""
+    from moco_lit.cli import expand_method_names
+    from moco_lit.lightning_cli import MocoCLI
+
+    class ParseOnly(MocoCLI):
+        def _parse_ckpt_path(self) -> None:
+            pass
+
+        def _set_seed(self) -> None:
+            pass
+
+        def instantiate_classes(self) -> None:
+            pass
+
+        def _run_subcommand(self, subcommand: str) -> None:
+            pass
+
+    config = ParseOnly(args=expand_method_names(argv)).config
+    data = config.get(str(config.get("subcommand")), config).get("data")
+    data_dir = data.get("data_dir") if data is not None else None
+    return None if data_dir is None else str(data_dir)
+
+
 def run_tasks(argv: list[str], tasks: list[str], out=None) -> list[Path]:
     """The command of ``argv`` once per benchmark of ``tasks``; one summary line per benchmark."""
     from moco_lit.cli import run_lightning
@@ -43,9 +69,8 @@ def run_tasks(argv: list[str], tasks: list[str], out=None) -> list[Path]:
     from moco_lit.sweep import _finish_wandb_run
 
     out = out or sys.stdout
-    data_dir = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--data.data_dir"), None)
-    check_tasks(tasks, data_dir)
     base, seeds = split_seeds_flag(argv)
+    check_tasks(tasks, configured_data_dir(base))
     folders: list[Path] = []
     lines = []
     for task in tasks:

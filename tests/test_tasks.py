@@ -67,3 +67,21 @@ def test_tasks_and_a_benchmark_are_one_choice(tmp_path, capsys):
         .err.strip()
         .endswith("--tasks names the benchmarks; give it or --data.benchmark, not both")
     )
+
+
+@pytest.mark.parametrize("form", ["two tokens", "equals", "recipe"])
+def test_benchmarks_are_found_in_the_data_dir_however_it_is_given(tmp_path, small_file, form, capsys):
+    folder = small_file.parent
+    if form == "two tokens":
+        given = ["--data.data_dir", str(folder)]
+    elif form == "equals":
+        given = [f"--data.data_dir={folder}"]
+    else:
+        recipe = tmp_path / "recipe.yaml"
+        recipe.write_text(f"data:\n  data_dir: {folder}\n")
+        given = ["-c", str(recipe)]
+    assert main(args(tmp_path, *given, "--tasks", "doubling")) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    assert row.startswith("doubling ") and "n=3" in row
+    (run,) = [p for p in (tmp_path / "runs" / "doubling" / "majority_vote").iterdir() if p.is_dir()]
+    assert json.loads((run / "metrics.json").read_text())["n"] == 3
