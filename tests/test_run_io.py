@@ -1,0 +1,52 @@
+"""The run folder's files stay what they were: predictions.jsonl byte for byte, metrics.json key for key.
+
+``tests/fixtures/run_io/`` holds the files of four tiny deterministic runs (majority_vote under
+test, predict and validate; single_model under test, with its per-collaborator scores and
+intervals) as written before run I/O moved into callbacks. The same commands must write the
+same bytes; in metrics.json only what differs between any two runs (the seconds, the code's
+version and commit) is left out of the comparison.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import collaborators_arg
+
+FIXTURES = Path(__file__).parent / "fixtures" / "run_io"
+POOL = collaborators_arg([f"callable:tests.scripted.{name}" for name in ("oracle", "coin", "multiplier")])
+DATA = ["--data.benchmark", "quickstart", "--data.limit", "5", "--data.batch_size", "2", "--run_id", "fixed"]
+CASES = {
+    "mv_test": ["test", "--model", "majority_vote"],
+    "mv_predict": ["predict", "--model", "majority_vote"],
+    "mv_validate": ["validate", "--model", "majority_vote"],
+    "single_test": ["test", "--model", "single_model"],
+}
+VOLATILE = {"seconds": 0.0, "git_commit": None, "git_dirty": None, "versions": {}}
+
+
+def run_files(run_cli, case: str, *extra: str) -> Path:
+    _, cli = run_cli(*CASES[case], "--model.collaborators", POOL, *DATA, *extra)
+    return cli.model.runtime.run_folder.path
+
+
+def assert_same_files(folder: Path, case: str) -> None:
+    expected = FIXTURES / case
+    assert (folder / "predictions.jsonl").read_bytes() == (expected / "predictions.jsonl").read_bytes()
+    if not (expected / "metrics.json").exists():
+        assert not (folder / "metrics.json").exists()
+        return
+    text = (folder / "metrics.json").read_text()
+    metrics = json.loads(text)
+    assert text == json.dumps(metrics, indent=2, sort_keys=True) + "\n"  # the same layout
+    assert isinstance(metrics["seconds"], float) and metrics["seconds"] >= 0
+    metrics |= {key: value for key, value in VOLATILE.items() if key in metrics}
+    assert json.dumps(metrics, indent=2, sort_keys=True) + "\n" == (expected / "metrics.json").read_text()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_run_folder_files_are_unchanged(case, run_cli):
+    assert_same_files(run_files(run_cli, case), case)
