@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from moco_lit.data.sources import Benchmark, validate_records
+from moco_lit.data.benchmark import Benchmark, validate_records
 from moco_lit.errors import UserError
 
 SPLIT_SEED = 20240917

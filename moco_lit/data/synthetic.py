@@ -14,6 +14,8 @@ import random
 import string
 from collections.abc import Callable
 
+from moco_lit.data.benchmark import Benchmark
+
 SKILLS = ("multiply", "reverse", "next_letter")
 DEV_PER_SKILL = 40
 TEST_PER_SKILL = 60
@@ -63,10 +65,8 @@ def _interleave(groups: list[list[dict]]) -> list[dict]:
     return [record for row in zip(*groups) for record in row]
 
 
-def synthetic_benchmark(name: str, seed: int = 0):
+def synthetic_benchmark(name: str, seed: int = 0) -> Benchmark | None:
     """The synthetic benchmark called ``name`` (``quickstart`` or ``quickstart_<skill>``), else None."""
-    from moco_lit.data.sources import Benchmark
-
     if name == "quickstart":
         skills = list(SKILLS)
     elif name.startswith("quickstart_") and name.removeprefix("quickstart_") in SKILLS:

@@ -95,7 +95,7 @@ def test_unknown_name_and_missing_path() -> None:
 
 def test_synthetic_names_resolve_first(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = Benchmark("gsm8k", "exact_match", source="synthetic")
-    monkeypatch.setattr(sources, "_synthetic", lambda name, seed: fake if name == "gsm8k" else None)
+    monkeypatch.setattr(sources, "synthetic_benchmark", lambda name, seed: fake if name == "gsm8k" else None)
     assert load_benchmark("gsm8k") is fake
 
 

@@ -1,0 +1,129 @@
+"""A loaded benchmark and the checks its records pass on the way in.
+
+``Benchmark`` holds validated ``dev`` and ``test`` records in MoCo's record schema;
+``validate_records`` is the one gate every source (files, the Hub, the synthetic benchmarks) goes
+through: a missing or repeated id, a field its task type needs or an answer that is not one of the
+choices ends with one ``UserError`` line naming the file, the split and the record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from moco_lit.data.registry import TASK_TYPES
+from moco_lit.errors import UserError
+
+SPLITS = ("dev", "test")
+
+# The fields a record needs so that its task type can prompt and score it. ``output`` may be null
+# (MoCo's math has a dozen such references): the metric scores those 0 rather than refusing the file.
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "multiple_choice": ("question", "choices", "answer"),
+    "exact_match": ("input", "output"),
+    "f1_match": ("input", "output"),
+    "coding": ("input", "test"),
+    "noncompliance": ("input", "category"),
+    "reward_model": ("input",),
+    "general_verifier": ("input", "output"),
+    "generation_diversity": ("input", "reference"),
+    "text_generation": ("input",),
+    "ifeval": ("input",),
+    "kernel_bench": ("input",),
+    "smdd": (),
+}
+
+
+@dataclass
+class Benchmark:
+    """A loaded benchmark: validated dev and test records plus where they came from."""
+
+    name: str
+    task_type: str
+    dev: list[dict[str, Any]] = field(default_factory=list)
+    test: list[dict[str, Any]] = field(default_factory=list)
+    source: str = ""
+
+    def split(self, split: str) -> list[dict[str, Any]]:
+        """The records of ``split`` ("dev" or "test")."""
+        if split not in SPLITS:
+            raise UserError(f"Unknown split {split!r}; expected one of {', '.join(SPLITS)}.")
+        return self.dev if split == "dev" else self.test
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+def check_task_type(task_type: str | None, where: str) -> str:
+    """``task_type`` if moco_lit knows it, else a ``UserError`` naming ``where`` it came from."""
+    if not task_type:
+        raise UserError(
+            f'{where}: no task type: add a top-level "task_type" to the file or pass '
+            f"--data.task_type (one of {', '.join(TASK_TYPES)})."
+        )
+    if task_type not in TASK_TYPES:
+        raise UserError(f"{where}: unknown task type {task_type!r}; expected one of {', '.join(TASK_TYPES)}.")
+    return task_type
+
+
+def _record_problem(record: dict[str, Any], task_type: str) -> str | None:
+    """What makes ``record`` unusable for ``task_type``, or None when it is fine."""
+    missing = [name for name in REQUIRED_FIELDS[task_type] if name not in record]
+    if missing:
+        return f"{task_type} record lacks {', '.join(repr(m) for m in missing)}"
+    for text_field in ("question", "input"):
+        if text_field in REQUIRED_FIELDS[task_type] and not isinstance(record[text_field], str):
+            return f"{text_field!r} must be a string, got {type(record[text_field]).__name__}"
+    if task_type == "multiple_choice":
+        choices = record["choices"]
+        if not isinstance(choices, dict) or not choices:
+            return '\'choices\' must be a non-empty object like {"A": "...", "B": "..."}'
+        if record["answer"] not in choices:
+            return f"answer {record['answer']!r} is not one of the choices {sorted(choices)}"
+    if task_type == "generation_diversity" and not isinstance(record["reference"], list):
+        return "'reference' must be a list of reference texts"
+    return None
+
+
+def validate_records(
+    records: Any, task_type: str, where: str, split: str, repeated_ids: bool = False
+) -> list[dict[str, Any]]:
+    """Checked copies of ``records`` with string ids, in their original order.
+
+    ``where`` names the file in messages. With ``repeated_ids`` a reused id becomes ``ID#2``,
+    ``ID#3``, ... (MoCo's own blend and math files need this); otherwise it is an error.
+    """
+    if not isinstance(records, list):
+        raise UserError(f"{where}: {split!r} must be a list of records, got {type(records).__name__}.")
+    checked: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    for index, record in enumerate(records):
+        at = f"{where}: {split} record {index}"
+        if not isinstance(record, dict):
+            raise UserError(f"{at}: expected an object, got {type(record).__name__}.")
+        if record.get("id") is None:
+            raise UserError(f'{at}: missing "id" (every record needs an id unique within its split).')
+        record_id = str(record["id"])
+        at = f"{at} (id {record_id!r})"
+        if record_id in seen:
+            if not repeated_ids:
+                raise UserError(
+                    f"{at}: duplicate id, already used by {split} record {seen[record_id]}; "
+                    "ids must be unique within a split."
+                )
+            record_id = _renamed_id(record_id, seen)
+        seen[record_id] = index
+        problem = _record_problem(record, task_type)
+        if problem:
+            raise UserError(f"{at}: {problem}.")
+        checked.append({**record, "id": record_id})
+    return checked
+
+
+def _renamed_id(record_id: str, seen: dict[str, int]) -> str:
+    """The first free ``ID#n`` (n >= 2) for a repeated id, so renaming is deterministic."""
+    number = 2
+    while f"{record_id}#{number}" in seen:
+        number += 1
+    return f"{record_id}#{number}"

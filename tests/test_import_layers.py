@@ -1,0 +1,379 @@
+"""Imports point down: every module of moco_lit sits in one layer, imports only its own layer or lower
+ones, takes part in no import cycle, and imports inside functions only optional dependencies.
+
+The layers, lowest first, are the table of docs/architecture.md (a test below keeps the two in step).
+Imports under ``if TYPE_CHECKING:`` count for the layers but not for cycles (they never run).
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    tomllib = pytest.importorskip("tomli")
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "moco_lit"
+
+# Lowest first. A package's name covers everything in it (the root package ``moco_lit`` only itself).
+LAYERS: dict[str, tuple[str, ...]] = {
+    "base": (
+        "moco_lit",
+        "moco_lit.errors",
+        "moco_lit.paths",
+        "moco_lit.processes",
+        "moco_lit.network",
+        "moco_lit.provenance",
+        "moco_lit.argv",
+        "moco_lit.quiet",
+        "moco_lit.runs",
+    ),
+    "engine": (
+        "moco_lit.collaborators",
+        "moco_lit.models",
+        "moco_lit.generation",
+        "moco_lit.cache",
+        "moco_lit.decoding",
+        "moco_lit.vllm_backend",
+    ),
+    "data and evaluation": ("moco_lit.data", "moco_lit.evaluation"),
+    "training, search, merging": (
+        "moco_lit.training",
+        "moco_lit.dev_table",
+        "moco_lit.search",
+        "moco_lit.weight_search",
+        "moco_lit.merging",
+    ),
+    "methods": ("moco_lit.methods",),
+    "app": (
+        "moco_lit.__main__",
+        "moco_lit.cli",
+        "moco_lit.lightning_cli",
+        "moco_lit.callbacks",
+        "moco_lit.tracking",
+        "moco_lit.fit_reuse",
+        "moco_lit.seeds",
+        "moco_lit.tasks",
+        "moco_lit.shipped",
+        "moco_lit.quickstart",
+        "moco_lit.sweep",
+        "moco_lit.report",
+        "moco_lit.variants",
+        "moco_lit.figures",
+        "moco_lit.export",
+        "moco_lit.convert",
+        "moco_lit.demo",
+    ),
+}
+
+# Third-party packages a function may import on first use: the extras of pyproject.toml (read below)
+# and these, which no extra installs.
+LAZY_PACKAGES = {
+    "vllm": "the GPU generation backend, installed by hand where CUDA is",
+    "model_collaboration": "MoCo itself, only for its own scoring rules (--scoring moco)",
+}
+
+# Imports still to move, each (kind, importer, imported). The list only shrinks: a fixed entry left
+# here fails the test, so is a new violation.
+KNOWN = {
+    # run I/O is moving into Lightning callbacks; these modules are rewritten with it
+    ("local", "moco_lit.callbacks", "lightning.pytorch.loggers"),
+    ("local", "moco_lit.callbacks", "moco_lit.report"),
+    ("local", "moco_lit.methods.base", "moco_lit.decoding"),
+    ("local", "moco_lit.methods.base", "moco_lit.paths"),
+    # still to move
+    (
+        "cycle",
+        "moco_lit.callbacks moco_lit.cli moco_lit.collaborators moco_lit.convert moco_lit.data moco_lit.data.benchmark moco_lit.data.commands moco_lit.data.datamodule moco_lit.data.fetch moco_lit.data.hub moco_lit.data.registry moco_lit.data.sources moco_lit.data.synthetic moco_lit.decoding moco_lit.evaluation moco_lit.evaluation.judges moco_lit.evaluation.metrics moco_lit.evaluation.moco_rules moco_lit.export moco_lit.figures moco_lit.generation moco_lit.lightning_cli moco_lit.methods moco_lit.methods.base moco_lit.methods.text.discussion moco_lit.methods.text.structure moco_lit.models moco_lit.quickstart moco_lit.report moco_lit.seeds moco_lit.shipped moco_lit.sweep moco_lit.tasks moco_lit.variants moco_lit.vllm_backend",
+        "",
+    ),
+    ("local", "moco_lit.cache", "moco_lit.paths"),
+    ("local", "moco_lit.cli", "atexit"),
+    ("local", "moco_lit.cli", "importlib"),
+    ("local", "moco_lit.cli", "moco_lit.convert"),
+    ("local", "moco_lit.cli", "moco_lit.data"),
+    ("local", "moco_lit.cli", "moco_lit.data.commands"),
+    ("local", "moco_lit.cli", "moco_lit.evaluation"),
+    ("local", "moco_lit.cli", "moco_lit.evaluation.sandbox"),
+    ("local", "moco_lit.cli", "moco_lit.evaluation.stats"),
+    ("local", "moco_lit.cli", "moco_lit.lightning_cli"),
+    ("local", "moco_lit.cli", "moco_lit.methods"),
+    ("local", "moco_lit.cli", "moco_lit.models"),
+    ("local", "moco_lit.cli", "moco_lit.quickstart"),
+    ("local", "moco_lit.cli", "moco_lit.seeds"),
+    ("local", "moco_lit.cli", "moco_lit.shipped"),
+    ("local", "moco_lit.cli", "moco_lit.tasks"),
+    ("local", "moco_lit.cli", "shutil"),
+    ("local", "moco_lit.cli", "tempfile"),
+    ("local", "moco_lit.cli", "transformers.utils"),
+    ("local", "moco_lit.cli", "yaml"),
+    ("local", "moco_lit.collaborators", "huggingface_hub"),
+    ("local", "moco_lit.collaborators", "moco_lit.models"),
+    ("local", "moco_lit.collaborators", "os"),
+    ("local", "moco_lit.collaborators", "peft"),
+    ("local", "moco_lit.collaborators", "safetensors"),
+    ("local", "moco_lit.collaborators", "transformers"),
+    ("local", "moco_lit.convert", "argparse"),
+    ("local", "moco_lit.convert", "moco_lit.data"),
+    ("local", "moco_lit.convert", "moco_lit.methods"),
+    ("local", "moco_lit.convert", "moco_lit.methods.text.structure"),
+    ("local", "moco_lit.convert", "moco_lit.report"),
+    ("local", "moco_lit.convert", "typing"),
+    ("local", "moco_lit.errors", "difflib"),
+    ("local", "moco_lit.errors", "os"),
+    ("local", "moco_lit.evaluation.judges", "moco_lit.models"),
+    ("local", "moco_lit.evaluation.metrics", "moco_lit.evaluation.moco_rules"),
+    ("local", "moco_lit.evaluation.sandbox", "resource"),
+    ("local", "moco_lit.export", "moco_lit.figures"),
+    ("local", "moco_lit.export", "moco_lit.lightning_cli"),
+    ("local", "moco_lit.export", "moco_lit.tracking"),
+    ("local", "moco_lit.figures", "moco_lit.data.registry"),
+    ("local", "moco_lit.figures", "moco_lit.data.sources"),
+    ("local", "moco_lit.figures", "moco_lit.data.synthetic"),
+    ("local", "moco_lit.figures", "moco_lit.report"),
+    ("local", "moco_lit.figures", "moco_lit.runs"),
+    ("local", "moco_lit.generation", "moco_lit.vllm_backend"),
+    ("local", "moco_lit.generation", "transformers"),
+    ("local", "moco_lit.merging", "peft.tuners.lora"),
+    ("local", "moco_lit.methods.api.graph_routing", "moco_lit.evaluation.judges"),
+    ("local", "moco_lit.methods.api.mentor_collab", "huggingface_hub"),
+    ("local", "moco_lit.methods.api.switch_generation", "moco_lit.evaluation.judges"),
+    ("local", "moco_lit.methods.api.trained_router", "moco_lit.evaluation.judges"),
+    ("local", "moco_lit.methods.single_model", "moco_lit.errors"),
+    ("local", "moco_lit.methods.text.arena", "peft"),
+    ("local", "moco_lit.methods.text.arena", "safetensors.torch"),
+    ("local", "moco_lit.models", "gguf"),
+    ("local", "moco_lit.models", "moco_lit.data.synthetic"),
+    ("local", "moco_lit.models", "moco_lit.quickstart"),
+    ("local", "moco_lit.models", "torch"),
+    ("local", "moco_lit.models", "transformers"),
+    ("local", "moco_lit.processes", "ctypes"),
+    ("local", "moco_lit.processes", "signal"),
+    ("local", "moco_lit.quickstart", "moco_lit.cli"),
+    ("local", "moco_lit.quickstart", "moco_lit.data.prompts"),
+    ("local", "moco_lit.quickstart", "moco_lit.report"),
+    ("local", "moco_lit.quickstart", "tokenizers"),
+    ("local", "moco_lit.quickstart", "tqdm.auto"),
+    ("local", "moco_lit.quickstart", "transformers"),
+    ("local", "moco_lit.report", "argparse"),
+    ("local", "moco_lit.report", "moco_lit.convert"),
+    ("local", "moco_lit.report", "moco_lit.data"),
+    ("local", "moco_lit.report", "moco_lit.export"),
+    ("local", "moco_lit.report", "moco_lit.figures"),
+    ("local", "moco_lit.report", "moco_lit.lightning_cli"),
+    ("local", "moco_lit.report", "moco_lit.runs"),
+    ("local", "moco_lit.report", "moco_lit.sweep"),
+    ("local", "moco_lit.seeds", "moco_lit.cli"),
+    ("local", "moco_lit.seeds", "moco_lit.sweep"),
+    ("local", "moco_lit.shipped", "moco_lit.methods"),
+    ("local", "moco_lit.shipped", "yaml"),
+    ("local", "moco_lit.sweep", "argparse"),
+    ("local", "moco_lit.sweep", "moco_lit.cli"),
+    ("local", "moco_lit.sweep", "moco_lit.evaluation.metrics"),
+    ("local", "moco_lit.sweep", "moco_lit.lightning_cli"),
+    ("local", "moco_lit.sweep", "moco_lit.runs"),
+    ("local", "moco_lit.sweep", "moco_lit.shipped"),
+    ("local", "moco_lit.tasks", "moco_lit.cli"),
+    ("local", "moco_lit.tasks", "moco_lit.data"),
+    ("local", "moco_lit.tasks", "moco_lit.lightning_cli"),
+    ("local", "moco_lit.tasks", "moco_lit.seeds"),
+    ("local", "moco_lit.tasks", "moco_lit.sweep"),
+    ("local", "moco_lit.variants", "moco_lit.lightning_cli"),
+    ("local", "moco_lit.variants", "moco_lit.sweep"),
+    ("local", "moco_lit.vllm_backend", "moco_lit.models"),
+    ("local", "moco_lit.vllm_backend", "torch"),
+    ("local", "moco_lit.weight_search", "numpy"),
+    ("upward", "moco_lit.dev_table", "moco_lit.methods.base"),
+    ("upward", "moco_lit.models", "moco_lit.data.synthetic"),
+    ("upward", "moco_lit.models", "moco_lit.quickstart"),
+}
+
+
+def _module_files() -> dict[str, Path]:
+    modules = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(ROOT).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        modules[".".join(parts)] = path
+    return modules
+
+
+MODULES = _module_files()
+
+
+def layer_of(module: str) -> int:
+    found = [
+        rank
+        for rank, names in enumerate(LAYERS.values())
+        for name in names
+        if module == name or (name != "moco_lit" and module.startswith(name + "."))
+    ]
+    assert len(found) == 1, f"{module} is in {len(found)} layers of LAYERS; put it in exactly one"
+    return found[0]
+
+
+def _targets(module: str, node: ast.Import | ast.ImportFrom) -> list[str]:
+    """The modules (or top-level packages) an import statement loads by name."""
+    if isinstance(node, ast.Import):
+        return [alias.name for alias in node.names]
+    base = node.module or ""
+    if node.level:
+        package = module.split(".") if MODULES[module].name == "__init__.py" else module.split(".")[:-1]
+        package = package[: len(package) - node.level + 1]
+        base = ".".join([*package, base] if base else package)
+    return [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def collect_imports() -> list[tuple[str, str, str, int]]:
+    """(importer, imported, kind, line) for every import; kind is "top", "typing" or "local"."""
+    found = []
+
+    def visit(module: str, node: ast.AST, kind: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.Import, ast.ImportFrom)):
+                found.extend((module, target, kind, child.lineno) for target in _targets(module, child))
+            inner = kind
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                inner = "local"
+            elif isinstance(child, ast.If) and _is_type_checking(child) and kind == "top":
+                inner = "typing"
+            visit(module, child, inner)
+
+    for module, path in MODULES.items():
+        visit(module, ast.parse(path.read_text(encoding="utf-8")), "top")
+    return found
+
+
+def optional_packages() -> set[str]:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    names = {
+        re.split(r"[^A-Za-z0-9_.-]", requirement, maxsplit=1)[0].lower().replace("-", "_")
+        for group, requirements in extras.items()
+        if group not in ("dev", "all")
+        for requirement in requirements
+    }
+    return names | set(LAZY_PACKAGES)
+
+
+def violations() -> set[tuple[str, str, str]]:
+    imports = collect_imports()
+    internal = [(a, b, kind, line) for a, b, kind, line in imports if b in MODULES]
+    found = set()
+    for importer, imported, _kind, _line in internal:
+        if layer_of(imported) > layer_of(importer):
+            found.add(("upward", importer, imported))
+    optional = optional_packages()
+    for importer, imported, kind, _line in imports:
+        if kind != "local":
+            continue
+        if imported in MODULES or imported.split(".")[0] not in optional:
+            found.add(("local", importer, imported))
+    graph = defaultdict(set)
+    for importer, imported, kind, _line in internal:
+        if kind != "typing" and importer != imported:
+            graph[importer].add(imported)
+    for cycle in _cycles(graph):
+        found.add(("cycle", " ".join(sorted(cycle)), ""))
+    return found
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for successor in graph.get(node, ()):
+            if successor not in index:
+                connect(successor)
+                low[node] = min(low[node], low[successor])
+            elif successor in on_stack:
+                low[node] = min(low[node], index[successor])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                components.append(component)
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return components
+
+
+def test_every_module_sits_in_one_layer():
+    for module in MODULES:
+        layer_of(module)
+
+
+def test_imports_point_down_without_cycles_or_hidden_imports():
+    found = violations()
+    new = sorted(found - KNOWN)
+    fixed = sorted(KNOWN - found)
+    assert not new, "imports that point up, close a cycle or hide in a function:\n" + "\n".join(map(str, new))
+    assert not fixed, "fixed, so remove from KNOWN in this test:\n" + "\n".join(map(str, fixed))
+
+
+def test_the_checker_sees_each_kind_of_violation(tmp_path):
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert [sorted(c) for c in _cycles(graph)] == [["a", "b", "c"]]
+    assert layer_of("moco_lit.errors") < layer_of("moco_lit.generation") < layer_of("moco_lit.data.sources")
+    assert (
+        layer_of("moco_lit.data.sources") < layer_of("moco_lit.merging") < layer_of("moco_lit.methods.base")
+    )
+    assert layer_of("moco_lit.methods.base") < layer_of("moco_lit.cli")
+    assert {"datasets", "wandb", "matplotlib", "nevergrad", "deepspeed"} <= optional_packages()
+    assert "torch" not in optional_packages()
+
+
+def test_docs_table_lists_the_same_layers():
+    """docs/architecture.md's layers table names, row by row, the modules of LAYERS."""
+    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line][
+        1 : len(LAYERS) + 1
+    ]
+    assert len(rows) == len(LAYERS)
+    for (layer, names), row in zip(LAYERS.items(), rows):
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        assert cells[0] == layer, f"docs/architecture.md: row {cells[0]!r} where layer {layer!r} was expected"
+        listed = set(re.findall(r"`([^`]+)`", cells[1]))
+        expected = {_as_path(name) for name in names}
+        assert listed == expected, (
+            f"docs/architecture.md, {layer}: lists {sorted(listed)}, LAYERS {sorted(expected)}"
+        )
+
+
+def _as_path(name: str) -> str:
+    """How the docs table writes a module: ``generation.py``, ``data/``."""
+    if name == "moco_lit":
+        return "__init__.py"
+    relative = name.removeprefix("moco_lit.")
+    if MODULES[name].name == "__init__.py":
+        return relative.replace(".", "/") + "/"
+    return relative.replace(".", "/") + ".py"
