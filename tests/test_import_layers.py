@@ -129,7 +129,6 @@ KNOWN = {
     ("local", "moco_lit.errors", "difflib"),
     ("local", "moco_lit.errors", "os"),
     ("local", "moco_lit.evaluation.judges", "moco_lit.models"),
-    ("local", "moco_lit.evaluation.metrics", "moco_lit.evaluation.moco_rules"),
     ("local", "moco_lit.evaluation.sandbox", "resource"),
     ("local", "moco_lit.export", "moco_lit.figures"),
     ("local", "moco_lit.export", "moco_lit.lightning_cli"),

@@ -37,6 +37,7 @@ from moco_lit.evaluation.judges import (
     RewardModelJudge,
     VerifierJudge,
 )
+from moco_lit.evaluation.moco_rules import moco_rules_for
 from moco_lit.evaluation.noncompliance import noncompliance_score
 from moco_lit.evaluation.sandbox import require_isolation, run_python
 
@@ -178,9 +179,7 @@ class Scorer:
         if scoring not in SCORINGS:
             raise UserError(f"unknown scoring {scoring!r}; expected one of: {', '.join(SCORINGS)}")
         if scoring == "moco":
-            from moco_lit.evaluation.moco_rules import moco_scorer
-
-            return moco_scorer(
+            score_batch, regroup = moco_rules_for(
                 task_type,
                 benchmark=benchmark,
                 split=split,
@@ -190,6 +189,7 @@ class Scorer:
                 device=device,
                 coding_workers=coding_workers or min(4, os.cpu_count() or 1),
             )
+            return cls(task_type, score_batch, scoring="moco", strip_reasoning=False, regroup=regroup)
         if task_type == "reward_model":
             judge = RewardModelJudge.load(reward_model or DEFAULT_REWARD_MODEL, device=device)
             return cls(task_type, lambda outs, recs: judge.score([question_text(r) for r in recs], outs))

@@ -16,6 +16,7 @@ import math
 import re
 import string
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -24,13 +25,12 @@ import torch
 from moco_lit.errors import UserError
 from moco_lit.evaluation import judges
 from moco_lit.evaluation.judges import VerifierJudge
-from moco_lit.evaluation.metrics import Scorer
 from moco_lit.evaluation.sandbox import run_python
 
 __all__ = [
     "MocoVerifierJudge",
     "moco_diversity",
-    "moco_scorer",
+    "moco_rules_for",
     "moco_code_program",
     "moco_exact_match",
     "moco_extract_answer",
@@ -453,7 +453,7 @@ def _moco_noncompliance(output: str, record: dict) -> float:
     return 1.0 if moco_is_noncompliance(output, str(record.get("category") or "")) else 0.0
 
 
-def moco_scorer(
+def moco_rules_for(
     task_type: str,
     *,
     benchmark: str | None = None,
@@ -463,9 +463,10 @@ def moco_scorer(
     encoder: str | None = None,
     device: Any = "cpu",
     coding_workers: int = 4,
-):
-    """A ``Scorer`` with MoCo's rules for ``task_type`` (``benchmark`` selects popqa's aliases and
-    CultureBench's groups; ``split`` decides text_generation: the reward model on dev, 0 on test)."""
+) -> tuple[Callable[[list[str], list[dict]], list], Callable | None]:
+    """MoCo's rules for ``task_type`` as ``(score_batch, regroup)``, the two pieces of a ``Scorer``
+    (``benchmark`` selects popqa's aliases and CultureBench's groups; ``split`` decides
+    text_generation: the reward model on dev, 0 on test)."""
 
     def per_example(rule):
         return lambda outputs, records: [rule(o, r) for o, r in zip(outputs, records)]
@@ -518,7 +519,7 @@ def moco_scorer(
 
     else:
         raise UserError(f"--scoring moco does not support task type {task_type!r}")
-    return Scorer(task_type, batch, scoring="moco", strip_reasoning=False, regroup=regroup)
+    return batch, regroup
 
 
 class MocoVerifierJudge(VerifierJudge):
