@@ -266,7 +266,7 @@ def _load(spec: CollaboratorSpec, device: torch.device) -> Collaborator:
         spec=spec,
         tokenizer=tokenizer,
         model=model,
-        fingerprint=_fingerprint(path, spec.adapter),
+        fingerprint=weights_fingerprint(path, spec.adapter),
     )
 
 
@@ -307,7 +307,7 @@ def _choose_dtype(requested: str, device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def _fingerprint(path: str, adapter: str | None) -> str:
+def weights_fingerprint(path: str, adapter: str | None) -> str:
     """Identify the weights cheaply: config + weight files' names, sizes and mtimes (or the hub id)."""
     parts = [path, adapter or ""]
     for folder in filter(None, [path, adapter]):

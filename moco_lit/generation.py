@@ -14,14 +14,16 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import torch
 from tqdm.auto import tqdm
+from transformers import GenerationConfig, LogitsProcessorList
 
+from moco_lit.backend import Backend, Request, cut_at_stop, eos_ids_of, until_eos
 from moco_lit.cache import GenerationCache, cache_key
 from moco_lit.collaborators import Collaborator, Prompt
 from moco_lit.errors import UserError
+from moco_lit.vllm_backend import VllmBackend
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +116,6 @@ class GenerationStats:
         return self.prompt_tokens + self.new_tokens
 
 
-def cut_at_stop(text: str, stop_strings: Sequence[str]) -> str:
-    """``text`` up to the first stop string (the model went on to write the next turn)."""
-    ends = [text.find(stop) for stop in stop_strings if stop in text]
-    return text[: min(ends)] if ends else text
-
-
 def strip_thinking(text: str) -> str:
     return text.rsplit(THINK_END, 1)[-1].strip()
 
@@ -128,20 +124,6 @@ def example_seed(base_seed: int, *parts: object) -> int:
     """A stable 63-bit seed from a base seed and anything that identifies a request (id, round, model)."""
     digest = hashlib.sha256(repr((base_seed, *parts)).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
-
-
-@dataclass
-class _Request:
-    index: int
-    rendered: str
-    seed: int
-    sample: int
-    key: str = ""
-    ids: list[int] = field(default_factory=list)
-
-    @property
-    def length(self) -> int:
-        return len(self.ids)
 
 
 AUTO_BATCH_SIZE = 64
@@ -167,7 +149,7 @@ class GenerationEngine:
     progress: bool = True
     stats: GenerationStats = field(default_factory=GenerationStats)
     backend: str = "hf"
-    _vllm: Any = field(default=None, init=False, repr=False)
+    _vllm: Backend | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.backend not in {"hf", "vllm"}:
@@ -178,8 +160,6 @@ class GenerationEngine:
         elif not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise UserError(f"--model.generation_batch_size must be >= 1 or auto, got {self.batch_size!r}")
         if self.backend == "vllm":
-            from moco_lit.vllm_backend import VllmBackend
-
             self._vllm = VllmBackend(progress=self.progress)
 
     def generate(
@@ -195,7 +175,7 @@ class GenerationEngine:
         if len(seeds) != len(prompts):
             raise ValueError(f"got {len(seeds)} seeds for {len(prompts)} prompts")
         requests = [
-            _Request(i, collaborator.render(prompt, decoding.enable_thinking), seed, sample)
+            Request(i, collaborator.render(prompt, decoding.enable_thinking), seed, sample)
             for i, (prompt, seed) in enumerate(zip(prompts, seeds))
         ]
         fields = decoding.cache_fields()
@@ -239,7 +219,7 @@ class GenerationEngine:
         self.stats.cache_hits += sum(o.cached for o in outputs)
         self.stats.generated += sum(not o.cached for o in outputs)
 
-    def _run(self, collaborator: Collaborator, requests: list[_Request], decoding: DecodingConfig) -> dict:
+    def _run(self, collaborator: Collaborator, requests: list[Request], decoding: DecodingConfig) -> dict:
         if collaborator.model is None:
             return {r.key: _scripted(collaborator, r, decoding) for r in requests}
         # vLLM does not expose the filtered distribution the top-5 confidence is measured on
@@ -281,10 +261,8 @@ class GenerationEngine:
 
     @torch.inference_mode()
     def _generate_batch(
-        self, collaborator: Collaborator, batch: list[_Request], decoding: DecodingConfig
+        self, collaborator: Collaborator, batch: list[Request], decoding: DecodingConfig
     ) -> dict[str, dict]:
-        from transformers import GenerationConfig, LogitsProcessorList
-
         model, tokenizer = collaborator.model, collaborator.tokenizer
         inputs = left_padded([r.ids for r in batch], tokenizer.pad_token_id, collaborator.device)
         eos_ids = eos_ids_of(model, tokenizer)
@@ -310,7 +288,7 @@ class GenerationEngine:
         results = {}
         for row, request in enumerate(batch):
             all_ids = new_ids[row].tolist()
-            ids = _until_eos(all_ids, eos_ids)
+            ids = until_eos(all_ids, eos_ids)
             # the row's own steps: its tokens and the step that ended it
             own_steps = min(len(ids) + 1, len(all_ids))
             raw = cut_at_stop(tokenizer.decode(ids, skip_special_tokens=True), collaborator.stop_strings)
@@ -494,23 +472,7 @@ def top_p_filter(logits: torch.Tensor, top_p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def eos_ids_of(model, tokenizer) -> list[int]:
-    configured = getattr(model.generation_config, "eos_token_id", None)
-    ids = configured if isinstance(configured, list) else [configured]
-    ids = [i for i in ids if i is not None]
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return ids
-
-
-def _until_eos(ids: list[int], eos_ids: list[int]) -> list[int]:
-    for position, token in enumerate(ids):
-        if token in eos_ids:
-            return ids[:position]
-    return ids
-
-
-def _scripted(collaborator: Collaborator, request: _Request, decoding: DecodingConfig) -> dict:
+def _scripted(collaborator: Collaborator, request: Request, decoding: DecodingConfig) -> dict:
     """Ask a scripted collaborator: ``respond(rendered)`` or, when sampling, ``respond(rendered, seed)``.
 
     It may return the text, or ``(text, confidence)`` to stand in for either confidence measure.

@@ -17,11 +17,17 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from moco_lit.collaborators import Collaborator, _fingerprint
+import torch
+
+from moco_lit.backend import Request, cut_at_stop, eos_ids_of, until_eos
+from moco_lit.collaborators import Collaborator, weights_fingerprint
 from moco_lit.errors import UserError
-from moco_lit.generation import DecodingConfig, _Request, _until_eos, cut_at_stop, eos_ids_of
+from moco_lit.models import resolve_model
+
+if TYPE_CHECKING:
+    from moco_lit.generation import DecodingConfig
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +74,7 @@ class VllmBackend:
                 "not serve: merge it into a model folder (peft's merge_and_unload + save_pretrained) "
                 "or use --generation_backend hf"
             )
-        if collaborator.fingerprint != _fingerprint(self._path(collaborator), None):
+        if collaborator.fingerprint != weights_fingerprint(self._path(collaborator), None):
             # a merge or training step changed the weights in memory; vLLM only has the files
             if collaborator.name not in self._stale_warned:
                 self._stale_warned.add(collaborator.name)
@@ -76,7 +82,7 @@ class VllmBackend:
             return False
         return True
 
-    def run(self, collaborator: Collaborator, requests: list[_Request], decoding: DecodingConfig) -> dict:
+    def run(self, collaborator: Collaborator, requests: list[Request], decoding: DecodingConfig) -> dict:
         """Cache records (raw_text, prompt_tokens, new_tokens, mean_logprob) keyed by request key."""
         tokenizer = collaborator.tokenizer
         eos_ids = eos_ids_of(collaborator.model, tokenizer)
@@ -92,7 +98,7 @@ class VllmBackend:
             for request, output in zip(requests, outputs)
         }
 
-    def _sampling_params(self, request: _Request, decoding: DecodingConfig, eos_ids: list[int]) -> Any:
+    def _sampling_params(self, request: Request, decoding: DecodingConfig, eos_ids: list[int]) -> Any:
         # the HF path draws a row's sample from seed ^ sample; greedy rows need no seed
         return self.vllm.SamplingParams(
             max_tokens=decoding.max_new_tokens,
@@ -103,10 +109,10 @@ class VllmBackend:
             logprobs=0,  # the chosen token's log-probability only
         )
 
-    def _record(self, collaborator: Collaborator, request: _Request, output: Any, eos_ids: list[int]) -> dict:
+    def _record(self, collaborator: Collaborator, request: Request, output: Any, eos_ids: list[int]) -> dict:
         completion = output.outputs[0]
         generated = list(completion.token_ids)
-        ids = _until_eos(generated, eos_ids)
+        ids = until_eos(generated, eos_ids)
         return {
             "raw_text": cut_at_stop(
                 collaborator.tokenizer.decode(ids, skip_special_tokens=True), collaborator.stop_strings
@@ -131,8 +137,6 @@ class VllmBackend:
 
     @staticmethod
     def _path(collaborator: Collaborator) -> str:
-        from moco_lit.models import resolve_model
-
         return resolve_model(collaborator.spec.path)
 
 
@@ -147,8 +151,6 @@ def _chosen_logprob_sum(completion: Any, generated: Sequence[int], count: int) -
 
 def _memory_utilization() -> float | None:
     """vLLM's ``gpu_memory_utilization`` (a fraction of the whole device) for a share of what is free."""
-    import torch
-
     if not torch.cuda.is_available():
         return None
     share = float(os.environ.get(MEMORY_SHARE_ENV, DEFAULT_MEMORY_SHARE))
