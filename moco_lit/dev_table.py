@@ -1,18 +1,11 @@
 """The dev table: every collaborator's answer, score and cost on every dev question, computed once.
 
 Trained methods (routers, distillation, rankers) learn from how each collaborator did on the dev
-split. :func:`collect_dev_table` asks the collaborators through the method's ``ask`` (so the
-generation cache serves any answer another method already produced, and the same ``step="dev"``
-as the base calibration), scores the answers with the benchmark's scorer, and writes the table to
-the run folder as ``dev_answers.jsonl`` (one line per question, keyed by collaborator name).
-
-Under DDP each rank answers its shard of the dev questions (``rank, rank + world, ...``) and the
-shards are gathered, so every rank ends with the whole table in dev order; rank 0 writes the file.
-The table travels in checkpoints through :meth:`DevTable.state` / :meth:`DevTable.from_state`.
-
-:class:`DevTrainedModule` is the base of methods whose ``fit`` first builds the table and then
-trains on it for ``trainer.max_epochs`` epochs of dev batches (automatic optimisation, so DDP and
-DeepSpeed apply unchanged); ``test`` then needs the checkpoint (``--ckpt_path``).
+split. ``collect_dev_table`` (in :mod:`moco_lit.methods.core.dev_trained`, beside the
+``DevTrainedModule`` base) fills a :class:`DevTable` through the method's ``ask``; this module
+holds the table itself: its matrices, ties and their reward-model tie-breaks, and the
+``dev_answers.jsonl`` file (one line per question, keyed by collaborator name). The table travels
+in checkpoints through :meth:`DevTable.state` / :meth:`DevTable.from_state`.
 """
 
 from __future__ import annotations
@@ -22,14 +15,10 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 import torch.distributed as dist
-
-from moco_lit.errors import UserError
-from moco_lit.methods.base import Answer, CollaborationModule
-from moco_lit.training import LR_SCHEDULES, lr_factor
 
 DEV_ANSWERS = "dev_answers.jsonl"
 
@@ -135,57 +124,8 @@ class DevTable:
         return cls(list(state["names"]), list(state["rows"]))
 
 
-def answer_dev_questions(
-    module: CollaborationModule, examples: Sequence[dict], batch_size: int
-) -> list[dict[str, Any]]:
-    """Rows for ``examples``: every collaborator answers each batch in one call, then it is scored."""
-    names = module.collaborator_names
-    rows: list[dict[str, Any]] = []
-    for start in range(0, len(examples), batch_size):
-        batch = list(examples[start : start + batch_size])
-        ids = [example["id"] for example in batch]
-        answers = module.ask_all([example["prompt"] for example in batch], ids, step="dev")
-        scores = [module.score([output.text for output in outputs], batch) for outputs in answers]
-        for i, example in enumerate(batch):
-            rows.append(
-                {
-                    "id": example["id"],
-                    "question": question_text(example["prompt"]),
-                    "outputs": {name: answers[m][i].text for m, name in enumerate(names)},
-                    "scores": {name: scores[m][i] for m, name in enumerate(names)},
-                    "tokens": {
-                        name: answers[m][i].prompt_tokens + answers[m][i].new_tokens
-                        for m, name in enumerate(names)
-                    },
-                }
-            )
-    return rows
-
-
-def collect_dev_table(module: CollaborationModule, write: bool = True) -> DevTable:
-    """Build the whole dev table inside a running ``fit`` (every rank gets all of it).
-
-    Call it from ``on_fit_start`` (or later): the collaborators, engine and scorer are ready then.
-    """
-    datamodule = module.trainer.datamodule
-    examples = datamodule.examples("dev")
-    rank, world = _rank_and_world()
-    shard = examples[rank::world]
-    rows = answer_dev_questions(module, shard, datamodule.hparams.batch_size)
-    if world > 1:
-        gathered: list[list[dict] | None] = [None] * world
-        dist.all_gather_object(gathered, rows)
-        order = {example["id"]: i for i, example in enumerate(examples)}
-        rows = sorted((row for part in gathered for row in part or []), key=lambda row: order[row["id"]])
-    module._example_cost.clear()  # dev answers are not part of any test record's cost
-    table = DevTable(module.collaborator_names, rows)
-    folder = module.runtime.run_folder
-    if write and folder is not None and rank == 0:
-        table.write_jsonl(folder.path / DEV_ANSWERS)
-    return table
-
-
-def _rank_and_world() -> tuple[int, int]:
+def rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes (0, 1 outside DDP)."""
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -215,7 +155,7 @@ def reward_ties(
     ``dev_answers.jsonl`` shows why each tie went where it did.
     """
     pairs = [(row, m) for row, tied in enumerate(table.tied_best(values)) if len(tied) > 1 for m in tied]
-    rank, world = _rank_and_world()
+    rank, world = rank_and_world()
     mine = pairs[rank::world]
     prompts = [table.rows[row]["question"] for row, _ in mine]
     responses = [table.rows[row]["outputs"][table.names[m]] or "" for row, m in mine]
@@ -232,155 +172,3 @@ def reward_ties(
         rewards[row][m] = value
         table.rows[row].setdefault("tie_rewards", {})[table.names[m]] = value
     return rewards
-
-
-def even_out_training_batches(module: CollaborationModule) -> None:
-    """Under DDP, cap every rank's training batches at the smallest rank's count.
-
-    The dev split is sharded without padding, so with a size that does not divide evenly one rank
-    can get one batch more; its extra gradient all-reduce would wait forever. Dropping that batch
-    loses at most ``world - 1`` examples per epoch (they stay in the dev table).
-    """
-    rank, world = _rank_and_world()
-    if world == 1:
-        return
-    datamodule = module.trainer.datamodule
-    count, batch_size = len(datamodule.examples("dev")), datamodule.hparams.batch_size
-    batches = [math.ceil(len(range(r, count, world)) / batch_size) for r in range(world)]
-    if len(set(batches)) > 1:
-        module.trainer.limit_train_batches = min(batches)
-
-
-class DevTrainedModule(CollaborationModule):
-    """A method trained under ``fit`` on the dev table; subclasses write ``prepare_training`` and
-    ``training_step`` (returning a loss) and keep their trainable weights in registered submodules.
-
-    ``fit``: ``on_fit_start`` builds the dev table (every rank gets all of it), sets the dev scores,
-    calls ``prepare_training`` (which returns one label per dev question, written to
-    ``dev_answers.jsonl``), then the Trainer runs the epochs. Validation during ``fit`` is skipped:
-    it would score the method on its own training questions. The checkpoint holds the weights,
-    the dev table and its labels; ``test`` without one stops with a clear error.
-
-    Args:
-        learning_rate, weight_decay: AdamW's.
-        lr_schedule: ``cosine`` (MoCo's: linear warmup over ``warmup_steps``, then from
-            ``learning_rate`` down to 0 over the fit, per optimizer step) or ``constant``.
-        warmup_steps: optimizer steps of linear warmup (MoCo's 0).
-    """
-
-    needs_calibration = True
-
-    def __init__(
-        self,
-        collaborators: list[str | dict],
-        learning_rate: float = 1e-3,
-        weight_decay: float = 0.0,
-        lr_schedule: Literal["cosine", "constant"] = "cosine",
-        warmup_steps: int = 0,
-        **kwargs,
-    ) -> None:
-        super().__init__(collaborators, **kwargs)
-        if lr_schedule not in LR_SCHEDULES:
-            raise UserError(f"lr_schedule {lr_schedule!r}: expected one of {', '.join(LR_SCHEDULES)}")
-        if warmup_steps < 0:
-            raise UserError(f"warmup_steps must be >= 0, got {warmup_steps}")
-        self.learning_rate = learning_rate
-        self.weight_decay = weight_decay
-        self.lr_schedule = lr_schedule
-        self.warmup_steps = warmup_steps
-        self.ddp_anchor.requires_grad_(False)  # the method's own weights are what DDP synchronises
-        self.register_buffer("trained", torch.tensor(False))
-        self.dev_table: DevTable | None = None
-        self.dev_labels: list[int] = []
-
-    def prepare_training(self, table: DevTable) -> list[int]:
-        """Get ready to train on ``table``; return each dev question's label (a collaborator index)."""
-        raise NotImplementedError
-
-    def on_fit_start(self) -> None:
-        # a resumed fit keeps its checkpoint's table: the collaborators may be trained agents now
-        resumed = self.trainer.ckpt_path is not None and self.dev_table is not None
-        table = self.dev_table if resumed else collect_dev_table(self, write=False)
-        self.dev_scores.copy_(table.mean_scores().to(self.dev_scores))
-        self.calibrated.fill_(True)
-        self.dev_table = table
-        self.dev_labels = self.prepare_training(table)
-        folder = self.runtime.run_folder
-        if folder is not None and self.global_rank == 0:
-            table.write_jsonl(folder.path / DEV_ANSWERS, self.dev_labels)
-        even_out_training_batches(self)
-
-    def dev_rows(self, batch: list[dict]) -> list[int]:
-        """Row numbers in the dev table of a training batch's examples."""
-        index = self.dev_table.index_of()
-        return [index[example["id"]] for example in batch]
-
-    def on_train_epoch_end(self) -> None:
-        self.trained.fill_(True)
-
-    def configure_optimizers(self) -> dict:
-        return self.adamw_with_schedule([p for p in self.parameters() if p.requires_grad])
-
-    def adamw_with_schedule(self, parameters: list[torch.nn.Parameter]) -> dict:
-        """AdamW on ``parameters`` with ``lr_schedule`` stepped after every optimizer step."""
-        optimizer = torch.optim.AdamW(parameters, lr=self.learning_rate, weight_decay=self.weight_decay)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, self._lr_factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-    def _lr_factor(self, step: int) -> float:
-        if self.lr_schedule == "constant" or (step == 0 and self.warmup_steps == 0):
-            return 1.0  # no horizon needed (the optimizer is built before the epochs are known)
-        horizon = self.lr_horizon()
-        return lr_factor(step % horizon, horizon, self.lr_schedule, self.warmup_steps)
-
-    def lr_horizon(self) -> int:
-        """Optimizer steps one cosine spans: the whole fit (MoCo decays over one training run).
-
-        Read when the schedule is evaluated, after ``prepare_training`` may have set the epochs.
-        """
-        if self._trainer is None:
-            return 1
-        return max(1, int(min(self.trainer.estimated_stepping_batches, 2**31)))
-
-    def on_validation_start(self) -> None:
-        if self.trainer.state.fn != "fit":
-            super().on_validation_start()
-
-    def on_validation_epoch_start(self) -> None:
-        if self.trainer.state.fn != "fit":
-            super().on_validation_epoch_start()
-
-    def validation_step(self, batch: list[dict], batch_idx: int) -> None:
-        if self.trainer.state.fn != "fit":
-            super().validation_step(batch, batch_idx)
-
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.state.fn != "fit":
-            super().on_validation_epoch_end()
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        super().on_save_checkpoint(checkpoint)
-        if self.dev_table is not None:
-            checkpoint["dev_table"] = {**self.dev_table.state(), "labels": list(self.dev_labels)}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if "dev_table" in checkpoint:
-            self.dev_table = DevTable.from_state(checkpoint["dev_table"])
-            self.dev_labels = list(checkpoint["dev_table"]["labels"])
-
-    def ensure_calibrated(self) -> None:
-        if not bool(self.trained):
-            raise UserError(
-                f"{self.method_name} is not trained: run `python -m moco_lit fit` with the same "
-                "model arguments first, then pass its checkpoint with --ckpt_path"
-            )
-
-    def answer_routed(self, batch: list[dict], choices: list[int], details: list[dict]) -> list[Answer]:
-        """Each example answered by its chosen collaborator only (one batched call per collaborator)."""
-        texts: dict[int, str] = {}
-        for model in sorted(set(choices)):
-            routed = [i for i, choice in enumerate(choices) if choice == model]
-            outputs = self.ask(model, [batch[i]["prompt"] for i in routed], [batch[i]["id"] for i in routed])
-            texts.update({i: output.text for i, output in zip(routed, outputs)})
-        names = self.collaborator_names
-        return [Answer(texts[i], by=names[choice], details=details[i]) for i, choice in enumerate(choices)]

@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from moco_lit.collaborators import Collaborator, CollaboratorSpec
-from moco_lit.dev_table import DevTrainedModule
 from moco_lit.generation import GenerationEngine
 from moco_lit.methods.api.collm import CoLLM
 from moco_lit.methods.api.graph_routing import GraphRouting
 from moco_lit.methods.api.mentor_collab import MentorCollab
 from moco_lit.methods.api.trained_router import TrainedRouter
 from moco_lit.methods.base import CollaborationModule
+from moco_lit.methods.core.dev_trained import DevTrainedModule
 from moco_lit.methods.single_model import SingleModel
 from moco_lit.methods.text.agglm import AggLM
 from moco_lit.methods.text.arena import AgentTrainedModule, LoraAgents

@@ -8,6 +8,7 @@ need. With ``model`` set, only that collaborator answers.
 
 from __future__ import annotations
 
+from moco_lit.errors import UserError
 from moco_lit.methods.base import Answer, CollaborationModule, ScoreSums
 
 
@@ -25,8 +26,6 @@ class SingleModel(CollaborationModule):
     ) -> None:
         super().__init__(collaborators, max_new_tokens=max_new_tokens, **kwargs)
         if model is not None and not 0 <= model < len(collaborators):
-            from moco_lit.errors import UserError
-
             raise UserError(f"single_model.model={model} but there are {len(collaborators)} collaborators")
         self.model_index = model
         chosen = [model] if model is not None else range(len(collaborators))

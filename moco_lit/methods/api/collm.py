@@ -24,9 +24,9 @@ import torch
 from torch import nn
 
 from moco_lit.decoding import DeferralHead, check_same_vocabulary, module_fingerprint, warmup_threshold
-from moco_lit.dev_table import DevTrainedModule
 from moco_lit.errors import UserError
 from moco_lit.methods.base import Answer
+from moco_lit.methods.core.dev_trained import DevTrainedModule
 from moco_lit.training import IGNORE_INDEX, deferral_labels, deferral_marginal_loss, token_logps
 
 log = logging.getLogger(__name__)

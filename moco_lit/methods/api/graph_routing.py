@@ -18,10 +18,12 @@ from typing import Literal
 import torch
 from torch import nn
 
-from moco_lit.dev_table import DevTable, DevTrainedModule, question_text
+from moco_lit.dev_table import DevTable, question_text
 from moco_lit.errors import UserError
+from moco_lit.evaluation.judges import EmbeddingJudge
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer
+from moco_lit.methods.core.dev_trained import DevTrainedModule
 
 log = logging.getLogger(__name__)
 
@@ -189,8 +191,6 @@ class GraphRouting(DevTrainedModule):
 
     def configure_model(self) -> None:
         if self.net is None:
-            from moco_lit.evaluation.judges import EmbeddingJudge
-
             device = self.trainer.strategy.root_device if self._trainer is not None else self.device
             self.embedder = EmbeddingJudge.load(self.hparams.embedding_model, device, batch_size=32)
             width = self.embedder.model.config.hidden_size

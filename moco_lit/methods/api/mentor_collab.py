@@ -22,10 +22,11 @@ from torch import nn
 
 from moco_lit.collaborators import RawText, parse_spec
 from moco_lit.decoding import DecodingSession, JointDecoder, Patch, PatchRule, module_fingerprint
-from moco_lit.dev_table import DevTrainedModule, question_text
+from moco_lit.dev_table import question_text
 from moco_lit.errors import UserError
 from moco_lit.generation import DecodingConfig, example_seed
 from moco_lit.methods.base import Answer
+from moco_lit.methods.core.dev_trained import DevTrainedModule
 
 log = logging.getLogger(__name__)
 

@@ -23,10 +23,12 @@ from torch import nn
 
 from moco_lit.collaborators import Collaborator, load_causal_lm, load_collaborator, lora_of, parse_spec
 from moco_lit.decoding import DecodingSession, PatchRule, module_fingerprint
-from moco_lit.dev_table import DevTrainedModule, question_text
+from moco_lit.dev_table import question_text
 from moco_lit.errors import UserError
+from moco_lit.evaluation.judges import EmbeddingJudge, RewardModelJudge
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer
+from moco_lit.methods.core.dev_trained import DevTrainedModule
 from moco_lit.training import completion_batch, sft_loss
 
 log = logging.getLogger(__name__)
@@ -187,8 +189,6 @@ class SwitchGeneration(DevTrainedModule):
             if self.selector is None:
                 self.selector = load_collaborator(self.hparams.selector_model, device)
         elif self.hparams.selector == "encoder" and self.head is None:
-            from moco_lit.evaluation.judges import EmbeddingJudge
-
             self.embedder = EmbeddingJudge.load(self.hparams.selector_encoder, device, batch_size=32)
             width = self.embedder.model.config.hidden_size
             count = len(self.collaborator_specs)
@@ -416,8 +416,6 @@ class SwitchGeneration(DevTrainedModule):
             # the task metric reads the answer: the state's question part is the prompt itself
             answers = [_joined(s, c) for s, c in zip(states, continuations)]
             return [-math.inf if v is None else float(v) for v in self.score(answers, examples)]
-        from moco_lit.evaluation.judges import RewardModelJudge
-
         with RewardModelJudge.for_phase(name, device=self.trainer.strategy.root_device) as judge:
             return judge.score(states, [_joined(s, c) for s, c in zip(states, continuations)])
 

@@ -22,10 +22,12 @@ import torch
 from torch import nn
 
 from moco_lit.collaborators import Collaborator, load_causal_lm, lora_of, parse_spec, render_plain
-from moco_lit.dev_table import DevTable, DevTrainedModule, question_text, reward_ties
+from moco_lit.dev_table import DevTable, question_text, reward_ties
 from moco_lit.errors import UserError
+from moco_lit.evaluation.judges import EmbeddingJudge, RewardModelJudge
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer
+from moco_lit.methods.core.dev_trained import DevTrainedModule
 from moco_lit.training import completion_batch, completion_logps, sft_loss
 
 log = logging.getLogger(__name__)
@@ -139,8 +141,6 @@ class TrainedRouter(DevTrainedModule):
 
     def configure_model(self) -> None:
         if self.router_kind == "encoder" and self.head is None:
-            from moco_lit.evaluation.judges import EmbeddingJudge
-
             device = self.trainer.strategy.root_device if self._trainer is not None else self.device
             self.embedder = EmbeddingJudge.load(self.router_base_model, device, batch_size=32)
             width = self.embedder.model.config.hidden_size
@@ -212,8 +212,6 @@ class TrainedRouter(DevTrainedModule):
         name = self.tie_break_reward_model
         if name is None:
             return None
-        from moco_lit.evaluation.judges import RewardModelJudge
-
         # needed for these labels only: released before the router's epochs
         with RewardModelJudge.for_phase(name, device=self.trainer.strategy.root_device) as judge:
             rewards = reward_ties(table, judge.score)

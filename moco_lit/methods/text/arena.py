@@ -25,13 +25,16 @@ from typing import Any, Literal
 
 import torch
 from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy
+from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
+from safetensors.torch import save_file
 from torch import nn
 
 from moco_lit.collaborators import Collaborator, Prompt
-from moco_lit.dev_table import DevTable, DevTrainedModule
+from moco_lit.dev_table import DevTable
 from moco_lit.errors import UserError
 from moco_lit.generation import DecodingConfig, Generation
 from moco_lit.methods.base import Example
+from moco_lit.methods.core.dev_trained import DevTrainedModule
 from moco_lit.training import (
     completion_batch,
     completion_logps,
@@ -115,17 +118,13 @@ class LoraAgents(nn.Module):
         self._unfreeze_adapters()
         log.info("trainable agents %s (%s, %s)", list(self.agents), layout, "LoRA" if lora else "full")
 
-    def _lora_config(self):
-        from peft import LoraConfig
-
+    def _lora_config(self) -> LoraConfig:
         return LoraConfig(target_modules=self._targets, task_type="CAUSAL_LM", **self._lora_args)
 
     def _trainable_copy(self, model: nn.Module, adapter: str) -> nn.Module:
         copied = copy.deepcopy(model)
         if not self.lora:
             return copied.requires_grad_(True)
-        from peft import get_peft_model
-
         return get_peft_model(copied, self._lora_config(), adapter_name=adapter)
 
     def owns(self, collaborator: Collaborator) -> bool:
@@ -165,9 +164,6 @@ class LoraAgents(nn.Module):
         model = self.bases[base_key]
         folder.mkdir(parents=True, exist_ok=True)
         if self.lora:
-            from peft import get_peft_model_state_dict
-            from safetensors.torch import save_file
-
             # one adapter of a shared base, under the names PEFT gives a single saved adapter
             tensors = get_peft_model_state_dict(model, adapter_name=adapter)
             save_file(
