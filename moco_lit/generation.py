@@ -23,6 +23,7 @@ from moco_lit.backend import Backend, Request, cut_at_stop, eos_ids_of, until_eo
 from moco_lit.cache import GenerationCache, cache_key
 from moco_lit.collaborators import Collaborator, Prompt
 from moco_lit.errors import UserError
+from moco_lit.processes import THREADS_ENV, ThreadGovernor
 from moco_lit.vllm_backend import VllmBackend
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,9 @@ class GenerationEngine:
     """Generates for many prompts at once, consulting ``cache`` (None = no cache) first.
 
     ``backend`` "vllm" generates plain model outputs with vLLM (:mod:`moco_lit.vllm_backend`).
+    ``threads`` "auto" sets torch's thread count from the machine's load before every batch
+    (:class:`~moco_lit.processes.ThreadGovernor`; ``MOCO_LIT_THREADS`` or ``OMP_NUM_THREADS``
+    fix it), a number fixes it, None leaves it to whoever set it.
     """
 
     cache: GenerationCache | None = None
@@ -149,7 +153,9 @@ class GenerationEngine:
     progress: bool = True
     stats: GenerationStats = field(default_factory=GenerationStats)
     backend: str = "hf"
+    threads: int | str | None = None
     _vllm: Backend | None = field(default=None, init=False, repr=False)
+    _governor: ThreadGovernor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.backend not in {"hf", "vllm"}:
@@ -161,6 +167,12 @@ class GenerationEngine:
             raise UserError(f"--model.generation_batch_size must be >= 1 or auto, got {self.batch_size!r}")
         if self.backend == "vllm":
             self._vllm = VllmBackend(progress=self.progress)
+        if self.threads == "auto":
+            self._governor = ThreadGovernor()
+        elif self.threads is not None:
+            if not isinstance(self.threads, int) or self.threads < 1:
+                raise UserError(f"generation threads must be >= 1, auto or None, got {self.threads!r}")
+            self._governor = ThreadGovernor({THREADS_ENV: str(self.threads)})
 
     def generate(
         self,
@@ -242,6 +254,8 @@ class GenerationEngine:
         done = 0
         while done < len(ordered):
             batch = ordered[done : done + self.batch_size]
+            if self._governor is not None and collaborator.device.type == "cpu":
+                self._governor.apply()
             try:
                 results.update(self._generate_batch(collaborator, batch, decoding))
             except (torch.OutOfMemoryError, RuntimeError) as error:

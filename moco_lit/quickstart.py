@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 import string
 import time
@@ -370,7 +371,9 @@ def run_quickstart(
     if seconds is not None:
         training = replace(training, seconds=seconds)
     # models this small are faster on one thread: the work per op is smaller than the sync cost
+    # (the variable keeps the generation engine's automatic thread choice at one too)
     torch.set_num_threads(1)
+    os.environ.setdefault("MOCO_LIT_THREADS", "1")
     started = time.perf_counter()
     if retrain:
         shutil.rmtree(specialists_dir(training, TinyModelConfig()), ignore_errors=True)

@@ -24,7 +24,9 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 ROOT = Path(__file__).resolve().parent.parent
 
 # tiny models are faster on one thread: their ops are smaller than the cost of syncing threads
+# (the variable keeps the engine's automatic choice, and CLI runs in subprocesses, at one too)
 torch.set_num_threads(1)
+os.environ.setdefault("MOCO_LIT_THREADS", "1")
 
 
 def _save_tiny(folder: Path, vocab_size: int, seed: int, hidden: int = 32) -> str:

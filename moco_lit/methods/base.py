@@ -176,6 +176,7 @@ class CollaborationModule(L.LightningModule):
             batch_size=self.hparams.generation_batch_size,
             progress=self.runtime.progress,
             backend=self.runtime.generation_backend,
+            threads="auto",  # from the machine's load, unless MOCO_LIT_THREADS/OMP_NUM_THREADS say
         )
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None and stage != "predict":
