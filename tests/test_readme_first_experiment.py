@@ -1,55 +1,31 @@
-"""README's first experiment, run as written: its commands from the marked block, its numbers."""
+"""README's first experiment, run as written (its marked block), gives the numbers README quotes.
+
+The numbers and the block are read through benchmarks/quoted_numbers.py, the registry of every
+quoted number, so they are written down in one place: README.md itself.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shlex
-from pathlib import Path
-
 import pytest
 
-from moco_lit.cli import main
-
-ROOT = Path(__file__).resolve().parent.parent
-USER_HOME = Path(os.environ.get("MOCO_LIT_HOME", Path.home() / ".cache" / "moco_lit")).expanduser()
-
-
-def first_experiment() -> list[list[str]]:
-    text = (ROOT / "README.md").read_text()
-    block = re.search(
-        r"<!-- first-experiment -->\s*```bash\n(.*?)```\s*<!-- /first-experiment -->", text, re.S
-    )
-    assert block, "README has no marked first experiment"
-    lines = [line.split("#", 1)[0].strip() for line in block.group(1).splitlines()]
-    return [shlex.split(line) for line in lines if line]
+from benchmarks import quoted_numbers as quoted
 
 
 @pytest.mark.slow
-def test_the_first_experiment_runs_as_written_and_gives_the_readme_numbers(tmp_path, monkeypatch, capsys):
+def test_the_first_experiment_runs_as_written_and_gives_the_readme_numbers(capsys):
     """Needs the quickstart's specialists (the quickstart trains them; CI runs it before the tests)."""
-    if not list((USER_HOME / "quickstart").glob("specialists-*/next_letter/config.json")):
-        pytest.skip(
-            "the quickstart's specialists are not trained here yet: run `python -m moco_lit quickstart`"
-        )
-    monkeypatch.setenv("MOCO_LIT_HOME", str(USER_HOME))  # the trained specialists and their cache
-    commands = first_experiment()
-    assert [c[:3] for c in commands] == [["python", "-m", "moco_lit"]] * 3
-    for command in commands:
-        assert main([*command[3:], "--run_dir", str(tmp_path / "runs"), "--wandb", "false"]) == 0
-    capsys.readouterr()
-    single = json.loads(
-        next((tmp_path / "runs" / "quickstart" / "single_model").glob("*/metrics.json")).read_text()
-    )
-    (routed,) = [
-        json.loads(p.read_text())
-        for p in (tmp_path / "runs" / "quickstart" / "trained_router").glob("*/metrics.json")
-        if "-" not in p.parent.name
+    source = quoted.SOURCES["first_experiment"]
+    if source.missing():
+        pytest.skip(source.missing())
+    commands = quoted.readme_block("first-experiment")
+    assert [c[:4] for c in commands] == [
+        ["python", "-m", "moco_lit", "test"],
+        ["python", "-m", "moco_lit", "fit"],
+        ["python", "-m", "moco_lit", "test"],
     ]
-    readme = (ROOT / "README.md").read_text()
-    best_single = max(v for k, v in single.items() if k.startswith("score/"))
-    assert f"alone scores {best_single:.3f}" in readme
-    low, high = routed["score_ci"]
-    assert f"collaboration {routed['score']:.3f} (95% CI [{low:.3f}, {high:.3f}])" in readme
-    assert routed["n"] == 180 and routed["score"] > best_single
+    values = quoted.regenerate(source)
+    capsys.readouterr()
+    findings = quoted.check(["first_experiment"], produced={"first_experiment": values})
+    assert quoted.differences(findings) == []
+    assert {f.key for f in findings if f.status == "same"} == set(source.provides)
+    assert values["n"] == "180" and float(values["routed"]) > float(values["best_single"])
