@@ -11,8 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 import moco_lit
 from moco_lit.errors import UserError, did_you_mean
+from moco_lit.method_registry import REGISTRY
 
 # what each kind of -c value may name: Lightning commands take recipes and trainer presets
 LIGHTNING_FOLDERS = ("recipes", "configs")
@@ -117,10 +120,6 @@ RECIPE_COLUMNS = ("name", "method", "benchmark")
 
 def recipe_rows() -> list[dict[str, str]]:
     """One row per recipe: its name for ``-c``, its method's short name and its benchmark."""
-    import yaml
-
-    from moco_lit.methods import REGISTRY
-
     short_names = {path: name for name, path in REGISTRY.items()}
     rows = []
     for rel, path in shipped_files(("recipes",)).items():

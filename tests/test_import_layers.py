@@ -52,7 +52,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "moco_lit.weight_search",
         "moco_lit.merging",
     ),
-    "methods": ("moco_lit.methods",),
+    "methods": ("moco_lit.methods", "moco_lit.method_registry"),
     "app": (
         "moco_lit.__main__",
         "moco_lit.cli",
@@ -163,8 +163,6 @@ KNOWN = {
     ("local", "moco_lit.report", "moco_lit.sweep"),
     ("local", "moco_lit.seeds", "moco_lit.cli"),
     ("local", "moco_lit.seeds", "moco_lit.sweep"),
-    ("local", "moco_lit.shipped", "moco_lit.methods"),
-    ("local", "moco_lit.shipped", "yaml"),
     ("local", "moco_lit.sweep", "argparse"),
     ("local", "moco_lit.sweep", "moco_lit.cli"),
     ("local", "moco_lit.sweep", "moco_lit.evaluation.metrics"),
