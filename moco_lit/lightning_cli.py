@@ -25,7 +25,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
 from moco_lit import fit_reuse
-from moco_lit.callbacks import LAST, IterationCheckpoint, PredictionsTable
+from moco_lit.callbacks import DEFAULT_CALLBACKS, LAST, IterationCheckpoint, RunFolderWriter
 from moco_lit.data import BenchmarkDataModule
 from moco_lit.errors import UserError, did_you_mean, first_line
 from moco_lit.evaluation.sandbox import allow_unsafe_code_execution
@@ -74,6 +74,8 @@ class MocoCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser) -> None:
+        # run I/O (resume, cost, run folder, W&B table) as callbacks a config can list, replace or drop
+        parser.set_defaults({"trainer.callbacks": [dict(callback) for callback in DEFAULT_CALLBACKS]})
         parser.add_argument("--cache", type=bool, default=True, help="use the generation cache")
         parser.add_argument("--cache_path", type=str | None, default=None, help="generation cache file")
         parser.add_argument(
@@ -253,10 +255,14 @@ class MocoCLI(LightningCLI):
         if stage == "fit" and checkpointing:
             if not any(isinstance(c, IterationCheckpoint) for c in self.trainer.callbacks):
                 self.trainer.callbacks.append(IterationCheckpoint(on_first_save=folder.commit_config))
+        if stage != "fit" and not any(isinstance(c, RunFolderWriter) for c in self.trainer.callbacks):
+            log.warning(
+                "the trainer's callbacks have no RunFolderWriter: nothing is written to %s "
+                "(add -c callbacks/default.yaml, or list callbacks with `trainer.callbacks+:`)",
+                folder.path,
+            )
         if config["wandb"]:
             self._attach_wandb(config, folder, stage, summary, model)
-            if not any(isinstance(c, PredictionsTable) for c in self.trainer.callbacks):
-                self.trainer.callbacks.append(PredictionsTable())  # a no-op without a WandbLogger
 
     def _attach_wandb(self, config, folder: RunFolder, stage: str, summary: dict, model) -> None:
         """A W&B run per run folder (``moco_lit.tracking`` says how id, group and job type are chosen)."""

@@ -1,19 +1,19 @@
 """``CollaborationModule``: the LightningModule every collaboration method subclasses.
 
-A method writes ``collaborate(batch) -> list[str | Answer]``; this class does the rest of a run:
-loads the collaborators once on the rank's device, asks them through the shared generation
-engine (cache first) while counting calls and tokens per example, scores outputs with the
-benchmark's metric (reduced across ranks), appends one record per example to the run folder as
-batches finish, resumes from that file, and writes ``metrics.json``. Methods that choose
-something on the dev split override ``calibration_step``/``finish_calibration``; ``fit`` runs the
-calibration and ``test`` on an uncalibrated module runs it first (and says so).
+A method writes ``collaborate(batch) -> list[str | Answer]``; this class does the rest of the
+collaboration: loads the collaborators once on the rank's device, asks them through the shared
+generation engine (cache first) while charging calls and tokens to each example, scores outputs
+with the benchmark's metric (reduced across ranks) and makes one record per example. It opens no
+file: the run folder, resuming from it, cost totals and W&B are Lightning callbacks
+(``moco_lit.callbacks``) that read ``epoch_records``. Methods that choose something on the dev
+split override ``calibration_step``/``finish_calibration``; ``fit`` runs the calibration and
+``test`` on an uncalibrated module runs it first (and says so).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -23,11 +23,12 @@ import lightning as L
 import torch
 from torchmetrics import SumMetric
 
+from moco_lit import paths
 from moco_lit.cache import GenerationCache
 from moco_lit.collaborators import Collaborator, Prompt, check_collaborators, load_collaborator
+from moco_lit.decoding import JointDecoder
 from moco_lit.errors import UserError
 from moco_lit.evaluation import ScoreMetric, Scorer, answer_key
-from moco_lit.evaluation.stats import score_interval
 from moco_lit.generation import DecodingConfig, Generation, GenerationEngine, example_seed
 from moco_lit.runs import RunFolder
 
@@ -56,6 +57,22 @@ class RuntimeOptions:
     progress: bool = True
     scoring: str = "moco_lit"
     config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class EpochRecords:
+    """What the running evaluation epoch has produced, for the callbacks that resume, count and write.
+
+    ``resumed``: records already in the run folder, by id, whose examples are not run again (a
+    resume callback sets it at the epoch's start). ``batch``: every record of the last batch, in
+    batch order, resumed ones included. ``fresh``: the last batch's new records. ``metrics``: the
+    finished epoch's metrics, the module's scores and what callbacks add (cost, seconds).
+    """
+
+    resumed: dict[str, dict] = field(default_factory=dict)
+    batch: list[dict] = field(default_factory=list)
+    fresh: list[dict] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
 
 class CollaborationModule(L.LightningModule):
@@ -113,9 +130,6 @@ class CollaborationModule(L.LightningModule):
         self.engine: GenerationEngine | None = None
         self.scorer: Scorer | None = None
         self.score_metric = ScoreMetric()
-        self.cost_tokens = SumMetric()
-        self.cost_calls = SumMetric()
-        self.cost_new_tokens = SumMetric()
         self.example_count = SumMetric()
         # dev score of each collaborator as a single model: the basis of every dev-based choice
         self.register_buffer("dev_scores", torch.full((len(collaborators),), math.nan, dtype=torch.float64))
@@ -124,9 +138,9 @@ class CollaborationModule(L.LightningModule):
         # DDP refuses to wrap a module with no trainable parameter, and `fit` runs calibrations and
         # searches under DDP; this scalar is never part of a loss
         self.ddp_anchor = torch.nn.Parameter(torch.zeros(1))
+        # calls, tokens and new tokens charged to each example not yet recorded
         self._example_cost: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-        self._done: dict[str, dict] = {}
-        self._started = 0.0
+        self.epoch_records = EpochRecords()
 
     # -- configuration checks -----------------------------------------------------------------
 
@@ -168,8 +182,6 @@ class CollaborationModule(L.LightningModule):
             self.collaborators = [load_collaborator(spec, device) for spec in self.collaborator_specs]
         cache = None
         if self.runtime.cache:
-            from moco_lit import paths
-
             cache = GenerationCache(self.runtime.cache_path or paths.home() / "generations.sqlite")
         self.engine = GenerationEngine(
             cache=cache,
@@ -256,8 +268,6 @@ class CollaborationModule(L.LightningModule):
         (``moco_lit.decoding``: fused logits or hand-overs; rule indices are positions in ``models``).
         Each model's tokens are charged to each example as one call per model.
         """
-        from moco_lit.decoding import JointDecoder
-
         decoder = JointDecoder(
             [self.collaborators[m] for m in models],
             self.decoding,
@@ -388,19 +398,10 @@ class CollaborationModule(L.LightningModule):
     def on_predict_epoch_start(self) -> None:
         self._begin_epoch()
 
-    @property
-    def _folder(self) -> RunFolder | None:
-        """The run folder records go to; none for validation inside `fit` (every epoch differs)."""
-        fitting = self._trainer is not None and self.trainer.state.fn == "fit"
-        return None if fitting else self.runtime.run_folder
-
     def _begin_epoch(self) -> None:
-        folder = self._folder
-        self._done = folder.load_predictions() if folder is not None else {}
-        if self._done:
-            self.note(f"resuming: {len(self._done)} examples already in {folder.path}")
+        # (`resumed` is the resume callback's: callbacks' epoch-start hooks run before this one)
+        self.epoch_records.batch, self.epoch_records.fresh, self.epoch_records.metrics = [], [], {}
         self._example_cost.clear()
-        self._started = time.perf_counter()
 
     def test_step(self, batch: list[Example], batch_idx: int) -> None:
         self._evaluate(batch)
@@ -415,9 +416,6 @@ class CollaborationModule(L.LightningModule):
     def _evaluate(self, batch: list[Example]) -> None:
         records = self._run_batch(batch, score=True)
         self.score_metric.update([record.get("score") for record in records])
-        self.cost_calls.update(float(sum(r["calls"] for r in records)))
-        self.cost_tokens.update(float(sum(r["tokens"] for r in records)))
-        self.cost_new_tokens.update(float(sum(r["new_tokens"] for r in records)))
         self.example_count.update(float(len(records)))
         self.update_extra_metrics(records)
 
@@ -425,12 +423,14 @@ class CollaborationModule(L.LightningModule):
         """Hook for methods that report more than one score (e.g. one per collaborator)."""
 
     def _run_batch(self, batch: list[Example], score: bool) -> list[dict]:
-        todo = [example for example in batch if example["id"] not in self._done]
+        """The batch's records: resumed ones as they were, the others made now (``fresh``)."""
+        resumed = self.epoch_records.resumed
+        todo = [example for example in batch if example["id"] not in resumed]
         fresh = self._collaborate_and_record(todo, score) if todo else []
         by_id = {record["id"]: record for record in fresh}
-        if self._folder is not None and fresh:
-            self._folder.append_predictions(fresh, self.global_rank, self.trainer.world_size)
-        return [by_id.get(example["id"]) or self._done[example["id"]] for example in batch]
+        records = [by_id.get(example["id"]) or resumed[example["id"]] for example in batch]
+        self.epoch_records.fresh, self.epoch_records.batch = fresh, records
+        return records
 
     def _collaborate_and_record(self, batch: list[Example], score: bool) -> list[dict]:
         answers = [a if isinstance(a, Answer) else Answer(a) for a in self.collaborate(batch)]
@@ -470,14 +470,8 @@ class CollaborationModule(L.LightningModule):
         self._finish_epoch("predict")
 
     def epoch_metrics(self) -> dict[str, float]:
-        """Metrics of the finished epoch, reduced across ranks (every rank must call this)."""
-        return {
-            "score": float(self.score_metric.compute()),
-            "n": int(self.example_count.compute()),
-            "cost/calls": float(self.cost_calls.compute()),
-            "cost/tokens": float(self.cost_tokens.compute()),
-            "cost/new_tokens": float(self.cost_new_tokens.compute()),
-        }
+        """Scores of the finished epoch, reduced across ranks (every rank must call this)."""
+        return {"score": float(self.score_metric.compute()), "n": int(self.example_count.compute())}
 
     def extra_epoch_metrics(self) -> dict[str, float]:
         """Hook: more metrics of the finished epoch (reduced across ranks)."""
@@ -485,57 +479,20 @@ class CollaborationModule(L.LightningModule):
 
     def _finish_epoch(self, split: str) -> None:
         metrics = {} if split == "predict" else {**self.epoch_metrics(), **self.extra_epoch_metrics()}
-        for metric in (
-            self.score_metric,
-            self.cost_calls,
-            self.cost_tokens,
-            self.cost_new_tokens,
-            self.example_count,
-        ):
-            metric.reset()
-        self.trainer.strategy.barrier()
-        if split != "predict":
-            prefix = "test" if split == "test" else "val"
-            for key, value in metrics.items():
-                name = key if key.startswith("cost/") else f"{prefix}/{key}"
-                if isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
-                    self.log(name, float(value), rank_zero_only=True, sync_dist=False)
-        folder = self._folder
-        if folder is None or self.global_rank != 0:
+        self.score_metric.reset()
+        self.example_count.reset()
+        if split == "predict":
             return
-        if self.trainer.world_size > 1 or folder.shards():
-            folder.merge_shards()  # also rank files of an earlier run with another number of ranks
-        if split != "predict":
-            folder.write_metrics(
-                {
-                    "method": self.method_name,
-                    "level": self.level,
-                    "split": "test" if split == "test" else "dev",
-                    "collaborators": self.collaborator_names,
-                    "dev_scores": _floats(self.dev_scores) if bool(self.calibrated) else None,
-                    "seconds": round(time.perf_counter() - self._started, 3),
-                    **self.runtime.config.get("summary", {}),
-                    **metrics,
-                    **self._score_intervals(folder, metrics),
-                }
-            )
+        prefix = "test" if split == "test" else "val"
+        for key, value in metrics.items():
+            name = key if key.startswith("cost/") else f"{prefix}/{key}"
+            if isinstance(value, int | float) and not (isinstance(value, float) and math.isnan(value)):
+                self.log(name, float(value), rank_zero_only=True, sync_dist=False)
+        self.epoch_records.metrics.update(metrics)
 
     def per_example_scores(self, records: list[dict], metrics: dict) -> dict[str, list[float | None]]:
         """Hook: the per-example scores behind each score of ``metrics`` (key → scores)."""
         return {"score": [record.get("score") for record in records]}
-
-    def _score_intervals(self, folder: RunFolder, metrics: dict) -> dict:
-        """``score_ci`` (and ``score_ci/<name>``) over the folder's examples, every rank's included."""
-        records = list(folder.load_predictions().values())
-        out: dict[str, Any] = {}
-        for key, scores in self.per_example_scores(records, metrics).items():
-            interval = score_interval(scores)
-            if interval is None:
-                continue
-            out[key.replace("score", "score_ci", 1)] = [interval.low, interval.high]
-            if key == "score":
-                out |= {"ci_method": interval.method, "confidence": interval.confidence, "ci_n": interval.n}
-        return out
 
 
 def _check_not_empty(datamodule: Any, stage: str) -> None:
@@ -583,7 +540,3 @@ def _reference(record: dict) -> Any:
         if key in record:
             return record[key]
     return None
-
-
-def _floats(tensor: torch.Tensor) -> list[float]:
-    return [round(float(v), 6) for v in tensor.tolist()]
