@@ -230,7 +230,9 @@ def quickstart(workdir: Path) -> dict[str, str]:
         command = [sys.executable, "-m", "moco_lit", "quickstart", "--run_dir", str(QUICKSTART_RUNS)]
         subprocess.run(command, cwd=ROOT, check=True)
     cells = json.loads((report / "runs.json").read_text())["cells"]
-    rows = leaderboard_rows([cell["run_folder"] for cell in cells], group_field="skill")
+    # run folders are written as the quickstart was given them: relative to where it ran
+    folders = [QUICKSTART_RUNS.parent / cell["run_folder"] for cell in cells]
+    rows = leaderboard_rows(folders, group_field="skill")
     table = format_leaderboard(rows, title="")
     start = table.index("method ")
     values = {"leaderboard": table[start:].rstrip("\n")}
