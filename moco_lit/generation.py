@@ -10,19 +10,22 @@ depend on which other prompts shared its batch. The text after the last ``</thin
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import torch
 from tqdm.auto import tqdm
-from transformers import GenerationConfig, LogitsProcessorList
+from transformers import DynamicCache, GenerationConfig, LogitsProcessorList
 
 from moco_lit.backend import Backend, Request, cut_at_stop, eos_ids_of, until_eos
 from moco_lit.cache import GenerationCache, cache_key
 from moco_lit.collaborators import Collaborator, Prompt
 from moco_lit.errors import UserError
+from moco_lit.llamacpp_backend import LlamaCppBackend
 from moco_lit.processes import THREADS_ENV, ThreadGovernor
 from moco_lit.vllm_backend import VllmBackend
 
@@ -127,6 +130,8 @@ def example_seed(base_seed: int, *parts: object) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+BACKENDS = ("hf", "vllm", LlamaCppBackend.name)
+
 AUTO_BATCH_SIZE = 64
 """Where ``generation_batch_size: auto`` starts (halved on every out-of-memory batch)."""
 
@@ -140,7 +145,11 @@ def _out_of_memory(error: BaseException) -> bool:
 class GenerationEngine:
     """Generates for many prompts at once, consulting ``cache`` (None = no cache) first.
 
-    ``backend`` "vllm" generates plain model outputs with vLLM (:mod:`moco_lit.vllm_backend`).
+    ``backend`` "vllm" generates plain model outputs with vLLM (:mod:`moco_lit.vllm_backend`);
+    "llama_cpp" runs collaborators loaded from GGUF files with llama.cpp
+    (:mod:`moco_lit.llamacpp_backend`; its outputs are cached apart from the HF path's).
+    ``finished_rows_leave``: the HF path decodes with :func:`token_loop`, where a row that has
+    ended stops costing compute, instead of ``model.generate``.
     ``threads`` "auto" sets torch's thread count from the machine's load before every batch
     (:class:`~moco_lit.processes.ThreadGovernor`; ``MOCO_LIT_THREADS`` or ``OMP_NUM_THREADS``
     fix it), a number fixes it, None leaves it to whoever set it.
@@ -154,12 +163,14 @@ class GenerationEngine:
     stats: GenerationStats = field(default_factory=GenerationStats)
     backend: str = "hf"
     threads: int | str | None = None
+    finished_rows_leave: bool = False
     _vllm: Backend | None = field(default=None, init=False, repr=False)
+    _llama: LlamaCppBackend | None = field(default=None, init=False, repr=False)
     _governor: ThreadGovernor | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.backend not in {"hf", "vllm"}:
-            raise UserError(f"generation backend {self.backend!r}: expected hf or vllm")
+        if self.backend not in BACKENDS:
+            raise UserError(f"generation backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
         self.auto_batch = self.batch_size == "auto"
         if self.auto_batch:
             self.batch_size = AUTO_BATCH_SIZE
@@ -167,6 +178,8 @@ class GenerationEngine:
             raise UserError(f"--model.generation_batch_size must be >= 1 or auto, got {self.batch_size!r}")
         if self.backend == "vllm":
             self._vllm = VllmBackend(progress=self.progress)
+        if self.backend == LlamaCppBackend.name:
+            self._llama = LlamaCppBackend()
         if self.threads == "auto":
             self._governor = ThreadGovernor()
         elif self.threads is not None:
@@ -193,6 +206,9 @@ class GenerationEngine:
         fields = decoding.cache_fields()
         if collaborator.stop_strings:  # outputs cut at a stop string are other outputs
             fields = {**fields, "stop": list(collaborator.stop_strings)}
+        if self._llama is not None and self._llama.serves(collaborator):
+            # other kernels, other outputs: never mixed with the HF path's in the cache
+            fields = {**fields, "backend": LlamaCppBackend.name}
         for request in requests:
             seed = 0 if decoding.greedy else request.seed
             request.key = cache_key(collaborator.fingerprint, request.rendered, fields, seed, request.sample)
@@ -294,9 +310,23 @@ class GenerationEngine:
         processors = LogitsProcessorList([recorder, top5])
         if not decoding.greedy:
             processors.append(SeededSampler([r.seed ^ r.sample for r in batch], decoding))
-        stop = {"tokenizer": tokenizer} if collaborator.stop_strings else {}
-        sequences = model.generate(**inputs, generation_config=config, logits_processor=processors, **stop)
-        new_ids = sequences[:, inputs["input_ids"].shape[1] :]
+        if self._llama is not None and self._llama.serves(collaborator):
+            steps: TokenSteps | None = self._llama.steps(collaborator, decoding.max_new_tokens)
+        elif self.finished_rows_leave:
+            steps = HfSteps(model)
+        else:
+            steps = None
+        if steps is not None:
+            stopped = _stop_check(tokenizer, collaborator.stop_strings)
+            new_ids = token_loop(
+                steps, inputs, decoding.max_new_tokens, processors, eos_ids, tokenizer.pad_token_id, stopped
+            )
+        else:
+            stop = {"tokenizer": tokenizer} if collaborator.stop_strings else {}
+            sequences = model.generate(
+                **inputs, generation_config=config, logits_processor=processors, **stop
+            )
+            new_ids = sequences[:, inputs["input_ids"].shape[1] :]
         logprobs = recorder.finish(new_ids)
         top5_steps = top5.finish()
         results = {}
@@ -387,6 +417,124 @@ def left_padded(rows: list[list[int]], pad_id: int, device) -> dict[str, torch.T
             input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
             attention_mask[row, width - len(ids) :] = 1
     return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+
+
+class TokenSteps(Protocol):
+    """A model driven one token at a time for a batch of prompts whose rows may leave it."""
+
+    def start(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Read the left-padded prompts; the next-token logits of every row (rows × vocabulary)."""
+        ...
+
+    def advance(self, keep: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """Keep only the rows at positions ``keep`` of the current ones, append ``tokens`` (one per
+        kept row) and return their next-token logits."""
+        ...
+
+
+class HfSteps:
+    """A transformers causal LM over a KV cache from which finished rows are dropped.
+
+    Every row keeps its attention mask and its positions (counted over its own tokens, as
+    ``generate`` counts them), so removing a row changes nothing for the others.
+    """
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.cache = DynamicCache(config=model.config)
+        parameters = inspect.signature(model.forward).parameters
+        # transformers 5 renamed past_key_values to cache
+        self.cache_arg = "cache" if "cache" in parameters else "past_key_values"
+        self.mask = torch.zeros(0)
+        self.next_position = torch.zeros(0)
+
+    def start(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        self.mask = inputs["attention_mask"]
+        positions = (self.mask.cumsum(-1) - 1).masked_fill(self.mask == 0, 0)
+        self.next_position = positions[:, -1:] + 1
+        return self._forward(inputs["input_ids"], positions)
+
+    def advance(self, keep: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        if len(keep) < self.mask.shape[0]:
+            keep = keep.to(self.mask.device)
+            self.cache.batch_select_indices(keep)
+            self.mask, self.next_position = self.mask[keep], self.next_position[keep]
+        self.mask = torch.cat([self.mask, self.mask.new_ones(len(keep), 1)], dim=1)
+        logits = self._forward(tokens.to(self.mask.device)[:, None], self.next_position)
+        self.next_position = self.next_position + 1
+        return logits
+
+    def _forward(self, input_ids: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        out = self.model(
+            input_ids=input_ids,
+            attention_mask=self.mask,
+            position_ids=positions,
+            use_cache=True,
+            **{self.cache_arg: self.cache},
+        )
+        return out.logits[:, -1]
+
+
+def token_loop(
+    steps: TokenSteps,
+    inputs: dict[str, torch.Tensor],
+    max_new_tokens: int,
+    processors,
+    eos_ids: Sequence[int],
+    pad_id: int,
+    stopped=None,
+) -> torch.Tensor:
+    """Greedy decoding over ``processors``' scores, as ``model.generate`` does it, except that a
+    row that has ended leaves the batch: the model computes only the rows still writing.
+
+    ``processors`` see the whole batch every step, as in ``generate`` (an ended row's scores are
+    zeros, its token the pad id), so the recorders and per-row samplers work unchanged.
+    ``stopped(row_ids)`` ends a row on its new tokens (stop strings). Returns the new ids, batch
+    × steps, ended rows padded.
+    """
+    input_ids = inputs["input_ids"]
+    rows = input_ids.shape[0]
+    logits = steps.start(inputs)
+    active = torch.arange(rows)
+    ended = torch.zeros(rows, dtype=torch.bool)
+    written: list[list[int]] = [[] for _ in range(rows)]
+    columns: list[torch.Tensor] = []
+    eos = set(eos_ids)
+    for step in range(max_new_tokens):
+        scores = logits.new_zeros(rows, logits.shape[-1], dtype=torch.float32)
+        scores[active.to(scores.device)] = logits.float()
+        tokens = processors(input_ids, scores).argmax(dim=-1).cpu()
+        tokens[ended] = pad_id
+        columns.append(tokens)
+        input_ids = torch.cat([input_ids, tokens[:, None].to(input_ids.device)], dim=1)
+        keep = []
+        for place, row in enumerate(active.tolist()):
+            token = int(tokens[row])
+            written[row].append(token)
+            if token in eos or (stopped is not None and stopped(written[row])):
+                ended[row] = True
+            else:
+                keep.append(place)
+        if not keep or step == max_new_tokens - 1:
+            break
+        kept = torch.tensor(keep)
+        active = active[kept]
+        logits = steps.advance(kept, tokens[active])
+    return torch.stack(columns, dim=1) if columns else torch.zeros(rows, 0, dtype=torch.long)
+
+
+def _stop_check(tokenizer, stop_strings: Sequence[str]):
+    """Whether a row's new tokens end in (or run past) a stop string; None without stop strings."""
+    if not stop_strings:
+        return None
+    # the stop string can only have been completed by the last token: look at a short tail
+    tail = max(len(tokenizer.encode(s, add_special_tokens=False)) for s in stop_strings) + 2
+
+    def stopped(ids: list[int]) -> bool:
+        text = tokenizer.decode(ids[-tail:], skip_special_tokens=True)
+        return any(stop in text for stop in stop_strings)
+
+    return stopped
 
 
 class LogprobRecorder:

@@ -80,9 +80,10 @@ class MocoCLI(LightningCLI):
         parser.add_argument("--cache_path", type=str | None, default=None, help="generation cache file")
         parser.add_argument(
             "--generation_backend",
-            type=Literal["hf", "vllm"],
+            type=Literal["hf", "vllm", "llama_cpp"],
             default="hf",
-            help="plain generation with transformers (hf) or vLLM (needs vllm installed)",
+            help="plain generation with transformers (hf), vLLM (needs vllm installed) or llama.cpp "
+            "for GGUF models (needs the llama extra)",
         )
         parser.add_argument(
             "--refit", type=bool, default=False, help="fit: train again even when a finished fit matches"

@@ -10,6 +10,8 @@ import sys
 import time
 from collections.abc import Mapping
 
+import torch
+
 from moco_lit.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -74,8 +76,6 @@ class ThreadGovernor:
 
     def apply(self) -> int:
         """Set (when the user did not) and return the thread count for the next batch."""
-        import torch
-
         threads = choose_threads(self.cores, self.others_load(), self.environ)
         if threads is not None and threads != torch.get_num_threads():
             torch.set_num_threads(threads)

@@ -43,6 +43,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "moco_lit.decoding",
         "moco_lit.vllm_backend",
         "moco_lit.backend",
+        "moco_lit.llamacpp_backend",
     ),
     "data and evaluation": ("moco_lit.data", "moco_lit.evaluation"),
     "training, search, merging": (
@@ -78,6 +79,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
 # and these, which no extra installs.
 LAZY_PACKAGES = {
     "vllm": "the GPU generation backend, installed by hand where CUDA is",
+    "llama_cpp": "the llama.cpp generation backend (the llama extra installs llama-cpp-python)",
     "model_collaboration": "MoCo itself, only for its own scoring rules (--scoring moco)",
 }
 
@@ -146,7 +148,6 @@ KNOWN = {
     ("local", "moco_lit.models", "transformers"),
     ("local", "moco_lit.processes", "ctypes"),
     ("local", "moco_lit.processes", "signal"),
-    ("local", "moco_lit.processes", "torch"),
     ("local", "moco_lit.quickstart", "moco_lit.cli"),
     ("local", "moco_lit.quickstart", "moco_lit.data.prompts"),
     ("local", "moco_lit.quickstart", "moco_lit.report"),

@@ -115,7 +115,7 @@ def test_choosing_vllm_without_it_says_what_to_do(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm raises ImportError
     with pytest.raises(UserError, match="install vllm on a CUDA machine, or use --generation_backend hf"):
         GenerationEngine(backend="vllm")
-    with pytest.raises(UserError, match="expected hf or vllm"):
+    with pytest.raises(UserError, match="expected one of hf, vllm, llama_cpp"):
         GenerationEngine(backend="tgi")
 
 
