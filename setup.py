@@ -1,8 +1,8 @@
-"""Ships the recipes, trainer presets and sweeps inside the package.
+"""Ships the recipes, trainer presets, sweeps and callback presets inside the package.
 
-They live at the repository root (``recipes/``, ``configs/``, ``sweeps/``), outside ``moco_lit/``;
-a built wheel carries copies under ``moco_lit/shipped/``, where ``moco_lit.shipped`` finds them by
-path or by name. An editable install reads them from the checkout instead. Everything else is in
+They live at the repository root (``recipes/``, ``configs/``, ``sweeps/``, ``callbacks/``), outside
+``moco_lit/``; a built wheel carries copies under ``moco_lit/shipped/``, where ``moco_lit.shipped``
+finds them by path or by name. An editable install reads them from the checkout instead. Everything else is in
 pyproject.toml.
 """
 
@@ -12,7 +12,7 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).resolve().parent
-SHIPPED = ("recipes", "configs", "sweeps")
+SHIPPED = ("recipes", "configs", "sweeps", "callbacks")
 
 
 class BuildPyWithShipped(build_py):

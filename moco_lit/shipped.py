@@ -1,8 +1,8 @@
-"""Recipes, trainer presets and sweeps found by path or by name, in a clone or an installed wheel.
+"""Recipes, presets (trainer, callbacks) and sweeps found by path or by name, in a clone or a wheel.
 
-A clone keeps them at its root (``recipes/``, ``configs/``, ``sweeps/``); a wheel ships copies
-inside the package (``moco_lit/shipped/``, written by ``setup.py``). A ``-c`` value that is not a
-file as given is looked up, in that order, relative to the checkout root and in the shipped
+A clone keeps them at its root (``recipes/``, ``configs/``, ``callbacks/``, ``sweeps/``); a wheel
+ships copies inside the package (``moco_lit/shipped/``, written by ``setup.py``). A ``-c`` value
+that is not a file as given is looked up, in that order, relative to the checkout root and in the shipped
 folder; a bare name (``majority_vote``, ``text/majority_vote``, ``ddp``) is the one
 ``<folder>/**/<name>.yaml`` it names.
 """
@@ -17,10 +17,10 @@ import moco_lit
 from moco_lit.errors import UserError, did_you_mean
 from moco_lit.method_registry import REGISTRY
 
-# what each kind of -c value may name: Lightning commands take recipes and trainer presets
-LIGHTNING_FOLDERS = ("recipes", "configs")
+# what each kind of -c value may name: Lightning commands take recipes, trainer and callback presets
+LIGHTNING_FOLDERS = ("recipes", "configs", "callbacks")
 SWEEP_FOLDERS = ("sweeps",)
-SHIPPED_FOLDERS = ("recipes", "configs", "sweeps")
+SHIPPED_FOLDERS = ("recipes", "configs", "sweeps", "callbacks")
 SUFFIXES = (".yaml", ".yml")
 
 
@@ -147,7 +147,11 @@ def format_recipes() -> str:
     widths = [max(len(column), *(len(line[i]) for line in cells)) for i, column in enumerate(RECIPE_COLUMNS)]
     lines = [RECIPE_COLUMNS, tuple("-" * width for width in widths), *cells]
     table = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in lines]
-    for folder, label in (("configs", "trainer presets"), ("sweeps", "sweeps")):
+    for folder, label in (
+        ("configs", "trainer presets"),
+        ("callbacks", "callback presets"),
+        ("sweeps", "sweeps"),
+    ):
         names = sorted(Path(rel).stem for rel in shipped_files((folder,)))
         table.append(f"{label} (-c NAME): {', '.join(names) or '-'}")
     return "\n".join(table)

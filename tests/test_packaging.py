@@ -18,7 +18,7 @@ from moco_lit.cli import main
 from moco_lit.errors import UserError
 from tests.conftest import ROOT
 
-SHIPPED_FOLDERS = ("recipes", "configs", "sweeps")
+SHIPPED_FOLDERS = ("recipes", "configs", "sweeps", "callbacks")
 SOURCES = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "moco_lit", *SHIPPED_FOLDERS)
 
 
@@ -200,7 +200,9 @@ def test_recipes_lists_every_recipe_by_the_name_c_takes(tmp_path, monkeypatch, c
     assert main(["recipes"]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = {
-        line.split()[0]: line.split()[1:] for line in lines[2:] if not line.startswith(("trainer", "sweeps"))
+        line.split()[0]: line.split()[1:]
+        for line in lines[2:]
+        if not line.startswith(("trainer", "callback", "sweeps"))
     }
     assert len(rows) == len([rel for rel in root_yaml() if rel.startswith("recipes/")])
     assert rows["text/majority_vote"] == ["majority_vote", "gsm8k"]
@@ -208,6 +210,7 @@ def test_recipes_lists_every_recipe_by_the_name_c_takes(tmp_path, monkeypatch, c
     for name in rows:  # each listed name resolves to its one file
         assert Path(shipped.resolve(name)) == ROOT / "recipes" / f"{name}.yaml"
     assert "trainer presets (-c NAME): cpu, ddp," in "\n".join(lines)
+    assert "callback presets (-c NAME): checkpoint_every_epoch, default, no_wandb_table" in lines
     assert lines[-1] == "sweeps (-c NAME): scripted_demo, text_methods"
 
 

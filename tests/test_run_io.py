@@ -4,17 +4,21 @@
 test, predict and validate; single_model under test, with its per-collaborator scores and
 intervals) as written before run I/O moved into callbacks. The same commands must write the
 same bytes; in metrics.json only what differs between any two runs (the seconds, the code's
-version and commit) is left out of the comparison.
+version and commit) is left out of the comparison. Two DDP ranks write the same records (merged
+from their rank files, in id order) and the same metrics, cost summed across the ranks.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import collaborators_arg
+from tests.conftest import ROOT, collaborators_arg
 
 FIXTURES = Path(__file__).parent / "fixtures" / "run_io"
 POOL = collaborators_arg([f"callable:tests.scripted.{name}" for name in ("oracle", "coin", "multiplier")])
@@ -50,3 +54,34 @@ def assert_same_files(folder: Path, case: str) -> None:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_run_folder_files_are_unchanged(case, run_cli):
     assert_same_files(run_files(run_cli, case), case)
+
+
+@pytest.mark.slow
+def test_two_ranks_write_the_records_and_cost_of_one_process(tmp_path):
+    command = [sys.executable, "-m", "moco_lit", *CASES["single_test"], "--model.collaborators", POOL, *DATA]
+    command += [
+        "--run_dir",
+        str(tmp_path / "runs"),
+        "--progress",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+    command += ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "WANDB_MODE": "disabled",
+        "MOCO_LIT_HOME": str(tmp_path / "home"),
+    }
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "running 1 processes" not in result.stderr  # two ranks ran
+    (folder,) = {path.parent for path in (tmp_path / "runs").rglob("metrics.json")}
+    assert sorted(p.name for p in folder.iterdir()) == ["config.yaml", "metrics.json", "predictions.jsonl"]
+    lines = (folder / "predictions.jsonl").read_text().splitlines()
+    expected = (FIXTURES / "single_test" / "predictions.jsonl").read_text().splitlines()
+    assert sorted(lines) == sorted(expected) and len(lines) == 5
+    metrics = json.loads((folder / "metrics.json").read_text())
+    metrics |= {key: value for key, value in VOLATILE.items() if key in metrics}
+    assert metrics == json.loads((FIXTURES / "single_test" / "metrics.json").read_text())
