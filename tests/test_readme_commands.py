@@ -113,9 +113,9 @@ PLANS: dict[str, Plan] = {
 }
 
 
-def readme_commands() -> list[str]:
+def readme_commands(text: str | None = None) -> list[str]:
     """README's ```bash commands in order, continuation lines joined."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = text if text is not None else (ROOT / "README.md").read_text(encoding="utf-8")
     lines = []
     for block in re.findall(r"```bash\n(.*?)```", text, re.S):
         lines += [line for line in block.replace("\\\n", " ").splitlines() if normal(line)]
@@ -141,15 +141,27 @@ def real_models_missing() -> str | None:
     return None
 
 
+def unplanned(readme: str) -> tuple[list[str], list[str]]:
+    """README commands PLANS does not know, and PLANS entries README no longer has."""
+    found = [normal(c) for c in readme_commands(readme)]
+    planned = [normal(c) for c in PLANS]
+    return [c for c in found if c not in planned], [c for c in planned if c not in found]
+
+
 def test_every_readme_command_is_run_parsed_or_skipped_with_a_reason():
-    found = [normal(c) for c in readme_commands()]
-    planned = {normal(c): plan for c, plan in PLANS.items()}
-    new = [c for c in found if c not in planned]
+    new, gone = unplanned((ROOT / "README.md").read_text(encoding="utf-8"))
     assert not new, f"README commands with no plan in tests/test_readme_commands.py PLANS: {new}"
-    gone = [c for c in planned if c not in found]
     assert not gone, f"PLANS lists commands README.md no longer has: {gone}"
-    for command, plan in planned.items():
+    for command, plan in PLANS.items():
         assert plan.action in {"run", "parse", "skip"} and (plan.action == "run" or plan.why), command
+
+
+def test_a_new_readme_command_fails_until_it_is_planned():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    added = readme + "\n```bash\npython -m moco_lit test --model moa \\\n    --data.limit 5   # new\n```\n"
+    assert unplanned(added) == (["python -m moco_lit test --model moa --data.limit 5"], [])
+    removed = readme.replace("python -m moco_lit data list", "")
+    assert unplanned(removed) == ([], ["python -m moco_lit data list"])
 
 
 def test_commands_left_to_ci_are_in_ci_as_written():
