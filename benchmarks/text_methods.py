@@ -74,8 +74,8 @@ def build_models(root: Path, count: int = 3) -> list[str]:
 
 def run_moco_lit(folders: list[str], args, run_dir: str, run_id: str, cache: str | None) -> dict:
     """One ``test`` run; ``cache`` None turns the generation cache off (engine alone)."""
-    from moco_lit.cli import run_lightning
     from moco_lit.collaborators import release_collaborators
+    from moco_lit.lightning_cli import run_lightning
 
     release_collaborators()  # every run loads its models (once): the pool must not carry them over
     argv = [

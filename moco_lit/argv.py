@@ -1,8 +1,18 @@
-"""Command-line flags that moco_lit reads before LightningCLI sees the rest (``--seeds``, ``--tasks``)."""
+"""Command-line flags that moco_lit reads before LightningCLI sees the rest (``--seeds``, ``--tasks``),
+and the argument parser of the project commands (``score``, ``data``, ``quickstart``, ...)."""
 
 from __future__ import annotations
 
+import argparse
+
 from moco_lit.errors import UserError
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse that reports bad arguments as one ``error:`` line and exit code 2, like the rest."""
+
+    def error(self, message: str):
+        raise UserError(f"{self.prog}: {message}")
 
 
 def pop_flag(argv: list[str], flag: str, example: str) -> tuple[list[str], str | None]:

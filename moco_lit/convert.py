@@ -20,16 +20,21 @@ report runs; :func:`moco_log_predictions` turns one into a ``{id, output}`` JSON
 
 from __future__ import annotations
 
+import argparse
 import inspect
 import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 
+from moco_lit import methods
+from moco_lit.data import load_benchmark
 from moco_lit.errors import UserError
+from moco_lit.methods.text import structure
+from moco_lit.results import Run
 
 LEVEL_PREFIXES = ("api_", "text_", "logit_", "weight_")
 
@@ -401,8 +406,6 @@ CONFIG_KEYS = ("method", "task", "task_type", "gpu_ids", "model_names", "hyperpa
 
 def moco_method_name(name: str) -> str:
     """MoCo's method module (``text_majority_vote``) or log suffix (``majority_vote``) → short name."""
-    from moco_lit import methods
-
     available = methods.names()
     candidates = [name] + [name[len(p) :] for p in LEVEL_PREFIXES if name.startswith(p)]
     for candidate in candidates:
@@ -487,8 +490,6 @@ def convert_config(config: dict, allow_lossy: bool = False) -> tuple[dict, list[
     Raises a UserError naming every setting moco_lit cannot express, unless ``allow_lossy``: then
     they are listed in the notes (the recipe's header) and left out.
     """
-    from moco_lit import methods
-
     name = moco_method_name(config["method"])
     accepted = set(method_arguments(methods.get(name)))
     hyper = dict(config.get("hyperparameters") or {})
@@ -533,8 +534,6 @@ def _generation_defaults() -> dict[str, Any]:
 
 
 def _recipe(name: str, models: list, config: dict, targets: dict[str, Any]) -> dict:
-    from moco_lit import methods
-
     init_args: dict[str, Any] = {"collaborators": models}
     data: dict[str, Any] = {"benchmark": config["task"]}
     if config.get("task_type"):
@@ -584,10 +583,6 @@ def moco_structure_matrix(structure_type: str, count: int, matrix: list | None =
 
 def _structure_graph(hyper: dict, count: int, targets: dict[str, Any]) -> str | None:
     """Name moco_lit's topology with MoCo's graph, or give the graph as a matrix (``other``)."""
-    from typing import get_args
-
-    from moco_lit.methods.text import structure
-
     targets.pop("structure_matrix", None)
     kind = hyper.get("structure_type")
     if kind is None:
@@ -677,8 +672,6 @@ def _method_from_filename(path: Path, data: dict) -> str:
 def _test_ids(task: str, task_type: str | None, count: int) -> list[str]:
     """The ids of the first ``count`` test examples of ``task``; positions when it cannot be loaded."""
     try:
-        from moco_lit.data import load_benchmark
-
         records = load_benchmark(task, task_type=task_type).test
         if len(records) >= count:
             return [str(r["id"]) for r in records[:count]]
@@ -687,10 +680,8 @@ def _test_ids(task: str, task_type: str | None, count: int) -> list[str]:
     return [str(i) for i in range(count)]
 
 
-def runs_from_moco_logs(paths: list[Path]) -> list:
-    """Report runs (``moco_lit.report.Run``) from MoCo logs; a single_model log is one model's scores."""
-    from moco_lit.report import Run
-
+def runs_from_moco_logs(paths: list[Path]) -> list[Run]:
+    """Report runs (``moco_lit.results.Run``) from MoCo logs; a single_model log is one model's scores."""
     runs = []
     for path in paths:
         log = read_moco_log(path)
@@ -746,8 +737,6 @@ def moco_log_task(path: str | Path) -> str | None:
 
 def main(argv: list[str]) -> int:
     """``python -m moco_lit convert moco_config.json [-o recipe.yaml]``."""
-    import argparse
-
     parser = argparse.ArgumentParser(
         prog="python -m moco_lit convert", description="Turn a MoCo JSON config into a moco_lit recipe YAML."
     )

@@ -5,6 +5,9 @@ Raise it where the bad value enters: a config value, a file, a model path. The m
 value, what was expected, and how to fix it.
 """
 
+import difflib
+import os
+
 
 class UserError(Exception):
     """Bad input from the user: config, data file, model path, predictions file."""
@@ -22,8 +25,6 @@ def first_line(error: BaseException) -> str:
 def load_failure(error: BaseException) -> str:
     """One line on why a model or tokenizer did not load; offline, a Hub name missing from the
     local cache says so instead of the library's advice to check the connection."""
-    import os
-
     text = str(error)
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in {"1", "true", "yes", "on"}
     if offline and ("couldn't connect" in text or "offline mode" in text or "cached files" in text):
@@ -36,7 +37,5 @@ def load_failure(error: BaseException) -> str:
 
 def did_you_mean(name: str, choices, cutoff: float = 0.75) -> str:
     """``" (did you mean X?)"`` for the closest of ``choices`` to ``name``, or ``""``."""
-    import difflib
-
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=cutoff)
     return f" (did you mean {close[0]}?)" if close else ""

@@ -15,6 +15,9 @@ from pathlib import Path
 
 from moco_lit.errors import UserError
 from moco_lit.evaluation.stats import CONFIDENCE
+from moco_lit.figures import score_table
+from moco_lit.lightning_cli import wandb_credentials
+from moco_lit.tracking import wandb_run_id
 
 FORMATS = ("latex", "csv")
 """Export formats ``report --format`` writes besides report.md, report.html and report.json."""
@@ -178,8 +181,6 @@ def latex_tables(rows: list[dict], title: str = "moco_lit report", runs: list | 
 
 
 def _subset_table(rows: list[dict], runs: list) -> list[str]:
-    from moco_lit.figures import score_table
-
     labels, columns, matrix = score_table(runs, rows) if runs else ([], [], [])
     if len(columns) <= len({r["setting"] for r in rows}):
         return []  # no benchmark with subsets
@@ -289,9 +290,6 @@ def log_to_wandb(
     """
     import wandb
 
-    from moco_lit.lightning_cli import _wandb_credentials
-    from moco_lit.tracking import wandb_run_id
-
     header, lines = csv_rows(rows, missing=None)
     run = wandb.init(
         project=project,
@@ -301,7 +299,7 @@ def log_to_wandb(
         id=wandb_run_id(out),
         resume="allow",
         dir=str(out),
-        mode="online" if _wandb_credentials() else "offline",
+        mode="online" if wandb_credentials() else "offline",
         config={"report": str(out), "confidence": stats.get("confidence"), "rows": len(lines)},
     )
     try:

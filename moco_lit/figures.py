@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from moco_lit.data import sources
+from moco_lit.data.registry import BENCHMARKS
+from moco_lit.data.synthetic import synthetic_names
 from moco_lit.errors import UserError
 from moco_lit.evaluation.stats import CONFIDENCE, score_interval
-
-if TYPE_CHECKING:
-    from moco_lit.report import Run
+from moco_lit.results import Run, best_single
+from moco_lit.runs import RunFolder
 
 SUBSET_FIELDS = ("skill", "category", "subject", "subset")
 """Record fields that split a benchmark into subsets, in order of preference."""
@@ -67,21 +68,17 @@ def example_subsets(benchmark: str, data: dict | None = None) -> tuple[str | Non
 
 
 def _offline_test_records(benchmark: str, data: dict) -> list[dict]:
-    from moco_lit.data.registry import BENCHMARKS
-    from moco_lit.data.sources import load_benchmark, modelco_cache_dir
-    from moco_lit.data.synthetic import synthetic_names
-
     info = BENCHMARKS.get(benchmark)
     local = (
         benchmark in synthetic_names()
         or Path(benchmark).expanduser().is_file()
         or data.get("data_dir")
-        or (info is not None and (modelco_cache_dir() / info.moco_file).is_file())
+        or (info is not None and (sources.modelco_cache_dir() / info.moco_file).is_file())
     )
     if not local:
         return []
     try:
-        loaded = load_benchmark(
+        loaded = sources.load_benchmark(
             benchmark, data.get("data_dir"), data.get("task_type"), data.get("synthetic_seed") or 0
         )
     except (UserError, OSError, ValueError):
@@ -90,8 +87,6 @@ def _offline_test_records(benchmark: str, data: dict) -> list[dict]:
 
 
 def _subsets_by_benchmark(runs: list[Run]) -> dict[str, dict[str, str]]:
-    from moco_lit.runs import RunFolder
-
     found: dict[str, dict[str, str]] = {}
     for run in runs:
         if run.benchmark in found or run.source != "run":
@@ -293,8 +288,6 @@ def gain_table(
     Per setting: the report row's gain, starred where it counts; then per subset of its benchmark
     the mean per-example difference from the same best single model, on that subset's examples.
     """
-    from moco_lit.report import best_single
-
     by_path = {run.path: run for run in runs}
     shown = [r for r in rows if r["method"] != "single_model" and r["gain"] is not None]
     subsets = _subsets_by_benchmark([by_path[r["run"]] for r in shown if r["run"] in by_path])

@@ -8,23 +8,28 @@ W&B logger (offline when no credentials are configured; skipped when wandb is of
 
 from __future__ import annotations
 
+import atexit
 import errno
 import importlib
 import inspect
 import logging
 import os
 import re
+import shutil
+import sys
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
+import yaml
 from jsonargparse import ArgumentError, Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningCLI
 
-from moco_lit import fit_reuse
+from moco_lit import fit_reuse, methods
 from moco_lit.callbacks import DEFAULT_CALLBACKS, LAST, IterationCheckpoint, RunFolderWriter
 from moco_lit.data import BenchmarkDataModule
 from moco_lit.errors import UserError, did_you_mean, first_line
@@ -32,7 +37,8 @@ from moco_lit.evaluation.sandbox import allow_unsafe_code_execution
 from moco_lit.methods.base import CollaborationModule
 from moco_lit.processes import die_with_parent, usable_cores
 from moco_lit.provenance import provenance
-from moco_lit.runs import RunFolder, run_id_for
+from moco_lit.runs import RunFolder, experiment_config, plain_value, run_id_for
+from moco_lit.shipped import resolve as resolve_shipped
 from moco_lit.tracking import RunLogger, job_type, method_arguments, wandb_run_id
 
 log = logging.getLogger(__name__)
@@ -49,9 +55,6 @@ TRAINER_DEFAULTS: dict[str, Any] = {
     # fits here are a few dozen steps: Lightning's default (every 50) would log no loss curve
     "log_every_n_steps": 1,
 }
-
-# configuration entries that do not change results (excluded from the run id)
-NOT_IN_RUN_ID = {"batch_size", "num_workers", "generation_batch_size"}
 
 
 class MocoCLI(LightningCLI):
@@ -171,7 +174,7 @@ class MocoCLI(LightningCLI):
         config = self.config[self.subcommand]
         if config.get("refit") or config.get("ckpt_path") or _launched_worker():
             return None
-        return fit_reuse.reusable(self._fit_folder().path, _plain(config.as_dict()))
+        return fit_reuse.reusable(self._fit_folder().path, plain_value(config.as_dict()))
 
     # -- before every Lightning command ---------------------------------------------------
 
@@ -191,7 +194,7 @@ class MocoCLI(LightningCLI):
         folder = getattr(self.model.runtime, "run_folder", None)
         if folder is not None and not self.trainer.interrupted and folder.path.is_dir():
             fit_reuse.record_finished(
-                folder.path, _plain(self.config[self.subcommand].as_dict()), last, best_path
+                folder.path, plain_value(self.config[self.subcommand].as_dict()), last, best_path
             )
         if not log.isEnabledFor(logging.INFO):
             return  # (a caller running many fits, such as the quickstart, turns this logger down)
@@ -223,7 +226,7 @@ class MocoCLI(LightningCLI):
             # DDP workers started by this process share its folder and its lock
             folder.lock()
         if self.trainer.global_rank == 0:
-            folder.write_config(_plain(config.as_dict()))  # written with the first result
+            folder.write_config(plain_value(config.as_dict()))  # written with the first result
         summary = {
             "benchmark": data.hparams.benchmark,
             "run_id": run_id,
@@ -276,7 +279,7 @@ class MocoCLI(LightningCLI):
         if os.environ.get("WANDB_MODE") == "disabled":
             return
         benchmark = folder.path.parent.parent.name  # the benchmark's name, also for a file path
-        plain = _plain(config.as_dict())
+        plain = plain_value(config.as_dict())
         arguments = method_arguments(type(model), (plain.get("model") or {}).get("init_args") or {})
         logger = RunLogger(
             project=config["wandb_project"],
@@ -287,7 +290,7 @@ class MocoCLI(LightningCLI):
             id=wandb_run_id(folder.path),
             resume="allow",
             save_dir=str(folder.path),
-            offline=not _wandb_credentials(),
+            offline=not wandb_credentials(),
             config={
                 **plain,
                 **summary,  # run_id, stage, benchmark, scoring, versions, git commit
@@ -332,7 +335,7 @@ def _resolve_named_checkpoint(config: Namespace, subcommand: str) -> None:
     name = config.get("ckpt_path")
     if subcommand == "fit" or name not in ("last", "best"):
         return
-    plain = _plain(config.as_dict())
+    plain = plain_value(config.as_dict())
     class_path = (plain.get("model") or {}).get("class_path") or ""
     module_name, _, class_name = class_path.rpartition(".")
     try:
@@ -401,7 +404,7 @@ def _check_checkpoint_method(config: Namespace) -> None:
         raise UserError(
             f"--ckpt_path {ckpt_path!r} cannot be read as a checkpoint ({first_line(err)})"
         ) from err
-    model = _plain(config["model"].as_dict()) if isinstance(config.get("model"), Namespace) else {}
+    model = plain_value(config["model"].as_dict()) if isinstance(config.get("model"), Namespace) else {}
     saved_class = hparams.pop("_class_path", None)
     hparams.pop("_instantiator", None)
     wanted_class = model.get("class_path")
@@ -412,9 +415,9 @@ def _check_checkpoint_method(config: Namespace) -> None:
         )
     given = model.get("init_args") or {}
     overridden = [
-        f"{key}={_plain(value)!r} (not {given[key]!r})"
+        f"{key}={plain_value(value)!r} (not {given[key]!r})"
         for key, value in hparams.items()
-        if key in given and _plain(value) != given[key]
+        if key in given and plain_value(value) != given[key]
     ]
     if overridden:
         log.warning(
@@ -424,42 +427,79 @@ def _check_checkpoint_method(config: Namespace) -> None:
         )
 
 
-def experiment_config(config: Namespace, stage: str = "test") -> dict:
-    """The part of the configuration that decides results: method, its arguments, data, checkpoint.
-
-    A `fit` resumed from a checkpoint is the same experiment, so its ``ckpt_path`` is left out.
-    """
-    plain = _plain(config.as_dict())
-    data = {k: v for k, v in (plain.get("data") or {}).items() if k not in NOT_IN_RUN_ID}
-    model = plain.get("model") or {}
-    init_args = {k: v for k, v in (model.get("init_args") or {}).items() if k not in NOT_IN_RUN_ID}
-    experiment = {
-        "model": {"class_path": model.get("class_path"), "init_args": init_args},
-        "data": data,
-        "ckpt_path": None if stage == "fit" else plain.get("ckpt_path"),
-    }
-    if plain.get("scoring", "moco_lit") != "moco_lit":  # runs of the default scorer keep their ids
-        experiment["scoring"] = plain["scoring"]
-    return experiment
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items() if not str(k).startswith("__")}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, str | int | float | bool) or value is None:
-        return value
-    return str(value)
-
-
-def _wandb_credentials() -> bool:
+def wandb_credentials() -> bool:
+    """Whether W&B can log online here (an API key, online mode, or a ~/.netrc login)."""
     if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") == "online":
         return True
     netrc = Path.home() / ".netrc"
     return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def finish_wandb_run() -> None:
+    """Close a run's W&B run, so the next run in this process starts its own instead of reusing it."""
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
+# -- running a command -----------------------------------------------------------------------
+
+
+def main(argv: list[str]) -> int:
+    """``python -m moco_lit fit|validate|test|predict ...``: one LightningCLI subcommand."""
+    run_lightning(argv)
+    return 0
+
+
+def run_lightning(argv: list[str]) -> MocoCLI:
+    """Run one LightningCLI subcommand; returns the CLI object (tests read ``cli.model``)."""
+    return MocoCLI(args=expand_method_names(argv))
+
+
+def expand_method_names(argv: list[str]) -> list[str]:
+    """``--model majority_vote`` → the method's class path (LightningCLI wants a class); ``-c NAME``
+    → the recipe or trainer preset it names (``moco_lit.shipped``)."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg in ("-c", "--config") and i + 1 < len(out):
+            out[i + 1] = _expand_config_file(resolve_shipped(out[i + 1]))
+        elif arg.startswith("--config="):
+            out[i] = "--config=" + _expand_config_file(resolve_shipped(arg.split("=", 1)[1]))
+        elif arg in ("--model", "--model.help") and i + 1 < len(out):
+            out[i + 1] = _method_class_path(out[i + 1])
+        elif arg.startswith("--model="):
+            out[i] = "--model=" + _method_class_path(arg.split("=", 1)[1])
+    return out
+
+
+def _expand_config_file(path: str) -> str:
+    """A recipe whose ``model`` (or ``model.class_path``) is a short method name, as a copy with the
+    class path written out (LightningCLI wants a class); any other file as it is."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return path  # LightningCLI reports the file in its own words
+    model = data.get("model") if isinstance(data, dict) else None
+    name = model if isinstance(model, str) else model.get("class_path") if isinstance(model, dict) else None
+    if not isinstance(name, str) or "." in name or not name:
+        return path
+    if isinstance(model, str):
+        data["model"] = _method_class_path(name)
+    else:
+        model["class_path"] = _method_class_path(name)
+    folder = Path(tempfile.mkdtemp(prefix="moco_lit-recipe-"))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    expanded = folder / Path(path).name
+    expanded.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return str(expanded)
+
+
+def _method_class_path(value: str) -> str:
+    if value in methods.names():
+        return methods.class_path(value)
+    if "." not in value and not value.endswith((".yaml", ".yml", ".json")) and not value.startswith("{"):
+        return methods.class_path(value)  # raises the "unknown method" error listing the names
+    return value
 
 
 def _explain_parse_error(err: BaseException, parser, args: list[str] | None) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from peft.tuners.lora import LoraLayer
 
 from moco_lit.errors import UserError
 
@@ -51,8 +52,6 @@ def model_weights(model: torch.nn.Module, label: str = "model") -> Weights:
 
 
 def _lora_layers(peft_model: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    from peft.tuners.lora import LoraLayer
-
     return {name: module for name, module in peft_model.named_modules() if isinstance(module, LoraLayer)}
 
 

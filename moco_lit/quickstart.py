@@ -18,18 +18,27 @@ import logging
 import os
 import shutil
 import string
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import lightning as L
 import torch
+from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+from tokenizers.models import BPE
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from moco_lit import paths
+from moco_lit.argv import CommandParser
 from moco_lit.collaborators import render_plain
+from moco_lit.data.prompts import render_prompt
 from moco_lit.data.synthetic import SKILL_MAKERS, SKILLS, skill_examples
+from moco_lit.lightning_cli import MocoCLI, run_lightning
 from moco_lit.quiet import quiet_runs
+from moco_lit.report import leaderboard_rows, print_leaderboard, write_report
 from moco_lit.training import completion_batch, sft_loss
 
 log = logging.getLogger(__name__)
@@ -60,8 +69,6 @@ class SpecialistTraining:
 
 def render_user_prompt(record: dict) -> str:
     """The user message a quickstart record becomes: the benchmark's own exact-match prompt."""
-    from moco_lit.data.prompts import render_prompt
-
     return render_prompt("exact_match", record)
 
 
@@ -74,10 +81,7 @@ def prompt_wording_corpus() -> list[str]:
 
 def build_tokenizer(corpus: list[str], vocab_size: int = 400):
     """A byte-level BPE tokenizer trained on ``corpus`` (single characters always present)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer = Tokenizer(BPE(unk_token="<unk>"))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     alphabet = pre_tokenizers.ByteLevel.alphabet()
@@ -97,8 +101,6 @@ def build_tokenizer(corpus: list[str], vocab_size: int = 400):
 
 def build_tiny_llama(tokenizer, config: TinyModelConfig = TinyModelConfig(), seed: int = 0):
     """A randomly initialised Llama sized for CPU experiments (~0.5M parameters)."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     torch.manual_seed(seed)
     model_config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -162,8 +164,6 @@ class StepBar(L.Callback):
         self.bar = None
 
     def on_train_start(self, trainer, pl_module) -> None:
-        from tqdm.auto import tqdm
-
         self.bar = tqdm(total=self.total, desc=self.label, unit="step", leave=False, dynamic_ncols=True)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
@@ -365,8 +365,6 @@ def run_quickstart(
 
     ``verbose``: every run's Lightning metric table and calibration lines too (by default one
     line per method, then the leaderboard)."""
-    from moco_lit.report import leaderboard_rows, print_leaderboard
-
     training = training or SpecialistTraining()
     if seconds is not None:
         training = replace(training, seconds=seconds)
@@ -485,19 +483,38 @@ class QuickstartRunner:
         return self._lightning(self.args("test", run)).model.runtime.run_folder.path
 
     @staticmethod
-    def _lightning(args: list[str]):
-        from moco_lit.cli import run_lightning
-
+    def _lightning(args: list[str]) -> MocoCLI:
         return run_lightning(args)
 
 
 def _write_report(tested: list[Path], out_dir: Path) -> dict[str, Path]:
     """The HTML/Markdown report of the tested runs, from a summary in the sweep format
     (``python -m moco_lit report`` on that file rebuilds it)."""
-    from moco_lit.report import write_report
-
     cells = [{"run_folder": str(path), "pool": "specialists"} for path in tested]
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = out_dir / "runs.json"
     summary.write_text(json.dumps({"sweep": "quickstart", "cells": cells}, indent=2) + "\n")
     return write_report([summary], out_dir, title="quickstart report")
+
+
+def main(argv: list[str]) -> int:
+    """``python -m moco_lit quickstart``: exit code 1 when a run failed (the others still ran)."""
+    parser = CommandParser(prog="python -m moco_lit quickstart", description=run_quickstart.__doc__)
+    parser.add_argument("--seconds", type=float, default=None, help="training budget per specialist")
+    parser.add_argument("--run_dir", default="runs", help="where run folders go (default: runs)")
+    parser.add_argument("--limit", type=int, default=None, help="test examples (default: the whole split)")
+    parser.add_argument("--retrain", action="store_true", help="train the specialists again")
+    parser.add_argument("--verbose", action="store_true", help="every run's metric table and log lines")
+    args = parser.parse_args(argv)
+    try:
+        run_quickstart(
+            seconds=args.seconds,
+            run_dir=args.run_dir,
+            limit=args.limit,
+            retrain=args.retrain,
+            verbose=args.verbose,
+        )
+    except QuickstartFailures as failures:
+        print(f"error: {failures}", file=sys.stderr)
+        return 1
+    return 0

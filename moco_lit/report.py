@@ -13,51 +13,78 @@ emergence). ``report.json`` holds every number shown.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import html
 import json
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moco_lit import figures as draw
+from moco_lit.convert import is_moco_log, runs_from_moco_logs
+from moco_lit.data import load_benchmark
 from moco_lit.errors import UserError
 from moco_lit.evaluation.stats import (
     CONFIDENCE,
     Interval,
-    PairedComparison,
     check_confidence,
-    paired_comparison,
     score_interval,
     wilson_interval,
 )
+from moco_lit.export import check_formats, log_to_wandb, write_exports
+from moco_lit.results import (
+    Baseline,
+    Run,
+    best_single,
+    compare_with_best_single,
+    find_run_folders,
+    gain_fields,
+    gain_over_best_single,
+    method_label,
+    own_scores,
+    paired_or_none,
+    run_from_folder,
+    spec_key,
+    summary_path,
+)
 from moco_lit.runs import RunFolder
 from moco_lit.seeds import merge_seeds, seed_fields, uncertainty_note, with_seed_columns
-from moco_lit.variants import run_settings
 from moco_lit.variants import separate as separate_variants
 
-TRAINED_FORM_FLAGS = ("train_ranker_on_dev", "train_fuser_on_dev")
-"""Arguments that switch a method from its zero-shot form to a form trained on dev."""
-
-
-def _method_label(config: dict, metrics: dict) -> str:
-    init_args = (config.get("model") or {}).get("init_args") or {}
-    label = metrics["method"]
-    for key in ("tie", "mode", "structure_type", "router"):
-        if key in init_args and init_args[key] is not None:
-            label += f" ({key}={init_args[key]})"
-    # methods with a zero-shot and a trained form (llm_blender) say which one ran
-    if any(init_args.get(key) for key in TRAINED_FORM_FLAGS):
-        label += " (trained)"
-    return label
+# the run readers and the baseline live in moco_lit.results; they are named here as well, so a
+# report and what it compares are imported from one place
+__all__ = [
+    "SOLVED_AT",
+    "Baseline",
+    "Run",
+    "best_single",
+    "check_one_scorer",
+    "compare",
+    "compare_with_best_single",
+    "emergence",
+    "find_run_folders",
+    "format_leaderboard",
+    "gain_over_best_single",
+    "headline",
+    "heatmap_data",
+    "heatmap_labels",
+    "leaderboard_rows",
+    "load_runs",
+    "main",
+    "print_leaderboard",
+    "resolve_target",
+    "run_from_folder",
+    "spec_key",
+    "write_leaderboard_json",
+    "write_report",
+]
 
 
 def _groups(benchmark: str, group_field: str | None, config: dict) -> dict[str, str]:
     if not group_field:
         return {}
-    from moco_lit.data import load_benchmark
-
     data = (config or {}).get("data") or {}
     loaded = load_benchmark(
         benchmark, data.get("data_dir"), data.get("task_type"), data.get("synthetic_seed") or 0
@@ -87,7 +114,7 @@ def leaderboard_rows(run_folders: list[str | Path], group_field: str | None = No
         else:
             scores = [(r["id"], r.get("score")) for r in records]
             rows.append(
-                _row(_method_label(config, metrics), scores, groups, cost["calls"], cost["tokens"], path)
+                _row(method_label(config, metrics), scores, groups, cost["calls"], cost["tokens"], path)
             )
     return sorted(rows, key=lambda row: -(row["score"] if row["score"] is not None else -1))
 
@@ -169,121 +196,8 @@ SOLVED_AT = 0.5
 """An example counts as solved when its score reaches this (scores of scored task types lie in [0, 1])."""
 
 
-@dataclass
-class Run:
-    """One finished test run (a moco_lit run folder or a MoCo log), as the report reads it."""
-
-    path: str
-    method: str
-    label: str
-    level: str
-    benchmark: str
-    specs: tuple[str, ...]
-    names: tuple[str, ...]
-    score: float | None
-    n: int
-    tokens: float
-    calls: float
-    scores: dict[str, float | None]
-    single: dict[str, dict[str, float | None]] = field(default_factory=dict)
-    decoding: tuple = ()
-    pool_name: str | None = None
-    source: str = "run"
-    mtime: float = 0.0
-    scoring: str = "moco_lit"
-    seed: int | None = None  # the method's seed (``--model.seed``); None for MoCo logs
-    experiment: str = ""  # id of the experiment without its seed: runs sharing it differ by seed only
-    seeds: tuple[int, ...] = ()  # set on a run folding several seeds (moco_lit.seeds.merge_seeds)
-    seed_scores: tuple[float, ...] = ()
-    seed_paths: tuple[str, ...] = ()
-    settings: dict = field(default_factory=dict)
-    """What decides the result besides the pool and seed (moco_lit.variants.run_settings)."""
-
-    @property
-    def pool(self) -> tuple[str, ...]:
-        return tuple(sorted(self.specs))
-
-    @property
-    def is_single(self) -> bool:
-        return self.method == "single_model"
-
-    def per_example(self, total: float) -> float:
-        return total / max(self.n or len(self.scores), 1)
-
-
-def spec_key(entry: Any) -> str:
-    """A collaborator entry of a recipe as a comparable string (dict entries as sorted JSON)."""
-    return entry if isinstance(entry, str) else json.dumps(entry, sort_keys=True)
-
-
-def run_from_folder(path: str | Path) -> Run | None:
-    """The Run of a finished test-split run folder; None for unfinished or non-test folders."""
-    path = Path(path)
-    folder = RunFolder(path)
-    metrics = folder.read_metrics()
-    if metrics is None or metrics.get("split", "test") != "test":
-        return None
-    config = folder.read_config()
-    init_args = (config.get("model") or {}).get("init_args") or {}
-    names = tuple(metrics.get("collaborators") or [])
-    specs = tuple(spec_key(e) for e in init_args.get("collaborators") or names)
-    records = folder.load_predictions()
-    single = {}
-    if metrics["method"] == "single_model":
-        # the collaborators that ran (all, or the one chosen by `model`), in the recipe's order
-        chosen = [init_args["model"]] if init_args.get("model") is not None else range(len(specs))
-        for index in chosen:
-            if index < len(names):
-                single[specs[index]] = {
-                    key: ((r.get("details") or {}).get("scores") or {}).get(names[index])
-                    for key, r in records.items()
-                }
-    return Run(
-        path=str(path),
-        method=metrics["method"],
-        label=_method_label(config, metrics),
-        level=metrics.get("level", ""),
-        benchmark=metrics["benchmark"],
-        specs=specs,
-        names=names,
-        score=metrics.get("score"),
-        n=int(metrics.get("n") or len(records)),
-        tokens=float(metrics.get("cost/tokens") or 0.0),
-        calls=float(metrics.get("cost/calls") or 0.0),
-        scores={key: r.get("score") for key, r in records.items()},
-        single=single,
-        decoding=tuple(init_args.get(k) for k in ("max_new_tokens", "temperature", "top_p")),
-        mtime=(path / "metrics.json").stat().st_mtime,
-        scoring=metrics.get("scoring") or "moco_lit",
-        seed=init_args.get("seed"),
-        experiment=_experiment_without_seed(config),
-        settings=run_settings(config, names),
-    )
-
-
-def _experiment_without_seed(config: dict) -> str:
-    """The run id the run's configuration would have without the method's seed."""
-    from moco_lit.lightning_cli import experiment_config
-    from moco_lit.runs import run_id_for
-    from moco_lit.sweep import _PlainConfig
-
-    if not config:
-        return ""
-    experiment = experiment_config(_PlainConfig(config))
-    experiment["model"]["init_args"].pop("seed", None)
-    return run_id_for(experiment)
-
-
-def find_run_folders(root: str | Path) -> list[Path]:
-    """Every finished run folder under ``root`` (``root`` itself if it is one)."""
-    root = Path(root)
-    return sorted(p.parent for p in root.rglob("metrics.json") if "wandb" not in p.parts)
-
-
 def load_runs(sources: list[str | Path], pool_names: dict[str, str] | None = None) -> list[Run]:
     """Runs from run folders, folders of them, sweep summaries and MoCo log files (or folders of logs)."""
-    from moco_lit.convert import is_moco_log, runs_from_moco_logs
-
     runs: list[Run] = []
     moco_logs: list[Path] = []
     labels: dict[str, str] = {}
@@ -324,48 +238,6 @@ def _is_sweep_summary(path: Path) -> bool:
     return isinstance(data, dict) and "cells" in data and "sweep" in data
 
 
-@dataclass
-class Baseline:
-    """The best single model of a run's pool, scored on the run's own examples."""
-
-    name: str
-    score: float
-    per_model: list[dict[str, float | None]]
-    scores: dict[str, float | None] = field(default_factory=dict)
-    """The best single model's per-example scores, by example id: what a run is paired with."""
-
-
-def best_single(run: Run, singles: list[Run]) -> Baseline | None:
-    """``run``'s baseline from ``singles`` (single_model runs); None unless every pool member has one."""
-    ids = [key for key, value in run.scores.items() if value is not None] or list(run.scores)
-    per_model, means, sources = [], {}, {}
-    for spec, name in zip(run.specs, run.names or run.specs):
-        source = _single_scores_for(spec, run, singles, ids)
-        if source is None:
-            return None
-        values = [source[key] for key in ids if source.get(key) is not None]
-        means[name] = sum(values) / len(values) if values else 0.0
-        per_model.append(source)
-        sources.setdefault(name, source)
-    if not means:
-        return None
-    best = max(means, key=lambda name: (means[name], -list(means).index(name)))
-    return Baseline(best, means[best], per_model, sources[best])
-
-
-def _single_scores_for(spec: str, run: Run, singles: list[Run], ids: list[str]) -> dict | None:
-    candidates = [
-        s
-        for s in singles
-        if s.benchmark == run.benchmark and spec in s.single and set(ids) <= set(s.single[spec])
-    ]
-    if not candidates:
-        return None
-    # the same decoding settings as the run first, then the most recent
-    chosen = max(candidates, key=lambda s: (s.decoding == run.decoding, s.mtime))
-    return chosen.single[spec]
-
-
 def emergence(
     run_scores: dict[str, float | None],
     single_scores: list[dict[str, float | None]],
@@ -379,26 +251,6 @@ def emergence(
     unsolved = [key for key in run_scores if not any(solved(s.get(key)) for s in single_scores)]
     emerged = [key for key in unsolved if solved(run_scores[key])]
     return len(emerged), len(unsolved)
-
-
-def gain_over_best_single(run_path: str | Path) -> float | None:
-    """A run folder's score minus its pool's best single model (single_model runs of the same root)."""
-    comparison = compare_with_best_single(run_path)
-    return None if comparison is None else comparison["gain"]
-
-
-def compare_with_best_single(run_path: str | Path, confidence: float = CONFIDENCE) -> dict | None:
-    """``gain`` over the pool's best single model with its paired ``gain_ci`` and ``gain_p``; None without one."""
-    run = run_from_folder(run_path)
-    if run is None or run.score is None:
-        return None
-    benchmark_dir = Path(run_path).parent.parent
-    singles = [r for r in map(run_from_folder, find_run_folders(benchmark_dir / "single_model")) if r]
-    baseline = best_single(run, singles + ([run] if run.is_single else []))
-    if baseline is None:
-        return None
-    paired = _paired_or_none(_own_scores(run), baseline.scores, confidence)
-    return {"gain": run.score - baseline.score, **_gain_fields(paired)}
 
 
 def check_one_scorer(runs: list[Run]) -> None:
@@ -432,11 +284,11 @@ def compare(runs: list[Run], solved_at: float = SOLVED_AT, confidence: float = C
         emerged = unsolved = None
         if baseline is not None and not run.is_single:
             emerged, unsolved = emergence(run.scores, baseline.per_model, solved_at)
-        own = _own_scores(run)
+        own = own_scores(run)
         interval = score_interval(list(own.values()), confidence)
         paired = None
         if baseline is not None and run.score is not None:
-            paired = _paired_or_none(own, baseline.scores, confidence)
+            paired = paired_or_none(own, baseline.scores, confidence)
         pool = run.pool_name or "+".join(sorted(run.names or run.specs))  # a set: order does not split it
         rows.append(
             {
@@ -450,7 +302,7 @@ def compare(runs: list[Run], solved_at: float = SOLVED_AT, confidence: float = C
                 "best_single": None if baseline is None else baseline.score,
                 "best_single_model": None if baseline is None else baseline.name,
                 "gain": None if baseline is None or run.score is None else run.score - baseline.score,
-                **_gain_fields(paired),
+                **gain_fields(paired),
                 "emerged": emerged,
                 "unsolved": unsolved,
                 "emergence_ci": _share_interval(emerged, unsolved, confidence),
@@ -468,49 +320,6 @@ def compare(runs: list[Run], solved_at: float = SOLVED_AT, confidence: float = C
             }
         )
     return _latest_per_cell(rows)
-
-
-def _own_scores(run: Run) -> dict[str, float | None]:
-    """The per-example scores behind ``run.score``: a single_model run's are its best collaborator's."""
-    if not run.is_single or not run.single:
-        return run.scores
-
-    def mean(scores: dict[str, float | None]) -> float:
-        values = [v for v in scores.values() if v is not None]
-        return sum(values) / len(values) if values else -math.inf
-
-    specs = list(run.single)
-    best = max(specs, key=lambda spec: (mean(run.single[spec]), -specs.index(spec)))
-    return run.single[best]
-
-
-def _paired_or_none(
-    scores: dict[str, float | None], baseline: dict[str, float | None], confidence: float
-) -> PairedComparison | None:
-    def scored(value: float | None) -> bool:
-        return value is not None and not math.isnan(value)
-
-    if not any(scored(scores.get(key)) and scored(value) for key, value in baseline.items()):
-        return None  # no example scored by both: no paired statistic
-    return paired_comparison(scores, baseline, confidence)
-
-
-def _gain_fields(paired: PairedComparison | None) -> dict:
-    if paired is None:
-        return {
-            "gain_ci": None,
-            "gain_p": None,
-            "gain_test": None,
-            "paired_n": None,
-            "significant_gain": None,
-        }
-    return {
-        "gain_ci": [paired.low, paired.high],
-        "gain_p": paired.p_value,
-        "gain_test": paired.test,
-        "paired_n": paired.n,
-        "significant_gain": paired.better,
-    }
 
 
 def _share_interval(count: int | None, total: int | None, confidence: float) -> list[float] | None:
@@ -626,8 +435,6 @@ def write_report(
 
     ``formats`` adds exports: ``latex`` (report.tex) and ``csv`` (report.csv), see moco_lit.export.
     """
-    from moco_lit.export import check_formats, write_exports
-
     check_confidence(confidence)
     check_formats(formats)
     runs = load_runs(sources)
@@ -640,8 +447,6 @@ def write_report(
     stats = headline(rows) | {"superseded": superseded}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from moco_lit import figures as draw
-
     figures = {
         "heatmap_score": draw.save(draw.score_heatmap(runs, rows), out / "heatmap_score.png"),
         "heatmap_gain": draw.save(draw.gain_heatmap(rows, runs), out / "heatmap_gain.png"),
@@ -849,8 +654,6 @@ def resolve_target(target: str, run_dir: str = "runs") -> tuple[list[Path], Path
     if path.exists():
         out = (path.parent if path.is_file() else path) / "report"
         return [path], out, f"moco_lit report: {path}"
-    from moco_lit.sweep import summary_path
-
     summary = summary_path(run_dir, target)
     if summary.is_file():
         return [summary], Path(run_dir) / "reports" / target, f"moco_lit report: sweep {target}"
@@ -859,8 +662,6 @@ def resolve_target(target: str, run_dir: str = "runs") -> tuple[list[Path], Path
 
 def main(argv: list[str]) -> int:
     """``python -m moco_lit report TARGET ...``: write the comparison report and say where it is."""
-    import argparse
-
     parser = argparse.ArgumentParser(
         prog="python -m moco_lit report",
         description="Compare finished runs: a runs/ root, run folders, a sweep's name or MoCo log files.",
@@ -911,8 +712,6 @@ def main(argv: list[str]) -> int:
     extra = "".join(f", {files[key].name}" for key in ("tex", "csv") if key in files)
     print(f"report: {files['html']} (and {files['md'].name}{extra}, figures) in {files['md'].parent}")
     if args.wandb:
-        from moco_lit.export import log_to_wandb
-
         try:
             import wandb  # noqa: F401
         except ImportError as error:

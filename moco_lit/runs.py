@@ -40,6 +40,43 @@ def run_id_for(config: Any) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+# settings that change speed, not results: left out of the run id
+NOT_IN_RUN_ID = {"batch_size", "num_workers", "generation_batch_size"}
+
+
+def experiment_config(config: Any, stage: str = "test") -> dict:
+    """The part of a configuration that decides results: method, its arguments, data, checkpoint.
+
+    ``config`` is a parsed configuration (anything with ``as_dict()``) or a saved ``config.yaml``'s
+    dict. A `fit` resumed from a checkpoint is the same experiment, so its ``ckpt_path`` is left out.
+    """
+    plain = plain_value(config.as_dict() if hasattr(config, "as_dict") else config)
+    data = {k: v for k, v in (plain.get("data") or {}).items() if k not in NOT_IN_RUN_ID}
+    model = plain.get("model") or {}
+    init_args = {k: v for k, v in (model.get("init_args") or {}).items() if k not in NOT_IN_RUN_ID}
+    experiment = {
+        "model": {"class_path": model.get("class_path"), "init_args": init_args},
+        "data": data,
+        "ckpt_path": None if stage == "fit" else plain.get("ckpt_path"),
+    }
+    if plain.get("scoring", "moco_lit") != "moco_lit":  # runs of the default scorer keep their ids
+        experiment["scoring"] = plain["scoring"]
+    return experiment
+
+
+def plain_value(value: Any) -> Any:
+    """A configuration value as plain JSON-like data (paths and other objects as strings)."""
+    if isinstance(value, dict):
+        return {str(k): plain_value(v) for k, v in value.items() if not str(k).startswith("__")}
+    if isinstance(value, list | tuple):
+        return [plain_value(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, str | int | float | bool) or value is None:
+        return value
+    return str(value)
+
+
 def check_run_id(run_id: str) -> str:
     """``--run_id`` names one folder inside the run root: no separators, no ``..``."""
     if not RUN_ID.fullmatch(run_id):

@@ -20,13 +20,11 @@ import statistics
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from moco_lit.argv import gives, pop_flag
 from moco_lit.errors import UserError
-
-if TYPE_CHECKING:
-    from moco_lit.report import Run
+from moco_lit.lightning_cli import finish_wandb_run, run_lightning
+from moco_lit.results import Run
 
 
 def parse_seeds(value: str | int | list, where: str = "--seeds") -> list[int]:
@@ -189,16 +187,13 @@ def split_seeds_flag(argv: list[str]) -> tuple[list[str], list[int] | None]:
 def run_test_seeds(argv: list[str], seeds: list[int], out=None) -> list[Path]:
     """``test ... --seeds 0,1,2``: the test once per seed (each in its own run folder), then the
     mean ± std over seeds. A rerun resumes each seed's run from its predictions."""
-    from moco_lit.cli import run_lightning
-    from moco_lit.sweep import _finish_wandb_run
-
     out = out or sys.stdout
     folders, scores = [], []
     for seed in seeds:
         try:
             cli = run_lightning([*argv, *seed_args(seed)])
         finally:
-            _finish_wandb_run()  # each seed its own W&B run
+            finish_wandb_run()  # each seed its own W&B run
         folder = cli.model.runtime.run_folder.path
         metrics = json.loads((folder / "metrics.json").read_text())
         folders.append(folder)
@@ -209,6 +204,12 @@ def run_test_seeds(argv: list[str], seeds: list[int], out=None) -> list[Path]:
         spread = SeedSpread([s for s, _ in scored], [v for _, v in scored])
         print(f"over seeds {','.join(map(str, spread.seeds))}: {spread.text()}", file=out, flush=True)
     return folders
+
+
+def main(argv: list[str]) -> int:
+    """``test ... --seeds 0,1,2``: the command once per seed, then the mean ± std."""
+    run_test_seeds(*split_seeds_flag(argv))
+    return 0
 
 
 def _score_text(score: float | None) -> str:

@@ -34,6 +34,7 @@ With ``seeds`` (or ``--seeds 0,1,2``) each cell runs once per seed, each seed in
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
@@ -45,8 +46,13 @@ from typing import Any
 import yaml
 
 from moco_lit.errors import UserError
+from moco_lit.evaluation.metrics import SCORINGS
+from moco_lit.lightning_cli import MocoCLI, expand_method_names, finish_wandb_run, run_lightning
 from moco_lit.quiet import quiet_runs
+from moco_lit.results import summary_path
+from moco_lit.runs import RunFolder, experiment_config, run_id_for
 from moco_lit.seeds import SeedSpread, parse_seeds, seed_args
+from moco_lit.shipped import resolve_sweep
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +158,6 @@ class Sweep:
         return argv + list(self.args) + list(extra)
 
 
-def summary_path(run_dir: str | Path, name: str) -> Path:
-    return Path(run_dir) / "sweeps" / f"{name}.json"
-
-
 def _method_entry(entry: Any) -> dict:
     if isinstance(entry, str):
         return {"recipe": entry} if entry.endswith((".yaml", ".yml")) else {"method": entry}
@@ -200,8 +202,6 @@ def _read_spec(path: Path) -> Any:
 
 def load_sweep(path: str | Path) -> Sweep:
     """A sweep file by path, or by name (``scripted_demo``: ``sweeps/scripted_demo.yaml``)."""
-    from moco_lit.shipped import resolve_sweep
-
     path = Path(resolve_sweep(str(path)))
     spec = _read_spec(path)
     if not isinstance(spec, dict):
@@ -259,8 +259,6 @@ def _seeds(spec: dict, where: str) -> list[int]:
 
 
 def _scoring(value: Any, where: str) -> str:
-    from moco_lit.evaluation.metrics import SCORINGS
-
     scoring = "moco_lit" if value is None else str(value)
     if scoring not in SCORINGS:
         raise UserError(f"{where}: unknown scoring {scoring!r}; expected one of: {', '.join(SCORINGS)}")
@@ -272,9 +270,6 @@ def _scoring(value: Any, where: str) -> str:
 
 def planned_run_folder(argv: list[str]) -> Path:
     """The run folder ``python -m moco_lit <argv>`` would use (parses the config, builds nothing)."""
-    from moco_lit.cli import expand_method_names
-    from moco_lit.lightning_cli import MocoCLI, experiment_config
-    from moco_lit.runs import RunFolder, run_id_for
 
     class ConfigOnly(MocoCLI):
         def instantiate_classes(self) -> None:  # parse only: no model, data or trainer
@@ -299,22 +294,12 @@ def planned_run_folder(argv: list[str]) -> Path:
 
 def finished(folder: Path) -> bool:
     """The folder holds a finished test run of the experiment its name (the config hash) stands for."""
-    from moco_lit.lightning_cli import experiment_config
-    from moco_lit.runs import RunFolder, run_id_for
-
     if not (folder / "metrics.json").exists() or not (folder / "config.yaml").exists():
         return False
     config = RunFolder(folder).read_config()
     if config.get("run_id"):
         return True  # an explicit id: the folder is the experiment by definition
-    return run_id_for(experiment_config(_PlainConfig(config))) == folder.name
-
-
-class _PlainConfig(dict):
-    """A saved config.yaml where ``experiment_config`` expects a parsed Namespace."""
-
-    def as_dict(self) -> dict:
-        return dict(self)
+    return run_id_for(experiment_config(config)) == folder.name
 
 
 # -- running -------------------------------------------------------------------------------------
@@ -323,8 +308,6 @@ class _PlainConfig(dict):
 def run_sweep(sweep: Sweep, extra: list[str] = (), out=None, verbose: bool = False) -> list[CellResult]:
     """Run every cell not finished yet; returns the results (also written to the summary file).
     ``verbose``: every cell's own log lines between the table's rows (by default warnings only)."""
-    from moco_lit.cli import run_lightning
-
     out = out or sys.stdout
 
     cells = sweep.cells()
@@ -355,19 +338,12 @@ def run_sweep(sweep: Sweep, extra: list[str] = (), out=None, verbose: bool = Fal
             result.error = f"{type(err).__name__}: {err}".strip()
             log.debug("cell %s failed", cell.label, exc_info=True)
         finally:
-            _finish_wandb_run()
+            finish_wandb_run()  # each cell its own W&B run
         result.seconds = round(time.perf_counter() - started, 2)
         table.row(result)
         write_summary(sweep, results)
     table.footer(results, sweep.summary_path)
     return results
-
-
-def _finish_wandb_run() -> None:
-    """Close the cell's W&B run, so the next cell's logger starts its own run instead of reusing it."""
-    wandb = sys.modules.get("wandb")
-    if wandb is not None and getattr(wandb, "run", None) is not None:
-        wandb.finish()
 
 
 def write_summary(sweep: Sweep, results: list[CellResult]) -> Path:
@@ -458,8 +434,6 @@ class ProgressTable:
 
 def main(argv: list[str]) -> int:
     """``python -m moco_lit sweep``: exit code 0 when every cell finished, 1 when one failed."""
-    import argparse
-
     parser = argparse.ArgumentParser(
         prog="python -m moco_lit sweep",
         description="Run methods × benchmarks × pools one after another in one process; finished cells "
@@ -480,8 +454,6 @@ def main(argv: list[str]) -> int:
     args, extra = parser.parse_known_args(argv)
     spec: dict[str, Any] = {}
     if args.config:
-        from moco_lit.shipped import resolve_sweep
-
         path = Path(resolve_sweep(args.config))
         spec = _read_spec(path)
         if not isinstance(spec, dict):

@@ -14,7 +14,10 @@ import sys
 from pathlib import Path
 
 from moco_lit.argv import gives, pop_flag
+from moco_lit.data import load_benchmark
 from moco_lit.errors import UserError
+from moco_lit.lightning_cli import MocoCLI, expand_method_names, finish_wandb_run, run_lightning
+from moco_lit.seeds import run_test_seeds, split_seeds_flag
 
 
 def split_tasks_flag(argv: list[str]) -> tuple[list[str], list[str] | None]:
@@ -30,8 +33,6 @@ def split_tasks_flag(argv: list[str]) -> tuple[list[str], list[str] | None]:
 
 def check_tasks(tasks: list[str], data_dir: str | None = None) -> None:
     """Every benchmark resolves (and its file validates) before anything runs."""
-    from moco_lit.data import load_benchmark
-
     for name in tasks:
         load_benchmark(name, data_dir)
 
@@ -40,8 +41,6 @@ def configured_data_dir(argv: list[str]) -> str | None:
     """The ``data.data_dir`` a Lightning command ``argv`` would run with: parsed as the run parses
     it (``--data.data_dir DIR``, ``--data.data_dir=DIR``, a recipe's ``data.data_dir``, the last
     one winning), without loading anything."""
-    from moco_lit.cli import expand_method_names
-    from moco_lit.lightning_cli import MocoCLI
 
     class ParseOnly(MocoCLI):
         def _parse_ckpt_path(self) -> None:
@@ -64,10 +63,6 @@ def configured_data_dir(argv: list[str]) -> str | None:
 
 def run_tasks(argv: list[str], tasks: list[str], out=None) -> list[Path]:
     """The command of ``argv`` once per benchmark of ``tasks``; one summary line per benchmark."""
-    from moco_lit.cli import run_lightning
-    from moco_lit.seeds import run_test_seeds, split_seeds_flag
-    from moco_lit.sweep import _finish_wandb_run
-
     out = out or sys.stdout
     base, seeds = split_seeds_flag(argv)
     check_tasks(tasks, configured_data_dir(base))
@@ -81,7 +76,7 @@ def run_tasks(argv: list[str], tasks: list[str], out=None) -> list[Path]:
             try:
                 found = [run_lightning(command).model.runtime.run_folder.path]
             finally:
-                _finish_wandb_run()  # each benchmark its own W&B run
+                finish_wandb_run()  # each benchmark its own W&B run
         folders += found
         for folder in found:
             metrics_file = folder / "metrics.json"
@@ -95,3 +90,9 @@ def run_tasks(argv: list[str], tasks: list[str], out=None) -> list[Path]:
     for line in lines:
         print(line, file=out)
     return folders
+
+
+def main(argv: list[str]) -> int:
+    """A Lightning command ``argv`` (``test ... --tasks a,b``) once per benchmark it names."""
+    run_tasks(*split_tasks_flag(argv))
+    return 0

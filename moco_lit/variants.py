@@ -16,8 +16,10 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from moco_lit.report import Run
+from moco_lit.runs import experiment_config
+
+if TYPE_CHECKING:  # results reads the settings of each run it makes with run_settings
+    from moco_lit.results import Run
 
 ORDER = "order"
 """The settings key of the collaborators' order (their names, as the recipe lists them)."""
@@ -26,15 +28,12 @@ ORDER = "order"
 def run_settings(config: dict, names: tuple[str, ...]) -> dict[str, Any]:
     """The settings that decide a run's result, flat (``temperature``, ``data.limit``, ``order``).
 
-    The same selection as the run id (moco_lit.lightning_cli.experiment_config) without the seed
+    The same selection as the run id (moco_lit.runs.experiment_config) without the seed
     and with the collaborators reduced to their order: which collaborators ran is the setting's pool.
     """
-    from moco_lit.lightning_cli import experiment_config
-    from moco_lit.sweep import _PlainConfig
-
     if not config:
         return {}
-    experiment = experiment_config(_PlainConfig(config))
+    experiment = experiment_config(config)
     init_args = dict(experiment["model"]["init_args"])
     init_args.pop("seed", None)
     init_args.pop("collaborators", None)

@@ -18,6 +18,7 @@ import math
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from moco_lit.errors import UserError
@@ -219,7 +220,6 @@ class NevergradSearch:
 
     def _build(self) -> None:
         import nevergrad as ng
-        import numpy as np
 
         s = self.settings
         parametrization = ng.p.Array(

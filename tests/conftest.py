@@ -69,8 +69,9 @@ def run_cli(tmp_path: Path):
     Returns (exit code, the LightningCLI object or None). Lightning commands raise on bad input
     like the real entry point would print: use ``moco_lit.cli.main`` directly to test exit codes.
     """
-    from moco_lit.cli import main, run_lightning
+    from moco_lit.cli import main
     from moco_lit.errors import UserError
+    from moco_lit.lightning_cli import run_lightning
 
     def run(*args: str):
         argv = list(args)

@@ -202,16 +202,16 @@ def test_leaderboard_still_reads_run_folders(swept: Path):
 
 
 def test_labels_tell_a_methods_trained_form_from_its_zero_shot_one():
-    from moco_lit.report import _method_label
+    from moco_lit.results import method_label
 
     def config(**init_args) -> dict:
         return {"model": {"init_args": init_args}}
 
     metrics = {"method": "llm_blender"}
-    assert _method_label(config(ranker=0), metrics) == "llm_blender"
-    assert _method_label(config(train_ranker_on_dev=False), metrics) == "llm_blender"
-    assert _method_label(config(train_fuser_on_dev=True), metrics) == "llm_blender (trained)"
-    assert _method_label(config(tie="random"), {"method": "majority_vote"}) == "majority_vote (tie=random)"
+    assert method_label(config(ranker=0), metrics) == "llm_blender"
+    assert method_label(config(train_ranker_on_dev=False), metrics) == "llm_blender"
+    assert method_label(config(train_fuser_on_dev=True), metrics) == "llm_blender (trained)"
+    assert method_label(config(tie="random"), {"method": "majority_vote"}) == "majority_vote (tie=random)"
 
 
 def _paired_pool() -> list[Run]:

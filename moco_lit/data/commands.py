@@ -1,6 +1,6 @@
-"""Library side of ``python -m moco_lit data list`` and ``python -m moco_lit data fetch SOURCE``.
+"""``python -m moco_lit data list`` and ``python -m moco_lit data fetch SOURCE``.
 
-The CLI wiring lives in ``moco_lit/cli.py``; these functions do the work and return plain values.
+``main`` parses the command line; the other functions do the work and return plain values.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from moco_lit.argv import CommandParser
 from moco_lit.data.fetch import fetch_modelco
 from moco_lit.data.hub import HUB_LOADERS
 from moco_lit.data.registry import BENCHMARKS, BenchmarkInfo
@@ -72,3 +73,20 @@ def fetch(source: str, force: bool = False) -> Path:
     if name != "modelco":
         raise UserError(f"Unknown data source {source!r}; accepted: {', '.join(FETCH_SOURCES)}.")
     return fetch_modelco(version or MODELCO_VERSION, force=force)
+
+
+def main(argv: list[str]) -> int:
+    """``python -m moco_lit data list|fetch SOURCE``."""
+    parser = CommandParser(prog="python -m moco_lit data")
+    sub = parser.add_subparsers(dest="action", required=True)
+    listing = sub.add_parser("list", help="benchmarks, task types and split sizes")
+    listing.add_argument("--data_dir", default=None)
+    getter = sub.add_parser("fetch", help="download published data files (source: modelco)")
+    getter.add_argument("source")
+    getter.add_argument("--force", action="store_true")
+    args = parser.parse_args(argv)
+    if args.action == "list":
+        print(format_benchmark_table(list_benchmarks(args.data_dir)))
+    else:
+        print(f"data files in {fetch(args.source, force=args.force)}")
+    return 0

@@ -26,6 +26,7 @@ from transformers import (
 )
 
 from moco_lit.errors import UserError, load_failure
+from moco_lit.models import resolve_model
 
 __all__ = [
     "DEFAULT_ENCODER",
@@ -61,8 +62,6 @@ _LOADED: dict[tuple[type, str, str], Judge] = {}
 
 def _cache_key(cls: type, model: str, device: str | torch.device) -> tuple[type, str, str]:
     """(kind, the folder or hub id ``model`` resolves to, device): a short name and its folder are one judge."""
-    from moco_lit.models import resolve_model
-
     return (cls, resolve_model(model), str(torch.device(device)))
 
 

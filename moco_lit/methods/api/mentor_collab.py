@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable, Sequence
 from typing import Literal
 
+import huggingface_hub
 import torch
 from torch import nn
 
@@ -341,8 +342,6 @@ class MentorCollab(DevTrainedModule):
 
     def load_pretrained_mlp(self, width: int) -> PretrainedBranchMLP:
         """MoCo's pretrained MLP for the generator and ``mlp_task``, from the hub."""
-        from huggingface_hub import hf_hub_download
-
         generator = parse_spec(self.collaborator_specs[GENERATOR]).path
         folder = MOCO_MLP_FOLDERS.get(generator)
         if folder is None:
@@ -350,7 +349,9 @@ class MentorCollab(DevTrainedModule):
                 f"mentor_collab.mlp moco has pretrained MLPs only for the generators "
                 f"{', '.join(MOCO_MLP_FOLDERS)}, got {generator!r}; use --model.mlp trained (fit trains one)"
             )
-        path = hf_hub_download(MOCO_MLP_REPO, "branch_mlp.pth", subfolder=f"{folder}/{self.hparams.mlp_task}")
+        path = huggingface_hub.hf_hub_download(
+            MOCO_MLP_REPO, "branch_mlp.pth", subfolder=f"{folder}/{self.hparams.mlp_task}"
+        )
         mlp = PretrainedBranchMLP(width)
         mlp.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         return mlp.eval()
