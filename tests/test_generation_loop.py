@@ -7,6 +7,7 @@ import torch
 
 from moco_lit.collaborators import load_collaborator
 from moco_lit.generation import DecodingConfig, GenerationEngine
+from tests.lively import save_lively_model
 
 PROMPTS = [
     "What is 3 times 4?",
@@ -23,29 +24,7 @@ NEW_TOKENS = 14
 
 @pytest.fixture(scope="module")
 def lively_model(tiny_models, tmp_path_factory) -> str:
-    """A tiny Llama with large random weights, so greedy answers vary from step to step (the
-    shared tiny models repeat one token)."""
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_models[0])
-    config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        initializer_range=0.6,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(3)
-    folder = tmp_path_factory.mktemp("lively")
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_lively_model(tmp_path_factory.mktemp("lively"), tiny_models[0])
 
 
 @pytest.fixture
