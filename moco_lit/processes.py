@@ -53,17 +53,22 @@ def choose_threads(cores: int, others_load: float, environ: Mapping[str, str]) -
     return max(1, min(cores, math.floor(free + 0.25)))
 
 
+_IMPORTED = (time.monotonic(), time.process_time())
+
+
 class ThreadGovernor:
     """Sets torch's thread count from the machine's load, again before each batch of work.
 
     The 1-minute load average counts this process's own running threads as well; its share is
-    estimated from its own CPU time over the interval since the last check and taken off.
+    estimated from its own CPU time over the interval since the last check (at first, since this
+    module was imported) and taken off.
     """
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
         self.environ = os.environ if environ is None else environ
         self.cores = usable_cores()
-        self._last: tuple[float, float] | None = None
+        # first sample: this process's CPU time since this module was imported (model loading...)
+        self._last: tuple[float, float] | None = _IMPORTED
 
     def others_load(self) -> float:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
