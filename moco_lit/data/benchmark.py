@@ -13,25 +13,9 @@ from typing import Any
 
 from moco_lit.data.registry import TASK_TYPES
 from moco_lit.errors import UserError
+from moco_lit.evaluation.task_types import find_task_type, get_task_type, suggest_task_type
 
 SPLITS = ("dev", "test")
-
-# The fields a record needs so that its task type can prompt and score it. ``output`` may be null
-# (MoCo's math has a dozen such references): the metric scores those 0 rather than refusing the file.
-REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
-    "multiple_choice": ("question", "choices", "answer"),
-    "exact_match": ("input", "output"),
-    "f1_match": ("input", "output"),
-    "coding": ("input", "test"),
-    "noncompliance": ("input", "category"),
-    "reward_model": ("input",),
-    "general_verifier": ("input", "output"),
-    "generation_diversity": ("input", "reference"),
-    "text_generation": ("input",),
-    "ifeval": ("input",),
-    "kernel_bench": ("input",),
-    "smdd": (),
-}
 
 
 @dataclass
@@ -62,28 +46,29 @@ def check_task_type(task_type: str | None, where: str) -> str:
             f'{where}: no task type: add a top-level "task_type" to the file or pass '
             f"--data.task_type (one of {', '.join(TASK_TYPES)})."
         )
-    if task_type not in TASK_TYPES:
-        raise UserError(f"{where}: unknown task type {task_type!r}; expected one of {', '.join(TASK_TYPES)}.")
+    if find_task_type(task_type) is None:
+        raise UserError(
+            f"{where}: unknown task type {task_type!r}{suggest_task_type(task_type)}; "
+            f"expected one of {', '.join(TASK_TYPES)}."
+        )
     return task_type
 
 
 def _record_problem(record: dict[str, Any], task_type: str) -> str | None:
-    """What makes ``record`` unusable for ``task_type``, or None when it is fine."""
-    missing = [name for name in REQUIRED_FIELDS[task_type] if name not in record]
+    """What makes ``record`` unusable for ``task_type``, or None when it is fine.
+
+    The task type's spec says which fields a record needs (``output`` may be null: MoCo's math has
+    a dozen such references, which the metric scores 0 rather than refusing the file) and what
+    else it checks.
+    """
+    spec = get_task_type(task_type)
+    missing = [name for name in spec.required_fields if name not in record]
     if missing:
         return f"{task_type} record lacks {', '.join(repr(m) for m in missing)}"
     for text_field in ("question", "input"):
-        if text_field in REQUIRED_FIELDS[task_type] and not isinstance(record[text_field], str):
+        if text_field in spec.required_fields and not isinstance(record[text_field], str):
             return f"{text_field!r} must be a string, got {type(record[text_field]).__name__}"
-    if task_type == "multiple_choice":
-        choices = record["choices"]
-        if not isinstance(choices, dict) or not choices:
-            return '\'choices\' must be a non-empty object like {"A": "...", "B": "..."}'
-        if record["answer"] not in choices:
-            return f"answer {record['answer']!r} is not one of the choices {sorted(choices)}"
-    if task_type == "generation_diversity" and not isinstance(record["reference"], list):
-        return "'reference' must be a list of reference texts"
-    return None
+    return spec.check_record(record) if spec.check_record is not None else None
 
 
 def validate_records(

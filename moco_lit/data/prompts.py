@@ -1,15 +1,19 @@
 """The user message each record turns into, one template per kind of task.
 
-Templates are module-level strings with ``str.format`` fields, so a recipe or a method can pass
-its own through ``render_prompt(..., templates={...})`` or replace an entry of ``TEMPLATES``.
+Templates are module-level strings with ``str.format`` fields; each task type's spec
+(``moco_lit.evaluation.task_types``) names its template, its fields and how a solved example shows
+its answer. A recipe or a method can pass its own templates through
+``render_prompt(..., templates={...})``, or register a task type's spec with another template.
 Record text is substituted as a value, so braces inside questions are safe.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from moco_lit.errors import UserError
+from moco_lit.evaluation.task_types import TASK_TYPE_NAMES, find_task_type, suggest_task_type
 
 MULTIPLE_CHOICE_TEMPLATE = (
     "{question}\n\n{options}\n\nPick the one correct option. End your reply with the letter of that "
@@ -26,21 +30,24 @@ CODE_TEMPLATE = (
 AS_IS_TEMPLATE = "{input}"
 OPTION_LINE = "{letter}) {text}"
 
-TEMPLATES: dict[str, str] = {
-    "multiple_choice": MULTIPLE_CHOICE_TEMPLATE,
-    "exact_match": BOXED_ANSWER_TEMPLATE,
-    "f1_match": BOXED_ANSWER_TEMPLATE,
-    "general_verifier": BOXED_ANSWER_TEMPLATE,
-    "coding": CODE_TEMPLATE,
-    "noncompliance": AS_IS_TEMPLATE,
-    "reward_model": AS_IS_TEMPLATE,
-    "text_generation": AS_IS_TEMPLATE,
-    "generation_diversity": AS_IS_TEMPLATE,
-    # loaded but not scored by moco_lit: the record's own instruction is the prompt
-    "ifeval": AS_IS_TEMPLATE,
-    "kernel_bench": AS_IS_TEMPLATE,
-    "smdd": AS_IS_TEMPLATE,
-}
+
+class _Templates(Mapping[str, str]):
+    """Each registered task type's template, by name, read from its spec when used."""
+
+    def __getitem__(self, task_type: str) -> str:
+        spec = find_task_type(task_type)
+        if spec is None:
+            raise KeyError(task_type)
+        return spec.template
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(TASK_TYPE_NAMES)
+
+    def __len__(self) -> int:
+        return len(TASK_TYPE_NAMES)
+
+
+TEMPLATES: Mapping[str, str] = _Templates()
 
 
 def format_options(choices: dict[str, Any]) -> str:
@@ -48,14 +55,28 @@ def format_options(choices: dict[str, Any]) -> str:
     return "\n".join(OPTION_LINE.format(letter=letter, text=text) for letter, text in choices.items())
 
 
-def _fields(task_type: str, record: dict[str, Any]) -> dict[str, Any]:
-    if task_type == "multiple_choice":
-        return {**record, "options": format_options(record["choices"])}
+def multiple_choice_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The record plus ``options``, its choices one per line."""
+    return {**record, "options": format_options(record["choices"])}
+
+
+def input_fields(record: dict[str, Any]) -> dict[str, Any]:
+    """The record; one without ``input`` gets its fields written out as the input."""
     if "input" not in record:
         # a few smdd records carry only structured fields: show them rather than an empty prompt
         shown = {key: value for key, value in record.items() if key != "id"}
         return {**record, "input": "\n".join(f"{key}: {value}" for key, value in shown.items())}
     return record
+
+
+def show_letter(answer: str) -> str:
+    """A solved multiple-choice example's answer, as its prompt asks for it."""
+    return f"Answer: {answer}"
+
+
+def show_boxed(answer: str) -> str:
+    """A solved example's answer inside ``\\boxed{}``, as the boxed-answer prompt asks for it."""
+    return f"\\boxed{{{answer}}}"
 
 
 def render_prompt(task_type: str, record: dict[str, Any], templates: dict[str, str] | None = None) -> str:
@@ -64,15 +85,19 @@ def render_prompt(task_type: str, record: dict[str, Any], templates: dict[str, s
     A record that carries its own ``prompt`` string is shown as is: benchmarks whose wording is
     part of the task (the synthetic skills, a researcher's own JSONL) keep it.
     """
-    if isinstance(record.get("prompt"), str) and task_type != "multiple_choice":
+    spec = find_task_type(task_type)
+    if isinstance(record.get("prompt"), str) and (spec is None or spec.record_prompt):
         return record["prompt"]
-    chosen = {**TEMPLATES, **(templates or {})}
-    if task_type not in chosen:
+    template = (templates or {}).get(task_type, spec.template if spec else None)
+    if template is None:
+        known = sorted({*TEMPLATES, *(templates or {})})
         raise UserError(
-            f"No prompt template for task type {task_type!r}; known: {', '.join(sorted(chosen))}."
+            f"No prompt template for task type {task_type!r}{suggest_task_type(task_type)}; "
+            f"known: {', '.join(known)}."
         )
+    fields = spec.prompt_fields if spec is not None and spec.prompt_fields is not None else input_fields
     try:
-        return chosen[task_type].format(**_fields(task_type, record))
+        return template.format(**fields(record))
     except KeyError as error:
         raise UserError(
             f"The {task_type} prompt template uses {{{error.args[0]}}}, which record {record.get('id')!r} lacks."
@@ -91,11 +116,8 @@ def shot_answer(task_type: str, record: dict[str, Any]) -> str | None:
         answer = record.get("output") if isinstance(record.get("output"), str) else None
     if answer is None or answer == "":
         return None
-    if task_type == "multiple_choice":
-        return f"Answer: {answer}"
-    if TEMPLATES.get(task_type) == BOXED_ANSWER_TEMPLATE:
-        return f"\\boxed{{{answer}}}"
-    return str(answer)
+    spec = find_task_type(task_type)
+    return spec.show_answer(str(answer)) if spec is not None else str(answer)
 
 
 def with_shots(prompt: str, shots: list[tuple[str, str]]) -> str:

@@ -12,12 +12,12 @@ import difflib
 from dataclasses import dataclass
 
 from moco_lit.errors import UserError
-from moco_lit.evaluation.metrics import TASK_TYPES as SCORED_TASK_TYPES
+from moco_lit.evaluation.task_types import TASK_TYPE_NAMES, TaskTypeNames
 
-# Task types moco_lit can score, and those it only loads (their records are served, their
-# outputs are kept, but evaluation/ has no metric for them).
-UNSCORED_TASK_TYPES = ("ifeval", "kernel_bench", "smdd")
-TASK_TYPES = SCORED_TASK_TYPES + UNSCORED_TASK_TYPES
+# Every registered task type (each a spec in ``moco_lit.evaluation.task_types``), and those moco_lit
+# only loads (their records are served, their outputs are kept, but their spec has no scorer).
+TASK_TYPES = TASK_TYPE_NAMES
+UNSCORED_TASK_TYPES = TaskTypeNames(lambda spec: not spec.scored)
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,13 @@ import re
 from collections import Counter
 from fractions import Fraction
 
+from moco_lit.evaluation.task_types import find_task_type
+
 __all__ = [
     "answer_key",
     "answers_equal",
     "best_alias_f1",
+    "canonical_value",
     "extract_choice",
     "extract_code",
     "extract_final_answer",
@@ -391,7 +394,9 @@ def best_alias_f1(pred: str, gold: str | list[str]) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
-def _canonical_value(answer: str) -> str:
+def canonical_value(answer: str) -> str:
+    """The form equal free-form answers share: numbers as exact fractions (so "0.5", "1/2" and
+    "\\frac{1}{2}" are one answer), yes/no as true/false, other text normalised."""
     number = parse_number(answer)
     if number is not None and math.isfinite(number):
         exact = Fraction(number).limit_denominator(10**6)
@@ -407,15 +412,15 @@ def _canonical_value(answer: str) -> str:
 def answer_key(task_type: str, output: str, record: dict, by: str = "value") -> str | None:
     """The canonical answer an output gives, for majority voting; None when the type has none.
 
-    multiple_choice → the option key; exact_match / f1_match → the normalised extracted answer
-    (numbers as exact fractions so "0.5", "1/2" and "\\frac{1}{2}" vote together). ``by="text"``
-    keeps a free-form answer as written (MoCo's votes: "21" and "21.0" are different answers).
+    The task type's spec extracts the answer and gives its vote key: multiple_choice → the option
+    key; exact_match / f1_match → the normalised extracted answer (``canonical_value``).
+    ``by="text"`` keeps the extracted answer as written (MoCo's votes: "21" and "21.0" are
+    different answers).
     """
-    if task_type == "multiple_choice":
-        return extract_choice(output, record["choices"])
-    if task_type in ("exact_match", "f1_match"):
-        if by == "text":
-            return extract_final_answer(output)
-        key = _canonical_value(extract_final_answer(output))
-        return key or None
-    return None
+    spec = find_task_type(task_type)
+    if spec is None or spec.vote_key is None:
+        return None
+    answer = spec.extract(output, record)
+    if answer is None or by == "text":
+        return answer
+    return spec.vote_key(answer) or None

@@ -1,7 +1,9 @@
 """Scoring outputs by task type: the ``Scorer``, the ``ScoreMetric`` and predictions files.
 
 A ``Scorer`` is built once per run for one task type (it loads its judge model, if any, once)
-and turns model outputs plus the benchmark's raw records into per-example scores. ``ScoreMetric``
+and turns model outputs plus the benchmark's raw records into per-example scores; the rules come
+from the task type's spec (``task_types.py``), and moco_lit's rules for the built-in task types are
+the ``*_scorer``s and per-example rules here. ``ScoreMetric``
 averages those scores across batches and ranks. ``score_predictions`` scores a JSONL file of
 outputs made elsewhere, matching lines to examples by id, never by position.
 """
@@ -37,9 +39,16 @@ from moco_lit.evaluation.judges import (
     RewardModelJudge,
     VerifierJudge,
 )
-from moco_lit.evaluation.moco_rules import moco_rules_for
+from moco_lit.evaluation.moco_rules import moco_regroup
 from moco_lit.evaluation.noncompliance import noncompliance_score
 from moco_lit.evaluation.sandbox import require_isolation, run_python
+from moco_lit.evaluation.task_types import (
+    ScoreBatch,
+    ScoringOptions,
+    TaskTypeNames,
+    find_task_type,
+    suggest_task_type,
+)
 
 __all__ = [
     "SCORINGS",
@@ -54,17 +63,8 @@ __all__ = [
     "score_predictions_file",
 ]
 
-TASK_TYPES: tuple[str, ...] = (
-    "multiple_choice",
-    "exact_match",
-    "f1_match",
-    "coding",
-    "noncompliance",
-    "reward_model",
-    "general_verifier",
-    "generation_diversity",
-    "text_generation",
-)
+TASK_TYPES = TaskTypeNames(lambda spec: spec.scored)
+"""The task types moco_lit scores (registered ones with a scorer), in registration order."""
 
 Score = float | None
 
@@ -172,38 +172,31 @@ class Scorer:
         ``scoring="moco"`` gives MoCo's own rules (``moco_rules.py``), which also depend on the
         ``benchmark`` name (popqa, culturebench) and, for text_generation, on the ``split``.
         """
-        if task_type not in TASK_TYPES:
+        spec = find_task_type(task_type)
+        if spec is None or not spec.scored:
             raise UserError(
-                f"unsupported task type {task_type!r}; supported task types: {', '.join(TASK_TYPES)}"
+                f"unsupported task type {task_type!r}{suggest_task_type(task_type)}; "
+                f"supported task types: {', '.join(TASK_TYPES)}"
             )
         if scoring not in SCORINGS:
             raise UserError(f"unknown scoring {scoring!r}; expected one of: {', '.join(SCORINGS)}")
+        options = ScoringOptions(
+            reward_model=reward_model,
+            verifier=verifier,
+            encoder=encoder,
+            device=device,
+            coding_timeout_s=coding_timeout_s,
+            coding_workers=coding_workers or min(4, os.cpu_count() or 1),
+            benchmark=_benchmark_name(benchmark),
+            split=split,
+        )
         if scoring == "moco":
-            score_batch, regroup = moco_rules_for(
-                task_type,
-                benchmark=benchmark,
-                split=split,
-                reward_model=reward_model,
-                verifier=verifier,
-                encoder=encoder,
-                device=device,
-                coding_workers=coding_workers or min(4, os.cpu_count() or 1),
-            )
+            if spec.moco_scorer is None:
+                raise UserError(f"--scoring moco does not support task type {task_type!r}")
+            score_batch = spec.moco_scorer(options)
+            regroup = moco_regroup(options.benchmark)
             return cls(task_type, score_batch, scoring="moco", strip_reasoning=False, regroup=regroup)
-        if task_type == "reward_model":
-            judge = RewardModelJudge.load(reward_model or DEFAULT_REWARD_MODEL, device=device)
-            return cls(task_type, lambda outs, recs: judge.score([question_text(r) for r in recs], outs))
-        if task_type == "general_verifier":
-            verifier_judge = VerifierJudge.load(verifier or DEFAULT_VERIFIER, device=device)
-            return cls(task_type, lambda outs, recs: _verify(verifier_judge, outs, recs))
-        if task_type == "generation_diversity":
-            encoder_judge = EmbeddingJudge.load(encoder or DEFAULT_ENCODER, device=device)
-            return cls(task_type, lambda outs, recs: _diversity(encoder_judge, outs, recs))
-        if task_type == "coding":
-            require_isolation()  # refuse before any generation when model code cannot be sandboxed
-            workers = coding_workers or min(4, os.cpu_count() or 1)
-            return cls(task_type, lambda outs, recs: _run_tests(outs, recs, coding_timeout_s, workers))
-        return cls(task_type, lambda outs, recs: [_RULES[task_type](o, r) for o, r in zip(outs, recs)])
+        return cls(task_type, spec.scorer(options), regroup=spec.regroup)
 
     def score(self, outputs: list[str], records: list[dict]) -> list[Score]:
         """One score per output (None where the task type has no score); reasoning is stripped."""
@@ -218,36 +211,65 @@ class Scorer:
         """Scores of a whole split after rules that span examples (CultureBench's question groups)."""
         if self._regroup is not None:
             return self._regroup(scores, records_by_id)
-        if self.scoring == "moco_lit" and self.task_type == "exact_match":
-            if any("question_id" in records_by_id[i] for i in scores):
-                return apply_group_all_or_nothing(scores, records_by_id)
         return scores
 
 
-def _multiple_choice(output: str, record: dict) -> Score:
+def _benchmark_name(benchmark: str | None) -> str:
+    """A benchmark's name from its name or file path (MoCo's rules depend on it)."""
+    if not benchmark:
+        return ""
+    return benchmark.rsplit("/", 1)[-1].removesuffix(".jsonl").removesuffix(".json")
+
+
+# ---------------------------------------------------------------------------------------------
+# moco_lit's rules, one per built-in task type (``builtin_task_types.py`` names them)
+# ---------------------------------------------------------------------------------------------
+
+
+def multiple_choice_rule(output: str, record: dict) -> Score:
     return 1.0 if extract_choice(output, record["choices"]) == str(record["answer"]) else 0.0
 
 
-def _exact_match(output: str, record: dict) -> Score:
+def exact_match_rule(output: str, record: dict) -> Score:
     matched = answers_equal(extract_final_answer(output), str(record["output"]), record.get("answer_type"))
     return 1.0 if matched else 0.0
 
 
-def _f1_match(output: str, record: dict) -> Score:
+def f1_match_rule(output: str, record: dict) -> Score:
     return best_alias_f1(extract_final_answer(output), record["output"])
 
 
-def _noncompliance(output: str, record: dict) -> Score:
+def noncompliance_rule(output: str, record: dict) -> Score:
     return noncompliance_score(output, str(record.get("category", "")))
 
 
-_RULES: dict[str, Callable[[str, dict], Score]] = {
-    "multiple_choice": _multiple_choice,
-    "exact_match": _exact_match,
-    "f1_match": _f1_match,
-    "noncompliance": _noncompliance,
-    "text_generation": lambda output, record: None,
-}
+def no_score(output: str, record: dict) -> Score:
+    """text_generation: outputs are kept, not scored."""
+    return None
+
+
+def reward_model_scorer(options: ScoringOptions) -> ScoreBatch:
+    """The reward model's score of each output as an answer to the record's question."""
+    judge = RewardModelJudge.load(options.reward_model or DEFAULT_REWARD_MODEL, device=options.device)
+    return lambda outs, recs: judge.score([question_text(r) for r in recs], outs)
+
+
+def verifier_scorer(options: ScoringOptions) -> ScoreBatch:
+    """The verifier model's verdict on each extracted answer against the reference."""
+    judge = VerifierJudge.load(options.verifier or DEFAULT_VERIFIER, device=options.device)
+    return lambda outs, recs: _verify(judge, outs, recs)
+
+
+def diversity_scorer(options: ScoringOptions) -> ScoreBatch:
+    """How far each output's embedding is from the references' (1 - mean cosine similarity)."""
+    judge = EmbeddingJudge.load(options.encoder or DEFAULT_ENCODER, device=options.device)
+    return lambda outs, recs: _diversity(judge, outs, recs)
+
+
+def coding_scorer(options: ScoringOptions) -> ScoreBatch:
+    """1 when the extracted code passes the record's tests in the sandbox, else 0."""
+    require_isolation()  # refuse before any generation when model code cannot be sandboxed
+    return lambda outs, recs: _run_tests(outs, recs, options.coding_timeout_s, options.coding_workers)
 
 
 def _run_tests(outputs: list[str], records: list[dict], timeout_s: float, workers: int) -> list[Score]:

@@ -16,21 +16,29 @@ import math
 import re
 import string
 from collections import Counter
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
 
-from moco_lit.errors import UserError
 from moco_lit.evaluation import judges
 from moco_lit.evaluation.judges import VerifierJudge
 from moco_lit.evaluation.sandbox import run_python
+from moco_lit.evaluation.task_types import Regroup, ScoreBatch, ScoringOptions, per_example
 
 __all__ = [
     "MocoVerifierJudge",
     "moco_diversity",
-    "moco_rules_for",
+    "moco_choice_scorer",
+    "moco_coding_scorer",
+    "moco_diversity_scorer",
+    "moco_exact_scorer",
+    "moco_f1_scorer",
+    "moco_noncompliance_scorer",
+    "moco_regroup",
+    "moco_reward_model_scorer",
+    "moco_text_generation_scorer",
+    "moco_verifier_scorer",
     "moco_code_program",
     "moco_exact_match",
     "moco_extract_answer",
@@ -453,73 +461,78 @@ def _moco_noncompliance(output: str, record: dict) -> float:
     return 1.0 if moco_is_noncompliance(output, str(record.get("category") or "")) else 0.0
 
 
-def moco_rules_for(
-    task_type: str,
-    *,
-    benchmark: str | None = None,
-    split: str = "test",
-    reward_model: str | None = None,
-    verifier: str | None = None,
-    encoder: str | None = None,
-    device: Any = "cpu",
-    coding_workers: int = 4,
-) -> tuple[Callable[[list[str], list[dict]], list], Callable | None]:
-    """MoCo's rules for ``task_type`` as ``(score_batch, regroup)``, the two pieces of a ``Scorer``
-    (``benchmark`` selects popqa's aliases and CultureBench's groups; ``split`` decides
-    text_generation: the reward model on dev, 0 on test)."""
+# MoCo's rule of each task type, as the scorer factory its spec names (``builtin_task_types.py``).
 
-    def per_example(rule):
-        return lambda outputs, records: [rule(o, r) for o, r in zip(outputs, records)]
+moco_choice_scorer = per_example(_moco_choice)
+moco_exact_scorer = per_example(_moco_exact)
+moco_noncompliance_scorer = per_example(_moco_noncompliance)
 
-    name = benchmark.rsplit("/", 1)[-1].removesuffix(".jsonl").removesuffix(".json") if benchmark else ""
-    regroup = moco_group_all_or_nothing if name == "culturebench" else None
-    rules = {
-        "multiple_choice": _moco_choice,
-        "exact_match": _moco_exact,
-        "f1_match": _moco_popqa if name == "popqa" else _moco_f1,
-        "noncompliance": _moco_noncompliance,
-    }
-    if task_type in rules:
-        batch = per_example(rules[task_type])
-    elif task_type == "coding":
 
-        def batch(outputs, records):
-            # Threads only wait on child processes, so a small pool overlaps them.
-            with ThreadPoolExecutor(max_workers=coding_workers) as pool:
-                return list(pool.map(_moco_code_passes, outputs, records))
+def moco_f1_scorer(options: ScoringOptions) -> ScoreBatch:
+    """Token F1; popqa's references are alias lists, and its best alias counts."""
+    return per_example(_moco_popqa if options.benchmark == "popqa" else _moco_f1)(options)
 
-    elif task_type == "reward_model" or (task_type == "text_generation" and split == "dev"):
-        judge = judges.RewardModelJudge.load(reward_model or judges.DEFAULT_REWARD_MODEL, device=device)
 
-        def batch(outputs, records):
-            return judge.score([str(r.get("input", "")) for r in records], outputs)
+def moco_coding_scorer(options: ScoringOptions) -> ScoreBatch:
+    def batch(outputs, records):
+        # Threads only wait on child processes, so a small pool overlaps them.
+        with ThreadPoolExecutor(max_workers=options.coding_workers) as pool:
+            return list(pool.map(_moco_code_passes, outputs, records))
 
-    elif task_type == "text_generation":
-        batch = per_example(lambda output, record: 0.0)
-    elif task_type == "general_verifier":
-        verifier_judge = MocoVerifierJudge.load(verifier or judges.DEFAULT_VERIFIER, device=device)
+    return batch
 
-        def batch(outputs, records):
-            # MoCo doubles every brace of the three texts before filling its template (an escape
-            # meant for the template, applied to the values): its verifier reads "{{" for "{"
-            replies = verifier_judge.judge(
-                [moco_doubled_braces(moco_verifier_question(r)) for r in records],
-                [moco_doubled_braces(moco_verifier_reference(r)) for r in records],
-                [moco_doubled_braces(moco_verifier_answer(o)) for o in outputs],
-            )
-            return [moco_verifier_passed(reply) for reply in replies]
 
-    elif task_type == "generation_diversity":
-        encoder_judge = judges.EmbeddingJudge.load(encoder or judges.DEFAULT_ENCODER, device=device)
+def moco_reward_model_scorer(options: ScoringOptions) -> ScoreBatch:
+    judge = judges.RewardModelJudge.load(
+        options.reward_model or judges.DEFAULT_REWARD_MODEL, device=options.device
+    )
 
-        def batch(outputs, records):
-            return [
-                moco_diversity(encoder_judge, o, r.get("reference") or []) for o, r in zip(outputs, records)
-            ]
+    def batch(outputs, records):
+        return judge.score([str(r.get("input", "")) for r in records], outputs)
 
-    else:
-        raise UserError(f"--scoring moco does not support task type {task_type!r}")
-    return batch, regroup
+    return batch
+
+
+def moco_text_generation_scorer(options: ScoringOptions) -> ScoreBatch:
+    """The reward model on dev, 0 on test."""
+    if options.split == "dev":
+        return moco_reward_model_scorer(options)
+    return per_example(lambda output, record: 0.0)(options)
+
+
+def moco_verifier_scorer(options: ScoringOptions) -> ScoreBatch:
+    verifier_judge = MocoVerifierJudge.load(
+        options.verifier or judges.DEFAULT_VERIFIER, device=options.device
+    )
+
+    def batch(outputs, records):
+        # MoCo doubles every brace of the three texts before filling its template (an escape
+        # meant for the template, applied to the values): its verifier reads "{{" for "{"
+        replies = verifier_judge.judge(
+            [moco_doubled_braces(moco_verifier_question(r)) for r in records],
+            [moco_doubled_braces(moco_verifier_reference(r)) for r in records],
+            [moco_doubled_braces(moco_verifier_answer(o)) for o in outputs],
+        )
+        return [moco_verifier_passed(reply) for reply in replies]
+
+    return batch
+
+
+def moco_diversity_scorer(options: ScoringOptions) -> ScoreBatch:
+    encoder_judge = judges.EmbeddingJudge.load(
+        options.encoder or judges.DEFAULT_ENCODER, device=options.device
+    )
+
+    def batch(outputs, records):
+        return [moco_diversity(encoder_judge, o, r.get("reference") or []) for o, r in zip(outputs, records)]
+
+    return batch
+
+
+def moco_regroup(benchmark: str) -> Regroup | None:
+    """MoCo's rule across examples, by benchmark name: CultureBench's statements of one question
+    score 1 only together."""
+    return moco_group_all_or_nothing if benchmark == "culturebench" else None
 
 
 class MocoVerifierJudge(VerifierJudge):

@@ -23,7 +23,7 @@ from collections import Counter
 from typing import Literal
 
 from moco_lit.errors import UserError
-from moco_lit.evaluation import answer_key
+from moco_lit.evaluation import VOTING_TASK_TYPES, answer_key
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer, CollaborationModule
 
@@ -40,7 +40,7 @@ class MajorityVote(CollaborationModule):
 
     method_name = "majority_vote"
     level = "text"
-    supported_task_types = frozenset({"multiple_choice", "exact_match", "f1_match"})
+    supported_task_types = VOTING_TASK_TYPES  # those whose spec has a vote key
 
     def __init__(
         self,
