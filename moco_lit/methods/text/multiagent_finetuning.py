@@ -20,6 +20,7 @@ import torch
 
 from moco_lit.dev_table import DevTable
 from moco_lit.errors import UserError
+from moco_lit.evaluation import VOTING_TASK_TYPES
 from moco_lit.generation import example_seed
 from moco_lit.methods.base import Answer, Example
 from moco_lit.methods.core.dev_trained import even_out_training_batches
@@ -72,7 +73,7 @@ class MultiagentFinetuning(AgentTrainedModule):
 
     method_name = "multiagent_finetuning"
     level = "text"
-    supported_task_types = frozenset({"multiple_choice", "exact_match", "f1_match"})
+    supported_task_types = VOTING_TASK_TYPES  # those whose spec has a vote key
 
     def __init__(
         self,
