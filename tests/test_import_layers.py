@@ -96,18 +96,15 @@ LAZY_IMPORTS = {
     ("moco_lit.evaluation.sandbox", "resource"): "Unix only: the sandboxed child sets its limits with it",
 }
 
-# Modules being rewritten as run I/O moves into Lightning callbacks: their own imports are not
-# checked until that work lands (a name covers its submodules).
-REWRITTEN_ELSEWHERE = ("moco_lit.callbacks", "moco_lit.methods.base", "moco_lit.tracking")
+# Modules whose own imports are not checked yet (a name covers its submodules): the run-I/O
+# callbacks, still being reworked; callbacks/wandb_table.py imports report inside a function, where
+# moco_lit.results.compare_with_best_single could be imported at module level.
+REWRITTEN_ELSEWHERE = ("moco_lit.callbacks",)
 
-# Imports still to move, each (kind, importer, imported). The list only shrinks: a fixed entry left
-# here fails the test, so is a new violation.
+# Imports still to move, each (kind, importer, imported), with docs/architecture.md saying why. The
+# list only shrinks: a fixed entry left here fails the test, and so does a new violation. models.py
+# resolves quickstart:SKILL by training the quickstart's specialist (the only upward hook).
 KNOWN = {
-    (
-        "cycle",
-        "moco_lit.collaborators moco_lit.convert moco_lit.data moco_lit.data.benchmark moco_lit.data.commands moco_lit.data.datamodule moco_lit.data.fetch moco_lit.data.hub moco_lit.data.registry moco_lit.data.sources moco_lit.data.synthetic moco_lit.evaluation.judges moco_lit.evaluation.metrics moco_lit.evaluation.moco_rules moco_lit.export moco_lit.figures moco_lit.lightning_cli moco_lit.methods.text.discussion moco_lit.methods.text.structure moco_lit.models moco_lit.quickstart moco_lit.report moco_lit.seeds",
-        "",
-    ),
     ("local", "moco_lit.models", "moco_lit.data.synthetic"),
     ("local", "moco_lit.models", "moco_lit.quickstart"),
     ("local", "moco_lit.processes", "ctypes"),
@@ -209,9 +206,11 @@ def violations() -> set[tuple[str, str, str]]:
         package = imported.split(".")[0]
         if imported in MODULES or (package not in optional and (importer, package) not in LAZY_IMPORTS):
             found.add(("local", importer, imported))
+    # an import already listed in KNOWN is not counted again through the cycles it closes
+    listed = {(importer, imported) for _kind, importer, imported in KNOWN}
     graph = defaultdict(set)
     for importer, imported, kind, _line in internal:
-        if kind != "typing" and importer != imported:
+        if kind != "typing" and importer != imported and (importer, imported) not in listed:
             graph[importer].add(imported)
     for cycle in _cycles(graph):
         found.add(("cycle", " ".join(sorted(cycle)), ""))

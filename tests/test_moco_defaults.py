@@ -21,10 +21,10 @@ from moco_lit.methods.api.graph_routing import GraphRouting
 from moco_lit.methods.api.mentor_collab import MentorCollab
 from moco_lit.methods.api.trained_router import TrainedRouter
 from moco_lit.methods.base import CollaborationModule
+from moco_lit.methods.core.agent_trained import AgentTrainedModule, LoraAgents
 from moco_lit.methods.core.dev_trained import DevTrainedModule
 from moco_lit.methods.single_model import SingleModel
 from moco_lit.methods.text.agglm import AggLM
-from moco_lit.methods.text.arena import AgentTrainedModule, LoraAgents
 from moco_lit.methods.text.llm_blender import LlmBlender
 from moco_lit.methods.weight.lorahub import LoraHub
 from moco_lit.training import lr_factor

@@ -19,7 +19,7 @@ import torch
 
 from moco_lit.errors import UserError
 from moco_lit.methods.base import Answer, Example
-from moco_lit.methods.text.arena import AgentTrainedModule
+from moco_lit.methods.core.agent_trained import AgentTrainedModule
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class Distillation(AgentTrainedModule):
     teacher_run: run folder (or predictions.jsonl) of the teacher system on the dev split.
     rounds: distillation rounds; later rounds re-generate with the students (self-improvement).
     epochs_per_iteration: SFT epochs per round.
-    multi_model: ``shared_base`` / ``one_by_one`` / ``auto`` (see ``arena.LoraAgents``).
+    multi_model: ``shared_base`` / ``one_by_one`` / ``auto`` (see ``agent_trained.LoraAgents``).
     """
 
     method_name = "distillation"

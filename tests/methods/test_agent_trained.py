@@ -1,4 +1,4 @@
-"""arena.LoraAgents: agents on one loaded model all learn in a step; agents export as PEFT folders."""
+"""agent_trained.LoraAgents: agents on one loaded model all learn in a step; agents export as PEFT folders."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from moco_lit.collaborators import load_collaborator
-from moco_lit.methods.text.arena import LoraAgents
+from moco_lit.methods.core.agent_trained import LoraAgents
 from tests.conftest import collaborators_arg
 
 

@@ -1,5 +1,5 @@
 """What the trained text methods share: trainable LoRA agents on collaborators and a base module
-whose ``fit`` alternates "make training data" and "train on it" (SPARTA's ratings: ``ratings.py``).
+whose ``fit`` alternates "make training data" and "train on it" (SPARTA's ratings: ``text/ratings.py``).
 
 Not a method (no ``method_name``): ``multiagent_finetuning``, ``sparta``, ``stackelberg``,
 ``agglm``, ``distillation`` and the trained ``llm_blender`` build on these pieces.

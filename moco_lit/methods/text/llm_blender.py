@@ -32,7 +32,7 @@ from moco_lit.collaborators import Collaborator, Prompt, load_collaborator
 from moco_lit.errors import UserError
 from moco_lit.generation import DecodingConfig, Generation, example_seed
 from moco_lit.methods.base import Answer, Example
-from moco_lit.methods.text.arena import AgentTrainedModule
+from moco_lit.methods.core.agent_trained import AgentTrainedModule
 from moco_lit.methods.text.discussion import question_of
 
 PAIRWISE_PROMPT = """Two answers to the same question follow. Judge which one is better: more correct, \
@@ -82,7 +82,7 @@ class LlmBlender(AgentTrainedModule):
         candidate) or ``answer_line`` (the gold as "Answer: X" / "Final Answer: \\boxed{...}";
         dev questions without gold are left out).
     epochs_per_iteration: SFT epochs of the ranker and fuser (MoCo's 3).
-    (the training arguments of ``arena.AgentTrainedModule`` apply when either is on)
+    (the training arguments of ``agent_trained.AgentTrainedModule`` apply when either is on)
     """
 
     method_name = "llm_blender"

@@ -26,7 +26,7 @@ from moco_lit.merging import (
     merge_dare_ties,
     model_weights,
 )
-from moco_lit.methods.weight.base import MergeSearch, Recipe
+from moco_lit.methods.core.merge_search import MergeSearch, Recipe
 from moco_lit.search import ParticleSwarm
 
 

@@ -17,7 +17,7 @@ import torch
 
 from moco_lit.errors import UserError
 from moco_lit.merging import extrapolate
-from moco_lit.methods.weight.base import MergeSearch, Recipe
+from moco_lit.methods.core.merge_search import MergeSearch, Recipe
 
 
 class Expo(MergeSearch):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from moco_lit.methods.weight.base import MergeSearch, Recipe
+from moco_lit.methods.core.merge_search import MergeSearch, Recipe
 from moco_lit.weight_search import GreedySelection
 
 

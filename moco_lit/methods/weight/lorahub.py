@@ -20,7 +20,7 @@ from moco_lit.collaborators import Prompt, RawText
 from moco_lit.errors import UserError
 from moco_lit.merging import is_lora
 from moco_lit.methods.base import Example
-from moco_lit.methods.weight.base import MergeSearch, Recipe
+from moco_lit.methods.core.merge_search import MergeSearch, Recipe
 from moco_lit.weight_search import BoundedSwarm, NevergradSearch, nevergrad_available
 
 

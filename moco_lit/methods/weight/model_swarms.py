@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from moco_lit.merging import is_lora
-from moco_lit.methods.weight.base import MergeSearch, Recipe
+from moco_lit.methods.core.merge_search import MergeSearch, Recipe
 from moco_lit.weight_search import CoefficientSwarm, SwarmRules
 
 
