@@ -16,6 +16,8 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 
+from moco_lit.results import compare_with_best_single
+
 TABLE_COLUMNS = [
     "id", "output", "answer", "reference", "score", "prompt", "answered_by", "calls", "tokens", "details",
 ]  # fmt: skip
@@ -67,8 +69,6 @@ class PredictionsTable(L.Callback):
 
 def comparison_summary(run_path, metrics: dict) -> dict[str, Any]:
     """The W&B summary of a finished run: its metrics plus the gain over the pool's best single model."""
-    from moco_lit.report import compare_with_best_single
-
     summary: dict[str, Any] = {}
     for key in SUMMARY_KEYS:
         if isinstance(metrics.get(key), int | float):
