@@ -3,9 +3,11 @@ their launcher."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
+import signal
 import sys
 import time
 from collections.abc import Mapping
@@ -96,9 +98,6 @@ def die_with_parent() -> None:
     """
     if not sys.platform.startswith("linux"):
         return
-    import ctypes
-    import signal
-
     pr_set_pdeathsig = 1
     ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     if os.getppid() == 1:  # the launcher died before the call above

@@ -107,8 +107,6 @@ REWRITTEN_ELSEWHERE = ("moco_lit.callbacks",)
 KNOWN = {
     ("local", "moco_lit.models", "moco_lit.data.synthetic"),
     ("local", "moco_lit.models", "moco_lit.quickstart"),
-    ("local", "moco_lit.processes", "ctypes"),
-    ("local", "moco_lit.processes", "signal"),
     ("upward", "moco_lit.models", "moco_lit.data.synthetic"),
     ("upward", "moco_lit.models", "moco_lit.quickstart"),
 }
