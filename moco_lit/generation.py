@@ -445,6 +445,8 @@ class HfSteps:
         parameters = inspect.signature(model.forward).parameters
         # transformers 5 renamed past_key_values to cache
         self.cache_arg = "cache" if "cache" in parameters else "past_key_values"
+        # only the last position's logits: the prompt's others would cost a vocabulary-wide product each
+        self.last_only = {"logits_to_keep": 1} if "logits_to_keep" in parameters else {}
         self.mask = torch.zeros(0)
         self.next_position = torch.zeros(0)
 
@@ -471,6 +473,7 @@ class HfSteps:
             position_ids=positions,
             use_cache=True,
             **{self.cache_arg: self.cache},
+            **self.last_only,
         )
         return out.logits[:, -1]
 
