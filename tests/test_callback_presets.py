@@ -2,11 +2,13 @@
 
 Every preset loads and runs a tiny scripted recipe writing the same run folder as the defaults;
 ``no_wandb_table`` drops only the W&B table, ``checkpoint_every_epoch`` keeps one checkpoint per
-fit epoch. A config that leaves out the writer is warned that nothing is written.
+fit epoch, ``cost_per_collaborator`` adds each collaborator's calls, tokens and seconds to
+metrics.json. A config that leaves out the writer is warned that nothing is written.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -15,7 +17,7 @@ import yaml
 from moco_lit.callbacks import CostAccounting, PredictionsTable, ResumeFromRunFolder, RunFolderWriter
 from moco_lit.cli import main
 from tests.conftest import ROOT
-from tests.test_run_io import CASES, DATA, POOL, assert_same_files, run_files
+from tests.test_run_io import CASES, DATA, FIXTURES, POOL, assert_same_files, run_files
 
 PRESETS = sorted(path.name for path in (ROOT / "callbacks").glob("*.yaml"))
 RUN_IO = [ResumeFromRunFolder, CostAccounting, RunFolderWriter]
@@ -41,7 +43,12 @@ def test_print_config_lists_the_default_callbacks(capsys):
 def test_presets_are_found_by_name():
     from moco_lit.shipped import resolve
 
-    assert PRESETS == ["checkpoint_every_epoch.yaml", "default.yaml", "no_wandb_table.yaml"]
+    assert PRESETS == [
+        "checkpoint_every_epoch.yaml",
+        "cost_per_collaborator.yaml",
+        "default.yaml",
+        "no_wandb_table.yaml",
+    ]
     for preset in PRESETS:
         assert resolve(f"callbacks/{preset[:-5]}") == str(ROOT / "callbacks" / preset)
 
@@ -49,7 +56,27 @@ def test_presets_are_found_by_name():
 @pytest.mark.parametrize("preset", PRESETS)
 def test_each_preset_runs_a_tiny_recipe_with_the_same_run_folder(preset, run_cli):
     folder = run_files(run_cli, "mv_test", "-c", f"callbacks/{preset}")
+    if preset == "cost_per_collaborator.yaml":  # the same files, and more keys in metrics.json
+        path = folder / "metrics.json"
+        metrics = json.loads(path.read_text())
+        added = {key: metrics.pop(key) for key in list(metrics) if key.count("/") == 2}
+        path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        check_per_collaborator(added, metrics)
     assert_same_files(folder, "mv_test")
+
+
+def check_per_collaborator(added: dict, metrics: dict) -> None:
+    """majority_vote asks each of the three collaborators once per example; the rows add up."""
+    names = ("oracle", "coin", "multiplier")
+    assert set(added) == {
+        f"cost/{n}/{k}" for n in names for k in ("calls", "tokens", "new_tokens", "seconds")
+    }
+    assert all(added[f"cost/{n}/calls"] == 5 for n in names)
+    for key in ("calls", "tokens", "new_tokens"):
+        assert sum(added[f"cost/{n}/{key}"] for n in names) == metrics[f"cost/{key}"]
+    assert all(0 <= added[f"cost/{n}/seconds"] <= metrics["seconds"] for n in names)
+    expected = json.loads((FIXTURES / "mv_test" / "metrics.json").read_text())
+    assert metrics["cost/tokens"] == expected["cost/tokens"]
 
 
 def test_default_preset_is_the_defaults_and_no_wandb_table_drops_only_the_table(run_cli):

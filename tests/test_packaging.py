@@ -210,7 +210,8 @@ def test_recipes_lists_every_recipe_by_the_name_c_takes(tmp_path, monkeypatch, c
     for name in rows:  # each listed name resolves to its one file
         assert Path(shipped.resolve(name)) == ROOT / "recipes" / f"{name}.yaml"
     assert "trainer presets (-c NAME): cpu, ddp," in "\n".join(lines)
-    assert "callback presets (-c NAME): checkpoint_every_epoch, default, no_wandb_table" in lines
+    presets = "checkpoint_every_epoch, cost_per_collaborator, default, no_wandb_table"
+    assert f"callback presets (-c NAME): {presets}" in lines
     assert lines[-1] == "sweeps (-c NAME): scripted_demo, text_methods"
 
 

@@ -5,7 +5,8 @@ test, predict and validate; single_model under test, with its per-collaborator s
 intervals) as written before run I/O moved into callbacks. The same commands must write the
 same bytes; in metrics.json only what differs between any two runs (the seconds, the code's
 version and commit) is left out of the comparison. Two DDP ranks write the same records (merged
-from their rank files, in id order) and the same metrics, cost summed across the ranks.
+from their rank files, in id order) and the same metrics, cost summed across the ranks (also
+each collaborator's, with the cost_per_collaborator preset).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def test_two_ranks_write_the_records_and_cost_of_one_process(tmp_path):
         "false",
     ]
     command += ["--trainer.strategy", "ddp", "--trainer.devices", "2", "--trainer.accelerator", "cpu"]
+    command += ["-c", "callbacks/cost_per_collaborator.yaml"]
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -83,5 +85,10 @@ def test_two_ranks_write_the_records_and_cost_of_one_process(tmp_path):
     expected = (FIXTURES / "single_test" / "predictions.jsonl").read_text().splitlines()
     assert sorted(lines) == sorted(expected) and len(lines) == 5
     metrics = json.loads((folder / "metrics.json").read_text())
+    # each collaborator's calls, summed over both ranks (single_model asks all three per example)
+    per_model = {key: metrics.pop(key) for key in list(metrics) if key.count("/") == 2}
+    assert [per_model[f"cost/{name}/calls"] for name in ("oracle", "coin", "multiplier")] == [5.0] * 3
+    for key in ("calls", "tokens", "new_tokens"):
+        assert sum(v for k, v in per_model.items() if k.endswith(f"/{key}")) == metrics[f"cost/{key}"]
     metrics |= {key: value for key, value in VOLATILE.items() if key in metrics}
     assert metrics == json.loads((FIXTURES / "single_test" / "metrics.json").read_text())

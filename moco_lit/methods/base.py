@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -67,12 +68,22 @@ class EpochRecords:
     resume callback sets it at the epoch's start). ``batch``: every record of the last batch, in
     batch order, resumed ones included. ``fresh``: the last batch's new records. ``metrics``: the
     finished epoch's metrics, the module's scores and what callbacks add (cost, seconds).
+    ``by_model``: calls, tokens, new tokens and seconds of every model call this epoch made, by
+    collaborator name (``joint`` for token-level decoding's time, ``other`` for judges and helpers).
     """
 
     resumed: dict[str, dict] = field(default_factory=dict)
     batch: list[dict] = field(default_factory=list)
     fresh: list[dict] = field(default_factory=list)
     metrics: dict[str, Any] = field(default_factory=dict)
+    by_model: dict[str, list[float]] = field(default_factory=dict)
+
+    def charge(self, name: str, outputs: Sequence[Generation], seconds: float = 0.0) -> None:
+        totals = self.by_model.setdefault(name, [0, 0, 0, 0.0])
+        totals[0] += len(outputs)
+        totals[1] += sum(output.prompt_tokens + output.new_tokens for output in outputs)
+        totals[2] += sum(output.new_tokens for output in outputs)
+        totals[3] += seconds
 
 
 class CollaborationModule(L.LightningModule):
@@ -244,8 +255,9 @@ class CollaborationModule(L.LightningModule):
         collaborator = self.collaborators[model] if isinstance(model, int) else model
         seed_key = model if isinstance(model, int) else collaborator.name
         seeds = [example_seed(self.hparams.seed, example_id, seed_key, step) for example_id in ids]
+        started = time.perf_counter()
         outputs = self.engine.generate(collaborator, prompts, decoding, seeds)
-        self._charge(ids, outputs)
+        self._charge(ids, outputs, by=model, seconds=time.perf_counter() - started)
         return outputs
 
     def ask_samples(
@@ -256,9 +268,11 @@ class CollaborationModule(L.LightningModule):
         if decoding.greedy:
             decoding = replace(decoding, temperature=0.7)
         seeds = [example_seed(self.hparams.seed, example_id, model, step) for example_id in ids]
+        started = time.perf_counter()
         samples = self.engine.sample(self.collaborators[model], prompts, decoding, num_samples, seeds)
-        for example_id, outputs in zip(ids, samples):
-            self._charge([example_id] * len(outputs), outputs)
+        seconds = time.perf_counter() - started
+        charged = [(example_id, output) for example_id, outputs in zip(ids, samples) for output in outputs]
+        self._charge([i for i, _ in charged], [o for _, o in charged], by=model, seconds=seconds)
         return samples
 
     def ask_joint(
@@ -275,9 +289,11 @@ class CollaborationModule(L.LightningModule):
             batch_size=self.generation_batch,
         )
         seeds = [example_seed(self.hparams.seed, example_id, "joint", step) for example_id in ids]
+        started = time.perf_counter()
         outputs = decoder.generate(prompts, rule, seeds)
-        for slot in range(len(models)):
-            self._charge(ids, [output.per_model()[slot] for output in outputs])
+        self.epoch_records.charge("joint", [], time.perf_counter() - started)  # one loop, all models
+        for slot, model in enumerate(models):
+            self._charge(ids, [output.per_model()[slot] for output in outputs], by=model)
         return outputs
 
     def ask_all(
@@ -286,12 +302,29 @@ class CollaborationModule(L.LightningModule):
         """Every collaborator answers every prompt; result[model][example]."""
         return [self.ask(m, prompts, ids, step=step) for m in range(len(self.collaborators))]
 
-    def _charge(self, ids: Sequence[str], outputs: Sequence[Generation]) -> None:
+    def _charge(
+        self,
+        ids: Sequence[str],
+        outputs: Sequence[Generation],
+        by: int | Collaborator | None = None,
+        seconds: float = 0.0,
+    ) -> None:
+        """Charge each output to its example's record and to the model that made it (``by``)."""
         for example_id, output in zip(ids, outputs):
             cost = self._example_cost[example_id]
             cost[0] += 1
             cost[1] += output.prompt_tokens + output.new_tokens
             cost[2] += output.new_tokens
+        self.epoch_records.charge(self._cost_name(by), outputs, seconds)
+
+    def _cost_name(self, model: int | Collaborator | None) -> str:
+        """The collaborator's display name, or ``other`` for a model outside the pool (a judge)."""
+        if isinstance(model, int):
+            return self.collaborator_names[model]
+        for index, collaborator in enumerate(self.collaborators):
+            if collaborator is model:
+                return self.collaborator_names[index]
+        return "other"
 
     def score(self, outputs: Sequence[str], batch: list[Example]) -> list[float | None]:
         return self.scorer.score(list(outputs), [example["record"] for example in batch])
@@ -401,6 +434,7 @@ class CollaborationModule(L.LightningModule):
     def _begin_epoch(self) -> None:
         # (`resumed` is the resume callback's: callbacks' epoch-start hooks run before this one)
         self.epoch_records.batch, self.epoch_records.fresh, self.epoch_records.metrics = [], [], {}
+        self.epoch_records.by_model = {}
         self._example_cost.clear()
 
     def test_step(self, batch: list[Example], batch_idx: int) -> None:
