@@ -32,7 +32,8 @@ from moco_lit.models import resolve_model
 log = logging.getLogger(__name__)
 
 _MODELS: dict[str, Any] = {}  # GGUF path -> loaded llama_model, once per process
-_QUIET: list[Any] = []  # the no-op log callback, kept alive while llama.cpp may call it
+_QUIET: list[Any] = []
+UNIFIED_CACHE = False  # the no-op log callback, kept alive while llama.cpp may call it
 
 
 def import_llama_cpp() -> Any:
@@ -169,13 +170,15 @@ class LlamaSteps:
     def _open(self, prompts: list[list[int]]) -> None:
         llama_cpp = self.llama_cpp
         params = llama_cpp.llama_context_default_params()
-        # every row's prompt and answer in one pool of cells shared by the sequences
-        cells = sum(len(p) for p in prompts) + len(prompts) * (self.max_new_tokens + 1)
-        params.n_ctx = -(-cells // 256) * 256
+        # one stream of cells per sequence (a unified pool would make every row attend over the
+        # cells of all rows, masked: attention cost times the batch size), each long enough for
+        # the longest prompt and its answer
+        per_row = -(-(max(len(p) for p in prompts) + self.max_new_tokens + 1) // 256) * 256
+        params.n_ctx = per_row * len(prompts)
         self.batch_tokens = min(sum(len(p) for p in prompts), 2048)
         params.n_batch = params.n_ubatch = max(self.batch_tokens, len(prompts))
         params.n_seq_max = len(prompts)
-        params.kv_unified = True
+        params.kv_unified = UNIFIED_CACHE
         params.n_threads = params.n_threads_batch = self.threads
         self.context = llama_cpp.llama_init_from_model(self.model, params)
         if not self.context:
