@@ -87,6 +87,15 @@ def check_run_id(run_id: str) -> str:
     return run_id
 
 
+def benchmark_name(name_or_path: str) -> str:
+    """The name a benchmark goes by, read from what the user passed without loading it: a
+    registered or synthetic name as given, a file by its name without ``.json``/``.jsonl``. The
+    loaded ``Benchmark`` of a file, run folders, sweeps and checkpoints all use this one rule."""
+    if "/" in name_or_path or name_or_path.endswith((".json", ".jsonl")):
+        return Path(name_or_path).name.removesuffix(".jsonl").removesuffix(".json")
+    return name_or_path
+
+
 class RunFolder:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -96,11 +105,7 @@ class RunFolder:
     def for_experiment(
         cls, root: str | Path, benchmark: str, method: str, run_id: str, stage: str
     ) -> RunFolder:
-        name = (
-            Path(benchmark).stem
-            if ("/" in benchmark or benchmark.endswith((".json", ".jsonl")))
-            else benchmark
-        )
+        name = benchmark_name(benchmark)
         suffix = "" if stage == "test" else f"-{stage}"
         check_run_id(run_id)
         folder = Path(root) / name / method / f"{run_id}{suffix}"

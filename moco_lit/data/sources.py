@@ -29,6 +29,7 @@ from moco_lit.data.hub import load_hub_benchmark
 from moco_lit.data.registry import BENCHMARKS, BenchmarkInfo, get_benchmark
 from moco_lit.data.synthetic import synthetic_benchmark
 from moco_lit.errors import UserError
+from moco_lit.runs import benchmark_name
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +131,7 @@ def _chosen_task_type(requested: str | None, from_file: Any, path: Path) -> str:
 
 
 def _stem(path: Path) -> str:
-    return path.name.removesuffix(".jsonl").removesuffix(".json")
+    return benchmark_name(str(path))
 
 
 def read_benchmark_file(
