@@ -34,7 +34,7 @@ from moco_lit.callbacks import DEFAULT_CALLBACKS, LAST, IterationCheckpoint, Run
 from moco_lit.data import BenchmarkDataModule
 from moco_lit.errors import UserError, did_you_mean, first_line
 from moco_lit.evaluation.sandbox import allow_unsafe_code_execution
-from moco_lit.methods.base import CollaborationModule
+from moco_lit.methods.core.module import CollaborationModule
 from moco_lit.processes import die_with_parent, usable_cores
 from moco_lit.provenance import provenance
 from moco_lit.runs import RunFolder, experiment_config, plain_value, run_id_for

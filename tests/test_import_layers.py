@@ -259,9 +259,11 @@ def test_the_checker_sees_each_kind_of_violation(tmp_path):
     assert [sorted(c) for c in _cycles(graph)] == [["a", "b", "c"]]
     assert layer_of("moco_lit.errors") < layer_of("moco_lit.generation") < layer_of("moco_lit.data.sources")
     assert (
-        layer_of("moco_lit.data.sources") < layer_of("moco_lit.merging") < layer_of("moco_lit.methods.base")
+        layer_of("moco_lit.data.sources")
+        < layer_of("moco_lit.merging")
+        < layer_of("moco_lit.methods.core.module")
     )
-    assert layer_of("moco_lit.methods.base") < layer_of("moco_lit.cli")
+    assert layer_of("moco_lit.methods.core.module") < layer_of("moco_lit.cli")
     assert {"datasets", "wandb", "matplotlib", "nevergrad", "deepspeed"} <= optional_packages()
     assert "torch" not in optional_packages()
 

@@ -20,9 +20,9 @@ from moco_lit.methods.api.collm import CoLLM
 from moco_lit.methods.api.graph_routing import GraphRouting
 from moco_lit.methods.api.mentor_collab import MentorCollab
 from moco_lit.methods.api.trained_router import TrainedRouter
-from moco_lit.methods.base import CollaborationModule
 from moco_lit.methods.core.agent_trained import AgentTrainedModule, LoraAgents
 from moco_lit.methods.core.dev_trained import DevTrainedModule
+from moco_lit.methods.core.module import CollaborationModule
 from moco_lit.methods.single_model import SingleModel
 from moco_lit.methods.text.agglm import AggLM
 from moco_lit.methods.text.llm_blender import LlmBlender

@@ -13,7 +13,7 @@ import importlib
 
 from moco_lit.errors import UserError, did_you_mean
 from moco_lit.method_registry import REGISTRY, names
-from moco_lit.methods.base import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, CollaborationModule
 
 __all__ = ["REGISTRY", "Answer", "CollaborationModule", "class_path", "get", "names"]
 

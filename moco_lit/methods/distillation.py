@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 
 from moco_lit.errors import UserError
-from moco_lit.methods.base import Answer, Example
 from moco_lit.methods.core.agent_trained import AgentTrainedModule
+from moco_lit.methods.core.module import Answer, Example
 
 log = logging.getLogger(__name__)
 

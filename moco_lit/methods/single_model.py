@@ -9,7 +9,7 @@ need. With ``model`` set, only that collaborator answers.
 from __future__ import annotations
 
 from moco_lit.errors import UserError
-from moco_lit.methods.base import Answer, CollaborationModule, ScoreSums
+from moco_lit.methods.core.module import Answer, CollaborationModule, ScoreSums
 
 
 class SingleModel(CollaborationModule):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from moco_lit.methods.base import CollaborationModule
+from moco_lit.methods.core.module import CollaborationModule
 from tests.scripted import solve_quickstart
 
 PROMPT_LOG = "MOCO_TEST_PROMPT_LOG"

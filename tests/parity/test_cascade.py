@@ -39,7 +39,7 @@ def logit_policy(ask: Ask):
 
 def budgets_of_asks(monkeypatch) -> list[tuple[int, int]]:
     """(model, max_new_tokens) of every ``ask`` of moco_lit from now on."""
-    from moco_lit.methods.base import CollaborationModule
+    from moco_lit.methods.core.module import CollaborationModule
 
     seen, original = [], CollaborationModule.ask
 

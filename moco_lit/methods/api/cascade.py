@@ -23,7 +23,7 @@ from torchmetrics import CatMetric
 
 from moco_lit.errors import UserError
 from moco_lit.generation import DecodingConfig, Generation
-from moco_lit.methods.base import Answer, CollaborationModule, Example
+from moco_lit.methods.core.module import Answer, CollaborationModule, Example
 from moco_lit.methods.text.discussion import question_of
 
 JUST_ASK_PROMPT = """{question}

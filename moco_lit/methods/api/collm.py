@@ -25,8 +25,8 @@ from torch import nn
 
 from moco_lit.decoding import DeferralHead, check_same_vocabulary, module_fingerprint, warmup_threshold
 from moco_lit.errors import UserError
-from moco_lit.methods.base import Answer
 from moco_lit.methods.core.dev_trained import DevTrainedModule
+from moco_lit.methods.core.module import Answer
 from moco_lit.training import IGNORE_INDEX, deferral_labels, deferral_marginal_loss, token_logps
 
 log = logging.getLogger(__name__)

@@ -26,8 +26,8 @@ from moco_lit.decoding import DecodingSession, JointDecoder, Patch, PatchRule, m
 from moco_lit.dev_table import question_text
 from moco_lit.errors import UserError
 from moco_lit.generation import DecodingConfig, example_seed
-from moco_lit.methods.base import Answer
 from moco_lit.methods.core.dev_trained import DevTrainedModule
+from moco_lit.methods.core.module import Answer
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import torch
 
 from moco_lit.decoding import ThresholdSwitch
 from moco_lit.errors import UserError
-from moco_lit.methods.base import Answer, CollaborationModule, ScoreSums
+from moco_lit.methods.core.module import Answer, CollaborationModule, ScoreSums
 
 log = logging.getLogger(__name__)
 

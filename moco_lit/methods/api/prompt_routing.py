@@ -15,7 +15,7 @@ import re
 from typing import Literal
 
 from moco_lit.errors import UserError
-from moco_lit.methods.base import Answer, CollaborationModule, Example
+from moco_lit.methods.core.module import Answer, CollaborationModule, Example
 from moco_lit.methods.text.discussion import question_of
 
 ROUTER_PROMPT = """You decide which AI model should answer a user's question. The models are:

@@ -27,8 +27,8 @@ from moco_lit.dev_table import question_text
 from moco_lit.errors import UserError
 from moco_lit.evaluation.judges import EmbeddingJudge, RewardModelJudge
 from moco_lit.generation import example_seed
-from moco_lit.methods.base import Answer
 from moco_lit.methods.core.dev_trained import DevTrainedModule
+from moco_lit.methods.core.module import Answer
 from moco_lit.training import completion_batch, sft_loss
 
 log = logging.getLogger(__name__)

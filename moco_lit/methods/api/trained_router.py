@@ -26,8 +26,8 @@ from moco_lit.dev_table import DevTable, question_text, reward_ties
 from moco_lit.errors import UserError
 from moco_lit.evaluation.judges import EmbeddingJudge, RewardModelJudge
 from moco_lit.generation import example_seed
-from moco_lit.methods.base import Answer
 from moco_lit.methods.core.dev_trained import DevTrainedModule
+from moco_lit.methods.core.module import Answer
 from moco_lit.training import completion_batch, completion_logps, sft_loss
 
 log = logging.getLogger(__name__)

@@ -33,8 +33,8 @@ from moco_lit.collaborators import Collaborator, Prompt
 from moco_lit.dev_table import DevTable
 from moco_lit.errors import UserError
 from moco_lit.generation import DecodingConfig, Generation
-from moco_lit.methods.base import Example
 from moco_lit.methods.core.dev_trained import DevTrainedModule
+from moco_lit.methods.core.module import Example
 from moco_lit.training import (
     completion_batch,
     completion_logps,

@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from moco_lit.dev_table import DEV_ANSWERS, DevTable, question_text, rank_and_world
 from moco_lit.errors import UserError
-from moco_lit.methods.base import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, CollaborationModule
 from moco_lit.training import LR_SCHEDULES, lr_factor
 
 

@@ -36,7 +36,7 @@ from moco_lit.merging import (
     model_weights,
     writable_tensors,
 )
-from moco_lit.methods.base import Answer, CollaborationModule, Example
+from moco_lit.methods.core.module import Answer, CollaborationModule, Example
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from moco_lit.decoding import check_same_vocabulary, contrast
 from moco_lit.errors import UserError
-from moco_lit.methods.base import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, CollaborationModule
 
 
 class LogitContrastive(CollaborationModule):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from moco_lit.decoding import FuseRule, average, check_same_vocabulary, weighted_sum
 from moco_lit.errors import UserError
-from moco_lit.methods.base import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, CollaborationModule
 
 
 class LogitFusion(CollaborationModule):

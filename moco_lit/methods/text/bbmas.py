@@ -20,7 +20,7 @@ from typing import Literal
 
 from moco_lit.errors import UserError
 from moco_lit.generation import example_seed
-from moco_lit.methods.base import Answer, CollaborationModule, Example
+from moco_lit.methods.core.module import Answer, CollaborationModule, Example
 from moco_lit.methods.text.discussion import question_of
 
 BOARD_PROMPT = """You are one of several agents solving a problem together on a shared blackboard. \

@@ -15,7 +15,7 @@ from moco_lit.collaborators import Prompt
 from moco_lit.errors import UserError
 
 if TYPE_CHECKING:
-    from moco_lit.methods.base import CollaborationModule
+    from moco_lit.methods.core.module import CollaborationModule
 
 Example = dict[str, Any]
 Texts = list[list[str]]

@@ -22,7 +22,7 @@ import torch
 
 from moco_lit.errors import UserError
 from moco_lit.generation import example_seed
-from moco_lit.methods.base import Answer, CollaborationModule, Example, ScoreSums
+from moco_lit.methods.core.module import Answer, CollaborationModule, Example, ScoreSums
 from moco_lit.methods.text.discussion import question_of
 from moco_lit.search import ParticleSwarm, SwarmConfig
 

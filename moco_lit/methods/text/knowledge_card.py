@@ -10,7 +10,7 @@ Plug-in Specialized Language Models". MoCo: ``text_knowledge_card``.
 from __future__ import annotations
 
 from moco_lit.errors import UserError
-from moco_lit.methods.base import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, CollaborationModule
 from moco_lit.methods.text.discussion import Example, ask_each, bullet_list, check_template, question_of
 
 CARD_TEMPLATE = (

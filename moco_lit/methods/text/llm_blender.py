@@ -31,8 +31,8 @@ import torch
 from moco_lit.collaborators import Collaborator, Prompt, load_collaborator
 from moco_lit.errors import UserError
 from moco_lit.generation import DecodingConfig, Generation, example_seed
-from moco_lit.methods.base import Answer, Example
 from moco_lit.methods.core.agent_trained import AgentTrainedModule
+from moco_lit.methods.core.module import Answer, Example
 from moco_lit.methods.text.discussion import question_of
 
 PAIRWISE_PROMPT = """Two answers to the same question follow. Judge which one is better: more correct, \

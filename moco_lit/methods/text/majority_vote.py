@@ -25,7 +25,7 @@ from typing import Literal
 from moco_lit.errors import UserError
 from moco_lit.evaluation import VOTING_TASK_TYPES, answer_key
 from moco_lit.generation import example_seed
-from moco_lit.methods.base import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, CollaborationModule
 
 
 class MajorityVote(CollaborationModule):

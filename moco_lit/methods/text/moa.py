@@ -9,7 +9,7 @@ Wang et al. 2024, "Mixture-of-Agents Enhances Large Language Model Capabilities"
 from __future__ import annotations
 
 from moco_lit.errors import UserError
-from moco_lit.methods.base import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, CollaborationModule
 from moco_lit.methods.text.discussion import (
     Example,
     Texts,

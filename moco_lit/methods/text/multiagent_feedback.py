@@ -13,7 +13,7 @@ import random
 
 from moco_lit.errors import UserError
 from moco_lit.generation import example_seed
-from moco_lit.methods.base import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, CollaborationModule
 from moco_lit.methods.text.discussion import (
     SUMMARY_TEMPLATE,
     Example,

@@ -22,9 +22,9 @@ from moco_lit.dev_table import DevTable
 from moco_lit.errors import UserError
 from moco_lit.evaluation import VOTING_TASK_TYPES
 from moco_lit.generation import example_seed
-from moco_lit.methods.base import Answer, Example
 from moco_lit.methods.core.agent_trained import AgentTrainedModule
 from moco_lit.methods.core.dev_trained import even_out_training_batches
+from moco_lit.methods.core.module import Answer, Example
 from moco_lit.methods.text.discussion import question_of
 
 CRITIC_PROMPT = """Question:

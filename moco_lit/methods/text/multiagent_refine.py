@@ -10,7 +10,7 @@ then summarises the last round's answers into the final answer. Multiagent debat
 from __future__ import annotations
 
 from moco_lit.errors import UserError
-from moco_lit.methods.base import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, CollaborationModule
 from moco_lit.methods.text.discussion import (
     SUMMARY_TEMPLATE,
     Example,

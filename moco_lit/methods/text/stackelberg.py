@@ -29,7 +29,7 @@ import torch
 
 from moco_lit.errors import UserError
 from moco_lit.generation import DecodingConfig, example_seed
-from moco_lit.methods.base import Example
+from moco_lit.methods.core.module import Example
 from moco_lit.methods.text.discussion import question_of
 from moco_lit.methods.text.ratings import RatingTable, k_step, parse_judge_score
 from moco_lit.methods.text.sparta import SCORE_JUDGE_PROMPT, Sparta

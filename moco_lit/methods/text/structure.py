@@ -13,7 +13,7 @@ import logging
 from typing import Literal
 
 from moco_lit.errors import UserError
-from moco_lit.methods.base import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, CollaborationModule
 from moco_lit.methods.text.discussion import (
     Example,
     Texts,

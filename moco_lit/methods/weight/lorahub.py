@@ -19,8 +19,8 @@ import torch
 from moco_lit.collaborators import Prompt, RawText
 from moco_lit.errors import UserError
 from moco_lit.merging import is_lora
-from moco_lit.methods.base import Example
 from moco_lit.methods.core.merge_search import MergeSearch, Recipe
+from moco_lit.methods.core.module import Example
 from moco_lit.weight_search import BoundedSwarm, NevergradSearch, nevergrad_available
 
 
