@@ -45,6 +45,10 @@ COMMAND_MODULES = {
     "data": "moco_lit.data.commands:main",
 }
 PROJECT_COMMANDS = ("quickstart", "score", "sweep", "report", "convert", "data")
+# modules that register model resolvers (moco_lit.models.register_resolver), imported before a
+# command that loads collaborators: the quickstart makes ``quickstart:SKILL`` models
+RESOLVER_MODULES = ("moco_lit.quickstart",)
+MODEL_COMMANDS = ("lightning", "tasks", "seeds", "sweep")
 
 LIGHTNING_COMMANDS = ("fit", "validate", "test", "predict")
 # the commands that may load models or data from the Hugging Face Hub
@@ -157,6 +161,9 @@ def _dispatch(argv: list[str]) -> int:
 def command_function(name: str) -> Callable[[list[str]], int]:
     """The ``main`` of a command in :data:`COMMAND_MODULES`, its module imported now."""
     module_name, _, function = COMMAND_MODULES[name].partition(":")
+    if name in MODEL_COMMANDS:
+        for resolvers in RESOLVER_MODULES:
+            importlib.import_module(resolvers)
     return getattr(importlib.import_module(module_name), function)
 
 

@@ -8,7 +8,9 @@ checkpoint under ``$MOCO_LIT_HOME/models/<name>/``. Any `.gguf` file given as a 
 the same way, once, into ``models/<sha256-prefix>-<stem>/``.
 
 `resolve_model(spec)` is what the collaborator loader calls first: it turns a short name or a
-GGUF path into that folder and hands every other spec back untouched.
+GGUF path into that folder, a ``PREFIX:NAME`` spec to what the resolver registered for the prefix
+(``register_resolver``; the quickstart registers ``quickstart:SKILL``), and hands every other spec
+back untouched.
 
 A folder in the cache is either complete or absent: conversions are written to a hidden temporary
 folder beside it and renamed into place, so an interrupted or failed one leaves nothing behind.
@@ -26,6 +28,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,11 +91,26 @@ KNOWN_MODELS: dict[str, KnownModel] = {
 
 QUICKSTART_PREFIX = "quickstart:"
 
+# ``PREFIX:NAME`` specs that a higher layer knows how to make, e.g. ``quickstart:multiply``: each
+# prefix maps to a function of NAME that returns a folder `from_pretrained` can load.
+_RESOLVERS: dict[str, Callable[[str], str]] = {}
+# the module that registers each known prefix (named in the error when it has not been imported)
+_RESOLVER_HOMES = {QUICKSTART_PREFIX: "moco_lit.quickstart"}
+
+
+def register_resolver(prefix: str, resolve: Callable[[str], str]) -> None:
+    """Resolve specs starting with ``prefix`` (such as ``"quickstart:"``) by ``resolve(rest_of_spec)``."""
+    _RESOLVERS[prefix] = resolve
+
 
 def resolve_model(spec: str) -> str:
     """A hub id or local folder for `from_pretrained`, given a short name, a `.gguf` path or either of those."""
-    if spec.startswith(QUICKSTART_PREFIX):
-        return _quickstart_specialist(spec.removeprefix(QUICKSTART_PREFIX))
+    for prefix, resolve in _RESOLVERS.items():
+        if spec.startswith(prefix):
+            return resolve(spec.removeprefix(prefix))
+    for prefix, home in _RESOLVER_HOMES.items():
+        if spec.startswith(prefix):
+            raise UserError(f"model {spec!r} is made by {home}, which this program did not load")
     if spec in KNOWN_MODELS:
         folder = model_dir(spec)
         if not _is_complete(folder):
@@ -515,17 +533,3 @@ def _convert_into(gguf_path: Path, out: Path, source: str, digest: str, architec
         "dtype": "float32",
     }
     (out / CONVERSION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
-
-
-def _quickstart_specialist(skill: str) -> str:
-    """``quickstart:SKILL``: the quickstart's tiny specialist for SKILL (trained on first use, about
-    half a minute, then cached like the quickstart's own)."""
-    from moco_lit.data.synthetic import SKILLS
-    from moco_lit.quickstart import ensure_specialists
-
-    if skill not in SKILLS:
-        raise UserError(
-            f"unknown quickstart specialist {skill!r}{did_you_mean(skill, SKILLS)}; "
-            f"the quickstart's skills: {', '.join('quickstart:' + s for s in SKILLS)}"
-        )
-    return dict(zip(SKILLS, ensure_specialists(), strict=True))[skill]

@@ -36,7 +36,9 @@ from moco_lit.argv import CommandParser
 from moco_lit.collaborators import render_plain
 from moco_lit.data.prompts import render_prompt
 from moco_lit.data.synthetic import SKILL_MAKERS, SKILLS, skill_examples
+from moco_lit.errors import UserError, did_you_mean
 from moco_lit.lightning_cli import MocoCLI, run_lightning
+from moco_lit.models import QUICKSTART_PREFIX, register_resolver
 from moco_lit.quiet import quiet_runs
 from moco_lit.report import leaderboard_rows, print_leaderboard, write_report
 from moco_lit.training import completion_batch, sft_loss
@@ -235,6 +237,20 @@ def ensure_specialists(
             print(f"  done in {time.perf_counter() - started:.0f} s", flush=True)
         folders.append(str(folder))
     return folders
+
+
+def specialist_for(skill: str) -> str:
+    """``quickstart:SKILL`` as a model: the quickstart's tiny specialist for SKILL (trained on first
+    use, about half a minute, then cached like the quickstart's own)."""
+    if skill not in SKILLS:
+        raise UserError(
+            f"unknown quickstart specialist {skill!r}{did_you_mean(skill, SKILLS)}; "
+            f"the quickstart's skills: {', '.join(QUICKSTART_PREFIX + s for s in SKILLS)}"
+        )
+    return dict(zip(SKILLS, ensure_specialists(), strict=True))[skill]
+
+
+register_resolver(QUICKSTART_PREFIX, specialist_for)
 
 
 @dataclass(frozen=True)

@@ -97,14 +97,8 @@ LAZY_IMPORTS = {
 }
 
 # Imports still to move, each (kind, importer, imported), with docs/architecture.md saying why. The
-# list only shrinks: a fixed entry left here fails the test, and so does a new violation. models.py
-# resolves quickstart:SKILL by training the quickstart's specialist (the only upward hook).
-KNOWN = {
-    ("local", "moco_lit.models", "moco_lit.data.synthetic"),
-    ("local", "moco_lit.models", "moco_lit.quickstart"),
-    ("upward", "moco_lit.models", "moco_lit.data.synthetic"),
-    ("upward", "moco_lit.models", "moco_lit.quickstart"),
-}
+# list only shrinks: a fixed entry left here fails the test, and so does a new violation.
+KNOWN: set[tuple[str, str, str]] = set()
 
 
 def _module_files() -> dict[str, Path]:

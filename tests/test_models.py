@@ -7,6 +7,7 @@ without it.
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -515,3 +516,24 @@ def test_real_smollm2_chat_template_renders():
     # the template's markers are single special tokens, not spelled out piece by piece
     ids = tokenizer(text, add_special_tokens=False).input_ids
     assert ids.count(tokenizer.convert_tokens_to_ids("<|im_start|>")) == text.count("<|im_start|>")
+
+
+def test_a_prefixed_spec_goes_to_the_resolver_registered_for_it(monkeypatch):
+    monkeypatch.setattr(models, "_RESOLVERS", {})
+    with pytest.raises(UserError, match=r"'quickstart:multiply' is made by moco_lit\.quickstart"):
+        models.resolve_model("quickstart:multiply")
+    models.register_resolver("toy:", lambda name: f"/models/toy-{name}")
+    assert models.resolve_model("toy:small") == "/models/toy-small"
+    assert models.resolve_model("someorg/toy:small") == "someorg/toy:small"  # only a leading prefix
+
+
+def test_commands_that_load_models_register_the_quickstart_resolver(monkeypatch):
+    import moco_lit.quickstart  # noqa: F401  (registered in the real table, which the test then sets aside)
+    from moco_lit import cli
+
+    monkeypatch.setattr(models, "_RESOLVERS", {})
+    monkeypatch.delitem(sys.modules, "moco_lit.quickstart", raising=False)
+    cli.command_function("report")  # a command that loads no model leaves it out
+    assert "quickstart:" not in models._RESOLVERS
+    cli.command_function("lightning")
+    assert models._RESOLVERS["quickstart:"].__name__ == "specialist_for"

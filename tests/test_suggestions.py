@@ -88,6 +88,7 @@ def test_a_hub_id_close_to_a_short_name_is_still_a_hub_id():
 
 
 def test_a_quickstart_specialist_name_is_checked():
+    import moco_lit.quickstart  # noqa: F401  (registers the quickstart: resolver)
     from moco_lit.models import resolve_model
 
     with pytest.raises(
