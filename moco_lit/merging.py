@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 from peft.tuners.lora import LoraLayer
 
-from moco_lit.errors import UserError
+from moco_lit.errors import UserError, did_you_mean
 
 Combine = Callable[[str, list[torch.Tensor]], torch.Tensor]
 """Per-tensor rule: (tensor name, the sources' tensors in float32) -> the merged tensor."""
@@ -382,3 +382,102 @@ def tensor_seed(seed: int, model: int, name: str) -> int:
 def _check_weights(sources: Sequence[Weights], weights: Sequence[float]) -> None:
     if len(sources) != len(weights):
         raise ValueError(f"{len(sources)} models but {len(weights)} weights")
+
+
+# -- merge rules: a name -> one merge over weighted sources ------------------------------------
+#
+# A rule merges ``sources`` with one weight each into ``target`` (with a ``base`` when it works on
+# task vectors). The searches propose weights and name a rule; they never do the arithmetic.
+# A new rule is one function with this signature and one ``register_merge_rule`` line.
+
+RuleFunction = Callable[..., None]
+"""``(target, sources, weights, base, **params) -> None``: write the merge into ``target``."""
+
+
+@dataclass(frozen=True)
+class MergeRule:
+    """A registered merge rule: its function, the parameters it accepts, whether it needs a base."""
+
+    name: str
+    function: RuleFunction
+    params: frozenset[str]
+    needs_base: bool = False
+
+    def check_params(self, params: Mapping[str, object]) -> None:
+        for key in params:
+            if key not in self.params:
+                accepted = ", ".join(sorted(self.params)) or "none"
+                raise UserError(
+                    f"merge rule {self.name} has no parameter {key!r}{did_you_mean(key, self.params)}; "
+                    f"it accepts: {accepted}"
+                )
+
+    def apply(
+        self,
+        target: Mapping[str, torch.Tensor],
+        sources: Sequence[Weights],
+        weights: Sequence[float],
+        base: Weights | None = None,
+        **params: object,
+    ) -> None:
+        self.check_params(params)
+        if self.needs_base and base is None:
+            raise UserError(
+                f"merge rule {self.name} works on task vectors and needs a base model (base_model_name)"
+            )
+        self.function(target, sources, weights, base, **params)
+
+
+MERGE_RULES: dict[str, MergeRule] = {}
+
+
+def register_merge_rule(
+    name: str, function: RuleFunction, params: Iterable[str] = (), needs_base: bool = False
+) -> MergeRule:
+    """Make ``function`` usable by every weight search as ``merge_rule: <name>``."""
+    rule = MergeRule(name, function, frozenset(params), needs_base)
+    MERGE_RULES[name] = rule
+    return rule
+
+
+def merge_rule(name: str) -> MergeRule:
+    """The registered rule called ``name``; an unknown name is a :class:`UserError`."""
+    rule = MERGE_RULES.get(name)
+    if rule is None:
+        raise UserError(
+            f"unknown merge rule {name!r}{did_you_mean(str(name), MERGE_RULES, cutoff=0.6)}; "
+            f"known rules: {', '.join(sorted(MERGE_RULES))}"
+        )
+    return rule
+
+
+def _linear_rule(target, sources, weights, base) -> None:
+    merge_linear(target, sources, weights)
+
+
+def _task_arithmetic_rule(target, sources, weights, base) -> None:
+    merge_task_arithmetic(target, base, sources, weights)
+
+
+def _ties_rule(target, sources, weights, base, density: float = 1.0, disjoint_mean: bool = False) -> None:
+    merge_dare_ties(target, base, sources, weights, ties_density=density, disjoint_mean=disjoint_mean)
+
+
+def _dare_ties_rule(target, sources, weights, base, **params) -> None:
+    merge_dare_ties(target, base, sources, weights, **params)
+
+
+def _extrapolate_rule(target, sources, weights, base, alpha: float = 0.3) -> None:
+    """Two sources (source, toward); the weights are not used (ExPO's strength is ``alpha``)."""
+    if len(sources) != 2:
+        raise UserError(f"merge rule extrapolate takes two models (source, toward), got {len(sources)}")
+    merge_extrapolate(target, sources[0], sources[1], alpha)
+
+
+DARE_TIES_PARAMS = ("density", "ties_density", "disjoint_mean", "sign_election", "seed", "dare_rescale")
+
+register_merge_rule("linear", _linear_rule)
+register_merge_rule("task_arithmetic", _task_arithmetic_rule, needs_base=True)
+register_merge_rule("ties", _ties_rule, ("density", "disjoint_mean"), needs_base=True)
+register_merge_rule("dare_ties", _dare_ties_rule, DARE_TIES_PARAMS, needs_base=True)
+register_merge_rule("extrapolate", _extrapolate_rule, ("alpha",))

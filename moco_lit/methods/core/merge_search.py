@@ -23,25 +23,27 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from moco_lit.collaborators import Collaborator, Prompt
+from moco_lit.collaborators import Collaborator, Prompt, load_collaborator
 from moco_lit.errors import UserError
 from moco_lit.evaluation import ScoreMetric, Scorer
 from moco_lit.merging import (
+    MergeRule,
     Weights,
     adapter_weights,
     check_compatible,
     is_lora,
     lora_full_weights,
-    merge_linear,
+    merge_rule,
     model_weights,
     writable_tensors,
 )
-from moco_lit.methods.core.module import Answer, CollaborationModule, Example
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule, Example
 
 log = logging.getLogger(__name__)
 
 Recipe = dict[str, Any]
-"""A candidate merge, JSON-able: ``{"op": "linear", "weights": [...]}`` or a method's own op."""
+"""A candidate merge, JSON-able: ``{"op": <merge rule>, "weights": [...], <the rule's parameters>}``
+(``op`` names a rule of ``moco_lit.merging.MERGE_RULES``; other keys are the search's own notes)."""
 
 MAX_INLINE_ITERATIONS = 1000
 
@@ -75,6 +77,27 @@ class MergeSearch(CollaborationModule):
         self._applied: str | None = None
         self._base_fingerprint = ""
         self._dev_batches: list[list[Example]] = []
+        self.rule: MergeRule = merge_rule("linear")
+        self.rule_args: dict[str, Any] = {}
+        self.base_model_name: str | None = None
+        self.base: Weights | None = None
+
+    def choose_rule(
+        self, name: str, args: dict[str, Any] | None = None, base_model_name: str | None = None
+    ) -> None:
+        """Merge every candidate with the registered rule ``name`` and its parameters ``args``;
+        rules on task vectors take them against ``base_model_name``."""
+        self.rule = merge_rule(name)
+        self.rule_args = dict(args or {})
+        self.rule.check_params(self.rule_args)
+        self.base_model_name = base_model_name
+
+    def rule_recipe(self, weights: list[float]) -> Recipe:
+        """The recipe merging the collaborators with ``weights`` by the chosen rule."""
+        recipe: Recipe = {"op": self.rule.name, "weights": weights, **self.rule_args}
+        if "seed" in self.rule.params and "seed" not in recipe:
+            recipe["seed"] = self.hparams.seed
+        return recipe
 
     # -- what a method writes -----------------------------------------------------------------
 
@@ -106,10 +129,10 @@ class MergeSearch(CollaborationModule):
         return example["prompt"]
 
     def write_merge(self, recipe: Recipe) -> None:
-        """Write ``recipe``'s weights into the working model (methods add their own ops)."""
-        if recipe["op"] != "linear":
-            raise ValueError(f"unknown merge op {recipe['op']!r}")
-        merge_linear(self.target, self.sources, recipe["weights"])
+        """Write ``recipe``'s merge into the working model with the merge rule it names."""
+        rule = merge_rule(recipe["op"])
+        params = {key: value for key, value in recipe.items() if key in rule.params}
+        rule.apply(self.target, self.sources, recipe["weights"], self.base, **params)
 
     def search_state(self) -> dict[str, Any]:
         """The optimiser's state (plain data)."""
@@ -127,6 +150,23 @@ class MergeSearch(CollaborationModule):
             self.trainer.limit_val_batches = 0
         if self.merged_index is None:
             self._build_working_model()
+        if self.base is None and self.rule.needs_base:
+            self.base = self.load_base(self.base_model_name)
+
+    def load_base(self, name: str | None) -> Weights:
+        """The model task vectors are taken against: ``name``, or the base of LoRA collaborators."""
+        if name is None:
+            first = self.collaborators[0].model
+            if not is_lora(first):
+                raise UserError(
+                    f"{self.method_name} needs base_model_name (the model the collaborators were "
+                    "fine-tuned from), or LoRA collaborators on one base"
+                )
+            return lora_full_weights(first, "base of the LoRA collaborators", with_delta=False)
+        model = load_collaborator(name, self.collaborators[0].device).model
+        if is_lora(model):
+            return lora_full_weights(model, name)
+        return model_weights(model, name)
 
     def _build_working_model(self) -> None:
         scripted = [c.name for c in self.collaborators if c.model is None]
@@ -321,9 +361,8 @@ class MergeSearch(CollaborationModule):
         if self.export_dir and self.global_rank == 0:
             self.export(self.export_dir)
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
-        ids = [example["id"] for example in batch]
-        outputs = self.ask(self.merged_index, [self.prompt_of(example) for example in batch], ids)
+    def collaborate(self, batch: Batch) -> list[Answer]:
+        outputs = self.ask(self.merged_index, [self.prompt_of(example) for example in batch], batch.ids)
         merge = self.describe(self.final_recipe())
         return [Answer(o.text, by=self.merged.name, details={"merge": merge}) for o in outputs]
 

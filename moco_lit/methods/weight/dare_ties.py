@@ -16,16 +16,8 @@ from typing import Any, Literal
 
 import torch
 
-from moco_lit.collaborators import load_collaborator
 from moco_lit.errors import UserError
-from moco_lit.merging import (
-    DareRescale,
-    Weights,
-    is_lora,
-    lora_full_weights,
-    merge_dare_ties,
-    model_weights,
-)
+from moco_lit.merging import DareRescale
 from moco_lit.methods.core.merge_search import MergeSearch, Recipe
 from moco_lit.search import ParticleSwarm
 
@@ -47,6 +39,7 @@ class DareTies(MergeSearch):
     """
 
     method_name = "dare_ties"
+    report_label_args = ("mode",)
 
     def __init__(
         self,
@@ -77,7 +70,7 @@ class DareTies(MergeSearch):
         for name, value in (("density", density), ("ties_density", ties_density)):
             if not 0.0 < value <= 1.0:
                 raise UserError(f"dare_ties.{name} must be in (0, 1], got {value}")
-        self.base_model_name = base_model_name
+        self.choose_rule("dare_ties", base_model_name=base_model_name)
         self.mode = mode
         self.max_iterations = max_iterations
         self.swarm_settings = {
@@ -96,27 +89,7 @@ class DareTies(MergeSearch):
         }
         self.population = population
         self.swarm: ParticleSwarm | None = None
-        self.base: Weights | None = None
         self.finished = mode == "average"
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if self.base is None:
-            self.base = self._load_base()
-
-    def _load_base(self) -> Weights:
-        if self.base_model_name is None:
-            first = self.collaborators[0].model
-            if not is_lora(first):
-                raise UserError(
-                    "dare_ties needs base_model_name (the model the collaborators were fine-tuned from), "
-                    "or LoRA collaborators on one base"
-                )
-            return lora_full_weights(first, "base of the LoRA collaborators", with_delta=False)
-        model = load_collaborator(self.base_model_name, self.collaborators[0].device).model
-        if is_lora(model):
-            return lora_full_weights(model, self.base_model_name)
-        return model_weights(model, self.base_model_name)
 
     def recipe(self, weights: list[float]) -> Recipe:
         settings = self.hparams
@@ -131,17 +104,8 @@ class DareTies(MergeSearch):
         }
 
     def write_merge(self, recipe: Recipe) -> None:
-        merge_dare_ties(
-            self.target,
-            self.base,
-            self.sources,
-            recipe["weights"],
-            density=recipe["density"],
-            ties_density=recipe["ties_density"],
-            disjoint_mean=recipe["disjoint_mean"],
-            seed=recipe["seed"],
-            dare_rescale=recipe.get("dare_rescale", "inverse_density"),
-        )
+        # recipes checkpointed before dare_rescale existed used the DARE paper's rescaling
+        super().write_merge({"dare_rescale": "inverse_density", **recipe})
 
     def start_search(self) -> None:
         if self.mode == "optimized":

@@ -16,12 +16,28 @@ from moco_lit.weight_search import GreedySelection
 
 
 class GreedySoup(MergeSearch):
-    """Greedy soup over the collaborators (full weights; LoRA collaborators count as W + B·A)."""
+    """Greedy soup over the collaborators (full weights; LoRA collaborators count as W + B·A).
+
+    Args:
+        merge_rule: the registered merge rule a soup is made with (``linear``: the model soup;
+            ``task_arithmetic``, ``ties``, ``dare_ties`` merge the members' task vectors against
+            ``base_model_name``; see ``moco_lit.merging.MERGE_RULES``).
+        merge_rule_args: the rule's parameters (e.g. ``{density: 0.5}`` for ``ties``).
+        base_model_name: the base of the task-vector rules (None with LoRA collaborators: their base).
+    """
 
     method_name = "greedy_soup"
 
-    def __init__(self, collaborators: list[str | dict], **kwargs) -> None:
+    def __init__(
+        self,
+        collaborators: list[str | dict],
+        merge_rule: str = "linear",
+        merge_rule_args: dict[str, Any] | None = None,
+        base_model_name: str | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(collaborators, **kwargs)
+        self.choose_rule(merge_rule, merge_rule_args, base_model_name)
         self.selection: GreedySelection | None = None
 
     def needs_dev_scores(self) -> bool:
@@ -36,7 +52,7 @@ class GreedySoup(MergeSearch):
         weights = [0.0] * len(self.inputs)
         for member in members:
             weights[member] = 1.0 / len(members)
-        return {"op": "linear", "weights": weights}
+        return self.rule_recipe(weights)
 
     def propose(self) -> list[Recipe]:
         members = self.selection.ask()

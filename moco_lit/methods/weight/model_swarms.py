@@ -33,6 +33,12 @@ class ModelSwarms(MergeSearch):
         ``numeric`` (MoCo's ``NumericSwarm``, which moco_lit used before: stop after one update
         without a new global best, a restarted particle sits its update out); see
         ``moco_lit.weight_search.CoefficientSwarm``.
+    merge_rule: the registered merge rule a particle is materialised with (``linear``, MoCo's;
+        ``task_arithmetic``, ``ties``, ``dare_ties`` take the collaborators' task vectors against
+        ``base_model_name``; see ``moco_lit.merging.MERGE_RULES``). Any rule other than ``linear``
+        merges full weights.
+    merge_rule_args: the rule's parameters (e.g. ``{density: 0.5}`` for ``ties``).
+    base_model_name: the base of the task-vector rules (None with LoRA collaborators: their base).
     """
 
     method_name = "model_swarms"
@@ -55,11 +61,15 @@ class ModelSwarms(MergeSearch):
         restart_patience: int = 3,
         weight_randomness_flag: bool = True,
         swarm_rules: SwarmRules = "model_swarms",
+        merge_rule: str = "linear",
+        merge_rule_args: dict[str, Any] | None = None,
+        base_model_name: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(collaborators, **kwargs)
         self.max_iterations = max_iterations
         self.merge = merge
+        self.choose_rule(merge_rule, merge_rule_args, base_model_name)
         self.swarm_settings = {
             "inertia": inertia,
             "cognitive": cognitive_coefficient,
@@ -78,7 +88,8 @@ class ModelSwarms(MergeSearch):
 
     def merge_space(self) -> Literal["full", "adapters"]:
         models = [c.model for c in self.collaborators[: len(self.inputs)]]
-        return "adapters" if self.merge == "auto" and all(is_lora(m) for m in models) else "full"
+        adapters = self.merge == "auto" and self.rule.name == "linear" and all(is_lora(m) for m in models)
+        return "adapters" if adapters else "full"
 
     def start_search(self) -> None:
         self.swarm = CoefficientSwarm(
@@ -86,7 +97,7 @@ class ModelSwarms(MergeSearch):
         )
 
     def propose(self) -> list[Recipe]:
-        return [{"op": "linear", "weights": position.tolist()} for position in self.swarm.ask()]
+        return [self.rule_recipe(position.tolist()) for position in self.swarm.ask()]
 
     def tell(self, recipes: list[Recipe], scores: list[float]) -> None:
         stop = self.swarm.tell(scores)
