@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import argparse
 
-from moco_lit.errors import UserError
+from moco_lit.errors import UserError, did_you_mean
 
 
 class CommandParser(argparse.ArgumentParser):
     """argparse that reports bad arguments as one ``error:`` line and exit code 2, like the rest."""
 
     def error(self, message: str):
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            options = [o for action in self._actions for o in action.option_strings]
+            unknown = message[len(prefix) :].split()
+            flag = next((a.split("=", 1)[0] for a in unknown if a.startswith("-")), "")
+            message += did_you_mean(flag, options, cutoff=0.6) if flag else ""
         raise UserError(f"{self.prog}: {message}")
 
 

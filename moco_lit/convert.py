@@ -20,7 +20,6 @@ report runs; :func:`moco_log_predictions` turns one into a ``{id, output}`` JSON
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import json
 import re
@@ -31,6 +30,7 @@ from typing import Any, get_args
 import yaml
 
 from moco_lit import methods
+from moco_lit.argv import CommandParser
 from moco_lit.data import load_benchmark
 from moco_lit.errors import UserError
 from moco_lit.methods.text import structure
@@ -737,7 +737,7 @@ def moco_log_task(path: str | Path) -> str | None:
 
 def main(argv: list[str]) -> int:
     """``python -m moco_lit convert moco_config.json [-o recipe.yaml]``."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m moco_lit convert", description="Turn a MoCo JSON config into a moco_lit recipe YAML."
     )
     parser.add_argument(

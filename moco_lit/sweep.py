@@ -34,7 +34,6 @@ With ``seeds`` (or ``--seeds 0,1,2``) each cell runs once per seed, each seed in
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -45,6 +44,7 @@ from typing import Any
 
 import yaml
 
+from moco_lit.argv import CommandParser
 from moco_lit.errors import UserError
 from moco_lit.evaluation.metrics import SCORINGS
 from moco_lit.lightning_cli import MocoCLI, expand_method_names, finish_wandb_run, run_lightning
@@ -434,7 +434,7 @@ class ProgressTable:
 
 def main(argv: list[str]) -> int:
     """``python -m moco_lit sweep``: exit code 0 when every cell finished, 1 when one failed."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m moco_lit sweep",
         description="Run methods × benchmarks × pools one after another in one process; finished cells "
         "are skipped. Other --model.* / --data.* / --trainer.* arguments go to every cell.",
