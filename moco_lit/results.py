@@ -10,30 +10,48 @@ run all build on these.
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from moco_lit import methods
 from moco_lit.evaluation.stats import CONFIDENCE, PairedComparison, paired_comparison
 from moco_lit.runs import RunFolder, experiment_config, run_id_for
 from moco_lit.variants import run_settings
 
-TRAINED_FORM_FLAGS = ("train_ranker_on_dev", "train_fuser_on_dev")
-"""Arguments that switch a method from its zero-shot form to a form trained on dev."""
-
 
 def method_label(config: dict, metrics: dict) -> str:
+    """A run's name in tables: the method, then what its class declares worth telling apart.
+
+    A method class names its variant-defining arguments in ``report_label_args`` (shown as
+    ``majority_vote (tie=dev-based)``) and, where it has a zero-shot and a trained form, the
+    flags that switch to the trained one in ``report_trained_flags`` (any true adds ``(trained)``).
+    """
     init_args = (config.get("model") or {}).get("init_args") or {}
     label = metrics["method"]
-    for key in ("tie", "mode", "structure_type", "router"):
-        if key in init_args and init_args[key] is not None:
+    method = _method_class((config.get("model") or {}).get("class_path"), label)
+    for key in getattr(method, "report_label_args", ()):
+        if init_args.get(key) is not None:
             label += f" ({key}={init_args[key]})"
-    # methods with a zero-shot and a trained form (llm_blender) say which one ran
-    if any(init_args.get(key) for key in TRAINED_FORM_FLAGS):
+    if any(init_args.get(key) for key in getattr(method, "report_trained_flags", ())):
         label += " (trained)"
     return label
+
+
+def _method_class(class_path: str | None, name: str) -> type | None:
+    """The class that made a run: its configured class path, else the method registered as ``name``."""
+    if class_path:
+        module_name, _, class_name = class_path.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError, ValueError):
+            pass  # a class this installation lacks: the registered one of that name, if any
+    if name in methods.REGISTRY:
+        return methods.get(name)
+    return None
 
 
 @dataclass

@@ -212,6 +212,43 @@ def test_labels_tell_a_methods_trained_form_from_its_zero_shot_one():
     assert method_label(config(train_ranker_on_dev=False), metrics) == "llm_blender"
     assert method_label(config(train_fuser_on_dev=True), metrics) == "llm_blender (trained)"
     assert method_label(config(tie="random"), {"method": "majority_vote"}) == "majority_vote (tie=random)"
+    assert (
+        method_label(config(router="encoder"), {"method": "trained_router"})
+        == "trained_router (router=encoder)"
+    )
+    # an argument only another method names in its label is not shown
+    assert method_label(config(tie="random"), {"method": "moa"}) == "moa"
+    assert method_label(config(mode="logit"), {"method": "not_registered"}) == "not_registered"
+
+
+def test_labels_come_from_the_class_that_ran():
+    import inspect
+
+    from moco_lit import methods
+    from moco_lit.results import method_label
+
+    # the configured class path decides, so a subclass under another name keeps its parent's label
+    config = {"model": {"class_path": "moco_lit.methods.api.cascade.Cascade", "init_args": {"mode": "logit"}}}
+    assert method_label(config, {"method": "my_cascade"}) == "my_cascade (mode=logit)"
+    labelled = {}
+    for name in methods.names():
+        method = methods.get(name)
+        arguments = inspect.signature(method.__init__).parameters
+        declared = (*getattr(method, "report_label_args", ()), *getattr(method, "report_trained_flags", ()))
+        assert set(declared) <= set(arguments), f"{name} labels runs by arguments it does not take"
+        if declared:
+            labelled[name] = declared
+    assert labelled == {
+        "cascade": ("mode",),
+        "dare_ties": ("mode",),
+        "expo": ("mode",),
+        "llm_blender": ("train_ranker_on_dev", "train_fuser_on_dev"),
+        "majority_vote": ("tie",),
+        "mentor_collab": ("mode",),
+        "slm_mux": ("tie",),
+        "structure": ("structure_type",),
+        "trained_router": ("router",),
+    }
 
 
 def _paired_pool() -> list[Run]:

@@ -48,6 +48,7 @@ class Cascade(CollaborationModule):
     """
 
     method_name = "cascade"
+    report_label_args = ("mode",)
     level = "api"
     min_collaborators = 2
 

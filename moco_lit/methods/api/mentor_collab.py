@@ -278,6 +278,7 @@ class MentorCollab(DevTrainedModule):
     """
 
     method_name = "mentor_collab"
+    report_label_args = ("mode",)
     level = "api"
     min_collaborators = 2
     max_collaborators = 2

@@ -84,6 +84,7 @@ class TrainedRouter(DevTrainedModule):
     """
 
     method_name = "trained_router"
+    report_label_args = ("router",)
     level = "api"
     min_collaborators = 2
 

@@ -86,6 +86,7 @@ class LlmBlender(AgentTrainedModule):
     """
 
     method_name = "llm_blender"
+    report_trained_flags = ("train_ranker_on_dev", "train_fuser_on_dev")
     level = "text"
     min_collaborators = 2
 

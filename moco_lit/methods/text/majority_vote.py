@@ -39,6 +39,7 @@ class MajorityVote(CollaborationModule):
     """
 
     method_name = "majority_vote"
+    report_label_args = ("tie",)
     level = "text"
     supported_task_types = VOTING_TASK_TYPES  # those whose spec has a vote key
 

@@ -42,6 +42,7 @@ class SlmMux(CollaborationModule):
     """
 
     method_name = "slm_mux"
+    report_label_args = ("tie",)
     level = "text"
     supported_task_types = VOTING_TASK_TYPES  # those whose spec has a vote key
 

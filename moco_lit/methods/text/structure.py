@@ -98,6 +98,7 @@ class Structure(CollaborationModule):
     """
 
     method_name = "structure"
+    report_label_args = ("structure_type",)
     level = "text"
     needs_calibration = True
     min_collaborators = 2

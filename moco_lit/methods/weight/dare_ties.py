@@ -40,6 +40,7 @@ class DareTies(MergeSearch):
 
     method_name = "dare_ties"
     report_label_args = ("mode",)
+    report_label_args = ("mode",)
 
     def __init__(
         self,

@@ -32,6 +32,7 @@ class Expo(MergeSearch):
     """
 
     method_name = "expo"
+    report_label_args = ("mode",)
     min_collaborators = 2
 
     def __init__(
