@@ -13,9 +13,9 @@ import importlib
 
 from moco_lit.errors import UserError, did_you_mean
 from moco_lit.method_registry import REGISTRY, names
-from moco_lit.methods.core.module import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule
 
-__all__ = ["REGISTRY", "Answer", "CollaborationModule", "class_path", "get", "names"]
+__all__ = ["REGISTRY", "Answer", "Batch", "CollaborationModule", "class_path", "get", "names"]
 
 
 def get(name: str) -> type[CollaborationModule]:

@@ -19,7 +19,7 @@ import torch
 
 from moco_lit.errors import UserError
 from moco_lit.methods.core.agent_trained import AgentTrainedModule
-from moco_lit.methods.core.module import Answer, Example
+from moco_lit.methods.core.module import Answer, Batch, Example
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +139,9 @@ class Distillation(AgentTrainedModule):
         scores = torch.nan_to_num(self.student_dev_scores, nan=-1.0)
         return int(scores.argmax())
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
+    def collaborate(self, batch: Batch) -> list[Answer]:
         student = self.best_student
-        outputs = self.ask(student, [e["prompt"] for e in batch], [e["id"] for e in batch])
+        outputs = self.ask(student, batch.prompts, batch.ids)
         name = self.collaborator_names[student]
         return [Answer(o.text, by=name, details={"student": name}) for o in outputs]
 

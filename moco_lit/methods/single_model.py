@@ -9,7 +9,7 @@ need. With ``model`` set, only that collaborator answers.
 from __future__ import annotations
 
 from moco_lit.errors import UserError
-from moco_lit.methods.core.module import Answer, CollaborationModule, ScoreSums
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule, ScoreSums
 
 
 class SingleModel(CollaborationModule):
@@ -32,10 +32,8 @@ class SingleModel(CollaborationModule):
         self.chosen = list(chosen)
         self.per_model = ScoreSums(len(self.chosen))
 
-    def collaborate(self, batch: list[dict]) -> list[Answer]:
-        ids = [example["id"] for example in batch]
-        prompts = [example["prompt"] for example in batch]
-        outputs = {m: self.ask(m, prompts, ids) for m in self.chosen}
+    def collaborate(self, batch: Batch) -> list[Answer]:
+        outputs = {m: self.ask(m, batch.prompts, batch.ids) for m in self.chosen}
         scores = {m: self.score([o.text for o in outputs[m]], batch) for m in self.chosen}
         first = self.chosen[0]
         answers = []

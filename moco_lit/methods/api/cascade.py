@@ -23,7 +23,7 @@ from torchmetrics import CatMetric
 
 from moco_lit.errors import UserError
 from moco_lit.generation import DecodingConfig, Generation
-from moco_lit.methods.core.module import Answer, CollaborationModule, Example
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule, Example
 from moco_lit.methods.text.discussion import question_of
 
 JUST_ASK_PROMPT = """{question}
@@ -84,11 +84,9 @@ class Cascade(CollaborationModule):
 
     def calibration_step(self, batch: list[Example]) -> None:
         # the last model needs no threshold, so it does not answer dev (its dev score stays NaN)
-        ids = [example["id"] for example in batch]
+        batch = Batch.of(batch)
         for model in range(len(self.dev_confidences)):
-            outputs = self.ask(
-                model, [e["prompt"] for e in batch], ids, step="dev", decoding=self.scored_decoding
-            )
+            outputs = self.ask(model, batch.prompts, batch.ids, step="dev", decoding=self.scored_decoding)
             self.dev_sums.update(model, self.score([o.text for o in outputs], batch))
             self.dev_confidences[model].update(torch.tensor([self.confidence_of(o) for o in outputs]))
 
@@ -119,7 +117,7 @@ class Cascade(CollaborationModule):
 
     # -- the cascade --------------------------------------------------------------------------
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
+    def collaborate(self, batch: Batch) -> list[Answer]:
         answers: dict[int, Answer] = {}
         trail: list[list[dict]] = [[] for _ in batch]  # what each level said, per example
         last = len(self.collaborators) - 1
@@ -131,7 +129,7 @@ class Cascade(CollaborationModule):
             outputs = self.ask(
                 model,
                 [self.prompt_for(batch[i], model) for i in open_rows],
-                [batch[i]["id"] for i in open_rows],
+                batch.pick(open_rows).ids,
                 decoding=self.scored_decoding if scored else None,
             )
             for i, output in zip(open_rows, outputs):

@@ -26,7 +26,7 @@ from torch import nn
 from moco_lit.decoding import DeferralHead, check_same_vocabulary, module_fingerprint, warmup_threshold
 from moco_lit.errors import UserError
 from moco_lit.methods.core.dev_trained import DevTrainedModule
-from moco_lit.methods.core.module import Answer
+from moco_lit.methods.core.module import Answer, Batch
 from moco_lit.training import IGNORE_INDEX, deferral_labels, deferral_marginal_loss, token_logps
 
 log = logging.getLogger(__name__)
@@ -156,10 +156,9 @@ class CoLLM(DevTrainedModule):
         user = self.hparams.question_template.format(question=str(question).strip())
         return [{"role": "system", "content": self.hparams.system_prompt}, {"role": "user", "content": user}]
 
-    def collaborate(self, batch: list[dict]) -> list[Answer]:
-        ids = [example["id"] for example in batch]
-        prompts = [self.messages(e["prompt"]) if isinstance(e["prompt"], str) else e["prompt"] for e in batch]
-        outputs = self.ask_joint([GENERATOR, MENTOR], prompts, ids, self.rule(), step="collm")
+    def collaborate(self, batch: Batch) -> list[Answer]:
+        prompts = [self.messages(p) if isinstance(p, str) else p for p in batch.prompts]
+        outputs = self.ask_joint([GENERATOR, MENTOR], prompts, batch.ids, self.rule(), step="collm")
         keys = ("deferred_tokens", "mean_deferral_prob")
         return [
             Answer(output.text, by=self.collaborator_names, details={k: output.details.get(k) for k in keys})

@@ -21,9 +21,8 @@ from torch import nn
 from moco_lit.dev_table import DevTable, question_text
 from moco_lit.errors import UserError
 from moco_lit.evaluation.judges import EmbeddingJudge
-from moco_lit.generation import example_seed
 from moco_lit.methods.core.dev_trained import DevTrainedModule
-from moco_lit.methods.core.module import Answer
+from moco_lit.methods.core.module import Answer, Batch
 
 log = logging.getLogger(__name__)
 
@@ -294,9 +293,7 @@ class GraphRouting(DevTrainedModule):
 
     def mask_draws(self, step: int) -> torch.Tensor:
         """``(masks_per_step, edges)`` uniform draws; an edge is shown where its draw is below the rate."""
-        generator = torch.Generator().manual_seed(
-            example_seed(self.hparams.seed, self.method_name, "masks", step)
-        )
+        generator = torch.Generator().manual_seed(self.seed_of(self.method_name, "masks", step))
         return torch.rand(self.hparams.masks_per_step, len(self.graph()["rows"]), generator=generator)
 
     def training_step(self, batch: list[dict], batch_idx: int) -> torch.Tensor:
@@ -376,7 +373,7 @@ class GraphRouting(DevTrainedModule):
     def split_routes(self, batch: list[dict]) -> dict[str, list[float]]:
         """Test graph ``new``: the graph holds the batch's whole split (the sum over a model's
         edges depends on every question in it), routed once."""
-        ids = [example["id"] for example in batch]
+        ids = Batch.of(batch).ids
         if not all(i in self._routes for i in ids):
             datamodule = self.trainer.datamodule
             split = next(
@@ -393,7 +390,7 @@ class GraphRouting(DevTrainedModule):
             self._routes.update({e["id"]: row for e, row in zip(split, scores.tolist())})
         return {i: self._routes[i] for i in ids}
 
-    def collaborate(self, batch: list[dict]) -> list[Answer]:
+    def collaborate(self, batch: Batch) -> list[Answer]:
         if self.hparams.test_graph == "new":
             routes = self.split_routes(batch)
             scores = torch.tensor([routes[example["id"]] for example in batch])

@@ -15,6 +15,7 @@ import logging
 import math
 import random
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Literal
 
 import huggingface_hub
@@ -25,9 +26,9 @@ from moco_lit.collaborators import RawText, parse_spec
 from moco_lit.decoding import DecodingSession, JointDecoder, Patch, PatchRule, module_fingerprint
 from moco_lit.dev_table import question_text
 from moco_lit.errors import UserError
-from moco_lit.generation import DecodingConfig, example_seed
+from moco_lit.generation import example_seed
 from moco_lit.methods.core.dev_trained import DevTrainedModule
-from moco_lit.methods.core.module import Answer
+from moco_lit.methods.core.module import Answer, Batch
 
 log = logging.getLogger(__name__)
 
@@ -413,7 +414,10 @@ class MentorCollab(DevTrainedModule):
             for row, a, b in zip(rows, own, mentor)
         ]
         ids = [self._ids_by_prompt[repr(session.prompts[row])] for row in rows]
-        replies = self.ask(GENERATOR, prompts, ids, step="judge", decoding=DecodingConfig(max_new_tokens=2))
+        # a one-letter greedy answer whatever the method's own sampling settings (MoCo's generator
+        # decodes greedily); thinking stays off, as it always has for this call
+        judge = replace(self.decoding, max_new_tokens=2, temperature=0.0, top_p=1.0, enable_thinking=False)
+        replies = self.ask(GENERATOR, prompts, ids, step="judge", decoding=judge)
         return [reply.text.strip()[:1].upper() == "B" for reply in replies]
 
     def _ask_mlp(
@@ -448,8 +452,8 @@ class MentorCollab(DevTrainedModule):
             for row in rows
         ]
 
-    def collaborate(self, batch: list[dict]) -> list[Answer]:
-        ids = [example["id"] for example in batch]
+    def collaborate(self, batch: Batch) -> list[Answer]:
+        ids = batch.ids
         prompts = self.prompts_of(batch)
         rule = self.rule({repr(p): i for p, i in zip(prompts, ids)})
         outputs = self.ask_joint([GENERATOR, MENTOR], prompts, ids, rule, step="mentor_collab")
@@ -496,7 +500,7 @@ class MentorCollab(DevTrainedModule):
         """Decode a dev batch exploring branches at random, then label each branch point."""
         decoder = JointDecoder(self.collaborators, self.decoding, batch_size=self.generation_batch)
         prompts = self.prompts_of(batch)
-        seeds = [example_seed(self.hparams.seed, example["id"], "dev") for example in batch]
+        seeds = [self.seed_of(example_id, "dev") for example_id in Batch.of(batch).ids]
         rule = self.rule({repr(p): e["id"] for p, e in zip(prompts, batch)}, collect=True)
         decoder.run_batch(prompts, rule, seeds)
         if not rule.decisions:

@@ -16,7 +16,7 @@ import torch
 
 from moco_lit.decoding import ThresholdSwitch
 from moco_lit.errors import UserError
-from moco_lit.methods.core.module import Answer, CollaborationModule, ScoreSums
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule, ScoreSums
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +92,8 @@ class Nudging(CollaborationModule):
         self.register_buffer("nudging_model", torch.tensor(nudging_model_id))
 
     def nudge(self, batch: list[dict], gamma: float, nudger: int, step: str) -> list[Answer]:
-        ids = [example["id"] for example in batch]
-        prompts = [example["prompt"] for example in batch]
+        examples = Batch.of(batch)
+        ids, prompts = examples.ids, examples.prompts
         rule = ThresholdSwitch(
             gamma, base=0, helper=1, word_break=self.word_break, reads_text=self.reads_text
         )
@@ -111,7 +111,7 @@ class Nudging(CollaborationModule):
             answers.append(Answer(output.text, by=names, details=details))
         return answers
 
-    def collaborate(self, batch: list[dict]) -> list[Answer]:
+    def collaborate(self, batch: Batch) -> list[Answer]:
         return self.nudge(batch, float(self.gamma), int(self.nudging_model), step="nudging")
 
     # -- dev search over (gamma, nudging model) --

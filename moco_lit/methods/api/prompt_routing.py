@@ -15,7 +15,7 @@ import re
 from typing import Literal
 
 from moco_lit.errors import UserError
-from moco_lit.methods.core.module import Answer, CollaborationModule, Example
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule
 from moco_lit.methods.text.discussion import question_of
 
 ROUTER_PROMPT = """You decide which AI model should answer a user's question. The models are:
@@ -62,8 +62,8 @@ class PromptRouting(CollaborationModule):
         texts = self.model_descriptions or self.collaborator_names
         return "\n".join(f"{number}. {text}" for number, text in enumerate(texts, 1))
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
-        ids = [example["id"] for example in batch]
+    def collaborate(self, batch: Batch) -> list[Answer]:
+        ids = batch.ids
         router = self.dev_best
         prompts = [
             self.router_prompt.format(descriptions=self.descriptions(), question=question_of(e))
@@ -75,7 +75,8 @@ class PromptRouting(CollaborationModule):
         texts: dict[int, str] = {}
         for model in sorted(set(chosen)):
             rows = [i for i, m in enumerate(chosen) if m == model]
-            outputs = self.ask(model, [batch[i]["prompt"] for i in rows], [ids[i] for i in rows])
+            routed = batch.pick(rows)
+            outputs = self.ask(model, routed.prompts, routed.ids)
             texts.update({i: output.text for i, output in zip(rows, outputs)})
         return [
             Answer(

@@ -28,7 +28,7 @@ from moco_lit.errors import UserError
 from moco_lit.evaluation.judges import EmbeddingJudge, RewardModelJudge
 from moco_lit.generation import example_seed
 from moco_lit.methods.core.dev_trained import DevTrainedModule
-from moco_lit.methods.core.module import Answer
+from moco_lit.methods.core.module import Answer, Batch
 from moco_lit.training import completion_batch, sft_loss
 
 log = logging.getLogger(__name__)
@@ -273,11 +273,11 @@ class SwitchGeneration(DevTrainedModule):
                 for i, output in zip(group, outputs):
                     turns[i].add(model, output.text)
 
-    def collaborate(self, batch: list[dict]) -> list[Answer]:
+    def collaborate(self, batch: Batch) -> list[Answer]:
         if self.hparams.patching == "joint":
             return self.collaborate_jointly(batch)
-        ids = [example["id"] for example in batch]
-        turns = [Turns(question_text(example["prompt"])) for example in batch]
+        ids = batch.ids
+        turns = [Turns(question_text(prompt)) for prompt in batch.prompts]
         rounds = self.decoding.max_new_tokens // self.hparams.patch_size
         choose = lambda ts, r: self.choose_writers(ts, ids, r)  # noqa: E731
         self.write(turns, ids, rounds, choose, step="patch", objective=self.hparams.objective_flag)
@@ -294,9 +294,8 @@ class SwitchGeneration(DevTrainedModule):
             for t in turns
         ]
 
-    def collaborate_jointly(self, batch: list[dict]) -> list[Answer]:
-        ids = [example["id"] for example in batch]
-        prompts = [example["prompt"] for example in batch]
+    def collaborate_jointly(self, batch: Batch) -> list[Answer]:
+        ids, prompts = batch.ids, batch.prompts
         questions = {repr(p): question_text(p) for p in prompts}
         by_prompt = dict(zip(map(repr, prompts), ids))
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 from collections import Counter
 from typing import Literal
 
@@ -25,9 +24,8 @@ from moco_lit.collaborators import Collaborator, load_causal_lm, lora_of, parse_
 from moco_lit.dev_table import DevTable, question_text, reward_ties
 from moco_lit.errors import UserError
 from moco_lit.evaluation.judges import EmbeddingJudge, RewardModelJudge
-from moco_lit.generation import example_seed
 from moco_lit.methods.core.dev_trained import DevTrainedModule
-from moco_lit.methods.core.module import Answer
+from moco_lit.methods.core.module import Answer, Batch
 from moco_lit.training import completion_batch, completion_logps, sft_loss
 
 log = logging.getLogger(__name__)
@@ -274,7 +272,7 @@ class TrainedRouter(DevTrainedModule):
             fingerprint=f"router:{self.router_base_model}:{weights.hexdigest()[:16]}",
         )
         messages = [self.router_message(question_text(example["prompt"])) for example in batch]
-        seeds = [example_seed(self.hparams.seed, example["id"], "router") for example in batch]
+        seeds = [self.seed_of(example["id"], "router") for example in batch]
         self.router_lm.eval()
         return [output.text for output in self.engine.generate(router, messages, self.decoding, seeds)]
 
@@ -284,13 +282,12 @@ class TrainedRouter(DevTrainedModule):
         for example, reply in zip(batch, self.router_replies(batch)):
             choice = model_named_in(reply.strip(), count)
             if choice is None:  # MoCo's fallback, drawn per example so it does not depend on batching
-                draw = random.Random(example_seed(self.hparams.seed, example["id"], "router_fallback"))
-                choice = draw.randrange(count)
+                choice = self.rng(example, "router_fallback").randrange(count)
             choices.append(choice)
             details.append({"router_reply": reply, "router_named": model_named_in(reply, count) is not None})
         return choices, details
 
-    def collaborate(self, batch: list[dict]) -> list[Answer]:
+    def collaborate(self, batch: Batch) -> list[Answer]:
         if self.router_kind == "causal_lm" and self.hparams.routing == "text":
             return self.answer_routed(batch, *self.route_by_text(batch))
         probabilities = self.route(batch)

@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from moco_lit.dev_table import DEV_ANSWERS, DevTable, question_text, rank_and_world
 from moco_lit.errors import UserError
-from moco_lit.methods.core.module import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule
 from moco_lit.training import LR_SCHEDULES, lr_factor
 
 
@@ -31,9 +31,8 @@ def answer_dev_questions(
     names = module.collaborator_names
     rows: list[dict[str, Any]] = []
     for start in range(0, len(examples), batch_size):
-        batch = list(examples[start : start + batch_size])
-        ids = [example["id"] for example in batch]
-        answers = module.ask_all([example["prompt"] for example in batch], ids, step="dev")
+        batch = Batch(examples[start : start + batch_size])
+        answers = module.ask_all(batch.prompts, batch.ids, step="dev")
         scores = [module.score([output.text for output in outputs], batch) for outputs in answers]
         for i, example in enumerate(batch):
             rows.append(
@@ -215,12 +214,13 @@ class DevTrainedModule(CollaborationModule):
                 "model arguments first, then pass its checkpoint with --ckpt_path"
             )
 
-    def answer_routed(self, batch: list[dict], choices: list[int], details: list[dict]) -> list[Answer]:
+    def answer_routed(self, batch: Batch, choices: list[int], details: list[dict]) -> list[Answer]:
         """Each example answered by its chosen collaborator only (one batched call per collaborator)."""
         texts: dict[int, str] = {}
         for model in sorted(set(choices)):
             routed = [i for i, choice in enumerate(choices) if choice == model]
-            outputs = self.ask(model, [batch[i]["prompt"] for i in routed], [batch[i]["id"] for i in routed])
+            examples = Batch.of(batch).pick(routed)
+            outputs = self.ask(model, examples.prompts, examples.ids)
             texts.update({i: output.text for i, output in zip(routed, outputs)})
         names = self.collaborator_names
         return [Answer(texts[i], by=names[choice], details=details[i]) for i, choice in enumerate(choices)]

@@ -12,13 +12,15 @@ split override ``calibration_step``/``finish_calibration``; ``fit`` runs the cal
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
+import random
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, SupportsIndex, overload
 
 import lightning as L
 import torch
@@ -36,6 +38,46 @@ from moco_lit.runs import RunFolder
 log = logging.getLogger(__name__)
 
 Example = dict[str, Any]
+
+
+class Batch(list[Example]):
+    """The examples of one step, in order: a list of example dicts (so methods iterate, index and
+    zip it as before) with what methods read off them. The base builds it once per step and every
+    ``collaborate`` receives one; a slice is a ``Batch`` too."""
+
+    @classmethod
+    def of(cls, examples: Iterable[Example]) -> Batch:
+        return examples if isinstance(examples, Batch) else cls(examples)
+
+    @property
+    def ids(self) -> list[str]:
+        return [example["id"] for example in self]
+
+    @property
+    def prompts(self) -> list[Prompt]:
+        """What each example asks, as given to the method (before any chat template)."""
+        return [example["prompt"] for example in self]
+
+    @property
+    def records(self) -> list[dict]:
+        """The benchmark records (question, reference answer and the rest)."""
+        return [example["record"] for example in self]
+
+    @property
+    def task_type(self) -> str | None:
+        return self[0].get("task_type") if self else None
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> Example: ...
+    @overload
+    def __getitem__(self, index: slice) -> Batch: ...
+    def __getitem__(self, index):
+        item = super().__getitem__(index)
+        return Batch(item) if isinstance(index, slice) else item
+
+    def pick(self, indices: Iterable[int]) -> Batch:
+        """The examples at ``indices``, in that order."""
+        return Batch(self[i] for i in indices)
 
 
 @dataclass
@@ -111,6 +153,12 @@ class CollaborationModule(L.LightningModule):
     min_collaborators: ClassVar[int] = 1
     max_collaborators: ClassVar[int | None] = None
     supported_task_types: ClassVar[frozenset[str] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # every caller (the evaluation loops, a test, another method) hands `collaborate` a Batch
+        if "collaborate" in cls.__dict__:
+            cls.collaborate = _given_a_batch(cls.__dict__["collaborate"])
 
     def __init__(
         self,
@@ -229,9 +277,19 @@ class CollaborationModule(L.LightningModule):
 
     # -- what a method writes -----------------------------------------------------------------
 
-    def collaborate(self, batch: list[Example]) -> list[str | Answer]:
+    def collaborate(self, batch: Batch) -> list[str | Answer]:
         """The final answer for each example of ``batch``."""
         raise NotImplementedError
+
+    def seed_of(self, *parts: object) -> int:
+        """A seed of this run's ``seed`` and ``parts`` (an example id, a step, a model): the same on
+        every rank and rerun, different for every ``parts``."""
+        return example_seed(self.hparams.seed, *parts)
+
+    def rng(self, example: Example | str, *step: object) -> random.Random:
+        """A random draw of its own for ``example`` (or an example id) at ``step``."""
+        example_id = example if isinstance(example, str) else example["id"]
+        return random.Random(self.seed_of(example_id, *step))
 
     # -- asking models: every method goes through here ----------------------------------------
 
@@ -335,10 +393,10 @@ class CollaborationModule(L.LightningModule):
 
     # -- calibration on dev -------------------------------------------------------------------
 
-    def calibration_step(self, batch: list[Example]) -> None:
+    def calibration_step(self, batch: Batch) -> None:
         """Score every collaborator alone on a dev batch (cached, so shared with other methods)."""
-        ids = [example["id"] for example in batch]
-        for model, outputs in enumerate(self.ask_all([e["prompt"] for e in batch], ids, step="dev")):
+        batch = Batch.of(batch)
+        for model, outputs in enumerate(self.ask_all(batch.prompts, batch.ids, step="dev")):
             scores = self.score([o.text for o in outputs], batch)
             self.dev_sums.update(model, scores)
 
@@ -381,7 +439,7 @@ class CollaborationModule(L.LightningModule):
         datamodule = self.trainer.datamodule
         self.note(f"{self.method_name}: not calibrated yet; calibrating on the dev split first")
         for batch in datamodule.train_dataloader():
-            self.calibration_step(batch)
+            self.calibration_step(Batch.of(batch))
         self.finish_calibration()
 
     # -- fit = calibration for inference-time methods -----------------------------------------
@@ -402,6 +460,12 @@ class CollaborationModule(L.LightningModule):
 
     def configure_optimizers(self):
         return None
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Every step (training, calibration, evaluation) gets its examples as a ``Batch``."""
+        if isinstance(batch, list) and all(isinstance(example, dict) for example in batch):
+            return Batch.of(batch)
+        return batch
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["moco_lit"] = {"method": self.method_name, "collaborators": self.collaborator_names}
@@ -467,6 +531,7 @@ class CollaborationModule(L.LightningModule):
         return records
 
     def _collaborate_and_record(self, batch: list[Example], score: bool) -> list[dict]:
+        batch = Batch.of(batch)
         answers = [a if isinstance(a, Answer) else Answer(a) for a in self.collaborate(batch)]
         if len(answers) != len(batch):
             raise RuntimeError(
@@ -527,6 +592,14 @@ class CollaborationModule(L.LightningModule):
     def per_example_scores(self, records: list[dict], metrics: dict) -> dict[str, list[float | None]]:
         """Hook: the per-example scores behind each score of ``metrics`` (key → scores)."""
         return {"score": [record.get("score") for record in records]}
+
+
+def _given_a_batch(collaborate: Callable) -> Callable:
+    @functools.wraps(collaborate)
+    def wrapper(self: CollaborationModule, batch: Iterable[Example]) -> list[str | Answer]:
+        return collaborate(self, Batch.of(batch))
+
+    return wrapper
 
 
 def _check_not_empty(datamodule: Any, stage: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from moco_lit.decoding import check_same_vocabulary, contrast
 from moco_lit.errors import UserError
-from moco_lit.methods.core.module import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule
 
 
 class LogitContrastive(CollaborationModule):
@@ -54,12 +54,10 @@ class LogitContrastive(CollaborationModule):
         ranking = self.dev_ranking()
         return ranking[: self.k], ranking[-self.k :]
 
-    def collaborate(self, batch: list[dict]) -> list[Answer]:
-        ids = [example["id"] for example in batch]
-        prompts = [example["prompt"] for example in batch]
+    def collaborate(self, batch: Batch) -> list[Answer]:
         top, bottom = self.contrast_models()
         rule = contrast(range(self.k), range(self.k, 2 * self.k), self.lambda_)
-        outputs = self.ask_joint(top + bottom, prompts, ids, rule, step="contrastive")
+        outputs = self.ask_joint(top + bottom, batch.prompts, batch.ids, rule, step="contrastive")
         names = self.collaborator_names
         details = {"top": [names[m] for m in top], "bottom": [names[m] for m in bottom]}
         return [Answer(output.text, by=[names[m] for m in top], details=details) for output in outputs]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from moco_lit.decoding import FuseRule, average, check_same_vocabulary, weighted_sum
 from moco_lit.errors import UserError
-from moco_lit.methods.core.module import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule
 
 
 class LogitFusion(CollaborationModule):
@@ -46,11 +46,9 @@ class LogitFusion(CollaborationModule):
     def fusion_rule(self) -> FuseRule:
         return average() if self.weights is None else weighted_sum(self.weights)
 
-    def collaborate(self, batch: list[dict]) -> list[Answer]:
-        ids = [example["id"] for example in batch]
-        prompts = [example["prompt"] for example in batch]
+    def collaborate(self, batch: Batch) -> list[Answer]:
         models = list(range(len(self.collaborators)))
-        outputs = self.ask_joint(models, prompts, ids, self.fusion_rule(), step="fusion")
+        outputs = self.ask_joint(models, batch.prompts, batch.ids, self.fusion_rule(), step="fusion")
         return [
             Answer(output.text, by=self.collaborator_names, details={"new_tokens": output.new_tokens})
             for output in outputs

@@ -20,10 +20,9 @@ import torch
 
 from moco_lit.collaborators import Collaborator, load_collaborator
 from moco_lit.errors import UserError
-from moco_lit.generation import example_seed
 from moco_lit.methods.core.agent_trained import AgentTrainedModule
 from moco_lit.methods.core.dev_trained import even_out_training_batches
-from moco_lit.methods.core.module import Answer, Example
+from moco_lit.methods.core.module import Answer, Batch, Example
 from moco_lit.methods.text.discussion import question_of
 from moco_lit.training import completion_batch, grpo_batch_loss
 
@@ -173,10 +172,7 @@ class AggLM(AgentTrainedModule):
         self.agents.activate(agent)
         # TRL's GRPO rollouts in MoCo: the GRPO temperature, no nucleus cut
         decoding = replace(self.decoding, temperature=self.hparams.grpo_temperature, top_p=1.0)
-        seeds = [
-            example_seed(self.hparams.seed, e["id"], "grpo", self.global_step, k)
-            for k, e in enumerate(examples)
-        ]
+        seeds = [self.seed_of(e["id"], "grpo", self.global_step, k) for k, e in enumerate(examples)]
         with self.agents.generating():
             groups = self.engine.sample(
                 agent, [item["prompt"] for item in items], decoding, self.group_size, seeds
@@ -205,9 +201,9 @@ class AggLM(AgentTrainedModule):
 
     # -- test: the collaborators answer, the trained aggregator aggregates -------------------------
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
-        ids = [e["id"] for e in batch]
-        outputs = self.ask_all([e["prompt"] for e in batch], ids)
+    def collaborate(self, batch: Batch) -> list[Answer]:
+        ids = batch.ids
+        outputs = self.ask_all(batch.prompts, ids)
         solutions = [[outputs[m][i].text for m in range(len(self.collaborators))] for i in range(len(batch))]
         prompts = [self.prompt_for(e, s) for e, s in zip(batch, solutions)]
         final = self.ask(self.aggregator, prompts, ids, step="aggregate")

@@ -12,15 +12,13 @@ answer. ``agent_models="own"`` gives each agent its own model instead. MoCo: ``t
 
 from __future__ import annotations
 
-import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Literal
 
 from moco_lit.errors import UserError
-from moco_lit.generation import example_seed
-from moco_lit.methods.core.module import Answer, CollaborationModule, Example
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule, Example
 from moco_lit.methods.text.discussion import question_of
 
 BOARD_PROMPT = """You are one of several agents solving a problem together on a shared blackboard. \
@@ -160,7 +158,7 @@ class Bbmas(CollaborationModule):
     def attempts(self) -> int:
         return 1 if self.decoding.greedy else self.max_num_retries  # a greedy retry repeats itself
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
+    def collaborate(self, batch: Batch) -> list[Answer]:
         boards = [Board() for _ in batch]
         for iteration in range(1, self.max_iterations + 1):
             active = [i for i, board in enumerate(boards) if not board.stopped]
@@ -194,7 +192,7 @@ class Bbmas(CollaborationModule):
 
     def acting_agents(self, example: Example, iteration: int) -> list[int]:
         """The agents that write this iteration, in the order they act."""
-        rng = random.Random(example_seed(self.hparams.seed, example["id"], "agents", iteration))
+        rng = self.rng(example, "agents", iteration)
         return rng.sample(list(self.agents), min(self.max_num_agents_to_act, len(self.collaborators)))
 
     def take_turns(

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import string
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from moco_lit.collaborators import Prompt
 from moco_lit.errors import UserError
-
-if TYPE_CHECKING:
-    from moco_lit.methods.core.module import CollaborationModule
+from moco_lit.methods.core.module import Batch, CollaborationModule
 
 Example = dict[str, Any]
 Texts = list[list[str]]
@@ -74,10 +72,10 @@ def ask_each(
     ]
 
 
-def first_round(method: CollaborationModule, batch: list[Example], step: str = "round1") -> Texts:
+def first_round(method: CollaborationModule, batch: Sequence[Example], step: str = "round1") -> Texts:
     """Every collaborator answers every question on its own (one batched call per model)."""
-    ids = [example["id"] for example in batch]
-    outputs = method.ask_all([example["prompt"] for example in batch], ids, step=step)
+    batch = Batch.of(batch)
+    outputs = method.ask_all(batch.prompts, batch.ids, step=step)
     return [[output.text for output in per_model] for per_model in outputs]
 
 
@@ -89,7 +87,7 @@ def summarise(
         template.format(question=question_of(example), answers=bullet_list([out[i] for out in last if out]))
         for i, example in enumerate(batch)
     ]
-    ids = [example["id"] for example in batch]
+    ids = Batch.of(batch).ids
     return [output.text for output in method.ask(method.dev_best, prompts, ids, step=step)]
 
 

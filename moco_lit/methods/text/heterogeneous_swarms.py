@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from moco_lit.errors import UserError
-from moco_lit.generation import example_seed
-from moco_lit.methods.core.module import Answer, CollaborationModule, Example, ScoreSums
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule, Example, ScoreSums
 from moco_lit.methods.text.discussion import question_of
 from moco_lit.search import ParticleSwarm, SwarmConfig
 
@@ -52,11 +51,8 @@ class HeterogeneousSwarms(CollaborationModule):
     graph_top_p: top-p of the sampled graph decoding (0 keeps only the most likely choice).
     test_graph: ``resample`` (MoCo): the test graph is decoded afresh from the best particle;
         ``best_evaluated``: the best graph the search scored on dev.
-    starting_velocity_mode: ``random`` (uniform in [-1, 1]) or ``zero``.
-    weight_randomness: scale each velocity weight by a uniform draw.
-    repel_term: push particles away from the global worst.
-    inertia, cognitive_coeff, social_coeff, repel_coeff, step_length, step_length_factor,
-    minimum_step_length, patience, restart_patience: the particle swarm (``moco_lit.search``).
+    swarm: the particle swarm's settings (``moco_lit.search.SwarmConfig``, MoCo's defaults), e.g.
+        ``swarm: {starting_velocity: zero, repel_term: false}``.
     """
 
     method_name = "heterogeneous_swarms"
@@ -72,18 +68,7 @@ class HeterogeneousSwarms(CollaborationModule):
         ratio: float = 1.0,
         graph_top_p: float = 0.7,
         test_graph: Literal["resample", "best_evaluated"] = "resample",
-        starting_velocity_mode: Literal["random", "zero"] = "random",
-        weight_randomness: bool = True,
-        repel_term: bool = True,
-        inertia: float = 0.2,
-        cognitive_coeff: float = 0.3,
-        social_coeff: float = 0.4,
-        repel_coeff: float = 0.05,
-        step_length: float = 0.5,
-        step_length_factor: float = 0.95,
-        minimum_step_length: float = 0.1,
-        patience: int = 5,
-        restart_patience: int = 3,
+        swarm: SwarmConfig = SwarmConfig(),
         **kwargs,
     ) -> None:
         super().__init__(collaborators, **kwargs)
@@ -93,35 +78,17 @@ class HeterogeneousSwarms(CollaborationModule):
             )
         if not 0.0 < ratio <= 1.0:
             raise UserError(f"heterogeneous_swarms.ratio must be in (0, 1], got {ratio}")
-        for name, value, allowed in (
-            ("test_graph", test_graph, ("resample", "best_evaluated")),
-            ("starting_velocity_mode", starting_velocity_mode, ("random", "zero")),
-        ):
-            if value not in allowed:
-                raise UserError(
-                    f"heterogeneous_swarms.{name} must be one of {', '.join(allowed)}, got {value!r}"
-                )
+        if test_graph not in ("resample", "best_evaluated"):
+            raise UserError(
+                f"heterogeneous_swarms.test_graph must be one of resample, best_evaluated, got {test_graph!r}"
+            )
         self.test_graph = test_graph
         self.automatic_optimization = False  # a search: no gradients, one epoch = one iteration
         self.max_iterations = max_iterations
         self.ratio = ratio
         self.graph_top_p = graph_top_p
         nodes = len(collaborators)
-        config = SwarmConfig(
-            inertia=inertia,
-            cognitive=cognitive_coeff,
-            social=social_coeff,
-            repel=repel_coeff,
-            step_length=step_length,
-            step_length_factor=step_length_factor,
-            minimum_step_length=minimum_step_length,
-            patience=patience,
-            restart_patience=restart_patience,
-            starting_velocity=starting_velocity_mode,
-            weight_randomness=weight_randomness,
-            repel_term=repel_term,
-        )
-        self.swarm = ParticleSwarm(nodes * nodes, population, seed=self.hparams.seed, config=config)
+        self.swarm = ParticleSwarm(nodes * nodes, population, seed=self.hparams.seed, config=swarm)
         self.candidate_scores = ScoreSums(population)  # reduced across ranks: every rank decides alike
         self.register_buffer("best_graph", torch.zeros(nodes, nodes, dtype=torch.long))
         self.register_buffer("best_score", torch.tensor(-math.inf, dtype=torch.float64))
@@ -165,7 +132,7 @@ class HeterogeneousSwarms(CollaborationModule):
         self._iteration_pending = True
 
     def graph_rng(self, particle: int | str) -> np.random.Generator:
-        return np.random.default_rng(example_seed(self.hparams.seed, "graph", self.swarm.iteration, particle))
+        return np.random.default_rng(self.seed_of("graph", self.swarm.iteration, particle))
 
     def training_step(self, batch: list[Example], batch_idx: int) -> None:
         if batch_idx == 0:
@@ -249,7 +216,7 @@ class HeterogeneousSwarms(CollaborationModule):
             self._test_graph = (self.swarm.iteration, graph)
         return self._test_graph[1]
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
+    def collaborate(self, batch: Batch) -> list[Answer]:
         graph = self.graph_for_test()
         order = topological_order(graph)
         texts = self.run_graphs(batch, [graph])[0]
@@ -272,7 +239,7 @@ class HeterogeneousSwarms(CollaborationModule):
         for all graphs and an identical prompt only once (right for greedy decoding only)."""
         orders = [topological_order(graph) for graph in graphs]
         outputs: list[dict[int, list[str]]] = [{} for _ in graphs]
-        ids = [example["id"] for example in batch]
+        ids = Batch.of(batch).ids
         for depth in range(len(self.collaborators)):
             for model in range(len(self.collaborators)):
                 users = [g for g, order in enumerate(orders) if order[depth] == model]

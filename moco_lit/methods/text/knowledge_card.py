@@ -10,8 +10,8 @@ Plug-in Specialized Language Models". MoCo: ``text_knowledge_card``.
 from __future__ import annotations
 
 from moco_lit.errors import UserError
-from moco_lit.methods.core.module import Answer, CollaborationModule
-from moco_lit.methods.text.discussion import Example, ask_each, bullet_list, check_template, question_of
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule
+from moco_lit.methods.text.discussion import ask_each, bullet_list, check_template, question_of
 
 CARD_TEMPLATE = (
     "Do not answer the question below yet. Instead, write down the facts, definitions and methods "
@@ -62,8 +62,8 @@ class KnowledgeCard(CollaborationModule):
         everyone = range(len(self.collaborators))
         return [m for m in everyone if not (self.exclude_self and m == self.dev_best)]
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
-        ids = [example["id"] for example in batch]
+    def collaborate(self, batch: Batch) -> list[Answer]:
+        ids = batch.ids
         writers = self.writers()
         card_prompts = [self.card_template.format(question=question_of(example)) for example in batch]
         # one batched call per writer; a model that writes no card gets no call

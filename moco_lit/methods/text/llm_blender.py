@@ -30,9 +30,9 @@ import torch
 
 from moco_lit.collaborators import Collaborator, Prompt, load_collaborator
 from moco_lit.errors import UserError
-from moco_lit.generation import DecodingConfig, Generation, example_seed
+from moco_lit.generation import DecodingConfig, Generation
 from moco_lit.methods.core.agent_trained import AgentTrainedModule
-from moco_lit.methods.core.module import Answer, Example
+from moco_lit.methods.core.module import Answer, Batch, Example
 from moco_lit.methods.text.discussion import question_of
 
 PAIRWISE_PROMPT = """Two answers to the same question follow. Judge which one is better: more correct, \
@@ -218,16 +218,14 @@ class LlmBlender(AgentTrainedModule):
         if isinstance(value, int):
             return self.ask(value, prompts, ids, step=step, decoding=decoding)
         # CollaborationModule.ask only takes collaborator indices: same seeding and cost accounting here
-        seeds = [example_seed(self.hparams.seed, example_id, role, step) for example_id in ids]
+        seeds = [self.seed_of(example_id, role, step) for example_id in ids]
         outputs = self.engine.generate(self.helpers[role], prompts, decoding or self.decoding, seeds)
         self._charge(ids, outputs)
         return outputs
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
-        ids = [example["id"] for example in batch]
-        candidates = [
-            [o.text for o in outputs] for outputs in self.ask_all([e["prompt"] for e in batch], ids)
-        ]
+    def collaborate(self, batch: Batch) -> list[Answer]:
+        ids = batch.ids
+        candidates = [[o.text for o in outputs] for outputs in self.ask_all(batch.prompts, ids)]
         per_example = [[candidates[m][i] for m in range(len(self.collaborators))] for i in range(len(batch))]
         wins = self.rank(batch, per_example)
         top = [sorted(range(len(w)), key=lambda m: -w[m])[: self.top_k] for w in wins]

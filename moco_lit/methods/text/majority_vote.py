@@ -18,14 +18,12 @@ contradicted it. ``count_unparsed: true`` restores MoCo's vote. Free-form answer
 from __future__ import annotations
 
 import math
-import random
 from collections import Counter
 from typing import Literal
 
 from moco_lit.errors import UserError
 from moco_lit.evaluation import VOTING_TASK_TYPES, answer_key
-from moco_lit.generation import example_seed
-from moco_lit.methods.core.module import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule
 
 
 class MajorityVote(CollaborationModule):
@@ -61,9 +59,8 @@ class MajorityVote(CollaborationModule):
         self.answer_grouping = answer_grouping
         self.needs_calibration = tie == "dev-based"
 
-    def collaborate(self, batch: list[dict]) -> list[Answer]:
-        ids = [example["id"] for example in batch]
-        prompts = [example["prompt"] for example in batch]
+    def collaborate(self, batch: Batch) -> list[Answer]:
+        ids, prompts = batch.ids, batch.prompts
         candidates: list[list[tuple[int, str]]] = [[] for _ in batch]  # (model, output) per example
         for model in range(len(self.collaborators)):
             if self.samples_per_model == 1:
@@ -106,5 +103,4 @@ class MajorityVote(CollaborationModule):
             voters = [(m, a) for answer in tied for m, _, a in answers if a == answer]
             best = max(dev[m] for m, _ in voters)
             return next(a for m, a in voters if dev[m] == best)
-        rng = random.Random(example_seed(self.hparams.seed, example["id"], "tie"))
-        return rng.choice(sorted(tied, key=lambda a: (a is None, a or "")))
+        return self.rng(example, "tie").choice(sorted(tied, key=lambda a: (a is None, a or "")))

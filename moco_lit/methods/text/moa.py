@@ -9,7 +9,7 @@ Wang et al. 2024, "Mixture-of-Agents Enhances Large Language Model Capabilities"
 from __future__ import annotations
 
 from moco_lit.errors import UserError
-from moco_lit.methods.core.module import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule
 from moco_lit.methods.text.discussion import (
     Example,
     Texts,
@@ -55,15 +55,13 @@ class Moa(CollaborationModule):
         self.rounds = round
         self.aggregate_template = aggregate_template
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
+    def collaborate(self, batch: Batch) -> list[Answer]:
         layers = [first_round(self, batch, step="layer1")]
+        count = len(self.collaborators)
         for number in range(2, self.rounds + 1):
             prompts = self.with_references(batch, layers[-1])
-            ids = [example["id"] for example in batch]
-            count = len(self.collaborators)
-            layers.append(ask_each(self, [prompts] * count, [ids] * count, step=f"layer{number}"))
-        ids = [example["id"] for example in batch]
-        finals = self.ask(self.dev_best, self.with_references(batch, layers[-1]), ids, step="aggregate")
+            layers.append(ask_each(self, [prompts] * count, [batch.ids] * count, step=f"layer{number}"))
+        finals = self.ask(self.dev_best, self.with_references(batch, layers[-1]), batch.ids, step="aggregate")
         aggregator = self.collaborator_names[self.dev_best]
         return [
             Answer(output.text, by=aggregator, details={**entry, "aggregator": aggregator})

@@ -9,11 +9,8 @@ with peer instead of self feedback. MoCo: ``text_multiagent_feedback``.
 
 from __future__ import annotations
 
-import random
-
 from moco_lit.errors import UserError
-from moco_lit.generation import example_seed
-from moco_lit.methods.core.module import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule
 from moco_lit.methods.text.discussion import (
     SUMMARY_TEMPLATE,
     Example,
@@ -85,7 +82,7 @@ class MultiagentFeedback(CollaborationModule):
         self.revise_template = revise_template
         self.summary_template = summary_template
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
+    def collaborate(self, batch: Batch) -> list[Answer]:
         rounds = [first_round(self, batch)]
         reviews_by_round: list[Reviews] = []
         for number in range(2, self.rounds + 1):
@@ -106,7 +103,7 @@ class MultiagentFeedback(CollaborationModule):
 
     def reviewers(self, example_id: str, author: int, number: int) -> list[int]:
         others = [m for m in range(len(self.collaborator_specs)) if m != author]
-        rng = random.Random(example_seed(self.hparams.seed, example_id, "reviewers", number, author))
+        rng = self.rng(example_id, "reviewers", number, author)
         return sorted(rng.sample(others, min(self.feedback_count, len(others))))
 
     def review(self, batch: list[Example], previous: Texts, number: int) -> Reviews:
@@ -133,7 +130,7 @@ class MultiagentFeedback(CollaborationModule):
         return reviews
 
     def revise(self, batch: list[Example], previous: Texts, reviews: Reviews, step: str) -> Texts:
-        ids = [example["id"] for example in batch]
+        ids = Batch.of(batch).ids
         prompts = [
             [
                 self.revise_template.format(

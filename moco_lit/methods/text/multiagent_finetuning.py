@@ -21,10 +21,9 @@ import torch
 from moco_lit.dev_table import DevTable
 from moco_lit.errors import UserError
 from moco_lit.evaluation import VOTING_TASK_TYPES
-from moco_lit.generation import example_seed
 from moco_lit.methods.core.agent_trained import AgentTrainedModule
 from moco_lit.methods.core.dev_trained import even_out_training_batches
-from moco_lit.methods.core.module import Answer, Example
+from moco_lit.methods.core.module import Answer, Batch, Example
 from moco_lit.methods.text.discussion import question_of
 
 CRITIC_PROMPT = """Question:
@@ -129,7 +128,7 @@ class MultiagentFinetuning(AgentTrainedModule):
 
     def debate(self, batch: list[Example], step: str) -> tuple[list[list[list[str]]], list[list[list[str]]]]:
         """Per round, each model's outputs and prompts: ``texts[round][model][example]``."""
-        ids = [e["id"] for e in batch]
+        ids = Batch.of(batch).ids
         first = self.ask_all([e["prompt"] for e in batch], ids, step=f"{step}round1")
         rounds = [[[o.text for o in outs] for outs in first]]
         prompts: list[list[list[str]]] = [[[e["prompt"] for e in batch]] * len(self.collaborators)]
@@ -168,7 +167,7 @@ class MultiagentFinetuning(AgentTrainedModule):
         if self.training_ratio >= 1.0:
             return examples
         keep = max(1, int(len(examples) * self.training_ratio))
-        rng = random.Random(example_seed(self.hparams.seed, self.method_name, "training_ratio"))
+        rng = random.Random(self.seed_of(self.method_name, "training_ratio"))
         return [examples[i] for i in sorted(rng.sample(range(len(examples)), keep))]
 
     def build_iteration(self, iteration: int) -> dict[str, list[dict]]:
@@ -227,9 +226,7 @@ class MultiagentFinetuning(AgentTrainedModule):
             return [{**x, "weight": self.w} for x in corrected if self.w > 0] + [
                 {**x, "weight": 1.0 - self.w} for x in kept if self.w < 1
             ]
-        rng = random.Random(
-            example_seed(self.hparams.seed, self.method_name, "critic_data", iteration, model)
-        )
+        rng = random.Random(self.seed_of(self.method_name, "critic_data", iteration, model))
         chosen = []
         for group, share in ((corrected, self.w), (kept, 1.0 - self.w)):
             if group and share > 0:
@@ -256,7 +253,7 @@ class MultiagentFinetuning(AgentTrainedModule):
 
     # -- test: the debate with the tuned agents, then a vote ----------------------------------
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
+    def collaborate(self, batch: Batch) -> list[Answer]:
         rounds, _ = self.debate(batch, step="")
         names = self.collaborator_names
         answers = []

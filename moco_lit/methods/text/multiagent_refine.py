@@ -10,7 +10,7 @@ then summarises the last round's answers into the final answer. Multiagent debat
 from __future__ import annotations
 
 from moco_lit.errors import UserError
-from moco_lit.methods.core.module import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule
 from moco_lit.methods.text.discussion import (
     SUMMARY_TEMPLATE,
     Example,
@@ -62,7 +62,7 @@ class MultiagentRefine(CollaborationModule):
         self.refine_template = refine_template
         self.summary_template = summary_template
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
+    def collaborate(self, batch: Batch) -> list[Answer]:
         rounds = [first_round(self, batch)]
         for number in range(2, self.rounds + 1):
             rounds.append(self.refine(batch, rounds[-1], step=f"round{number}"))
@@ -75,7 +75,7 @@ class MultiagentRefine(CollaborationModule):
 
     def refine(self, batch: list[Example], previous: Texts, step: str) -> Texts:
         """Each model rewrites its answer to every example after reading the others' (one call each)."""
-        ids = [example["id"] for example in batch]
+        ids = Batch.of(batch).ids
         models = range(len(self.collaborators))
         prompts = [
             [

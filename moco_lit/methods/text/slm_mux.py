@@ -11,15 +11,13 @@ Reasoning" (ICLR 2026). MoCo: ``text_slm_mux``.
 
 from __future__ import annotations
 
-import random
 from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
 from moco_lit.errors import UserError
 from moco_lit.evaluation import VOTING_TASK_TYPES, answer_key
-from moco_lit.generation import example_seed
-from moco_lit.methods.core.module import Answer, CollaborationModule, Example
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule, Example
 
 
 @dataclass
@@ -64,9 +62,8 @@ class SlmMux(CollaborationModule):
         self.answer_grouping = answer_grouping
         self.needs_calibration = tie == "dev-based"
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
-        ids = [example["id"] for example in batch]
-        prompts = [example["prompt"] for example in batch]
+    def collaborate(self, batch: Batch) -> list[Answer]:
+        ids, prompts = batch.ids, batch.prompts
         votes: list[list[ModelVote]] = [[] for _ in batch]
         for model in range(len(self.collaborators)):
             samples = self.ask_samples(model, prompts, ids, self.samples_per_model, step="mux")
@@ -84,7 +81,7 @@ class SlmMux(CollaborationModule):
             return ModelVote(model, None, outputs[0], 0.0, {})
         top = max(counts.values())
         tied = sorted(answer for answer, count in counts.items() if count == top)
-        rng = random.Random(example_seed(self.hparams.seed, example["id"], model, "majority"))
+        rng = self.rng(example, model, "majority")
         answer = tied[0] if len(tied) == 1 else rng.choice(tied)
         output = next(o for o, a in zip(outputs, answers) if a == answer)
         return ModelVote(model, answer, output, top / sum(counts.values()), dict(counts))
@@ -110,5 +107,5 @@ class SlmMux(CollaborationModule):
             rank = {model: position for position, model in enumerate(self.dev_ranking())}
             return min(tied, key=lambda vote: rank[vote.model])
         if self.tie == "random":
-            return random.Random(example_seed(self.hparams.seed, example["id"], "tie")).choice(tied)
+            return self.rng(example, "tie").choice(tied)
         return tied[0]  # model-order: votes are in the recipe's order

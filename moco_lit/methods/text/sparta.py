@@ -20,10 +20,10 @@ import torch
 
 from moco_lit.dev_table import DevTable
 from moco_lit.errors import UserError
-from moco_lit.generation import DecodingConfig, example_seed
+from moco_lit.generation import DecodingConfig
 from moco_lit.methods.core.agent_trained import AgentTrainedModule
 from moco_lit.methods.core.dev_trained import even_out_training_batches
-from moco_lit.methods.core.module import Answer, Example
+from moco_lit.methods.core.module import Answer, Batch, Example
 from moco_lit.methods.text.discussion import question_of
 from moco_lit.methods.text.ratings import (
     RatingTable,
@@ -198,7 +198,7 @@ class Sparta(AgentTrainedModule):
     def match(self, iteration: int, count: int) -> list[tuple[int, int]]:
         """(player, opponent) for each of ``count`` instructions, in instruction order."""
         hp = self.hparams
-        rng = random.Random(example_seed(hp.seed, "sparta-match", iteration))
+        rng = random.Random(self.seed_of("sparta-match", iteration))
         models = list(range(len(self.collaborators)))
         by_rating = hp.opponents_by_rating == "always" or not self.trained_before
 
@@ -381,9 +381,9 @@ class Sparta(AgentTrainedModule):
     def tested_model(self) -> int:
         return int(torch.nan_to_num(self.final_dev_scores, nan=-1.0).argmax())
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
+    def collaborate(self, batch: Batch) -> list[Answer]:
         model = self.tested_model
-        outputs = self.ask(model, [e["prompt"] for e in batch], [e["id"] for e in batch])
+        outputs = self.ask(model, batch.prompts, batch.ids)
         names = self.collaborator_names
         ratings = {n: round(float(r), 3) for n, r in zip(names, self.ratings)}
         return [Answer(o.text, by=names[model], details={"ratings": ratings}) for o in outputs]

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from moco_lit.errors import UserError
-from moco_lit.generation import DecodingConfig, example_seed
+from moco_lit.generation import DecodingConfig
 from moco_lit.methods.core.module import Example
 from moco_lit.methods.text.discussion import question_of
 from moco_lit.methods.text.ratings import RatingTable, k_step, parse_judge_score
@@ -449,10 +449,7 @@ class Stackelberg(Sparta):
             top_p=hp.grpo_top_p,
             max_new_tokens=hp.grpo_max_completion_length,
         )
-        seeds = [
-            example_seed(hp.seed, r["id"], model, "grpo", self.current_epoch, r["duel"], r["side"])
-            for r in rows
-        ]
+        seeds = [self.seed_of(r["id"], model, "grpo", self.current_epoch, r["duel"], r["side"]) for r in rows]
         prompts = [r["prompt"] for r in rows]
         if self.agents is not None and self.agents.owns(player):
             self.agents.activate(player)

@@ -13,7 +13,7 @@ import logging
 from typing import Literal
 
 from moco_lit.errors import UserError
-from moco_lit.methods.core.module import Answer, CollaborationModule
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule
 from moco_lit.methods.text.discussion import (
     Example,
     Texts,
@@ -127,7 +127,7 @@ class Structure(CollaborationModule):
         self.neighbours = neighbours_of(structure_type, len(collaborators), structure_matrix)
         self.update_template = update_template
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
+    def collaborate(self, batch: Batch) -> list[Answer]:
         rounds = [first_round(self, batch)]
         for number in range(2, self.num_rounds + 1):
             rounds.append(self.update(batch, rounds[-1], step=f"round{number}"))
@@ -145,7 +145,7 @@ class Structure(CollaborationModule):
 
     def update(self, batch: list[Example], previous: Texts, step: str) -> Texts:
         """Nodes with neighbours rewrite their answers (one call per model); the others keep theirs."""
-        ids = [example["id"] for example in batch]
+        ids = Batch.of(batch).ids
         prompts = [
             [
                 self.update_template.format(
