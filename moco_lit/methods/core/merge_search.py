@@ -37,7 +37,7 @@ from moco_lit.merging import (
     model_weights,
     writable_tensors,
 )
-from moco_lit.methods.core.module import Answer, CollaborationModule, Example
+from moco_lit.methods.core.module import Answer, Batch, CollaborationModule, Example
 
 log = logging.getLogger(__name__)
 
@@ -361,9 +361,8 @@ class MergeSearch(CollaborationModule):
         if self.export_dir and self.global_rank == 0:
             self.export(self.export_dir)
 
-    def collaborate(self, batch: list[Example]) -> list[Answer]:
-        ids = [example["id"] for example in batch]
-        outputs = self.ask(self.merged_index, [self.prompt_of(example) for example in batch], ids)
+    def collaborate(self, batch: Batch) -> list[Answer]:
+        outputs = self.ask(self.merged_index, [self.prompt_of(example) for example in batch], batch.ids)
         merge = self.describe(self.final_recipe())
         return [Answer(o.text, by=self.merged.name, details={"merge": merge}) for o in outputs]
 
