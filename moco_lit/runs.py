@@ -61,6 +61,8 @@ def experiment_config(config: Any, stage: str = "test") -> dict:
     }
     if plain.get("scoring", "moco_lit") != "moco_lit":  # runs of the default scorer keep their ids
         experiment["scoring"] = plain["scoring"]
+    if plain.get("generation_backend") == "llama_cpp":  # other kernels, other outputs (vllm's match hf's)
+        experiment["generation_backend"] = "llama_cpp"
     return experiment
 
 

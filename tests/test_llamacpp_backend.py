@@ -227,3 +227,15 @@ def test_real_llama_cpp_agrees_with_the_float32_path_on_smollm2(monkeypatch):
     starts = [h.raw_text.split()[:1] == g.raw_text.split()[:1] for h, g in zip(hf, llama)]
     assert sum(starts) >= 3, [(h.raw_text, g.raw_text) for h, g in zip(hf, llama)]
     assert all(g.new_tokens > 0 and g.mean_logprob < 0 for g in llama)
+
+
+def test_its_runs_get_their_own_run_id():
+    from moco_lit.runs import experiment_config, run_id_for
+
+    config = {"model": {"class_path": "m", "init_args": {}}, "data": {"benchmark": "gsm8k"}}
+    ids = {
+        b: run_id_for(experiment_config({**config, "generation_backend": b}))
+        for b in ("hf", "vllm", "llama_cpp")
+    }
+    assert ids["hf"] == ids["vllm"] == run_id_for(experiment_config(config))  # the same outputs
+    assert ids["llama_cpp"] != ids["hf"]  # a resume never mixes the two backends' records
