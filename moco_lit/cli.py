@@ -40,7 +40,7 @@ COMMAND_MODULES = {
     "quickstart": "moco_lit.quickstart:main",
     "score": "moco_lit.score:main",
     "sweep": "moco_lit.sweep:main",
-    "report": "moco_lit.report:main",
+    "report": "moco_lit.report.command:main",
     "convert": "moco_lit.convert:main",
     "data": "moco_lit.data.commands:main",
 }

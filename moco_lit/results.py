@@ -4,7 +4,7 @@ A ``Run`` is one finished test run (a moco_lit run folder, or a MoCo log read by
 ``run_from_folder`` is the one place that reads a run folder back; ``best_single`` finds a run's
 baseline, the best single model of its own pool on the same examples (from ``single_model`` runs);
 ``compare_with_best_single`` pairs the two per example. ``summary_path`` is where a sweep keeps
-its summary. The report (``report.py``), its figures, seeds and variants and the W&B summary of a
+its summary. The report (``moco_lit.report``), its figures, seeds and variants and the W&B summary of a
 run all build on these.
 """
 

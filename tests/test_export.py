@@ -115,8 +115,8 @@ def test_csv_numbers_equal_the_report_rows(rows, tmp_path):
 
 
 def test_report_format_flag_writes_the_exports_and_refuses_unknown_ones(tmp_path, monkeypatch, capsys):
-    from moco_lit import report
     from moco_lit.cli import main
+    from moco_lit.report import command as report  # write_report reads its runs there
 
     monkeypatch.setattr(report, "load_runs", lambda sources: _runs())
     out = tmp_path / "out"
@@ -154,8 +154,8 @@ def _visualized(path: Path) -> dict[str, str]:
 def test_report_logs_its_tables_and_native_plots_to_wandb(tmp_path, monkeypatch, capsys):
     import wandb
 
-    from moco_lit import report
     from moco_lit.cli import main
+    from moco_lit.report import command as report  # write_report reads its runs there
     from tests.wandb_files import offline_runs
 
     monkeypatch.setenv("WANDB_MODE", "offline")

@@ -302,7 +302,7 @@ def test_gains_are_paired_by_id_and_the_headline_counts_only_intervals_above_zer
 
 
 def test_report_files_show_the_intervals_and_the_counted_headline(tmp_path, monkeypatch):
-    from moco_lit import report
+    from moco_lit.report import command as report  # write_report reads its runs there
 
     monkeypatch.setattr(report, "load_runs", lambda sources: _paired_pool())
     files = write_report(["unused"], tmp_path / "out", title="t")
