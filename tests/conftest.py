@@ -88,6 +88,32 @@ def run_cli(tmp_path: Path):
     return run
 
 
+@pytest.fixture
+def run_on_tiny_models(run_cli, tiny_models):
+    """``test`` of a method on the three tiny models: 2 test and 2 dev examples, 4 new tokens each.
+
+    ``run_on_tiny_models("moa", "--model.num_rounds", "2")`` returns what ``run_cli`` returns.
+    """
+
+    def run(method: str, *args: str):
+        return run_cli(
+            "test",
+            "--model",
+            method,
+            "--model.collaborators",
+            collaborators_arg(tiny_models),
+            *args,
+            "--model.max_new_tokens",
+            "4",
+            "--data.limit",
+            "2",
+            "--data.dev_limit",
+            "2",
+        )
+
+    return run
+
+
 def run_records(cli) -> list[dict]:
     """The records of a finished run (``cli`` from ``run_cli``), in file order."""
     path = cli.model.runtime.run_folder.path / "predictions.jsonl"

@@ -17,6 +17,25 @@ from tests.conftest import ROOT, collaborators_arg
 SCRIPTED = collaborators_arg(["callable:tests.scripted.multiplier", "callable:tests.scripted.oracle"])
 
 
+def scripted_single_model(batch_size: int, run_dir: Path) -> list[str]:
+    """``test`` of single_model with the two scripted collaborators on 9 quickstart questions."""
+    return [
+        "test",
+        "--model",
+        "single_model",
+        "--model.collaborators",
+        SCRIPTED,
+        "--data.benchmark",
+        "quickstart",
+        "--data.limit",
+        "9",
+        "--data.batch_size",
+        str(batch_size),
+        "--run_dir",
+        str(run_dir),
+    ]
+
+
 def _records(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "predictions.jsonl").read_text().splitlines()]
 
@@ -163,21 +182,7 @@ def test_rerun_regenerates_nothing_and_no_cache_regenerates(run_cli, tiny_models
 
 
 def test_interrupted_run_resumes_from_predictions(run_cli, tmp_path):
-    args = [
-        "test",
-        "--model",
-        "single_model",
-        "--model.collaborators",
-        SCRIPTED,
-        "--data.benchmark",
-        "quickstart",
-        "--data.limit",
-        "9",
-        "--data.batch_size",
-        "3",
-        "--run_dir",
-        str(tmp_path / "runs"),
-    ]
+    args = scripted_single_model(batch_size=3, run_dir=tmp_path / "runs")
     _, full = run_cli(*args)
     folder = full.model.runtime.run_folder.path
     complete = _records(folder)
@@ -227,19 +232,7 @@ def test_ddp_two_processes_reduce_metrics_across_ranks(tmp_path):
         sys.executable,
         "-m",
         "moco_lit",
-        "test",
-        "--model",
-        "single_model",
-        "--model.collaborators",
-        SCRIPTED,
-        "--data.benchmark",
-        "quickstart",
-        "--data.limit",
-        "9",
-        "--data.batch_size",
-        "2",
-        "--run_dir",
-        str(tmp_path / "runs"),
+        *scripted_single_model(batch_size=2, run_dir=tmp_path / "runs"),
         "--trainer.strategy",
         "ddp",
         "--trainer.devices",

@@ -6,24 +6,12 @@ import pytest
 
 from moco_lit.errors import UserError
 from moco_lit.methods.text.knowledge_card import KnowledgeCard
-from tests.conftest import collaborators_arg, run_records
+from tests.conftest import run_records
 from tests.methods.discussion_agents import agents, metrics, prompt_log, read_prompts, record_asks
 
 
-def test_knowledge_card_runs_on_tiny_models(run_cli, tiny_models):
-    code, cli = run_cli(
-        "test",
-        "--model",
-        "knowledge_card",
-        "--model.collaborators",
-        collaborators_arg(tiny_models),
-        "--model.max_new_tokens",
-        "4",
-        "--data.limit",
-        "2",
-        "--data.dev_limit",
-        "2",
-    )
+def test_knowledge_card_runs_on_tiny_models(run_on_tiny_models):
+    code, cli = run_on_tiny_models("knowledge_card")
     assert code == 0 and bool(cli.model.calibrated)
     rows = run_records(cli)
     assert len(rows) == 2 and all(r["calls"] == 4 and len(r["details"]["cards"]) == 3 for r in rows)

@@ -6,24 +6,12 @@ import pytest
 
 from moco_lit.errors import UserError
 from moco_lit.methods.text.moa import Moa
-from tests.conftest import collaborators_arg, run_records
+from tests.conftest import run_records
 from tests.methods.discussion_agents import agents, metrics, prompt_log, read_prompts, record_asks
 
 
-def test_moa_runs_on_tiny_models(run_cli, tiny_models):
-    code, cli = run_cli(
-        "test",
-        "--model",
-        "moa",
-        "--model.collaborators",
-        collaborators_arg(tiny_models),
-        "--model.max_new_tokens",
-        "4",
-        "--data.limit",
-        "2",
-        "--data.dev_limit",
-        "2",
-    )
+def test_moa_runs_on_tiny_models(run_on_tiny_models):
+    code, cli = run_on_tiny_models("moa")
     assert code == 0 and bool(cli.model.calibrated)
     rows = run_records(cli)
     # MoCo's default: one proposer layer, then the aggregator

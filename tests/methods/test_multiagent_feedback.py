@@ -8,24 +8,12 @@ import pytest
 
 from moco_lit.errors import UserError
 from moco_lit.methods.text.multiagent_feedback import MultiagentFeedback
-from tests.conftest import collaborators_arg, run_records
+from tests.conftest import run_records
 from tests.methods.discussion_agents import agents, metrics, prompt_log, read_prompts, record_asks
 
 
-def test_multiagent_feedback_runs_on_tiny_models(run_cli, tiny_models):
-    code, cli = run_cli(
-        "test",
-        "--model",
-        "multiagent_feedback",
-        "--model.collaborators",
-        collaborators_arg(tiny_models),
-        "--model.max_new_tokens",
-        "4",
-        "--data.limit",
-        "2",
-        "--data.dev_limit",
-        "2",
-    )
+def test_multiagent_feedback_runs_on_tiny_models(run_on_tiny_models):
+    code, cli = run_on_tiny_models("multiagent_feedback")
     assert code == 0 and bool(cli.model.calibrated)
     rows = run_records(cli)
     # 3 first answers; per later round 3 x 2 reviews + 3 revisions; 1 summary

@@ -6,30 +6,14 @@ import pytest
 
 from moco_lit.errors import UserError
 from moco_lit.methods.text.structure import Structure, neighbours_of
-from tests.conftest import collaborators_arg, run_records
+from tests.conftest import run_records
 from tests.methods.discussion_agents import agents, metrics, prompt_log, read_prompts, record_asks
 
 NAMES = ["wrong_a", "wrong_b", "right", "wrong_c"]
 
 
-def test_structure_runs_on_tiny_models(run_cli, tiny_models):
-    code, cli = run_cli(
-        "test",
-        "--model",
-        "structure",
-        "--model.collaborators",
-        collaborators_arg(tiny_models),
-        "--model.structure_type",
-        "star",
-        "--model.num_rounds",
-        "2",
-        "--model.max_new_tokens",
-        "4",
-        "--data.limit",
-        "2",
-        "--data.dev_limit",
-        "2",
-    )
+def test_structure_runs_on_tiny_models(run_on_tiny_models):
+    code, cli = run_on_tiny_models("structure", "--model.structure_type", "star", "--model.num_rounds", "2")
     assert code == 0 and bool(cli.model.calibrated)
     rows = run_records(cli)
     assert len(rows) == 2 and all(r["calls"] == 6 and len(r["details"]["rounds"]) == 2 for r in rows)

@@ -23,6 +23,7 @@ import torch
 from moco_lit.methods.api import mentor_collab as lit_method
 from tests.conftest import collaborators_arg, run_records
 from tests.parity.moco_harness import Task
+from tests.parity.steering import Steering, banned_tokens, steer_pool
 from tests.test_decoding import lively_models, other_tokenizer_model  # noqa: F401  (fixtures)
 
 DRAWS = [7, 90, 3, 60, 12, 1, 99, 24, 25, 18, 40, 2]
@@ -54,20 +55,17 @@ class ScriptedDraws:
         return DRAWS[(self.step - 1) % len(DRAWS)]
 
 
-class Steering:
-    """Logit hooks put on every copy of the test's models, on both sides: tokens that decode to
-    part of a character never win (MoCo writes U+FFFD for each such piece, moco_lit the whole
-    character: a separate, known difference), nor does the end of sequence, except that
+class ChoiceSteering(Steering):
+    """On both sides: the shared ban (``banned_tokens``) and no end of sequence, except that
     ``eos_from`` makes it the only choice from that position on (both sides' positions agree)."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.eos_from: int | None = None
-        self.handles: list = []
 
     def attach(self, model, tokenizer) -> None:
         eos = tokenizer.eos_token_id
-        special = set(tokenizer.all_special_ids) - {eos}
-        banned = [i for i in range(len(tokenizer)) if i in special or "\ufffd" in tokenizer.decode([i])]
+        banned = banned_tokens(tokenizer)
         cue_end = tokenizer(lit_method.CHOICE_CUE, add_special_tokens=False)["input_ids"][-1]
         (letter_b,) = tokenizer("B", add_special_tokens=False)["input_ids"]
         seen = {}
@@ -100,15 +98,7 @@ class Steering:
 
 @pytest.fixture
 def steering(lively_models, other_tokenizer_model):  # noqa: F811
-    from moco_lit.collaborators import load_collaborator
-
-    steer = Steering()
-    for path in [*lively_models[:2], other_tokenizer_model]:
-        collaborator = load_collaborator(path)  # the pooled copy moco_lit's run will use
-        steer.attach(collaborator.model, collaborator.tokenizer)
-    yield steer
-    for handle in steer.handles:
-        handle.remove()
+    yield from steer_pool(ChoiceSteering(), [*lively_models[:2], other_tokenizer_model])
 
 
 @pytest.fixture

@@ -24,6 +24,7 @@ from moco_lit.decoding import ThresholdSwitch
 from moco_lit.methods.api import nudging as lit_method
 from tests.conftest import collaborators_arg, run_records
 from tests.parity.moco_harness import Task
+from tests.parity.steering import Steering, banned_tokens, steer_pool
 from tests.test_decoding import lively_models, other_tokenizer_model  # noqa: F401  (fixtures)
 
 QUESTIONS = [
@@ -41,19 +42,15 @@ def _task() -> Task:
     return Task("nudging_parity", "text_generation", dev, records)
 
 
-class Steering:
-    """Logit hooks put on every copy of the test's models, on both sides: tokens that decode to
-    part of a character never win (MoCo writes U+FFFD for each such piece, moco_lit the whole
-    character: a separate, known difference), nor do special tokens other than the end of
-    sequence, nor (with ``end=False``) the end of sequence."""
+class EndSteering(Steering):
+    """On both sides: the shared ban (``banned_tokens``) and, with ``end=False``, no end of sequence."""
 
     def __init__(self) -> None:
-        self.handles: list = []
+        super().__init__()
         self.end = True
 
     def attach(self, model, tokenizer) -> None:
-        special = set(tokenizer.all_special_ids) - {tokenizer.eos_token_id}
-        banned = [i for i in range(len(tokenizer)) if i in special or "\ufffd" in tokenizer.decode([i])]
+        banned = banned_tokens(tokenizer)
 
         def steer(module, args, output):
             output.logits[..., banned] = -1e4
@@ -66,15 +63,7 @@ class Steering:
 
 @pytest.fixture
 def steering(lively_models, other_tokenizer_model):  # noqa: F811
-    from moco_lit.collaborators import load_collaborator
-
-    steer = Steering()
-    for path in [*lively_models[:3], other_tokenizer_model]:
-        collaborator = load_collaborator(path)  # the pooled copy moco_lit's run will use
-        steer.attach(collaborator.model, collaborator.tokenizer)
-    yield steer
-    for handle in steer.handles:
-        handle.remove()
+    yield from steer_pool(EndSteering(), [*lively_models[:3], other_tokenizer_model])
 
 
 @pytest.fixture
