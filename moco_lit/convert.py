@@ -51,9 +51,37 @@ GENERATION = {
 }
 GENERATION_DEFAULTS = {"max_response_length": 512, "temperature": 0.7, "top_p": 0.9, "batch_size": 32}
 
+# MoCo spells a particle swarm's settings two ways (its NumericSwarm's names in dare_ties and
+# heterogeneous_swarms, its weight swarm's in model_swarms); moco_lit has one: the fields of the
+# nested ``swarm:`` argument (moco_lit.search.SwarmConfig)
+_SWARM_SHARED = ("inertia", "step_length", "step_length_factor", "minimum_step_length", "patience")
+_NUMERIC_SWARM = {
+    **{name: name for name in (*_SWARM_SHARED, "restart_patience", "repel_term", "weight_randomness")},
+    "cognitive_coeff": "cognitive",
+    "social_coeff": "social",
+    "repel_coeff": "repel",
+    "starting_velocity_mode": "starting_velocity",
+}
+_WEIGHT_SWARM = {
+    **{name: name for name in (*_SWARM_SHARED, "restart_patience")},
+    "cognitive_coefficient": "cognitive",
+    "social_coefficient": "social",
+    "repel_coefficient": "repel",
+    "repel_term_flag": "repel_term",
+    "weight_randomness_flag": "weight_randomness",
+}
+
+
+def _swarm(names: dict[str, str]) -> dict[str, tuple[str, ...]]:
+    return {moco: (f"swarm.{field}",) for moco, field in names.items()}
+
+
 # MoCo hyperparameters whose moco_lit setting has another name. A target is a method argument,
-# or ``data.<name>`` / ``trainer.<name>``; a key with several targets sets each of them.
+# ``swarm.<field>``, or ``data.<name>`` / ``trainer.<name>``; a key with several targets sets each.
 RENAMED: dict[str, dict[str, tuple[str, ...]]] = {
+    "dare_ties": _swarm(_NUMERIC_SWARM),
+    "heterogeneous_swarms": _swarm(_NUMERIC_SWARM),
+    "model_swarms": _swarm(_WEIGHT_SWARM),
     # MoCo's `temperature` is both the generation temperature (main.py) and GRPO's sampling one
     "agglm": {"temperature": ("temperature", "grpo_temperature"), "max_epochs": ("epochs_per_iteration",)},
     # MoCo's cascade reads it for the answers it scores (default 256); main.py for the others (512)
@@ -458,7 +486,7 @@ def map_setting(
         return rule(value, hyper)
     if key in RENAMED.get(name, {}):
         targets = RENAMED[name][key]
-        missing = [t for t in targets if "." not in t and t not in accepted]
+        missing = [t for t in targets if t.partition(".")[0] not in {*accepted, "data", "trainer"}]
         if missing:
             return f"moco_lit's {name} has no {', '.join(missing)}"
         return dict.fromkeys(targets, value)
@@ -541,7 +569,10 @@ def _recipe(name: str, models: list, config: dict, targets: dict[str, Any]) -> d
     trainer = _trainer(config.get("gpu_ids"))
     for target, value in targets.items():
         section, _, field = target.rpartition(".")
-        {"": init_args, "data": data, "trainer": trainer}[section][field] = value
+        if section in ("", "data", "trainer"):
+            {"": init_args, "data": data, "trainer": trainer}[section][field] = value
+        else:  # a nested argument of the method (swarm.<field>)
+            init_args.setdefault(section, {})[field] = value
     return {
         "model": {"class_path": methods.class_path(name), "init_args": init_args},
         "data": data,

@@ -21,12 +21,31 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from moco_lit.errors import UserError
+
 ArrayLike = torch.Tensor | np.ndarray | Sequence[float] | Sequence[Sequence[float]]
 
 
 @dataclass(frozen=True)
 class SwarmConfig:
-    """The swarm's coefficients (defaults: MoCo's ``NumericSwarm``)."""
+    """A particle swarm's settings, the one spelling every swarm method takes as ``swarm:``
+    (defaults: MoCo's ``NumericSwarm``, which all of MoCo's swarms share).
+
+    Args:
+        inertia, cognitive, social, repel: the velocity's pull to keep its direction, to the
+            particle's best, to the global best, and its push from the global worst.
+        repel_term: use the push from the global worst at all.
+        weight_randomness: scale each of the four weights by a uniform draw before normalising.
+        step_length, step_length_factor, minimum_step_length: the first step, its decay per
+            iteration and its floor.
+        patience: stop when the global best has not improved for this many evaluations.
+        restart_patience: restart a particle that has not improved for this many evaluations.
+        starting_velocity: ``random`` (uniform in [-1, 1)) or ``zero``.
+        init_low, init_high: the box random starting positions are drawn in.
+
+    MoCo's names (``cognitive_coeff``/``cognitive_coefficient``, ``repel_term_flag``,
+    ``starting_velocity_mode``...) are mapped to these only by ``moco_lit.convert``.
+    """
 
     inertia: float = 0.2
     cognitive: float = 0.3
@@ -42,6 +61,10 @@ class SwarmConfig:
     starting_velocity: Literal["random", "zero"] = "random"
     init_low: float = -1.0
     init_high: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.starting_velocity not in ("random", "zero"):
+            raise UserError(f"swarm.starting_velocity must be random or zero, got {self.starting_velocity!r}")
 
 
 @dataclass(frozen=True)

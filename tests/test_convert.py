@@ -129,9 +129,12 @@ def test_the_method_list_and_the_global_settings_are_moco_s():
 def resolved(recipe: dict, target: str, arguments: dict):
     """A recipe target's value: set in the recipe, else the method's default."""
     section, _, field = target.rpartition(".")
-    if section:
+    if section in ("data", "trainer"):
         return recipe[section].get(field)
     init_args = recipe["model"]["init_args"]
+    if section:  # a field of a nested argument (swarm.<field>)
+        nested = init_args.get(section, {})
+        return nested[field] if field in nested else getattr(arguments[section].default, field)
     return init_args[field] if field in init_args else arguments[field].default
 
 
@@ -152,8 +155,10 @@ def test_every_setting_moco_reads_is_mapped_or_named(method):
             continue
         for target in mapped:
             section, _, field = target.rpartition(".")
-            assert section in {"", "data", "trainer"}, target
+            assert section in {"", "data", "trainer"} or section in arguments, target
             assert section or field in arguments, f"{method}.{key} -> {target}: no such argument of {name}"
+            if section in arguments:  # a field of a nested argument (swarm.<field>)
+                assert hasattr(arguments[section].default, field), f"{method}.{key} -> {target}"
 
 
 # MoCo's effective value differs from the key's own default here, where main.py's applies too
@@ -215,6 +220,31 @@ EXPECTED_TARGETS = {
     ("api_trained_router", "num_train_epochs"): ("trainer.max_epochs",),
     ("text_sparta_stackelberg", "judge_max_response_length"): ("judge_max_new_tokens",),
 }
+# MoCo's two spellings of a particle swarm's settings land in the fields of the one swarm argument
+_SWARM_SAME = (
+    "inertia",
+    "step_length",
+    "step_length_factor",
+    "minimum_step_length",
+    "patience",
+    "restart_patience",
+)
+_SWARM_NUMERIC = {"cognitive_coeff": "cognitive", "social_coeff": "social", "repel_coeff": "repel"}
+_SWARM_NUMERIC |= {"repel_term": "repel_term", "weight_randomness": "weight_randomness"}
+_SWARM_NUMERIC |= {"starting_velocity_mode": "starting_velocity"}
+_SWARM_WEIGHT = {
+    "cognitive_coefficient": "cognitive",
+    "social_coefficient": "social",
+    "repel_coefficient": "repel",
+}
+_SWARM_WEIGHT |= {"repel_term_flag": "repel_term", "weight_randomness_flag": "weight_randomness"}
+for _method, _names in (
+    ("weight_dare_ties", _SWARM_NUMERIC),
+    ("text_heterogeneous_swarms", _SWARM_NUMERIC),
+    ("weight_model_swarms", _SWARM_WEIGHT),
+):
+    for _key, _field in {**{name: name for name in _SWARM_SAME}, **_names}.items():
+        EXPECTED_TARGETS[(_method, _key)] = (f"swarm.{_field}",)
 # Settings whose recipe value is derived from MoCo's, not copied
 DERIVED = {
     ("weight_model_swarms", "fast_merge_flag"): {"merge": "auto"},  # the sample value is True
@@ -660,9 +690,17 @@ def test_an_option_a_method_gains_under_moco_s_name_is_used():
     assert map_setting("model_swarms", "base_model", "base", {}, accepted | {"base_model"}) == {
         "base_model": "base"
     }
-    # heterogeneous_swarms gained starting_velocity_mode, weight_randomness and repel_term that way
-    accepted = set(method_arguments(methods.get("heterogeneous_swarms")))
-    assert map_setting("heterogeneous_swarms", "repel_term", False, {}, accepted) == {"repel_term": False}
+    # MoCo's two spellings of a swarm's settings map to the fields of the one swarm argument
+    for name, moco_key, value, target in (
+        ("heterogeneous_swarms", "repel_term", False, "swarm.repel_term"),
+        ("heterogeneous_swarms", "starting_velocity_mode", "zero", "swarm.starting_velocity"),
+        ("dare_ties", "cognitive_coeff", 0.5, "swarm.cognitive"),
+        ("model_swarms", "cognitive_coefficient", 0.5, "swarm.cognitive"),
+        ("model_swarms", "repel_term_flag", False, "swarm.repel_term"),
+        ("model_swarms", "weight_randomness_flag", False, "swarm.weight_randomness"),
+    ):
+        accepted = set(method_arguments(methods.get(name)))
+        assert map_setting(name, moco_key, value, {}, accepted) == {target: value}
     # a same-named option in OTHER_MEANING takes MoCo's value only through its rule
     accepted = set(method_arguments(methods.get("stackelberg")))
     assert "leader_type" in accepted

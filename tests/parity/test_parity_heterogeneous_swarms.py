@@ -123,7 +123,7 @@ def test_heterogeneous_swarms_matches_moco(run_cli, tmp_path, monkeypatch, veloc
         policy,
         "--model.temperature",
         "0.7",  # MoCo's: sampled, so every graph asks its models again
-        "--model.starting_velocity_mode",
+        "--model.swarm.starting_velocity",  # MoCo's starting_velocity_mode
         velocity,
         *(f"--model.{name}={value}" for name, value in SEARCH.items()),
     )

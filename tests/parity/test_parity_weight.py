@@ -571,7 +571,14 @@ def test_model_swarms_moves_as_moco_weight_swarm(untied, tmp_path, moco_run, run
     monkeypatch.setattr(CoefficientSwarm, "tell", recorded_tell)
     monkeypatch.setattr(ModelSwarms, "dev_score", lambda self, model, batches: lit_score_of())
     collaborators = f"[{', '.join(f'{untied[0]}+{a}' for a in adapters)}]"
-    extra = ["--model.patience", "4", "--model.restart_patience", "2", "--trainer.max_epochs", "10"]
+    extra = [
+        "--model.swarm.patience",
+        "4",
+        "--model.swarm.restart_patience",
+        "2",
+        "--trainer.max_epochs",
+        "10",
+    ]
     _, cli = run_cli("fit", "--model", "model_swarms", "--model.collaborators", collaborators, *extra, *SMALL)
     module: ModelSwarms = cli.model
 

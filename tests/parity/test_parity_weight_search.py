@@ -19,6 +19,7 @@ import torch
 from torch.testing import assert_close
 
 from moco_lit.collaborators import RawText
+from moco_lit.convert import map_setting, method_arguments
 from tests.parity.test_parity_weight import (  # noqa: F401  (fixtures used by name)
     SMALL,
     Draws,
@@ -76,7 +77,15 @@ def test_dare_ties_optimized_run_method_same_candidates_same_final_merge(
     monkeypatch.setattr(ParticleSwarm, "_rand", lambda self, *shape: lit_draws.tensor(*shape))
     monkeypatch.setattr(DareTies, "dev_score", lambda self, model, batches: lit_score(self, model, goal))
     args = ["--model.mode", "optimized", "--model.base_model_name", base, "--trainer.max_epochs", "10"]
-    args += [arg for key, value in settings.items() for arg in (f"--model.{key}", str(value))]
+    # MoCo's names reach moco_lit's arguments through convert's mapping (patience -> swarm.patience)
+    accepted = set(method_arguments(DareTies))
+    targets = {
+        t: v
+        for key, value in settings.items()
+        for t, v in map_setting("dare_ties", key, value, {}, accepted).items()
+    }
+    assert targets == {"population": 3, "max_iterations": 4, "swarm.patience": 3, "swarm.restart_patience": 2}
+    args += [arg for target, value in targets.items() for arg in (f"--model.{target}", str(value))]
     _, cli = run_cli(
         "fit", "--model", "dare_ties", "--model.collaborators", f"[{', '.join(models)}]", *args, *SMALL
     )

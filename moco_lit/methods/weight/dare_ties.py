@@ -19,7 +19,7 @@ import torch
 from moco_lit.errors import UserError
 from moco_lit.merging import DareRescale
 from moco_lit.methods.core.merge_search import MergeSearch, Recipe
-from moco_lit.search import ParticleSwarm
+from moco_lit.search import ParticleSwarm, SwarmConfig
 
 
 class DareTies(MergeSearch):
@@ -33,13 +33,12 @@ class DareTies(MergeSearch):
         divides them by the weight of the agreeing models (the TIES paper's disjoint mean).
     dare_rescale: how DARE rescales the kept entries: ``l1`` (MoCo's: the task vector keeps its L1
         norm) or ``inverse_density`` (the DARE paper's 1/density, which keeps each expectation).
-    population, max_iterations, inertia, cognitive_coeff, social_coeff, repel_coeff, repel_term,
-    step_length, step_length_factor, minimum_step_length, patience, restart_patience,
-    starting_velocity_mode, weight_randomness: the swarm of ``optimized`` (MoCo's defaults).
+    population, max_iterations: the particles and iterations of ``optimized``.
+    swarm: the particle swarm's settings (``moco_lit.search.SwarmConfig``, MoCo's defaults), e.g.
+        ``swarm: {cognitive: 0.5, starting_velocity: zero}``.
     """
 
     method_name = "dare_ties"
-    report_label_args = ("mode",)
     report_label_args = ("mode",)
 
     def __init__(
@@ -53,18 +52,7 @@ class DareTies(MergeSearch):
         dare_rescale: DareRescale = "l1",
         population: int = 5,
         max_iterations: int = 5,
-        inertia: float = 0.2,
-        cognitive_coeff: float = 0.3,
-        social_coeff: float = 0.4,
-        repel_coeff: float = 0.05,
-        repel_term: bool = True,
-        step_length: float = 0.5,
-        step_length_factor: float = 0.95,
-        minimum_step_length: float = 0.1,
-        patience: int = 5,
-        restart_patience: int = 3,
-        starting_velocity_mode: Literal["random", "zero"] = "random",
-        weight_randomness: bool = True,
+        swarm: SwarmConfig = SwarmConfig(),
         **kwargs,
     ) -> None:
         super().__init__(collaborators, **kwargs)
@@ -74,20 +62,7 @@ class DareTies(MergeSearch):
         self.choose_rule("dare_ties", base_model_name=base_model_name)
         self.mode = mode
         self.max_iterations = max_iterations
-        self.swarm_settings = {
-            "inertia": inertia,
-            "cognitive": cognitive_coeff,
-            "social": social_coeff,
-            "repel": repel_coeff,
-            "repel_term": repel_term,
-            "step_length": step_length,
-            "step_length_factor": step_length_factor,
-            "minimum_step_length": minimum_step_length,
-            "patience": patience,
-            "restart_patience": restart_patience,
-            "starting_velocity": starting_velocity_mode,
-            "weight_randomness": weight_randomness,
-        }
+        self.swarm_config = swarm
         self.population = population
         self.swarm: ParticleSwarm | None = None
         self.finished = mode == "average"
@@ -114,7 +89,7 @@ class DareTies(MergeSearch):
                 dimension=len(self.inputs),
                 population=self.population,
                 seed=self.hparams.seed,
-                **self.swarm_settings,
+                config=self.swarm_config,
             )
 
     def propose(self) -> list[Recipe]:

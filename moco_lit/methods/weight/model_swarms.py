@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from moco_lit.errors import UserError
 from moco_lit.merging import is_lora
 from moco_lit.methods.core.merge_search import MergeSearch, Recipe
+from moco_lit.search import SwarmConfig
 from moco_lit.weight_search import CoefficientSwarm, SwarmRules
 
 
@@ -26,9 +28,9 @@ class ModelSwarms(MergeSearch):
     max_iterations: search iterations (one ``fit`` epoch each).
     merge: ``auto`` merges LoRA tensors when every collaborator is a LoRA adapter, else full
         weights; ``full`` always merges full weights (W + B·A for adapters).
-    inertia, cognitive_coefficient, social_coefficient, repel_coefficient, repel_term_flag,
-    step_length, step_length_factor, minimum_step_length, patience, restart_patience,
-    weight_randomness_flag: the swarm (MoCo's names and defaults).
+    swarm: the particle swarm's settings (``moco_lit.search.SwarmConfig``, MoCo's defaults), e.g.
+        ``swarm: {cognitive: 0.5, repel_term: false}``; particles start at the collaborators, so
+        ``starting_velocity``, ``init_low`` and ``init_high`` do not apply.
     swarm_rules: when to stop and restart. ``model_swarms`` (MoCo's weight swarm, the default) or
         ``numeric`` (MoCo's ``NumericSwarm``, which moco_lit used before: stop after one update
         without a new global best, a restarted particle sits its update out); see
@@ -49,17 +51,7 @@ class ModelSwarms(MergeSearch):
         collaborators: list[str | dict],
         max_iterations: int = 10,
         merge: Literal["auto", "full"] = "auto",
-        inertia: float = 0.2,
-        cognitive_coefficient: float = 0.3,
-        social_coefficient: float = 0.4,
-        repel_coefficient: float = 0.05,
-        repel_term_flag: bool = True,
-        step_length: float = 0.5,
-        step_length_factor: float = 0.95,
-        minimum_step_length: float = 0.1,
-        patience: int = 5,
-        restart_patience: int = 3,
-        weight_randomness_flag: bool = True,
+        swarm: SwarmConfig = SwarmConfig(),
         swarm_rules: SwarmRules = "model_swarms",
         merge_rule: str = "linear",
         merge_rule_args: dict[str, Any] | None = None,
@@ -70,19 +62,12 @@ class ModelSwarms(MergeSearch):
         self.max_iterations = max_iterations
         self.merge = merge
         self.choose_rule(merge_rule, merge_rule_args, base_model_name)
-        self.swarm_settings = {
-            "inertia": inertia,
-            "cognitive": cognitive_coefficient,
-            "social": social_coefficient,
-            "repel": repel_coefficient,
-            "repel_term": repel_term_flag,
-            "step_length": step_length,
-            "step_length_factor": step_length_factor,
-            "minimum_step_length": minimum_step_length,
-            "patience": patience,
-            "restart_patience": restart_patience,
-            "weight_randomness": weight_randomness_flag,
-        }
+        if (swarm.starting_velocity, swarm.init_low, swarm.init_high) != ("random", -1.0, 1.0):
+            raise UserError(
+                "model_swarms' particles start at the collaborators: swarm.starting_velocity, "
+                "init_low and init_high do not apply; leave them out"
+            )
+        self.swarm_config = swarm
         self.swarm_rules = swarm_rules
         self.swarm: CoefficientSwarm | None = None
 
@@ -93,7 +78,7 @@ class ModelSwarms(MergeSearch):
 
     def start_search(self) -> None:
         self.swarm = CoefficientSwarm(
-            len(self.inputs), seed=self.hparams.seed, rules=self.swarm_rules, **self.swarm_settings
+            len(self.inputs), seed=self.hparams.seed, rules=self.swarm_rules, config=self.swarm_config
         )
 
     def propose(self) -> list[Recipe]:
