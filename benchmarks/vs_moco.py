@@ -14,6 +14,10 @@ on the wall clock from process start to exit (imports, model loads, scoring incl
    bfloat16 as MoCo loads them, MoCo's scoring rules (``--scoring moco``).
 3. moco_lit with the cache off (``--cache false``).
 
+moco_lit runs from the repository this script sits in (``python -m moco_lit`` with that folder as
+the working directory), so running the script from a ``git archive`` export measures that commit
+whatever the working tree holds.
+
 Prints one JSON line per run, then a table: both times, both scores, MoCo ÷ moco_lit. Differences
 that remain (see RESULTS.md): sampled draws come from different random streams (MoCo: transformers'
 sampler; moco_lit: its seeded Gumbel-max), so sampled methods agree in distribution only; greedy
