@@ -1,4 +1,5 @@
-"""Small fixture files for the data tests (never MoCo's real files)."""
+"""Small fixture files for the data tests (never MoCo's real files); each test's own cache root
+comes from tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -23,32 +24,13 @@ def write_json(path: Path, data: Any) -> Path:
     return path
 
 
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own empty cache root, so no real fetched data leaks in."""
-    home = tmp_path / "moco_home"
-    monkeypatch.setenv("MOCO_LIT_HOME", str(home))
-    return home
-
-
 @pytest.fixture
 def mc_file(tmp_path: Path) -> Path:
     """A MoCo-format multiple-choice file: dev ids 0-2, test ids 10-14."""
-
-    def record(record_id: int, answer: str) -> dict[str, Any]:
-        return {
-            "id": record_id,
-            "question": f"Question {record_id}?",
-            "choices": {"A": "one", "B": "two"},
-            "answer": answer,
-        }
-
     data = {
         "name": "tiny_mc",
         "task_type": "multiple_choice",
-        "dev": [record(i, "B") for i in range(3)],
-        "test": [record(i, "A") for i in range(10, 15)],
+        "dev": [mc_record(i, "B") for i in range(3)],
+        "test": [mc_record(i, "A") for i in range(10, 15)],
     }
-    path = tmp_path / "tiny_mc.json"
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
+    return write_json(tmp_path / "tiny_mc.json", data)

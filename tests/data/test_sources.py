@@ -2,27 +2,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from moco_lit.data import sources
 from moco_lit.data.sources import Benchmark, load_benchmark, read_jsonl, read_moco_json
 from moco_lit.errors import UserError
-
-
-def mc_record(record_id: Any, answer: str = "B") -> dict[str, Any]:
-    return {
-        "id": record_id,
-        "question": f"Question {record_id}?",
-        "choices": {"A": "one", "B": "two"},
-        "answer": answer,
-    }
-
-
-def write_json(path: Path, data: Any) -> Path:
-    path.write_text(json.dumps(data), encoding="utf-8")
-    return path
+from tests.data.conftest import mc_record, write_json
 
 
 def one_line_error(call, *fragments: str) -> str:

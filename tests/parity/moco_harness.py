@@ -119,6 +119,16 @@ CHOICE_QUESTIONS = [
     ("Which month has the fewest days?", {"A": "May", "B": "June", "C": "July", "D": "February"}, "D"),
 ]  # fmt: skip
 
+ADDITIONS = [
+    (f"What is {a} plus {b}?", str(a + b))
+    for a, b in ((2, 3), (4, 4), (6, 1), (9, 9), (5, 7), (8, 3), (7, 7), (1, 9))
+]
+"""(question, answer) pairs many exact_match parity tasks take their dev split from (the first N)."""
+LARGER_ADDITIONS = [
+    (f"What is {a} plus {b}?", str(a + b)) for a, b in ((10, 11), (20, 22), (30, 33), (40, 44))
+]
+"""Their test split (the first N)."""
+
 
 def multiple_choice_task(
     dev: Sequence[tuple[str, dict, str]], test: Sequence[tuple[str, dict, str]], name: str = "parity_mc"

@@ -13,6 +13,8 @@ import re
 from collections import Counter
 
 from tests.parity.moco_harness import (
+    ADDITIONS,
+    LARGER_ADDITIONS,
     MODELS,
     Ask,
     assert_same,
@@ -23,15 +25,7 @@ from tests.parity.moco_harness import (
     run_moco_lit,
 )
 
-TASK = exact_match_task(
-    dev=[("What is 2 plus 3?", "5"), ("What is 4 plus 4?", "8"), ("What is 6 plus 1?", "7")],
-    test=[
-        ("What is 10 plus 11?", "21"),
-        ("What is 20 plus 22?", "42"),
-        ("What is 30 plus 33?", "63"),
-        ("What is 40 plus 44?", "84"),
-    ],
-)
+TASK = exact_match_task(dev=ADDITIONS[:3], test=LARGER_ADDITIONS)
 BELIEFS = {
     "alpha": {"t0": "21", "t1": "1", "t2": "2", "t3": "84"},
     "beta": {"t0": "5", "t1": "42", "t2": "2", "t3": "3"},

@@ -18,7 +18,9 @@ from types import SimpleNamespace
 import pytest
 
 from tests.parity.moco_harness import (
+    ADDITIONS,
     CHOICE_QUESTIONS,
+    LARGER_ADDITIONS,
     Ask,
     Call,
     Script,
@@ -35,11 +37,7 @@ from tests.parity.moco_harness import (
 AGENTS = ["alpha", "beta", "gamma"]
 RANKER, FUSER = "epsilon", "delta"  # the scripted trained ranker and fuser
 LOGS = "model_collaboration/logs/text_llm_blender"
-TASK = exact_match_task(
-    dev=[("What is 2 plus 3?", "5"), ("What is 4 plus 4?", "8"), ("What is 6 plus 1?", "7"), ("What is 9 plus 9?", "18")],
-    test=[("What is 10 plus 11?", "21"), ("What is 20 plus 22?", "42"), ("What is 30 plus 33?", "63")],
-    name="blend",
-)  # fmt: skip
+TASK = exact_match_task(dev=ADDITIONS[:4], test=LARGER_ADDITIONS[:3], name="blend")
 MC_TASK = multiple_choice_task(dev=CHOICE_QUESTIONS[:3], test=CHOICE_QUESTIONS[6:8], name="blend_mc")
 RIGHT = {"alpha": {"d1", "t0"}, "beta": {"d0", "d1", "d3", "t1"}, "gamma": {"d0", "d2", "t0", "t1", "t2"}}
 

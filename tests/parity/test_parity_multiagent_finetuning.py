@@ -22,7 +22,9 @@ import pytest
 
 from moco_lit.generation import example_seed
 from tests.parity.moco_harness import (
+    ADDITIONS,
     CHOICE_QUESTIONS,
+    LARGER_ADDITIONS,
     Ask,
     Script,
     assert_same,
@@ -35,19 +37,7 @@ from tests.parity.moco_harness import (
     run_moco,
 )
 
-TASK = exact_match_task(
-    dev=[
-        ("What is 2 plus 3?", "5"),
-        ("What is 4 plus 4?", "8"),
-        ("What is 6 plus 1?", "7"),
-        ("What is 9 plus 9?", "18"),
-        ("What is 5 plus 7?", "12"),
-        ("What is 8 plus 3?", "11"),
-        ("What is 7 plus 7?", "14"),
-        ("What is 1 plus 9?", "10"),
-    ],
-    test=[("What is 10 plus 11?", "21"), ("What is 20 plus 22?", "42"), ("What is 30 plus 33?", "63")],
-)
+TASK = exact_match_task(dev=ADDITIONS, test=LARGER_ADDITIONS[:3])
 MC_TASK = multiple_choice_task(dev=CHOICE_QUESTIONS[:6], test=CHOICE_QUESTIONS[6:9])
 AGENTS = ["alpha", "beta", "gamma"]
 UNPARSED = "I cannot tell."

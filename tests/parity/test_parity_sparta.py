@@ -20,6 +20,8 @@ import pytest
 
 from moco_lit.generation import example_seed
 from tests.parity.moco_harness import (
+    ADDITIONS,
+    LARGER_ADDITIONS,
     Ask,
     Script,
     assert_same,
@@ -31,17 +33,7 @@ from tests.parity.moco_harness import (
     run_moco,
 )
 
-TASK = exact_match_task(
-    dev=[
-        ("What is 2 plus 3?", "5"),
-        ("What is 4 plus 4?", "8"),
-        ("What is 6 plus 1?", "7"),
-        ("What is 9 plus 9?", "18"),
-        ("What is 5 plus 7?", "12"),
-        ("What is 8 plus 3?", "11"),
-    ],
-    test=[("What is 10 plus 11?", "21"), ("What is 20 plus 22?", "42"), ("What is 30 plus 33?", "63")],
-)
+TASK = exact_match_task(dev=ADDITIONS[:6], test=LARGER_ADDITIONS[:3])
 PLAYERS = ["alpha", "beta", "gamma", "delta"]
 KNOWS = {  # the examples each model answers right (the others: 0)
     "alpha": {"d0", "d1", "d2", "d3", "t0", "t1"},

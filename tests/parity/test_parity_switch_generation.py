@@ -27,6 +27,8 @@ from moco_lit.collaborators import load_collaborator
 from moco_lit.evaluation.judges import RewardModelJudge
 from moco_lit.methods.api import switch_generation as lit_method
 from tests.parity.moco_harness import (
+    ADDITIONS,
+    LARGER_ADDITIONS,
     Ask,
     Script,
     _dispatch,
@@ -38,16 +40,7 @@ from tests.parity.moco_harness import (
     run_moco,
 )
 
-TASK = exact_match_task(
-    dev=[
-        ("What is 2 plus 3?", "5"),
-        ("What is 4 plus 4?", "8"),
-        ("What is 6 plus 1?", "7"),
-        ("What is 9 plus 9?", "18"),
-        ("What is 5 plus 7?", "12"),
-    ],
-    test=[("What is 10 plus 11?", "21"), ("What is 20 plus 22?", "42"), ("What is 30 plus 33?", "63")],
-)
+TASK = exact_match_task(dev=ADDITIONS[:5], test=LARGER_ADDITIONS[:3])
 MODELS = ["alpha", "beta", "gamma"]
 SEED = 42
 FALLBACKS = [2, 0, 1, 1, 0, 2, 2, 1]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from tests.parity.moco_harness import (
+    ADDITIONS,
+    LARGER_ADDITIONS,
     MODELS,
     Ask,
     assert_same,
@@ -14,15 +16,7 @@ from tests.parity.moco_harness import (
     run_moco_lit,
 )
 
-TASK = exact_match_task(
-    dev=[("What is 2 plus 3?", "5"), ("What is 4 plus 4?", "8"), ("What is 6 plus 1?", "7")],
-    test=[
-        ("What is 10 plus 11?", "21"),
-        ("What is 20 plus 22?", "42"),
-        ("What is 30 plus 33?", "63"),
-        ("What is 40 plus 44?", "84"),
-    ],
-)
+TASK = exact_match_task(dev=ADDITIONS[:3], test=LARGER_ADDITIONS)
 
 
 def truth(ask: Ask) -> str:
