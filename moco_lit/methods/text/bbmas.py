@@ -12,6 +12,7 @@ answer. ``agent_models="own"`` gives each agent its own model instead. MoCo: ``t
 
 from __future__ import annotations
 
+import random
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -192,7 +193,8 @@ class Bbmas(CollaborationModule):
 
     def acting_agents(self, example: Example, iteration: int) -> list[int]:
         """The agents that write this iteration, in the order they act."""
-        rng = self.rng(example, "agents", iteration)
+        # drawn through this module's `random` (not self.rng) so differential tests can script it
+        rng = random.Random(self.seed_of(example["id"], "agents", iteration))
         return rng.sample(list(self.agents), min(self.max_num_agents_to_act, len(self.collaborators)))
 
     def take_turns(

@@ -18,6 +18,7 @@ contradicted it. ``count_unparsed: true`` restores MoCo's vote. Free-form answer
 from __future__ import annotations
 
 import math
+import random
 from collections import Counter
 from typing import Literal
 
@@ -103,4 +104,7 @@ class MajorityVote(CollaborationModule):
             voters = [(m, a) for answer in tied for m, _, a in answers if a == answer]
             best = max(dev[m] for m, _ in voters)
             return next(a for m, a in voters if dev[m] == best)
-        return self.rng(example, "tie").choice(sorted(tied, key=lambda a: (a is None, a or "")))
+        # drawn through this module's `random` (not self.rng) so differential tests can script it
+        return random.Random(self.seed_of(example["id"], "tie")).choice(
+            sorted(tied, key=lambda a: (a is None, a or ""))
+        )

@@ -11,6 +11,7 @@ Reasoning" (ICLR 2026). MoCo: ``text_slm_mux``.
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
@@ -81,7 +82,8 @@ class SlmMux(CollaborationModule):
             return ModelVote(model, None, outputs[0], 0.0, {})
         top = max(counts.values())
         tied = sorted(answer for answer, count in counts.items() if count == top)
-        rng = self.rng(example, model, "majority")
+        # drawn through this module's `random` (not self.rng) so differential tests can script it
+        rng = random.Random(self.seed_of(example["id"], model, "majority"))
         answer = tied[0] if len(tied) == 1 else rng.choice(tied)
         output = next(o for o, a in zip(outputs, answers) if a == answer)
         return ModelVote(model, answer, output, top / sum(counts.values()), dict(counts))
@@ -107,5 +109,5 @@ class SlmMux(CollaborationModule):
             rank = {model: position for position, model in enumerate(self.dev_ranking())}
             return min(tied, key=lambda vote: rank[vote.model])
         if self.tie == "random":
-            return self.rng(example, "tie").choice(tied)
+            return random.Random(self.seed_of(example["id"], "tie")).choice(tied)
         return tied[0]  # model-order: votes are in the recipe's order
