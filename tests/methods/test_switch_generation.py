@@ -17,7 +17,7 @@ from moco_lit.methods.api.switch_generation import (
     writer_number,
 )
 from tests.conftest import collaborators_arg, run_records
-from tests.evaluation.conftest import llama_config, save_tokenizer
+from tests.evaluation.conftest import tiny_reward_model  # noqa: F401  (fixture)
 from tests.test_decoding import lively_models, other_tokenizer_model  # noqa: F401  (fixtures)
 
 ALTERNATE = "callable:tests.methods.test_switch_generation.alternate"
@@ -31,18 +31,6 @@ def alternate(rendered: str) -> str:
 
 def second(rendered: str) -> str:
     return "The answer is model 1."
-
-
-@pytest.fixture(scope="module")
-def tiny_reward_model(tmp_path_factory) -> str:
-    from transformers import LlamaForSequenceClassification
-
-    folder = tmp_path_factory.mktemp("reward")
-    tokenizer = save_tokenizer(folder)
-    torch.manual_seed(0)
-    config = llama_config(len(tokenizer), num_labels=1, pad_token_id=tokenizer.pad_token_id)
-    LlamaForSequenceClassification(config).save_pretrained(folder)
-    return str(folder)
 
 
 def _args(collaborators: list[str], *extra: str) -> list[str]:
@@ -101,7 +89,7 @@ def test_lora_selector_fits_on_reward_model_labels_then_tests_from_its_checkpoin
     run_cli,
     lively_models,  # noqa: F811
     tiny_models,
-    tiny_reward_model,
+    tiny_reward_model,  # noqa: F811
 ):
     train = _args(
         lively_models[:2],
