@@ -10,6 +10,7 @@ from moco_lit import merging
 from moco_lit.cli import main
 from moco_lit.errors import UserError
 from moco_lit.merging import MERGE_RULES, Weights, merge_rule, register_merge_rule
+from moco_lit.methods.weight.dare_ties import DareTies
 from moco_lit.methods.weight.greedy_soup import GreedySoup
 from moco_lit.methods.weight.model_swarms import ModelSwarms
 from tests.conftest import collaborators_arg
@@ -115,3 +116,51 @@ def test_an_unknown_rule_on_the_command_line_is_one_line_and_exit_2(tiny_models,
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and "\n" not in err and "did you mean ties?" in err, err
+
+
+def test_model_swarms_searches_with_a_new_rule(midpoint_rule, run_cli, tiny_models):
+    code, cli = run_cli(
+        "fit",
+        "--model",
+        "model_swarms",
+        "--model.collaborators",
+        collaborators_arg(tiny_models[:2]),
+        "--model.max_iterations",
+        "1",
+        "--model.merge_rule",
+        "midpoint",
+        "--model.merge_rule_args",
+        "{shift: 0.25}",
+        "--trainer.max_epochs",
+        "1",
+        *SMALL,
+    )
+    model: ModelSwarms = cli.model
+    assert code == 0 and model.merge_space() == "full"
+    assert [h["recipe"]["op"] for h in model.history] == ["midpoint", "midpoint"]
+    # the particles start at the collaborators: the best one is one model, merged by the rule
+    best = model.best["recipe"]
+    assert sorted(best["weights"]) == [0.0, 1.0] and best["shift"] == 0.25
+    chosen = tensors(load_tiny(tiny_models[best["weights"].index(1.0)]))
+    merged = model.merged.model.state_dict()
+    assert all(torch.allclose(merged[n].float(), chosen[n].float() + 0.25) for n in chosen)
+
+
+def test_dare_ties_swarm_can_merge_with_another_rule(tiny_models):
+    weights = [0.25, 0.75]
+    other = DareTies(
+        tiny_models[1:], base_model_name=tiny_models[0], merge_rule="ties", merge_rule_args={"density": 0.5}
+    )
+    assert other.recipe(weights) == {"op": "ties", "weights": weights, "density": 0.5}
+    own = DareTies(tiny_models[1:], base_model_name=tiny_models[0], density=0.8)
+    assert own.recipe(weights) == {
+        "op": "dare_ties",
+        "weights": weights,
+        "density": 0.8,
+        "ties_density": 1.0,
+        "disjoint_mean": False,
+        "dare_rescale": "l1",
+        "seed": own.hparams.seed,
+    }
+    with pytest.raises(UserError, match="merge_rule_args is for another merge_rule"):
+        DareTies(tiny_models[1:], merge_rule_args={"density": 0.5})

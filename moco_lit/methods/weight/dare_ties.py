@@ -36,6 +36,10 @@ class DareTies(MergeSearch):
     population, max_iterations: the particles and iterations of ``optimized``.
     swarm: the particle swarm's settings (``moco_lit.search.SwarmConfig``, MoCo's defaults), e.g.
         ``swarm: {cognitive: 0.5, starting_velocity: zero}``.
+    merge_rule: the registered merge rule the weights are merged with: ``dare_ties`` (the method's,
+        set by the arguments above) or another one of ``moco_lit.merging.MERGE_RULES`` (e.g.
+        ``ties`` or ``task_arithmetic``), set by ``merge_rule_args``.
+    merge_rule_args: the parameters of a ``merge_rule`` other than ``dare_ties``.
     """
 
     method_name = "dare_ties"
@@ -53,13 +57,20 @@ class DareTies(MergeSearch):
         population: int = 5,
         max_iterations: int = 5,
         swarm: SwarmConfig = SwarmConfig(),
+        merge_rule: str = "dare_ties",
+        merge_rule_args: dict[str, Any] | None = None,
         **kwargs,
     ) -> None:
         super().__init__(collaborators, **kwargs)
         for name, value in (("density", density), ("ties_density", ties_density)):
             if not 0.0 < value <= 1.0:
                 raise UserError(f"dare_ties.{name} must be in (0, 1], got {value}")
-        self.choose_rule("dare_ties", base_model_name=base_model_name)
+        if merge_rule == "dare_ties" and merge_rule_args:
+            raise UserError(
+                "dare_ties.merge_rule_args is for another merge_rule; the dare_ties rule is set by "
+                "density, ties_density, disjoint_mean and dare_rescale"
+            )
+        self.choose_rule(merge_rule, merge_rule_args, base_model_name)
         self.mode = mode
         self.max_iterations = max_iterations
         self.swarm_config = swarm
@@ -68,6 +79,8 @@ class DareTies(MergeSearch):
         self.finished = mode == "average"
 
     def recipe(self, weights: list[float]) -> Recipe:
+        if self.rule.name != "dare_ties":
+            return self.rule_recipe([float(w) for w in weights])
         settings = self.hparams
         return {
             "op": "dare_ties",
