@@ -312,7 +312,7 @@ class CollaborationModule(L.LightningModule):
         decoding = decoding or self.decoding
         collaborator = self.collaborators[model] if isinstance(model, int) else model
         seed_key = model if isinstance(model, int) else collaborator.name
-        seeds = [example_seed(self.hparams.seed, example_id, seed_key, step) for example_id in ids]
+        seeds = [self.seed_of(example_id, seed_key, step) for example_id in ids]
         started = time.perf_counter()
         outputs = self.engine.generate(collaborator, prompts, decoding, seeds)
         self._charge(ids, outputs, by=model, seconds=time.perf_counter() - started)
@@ -325,7 +325,7 @@ class CollaborationModule(L.LightningModule):
         decoding = self.decoding
         if decoding.greedy:
             decoding = replace(decoding, temperature=0.7)
-        seeds = [example_seed(self.hparams.seed, example_id, model, step) for example_id in ids]
+        seeds = [self.seed_of(example_id, model, step) for example_id in ids]
         started = time.perf_counter()
         samples = self.engine.sample(self.collaborators[model], prompts, decoding, num_samples, seeds)
         seconds = time.perf_counter() - started
@@ -346,7 +346,7 @@ class CollaborationModule(L.LightningModule):
             cache=self.engine.cache if self.engine is not None else None,
             batch_size=self.generation_batch,
         )
-        seeds = [example_seed(self.hparams.seed, example_id, "joint", step) for example_id in ids]
+        seeds = [self.seed_of(example_id, "joint", step) for example_id in ids]
         started = time.perf_counter()
         outputs = decoder.generate(prompts, rule, seeds)
         self.epoch_records.charge("joint", [], time.perf_counter() - started)  # one loop, all models

@@ -128,10 +128,11 @@ class MultiagentFinetuning(AgentTrainedModule):
 
     def debate(self, batch: list[Example], step: str) -> tuple[list[list[list[str]]], list[list[list[str]]]]:
         """Per round, each model's outputs and prompts: ``texts[round][model][example]``."""
-        ids = Batch.of(batch).ids
-        first = self.ask_all([e["prompt"] for e in batch], ids, step=f"{step}round1")
+        batch = Batch.of(batch)
+        ids = batch.ids
+        first = self.ask_all(batch.prompts, ids, step=f"{step}round1")
         rounds = [[[o.text for o in outs] for outs in first]]
-        prompts: list[list[list[str]]] = [[[e["prompt"] for e in batch]] * len(self.collaborators)]
+        prompts: list[list[list[str]]] = [[batch.prompts] * len(self.collaborators)]
         for r in range(1, self.rounds):
             last = rounds[-1]
             round_prompts = [
