@@ -5,6 +5,10 @@ and only the misses are generated: sorted by length (so padding is small), left-
 model's KV cache. Sampling is reproducible per example: each row draws its randomness from its own
 seeded generator (Gumbel-max over the tempered, top-p filtered distribution), so a sample does not
 depend on which other prompts shared its batch. The text after the last ``</think>`` is the answer.
+
+Besides ``model.generate``, :func:`token_loop` decodes one model's batch with the same logits
+processors over any :class:`TokenSteps` (a transformers model whose ended rows leave its KV cache,
+or llama.cpp): the records are the same, only the forward passes change.
 """
 
 from __future__ import annotations
