@@ -173,3 +173,27 @@ def test_raw_prompts_keep_only_the_start_token_the_tokenizer_adds():
     module = MentorCollab(["a", "b"], prompt="raw")
     assert module.prompts_of([{"prompt": "Hi"}]) == ["Hi"]
     assert isinstance(module.prompts_of([{"prompt": "Hi"}])[0], RawText)
+
+
+def test_the_generator_judges_greedily_in_two_tokens_whatever_the_method_samples_with():
+    """The judge call changes the method's decoding with replace: greedy, two tokens, thinking
+    off, while the method itself samples at temperature 0.9 and top_p 0.8."""
+    from types import SimpleNamespace
+
+    module = MentorCollab(collaborators=["a", "b"], temperature=0.9, top_p=0.8, max_new_tokens=64)
+    asked = {}
+
+    def ask(model, prompts, ids, *, step="", decoding=None):
+        asked.update(model=model, ids=ids, step=step, decoding=decoding)
+        return [SimpleNamespace(text="B") for _ in prompts]
+
+    module.ask = ask
+    module._ids_by_prompt = {repr("question"): "q0"}
+    patch = SimpleNamespace(text="x")
+    session = SimpleNamespace(prompts=["question"], texts=["so far"])
+    assert module._ask_generator(session, [0], [patch], [patch], None) == [True]
+    assert asked["decoding"] == DecodingConfig(
+        max_new_tokens=2, temperature=0.0, top_p=1.0, enable_thinking=False
+    )
+    assert (asked["model"], asked["ids"], asked["step"]) == (0, ["q0"], "judge")
+    assert module.decoding.temperature == 0.9 and module.decoding.top_p == 0.8
