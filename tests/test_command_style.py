@@ -11,6 +11,7 @@ from moco_lit.cli import main
     [
         (["quickstart", "--limt", "3"], "--limit"),
         (["convert", "moco.json", "--allow_lossyy"], "--allow_lossy"),
+        (["report", "runs", "--formatt", "csv"], "--format"),
         (["score", "--benchmark", "b.json", "--predictions", "p.jsonl", "--jsn"], "--json"),
         (["data", "list", "--verbos"], None),
     ],

@@ -4,11 +4,11 @@ write ``report.md``, ``report.html``, ``report.json``, the PNG figures and the c
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from moco_lit import figures as draw
+from moco_lit.argv import CommandParser
 from moco_lit.errors import UserError
 from moco_lit.evaluation.stats import CONFIDENCE, check_confidence
 from moco_lit.export import check_formats, log_to_wandb, write_exports
@@ -79,7 +79,7 @@ def resolve_target(target: str, run_dir: str = "runs") -> tuple[list[Path], Path
 
 def main(argv: list[str]) -> int:
     """``python -m moco_lit report TARGET ...``: write the comparison report and say where it is."""
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="python -m moco_lit report",
         description="Compare finished runs: a runs/ root, run folders, a sweep's name or MoCo log files.",
     )
