@@ -89,6 +89,13 @@ class MocoCLI(LightningCLI):
             "for GGUF models (needs the llama extra)",
         )
         parser.add_argument(
+            "--finished_rows_leave",
+            type=bool,
+            default=False,
+            help="generate with the engine's own token loop, in which ended rows leave the batch "
+            "(model.generate's outputs; faster when answers end far apart)",
+        )
+        parser.add_argument(
             "--refit", type=bool, default=False, help="fit: train again even when a finished fit matches"
         )
         parser.add_argument("--run_dir", type=str, default="runs", help="root of the run folders")
@@ -237,6 +244,7 @@ class MocoCLI(LightningCLI):
         model.runtime.cache = bool(config["cache"])
         model.runtime.cache_path = config.get("cache_path")
         model.runtime.generation_backend = config.get("generation_backend") or "hf"
+        model.runtime.finished_rows_leave = bool(config.get("finished_rows_leave"))
         model.runtime.progress = bool(config["progress"])
         if not model.runtime.progress:  # every bar, Lightning's too
             for callback in self.trainer.callbacks:

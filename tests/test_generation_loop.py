@@ -7,6 +7,7 @@ import torch
 
 from moco_lit.collaborators import load_collaborator
 from moco_lit.generation import DecodingConfig, GenerationEngine
+from tests.conftest import collaborators_arg
 from tests.lively import save_lively_model
 
 PROMPTS = [
@@ -83,3 +84,13 @@ def test_stop_strings_end_a_row_in_the_own_loop(lively_model, monkeypatch):
     got = records(collaborator, decoding, leave=True)
     assert any(len(o.raw_text) < len(p.raw_text) for o, p in zip(expected, plain))
     assert [o.raw_text for o in got] == [o.raw_text for o in expected]
+
+
+def test_the_cli_flag_reaches_the_engine(run_cli, lively_model, tmp_path):
+    base = ["--model", "single_model", "--model.collaborators", collaborators_arg([lively_model])]
+    base += ["--model.max_new_tokens", "4", "--data.benchmark", "quickstart", "--data.limit", "2"]
+    base += ["--cache_path", str(tmp_path / "c.sqlite"), "--wandb", "false", "--progress", "false"]
+    code, cli = run_cli("test", *base, "--finished_rows_leave", "true", "--run_dir", str(tmp_path / "a"))
+    assert code == 0 and cli.model.engine.finished_rows_leave is True
+    code, cli = run_cli("test", *base, "--run_dir", str(tmp_path / "b"))
+    assert code == 0 and cli.model.engine.finished_rows_leave is False

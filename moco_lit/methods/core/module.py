@@ -96,6 +96,7 @@ class RuntimeOptions:
     cache: bool = True
     cache_path: str | None = None
     generation_backend: str = "hf"
+    finished_rows_leave: bool = False
     run_folder: RunFolder | None = None
     progress: bool = True
     scoring: str = "moco_lit"
@@ -248,6 +249,7 @@ class CollaborationModule(L.LightningModule):
             progress=self.runtime.progress,
             backend=self.runtime.generation_backend,
             threads="auto",  # from the machine's load, unless MOCO_LIT_THREADS/OMP_NUM_THREADS say
+            finished_rows_leave=self.runtime.finished_rows_leave,
         )
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
         if datamodule is not None and stage != "predict":
