@@ -275,7 +275,7 @@ def _fixed_head(logits: list[float]):
 
 
 def test_deferral_head_defers_exactly_above_the_threshold():
-    from moco_lit.decoding import DeferralHead
+    from moco_lit.methods.api.collm_rules import DeferralHead
 
     own, mentor = torch.randn(4, 10), torch.randn(4, 10)
     # sigmoid: 0.88, 0.12, 0.5, 0.62 against a threshold of 0.5
@@ -292,7 +292,7 @@ def test_deferral_head_defers_exactly_above_the_threshold():
 
 
 def test_threshold_warmup_schedules():
-    from moco_lit.decoding import warmup_threshold
+    from moco_lit.methods.api.collm_rules import warmup_threshold
 
     def values(schedule: str, warmup: int = 5, total: int = 8) -> list[float]:
         return [warmup_threshold(0.5, schedule, warmup, total, step) for step in range(total)]
@@ -310,7 +310,7 @@ def test_threshold_warmup_schedules():
 
 @pytest.mark.parametrize("bias, alone", [(30.0, 1), (-30.0, 0)])
 def test_deferral_head_decodes_as_the_model_it_always_picks(lively_models, bias, alone):
-    from moco_lit.decoding import DeferralHead
+    from moco_lit.methods.api.collm_rules import DeferralHead
 
     collaborators = _load(lively_models[:2])
     decoder = JointDecoder(collaborators, DecodingConfig(max_new_tokens=12))
@@ -322,7 +322,7 @@ def test_deferral_head_decodes_as_the_model_it_always_picks(lively_models, bias,
 
 
 def test_warmup_keeps_the_generator_on_the_first_token(lively_models):
-    from moco_lit.decoding import DeferralHead
+    from moco_lit.methods.api.collm_rules import DeferralHead
 
     collaborators = _load(lively_models[:2])
     decoder = JointDecoder(collaborators, DecodingConfig(max_new_tokens=6))

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from moco_lit.collaborators import load_collaborator
-from moco_lit.decoding import JointDecoder, StepView, ThresholdSwitch
+from moco_lit.decoding import JointDecoder, StepView
 from moco_lit.generation import DecodingConfig
 from moco_lit.methods.api.nudging import GAMMA_GRID, Nudging
+from moco_lit.methods.api.nudging_rules import ThresholdSwitch
 from tests.conftest import collaborators_arg, run_records
 from tests.test_decoding import PROMPTS, build_model, lively_models  # noqa: F401  (fixture)
 

@@ -20,8 +20,8 @@ import pytest
 import torch
 
 from moco_lit.collaborators import render_plain
-from moco_lit.decoding import ThresholdSwitch
 from moco_lit.methods.api import nudging as lit_method
+from moco_lit.methods.api.nudging_rules import ThresholdSwitch
 from tests.conftest import collaborators_arg, run_records
 from tests.parity.moco_harness import Task
 from tests.parity.steering import Steering, banned_tokens, steer_pool
@@ -373,7 +373,7 @@ def test_sampled_nudging_takes_the_same_steps_as_moco_on_the_same_draws(
     """Sampling at temperature 0.7 (MoCo's default): both sides' random streams are replaced by the
     same injected draws (MoCo's ``torch.multinomial`` step, moco_lit's seeded Gumbel sampler), so
     the same tokens must be sampled, steps handed over and outputs written."""
-    from moco_lit import decoding
+    from moco_lit.decoding import session as decoding_session
 
     temperature, gamma, models = 0.7, 0.3, lively_models[:2]
     moco_calls = {"count": 0}
@@ -413,7 +413,7 @@ def test_sampled_nudging_takes_the_same_steps_as_moco_on_the_same_draws(
             self.step += 1
             return picked
 
-    monkeypatch.setattr(decoding, "TokenPicker", InjectedPicker)
+    monkeypatch.setattr(decoding_session, "TokenPicker", InjectedPicker)
     lit_outputs, lit, _ = lit_run(
         run_cli,
         monkeypatch,

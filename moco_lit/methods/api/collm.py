@@ -23,8 +23,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from moco_lit.decoding import DeferralHead, check_same_vocabulary, module_fingerprint, warmup_threshold
+from moco_lit.decoding import check_same_vocabulary, module_fingerprint
 from moco_lit.errors import UserError
+from moco_lit.methods.api.collm_rules import DeferralHead, warmup_threshold
 from moco_lit.methods.core.dev_trained import DevTrainedModule
 from moco_lit.methods.core.module import Answer, Batch
 from moco_lit.training import IGNORE_INDEX, deferral_labels, deferral_marginal_loss, token_logps

@@ -14,8 +14,8 @@ import logging
 
 import torch
 
-from moco_lit.decoding import ThresholdSwitch
 from moco_lit.errors import UserError
+from moco_lit.methods.api.nudging_rules import ThresholdSwitch
 from moco_lit.methods.core.module import Answer, Batch, CollaborationModule, ScoreSums
 
 log = logging.getLogger(__name__)
