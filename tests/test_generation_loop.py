@@ -8,7 +8,7 @@ import torch
 from moco_lit.collaborators import load_collaborator
 from moco_lit.generation import DecodingConfig, GenerationEngine
 from tests.conftest import collaborators_arg
-from tests.lively import save_lively_model
+from tests.lively import save_lively_gpt2, save_lively_model
 
 PROMPTS = [
     "What is 3 times 4?",
@@ -94,3 +94,18 @@ def test_the_cli_flag_reaches_the_engine(run_cli, lively_model, tmp_path):
     assert code == 0 and cli.model.engine.finished_rows_leave is True
     code, cli = run_cli("test", *base, "--run_dir", str(tmp_path / "b"))
     assert code == 0 and cli.model.engine.finished_rows_leave is False
+
+
+def test_a_learned_position_model_gives_the_same_records(tiny_models, tmp_path, monkeypatch):
+    """GPT-2's learned position table instead of rotary positions."""
+    collaborator = load_collaborator(save_lively_gpt2(tmp_path / "gpt2", tiny_models[0]))
+    vocabulary = len(collaborator.tokenizer)
+    ends = torch.randperm(vocabulary, generator=torch.Generator().manual_seed(2))[: vocabulary // 16]
+    monkeypatch.setattr(
+        collaborator.model.generation_config, "eos_token_id", sorted(set(ends.tolist()) - {0})
+    )
+    for decoding in (DecodingConfig(max_new_tokens=NEW_TOKENS), DecodingConfig(NEW_TOKENS, temperature=1.0)):
+        expected = records(collaborator, decoding, leave=False)
+        got = records(collaborator, decoding, leave=True)
+        assert len({o.new_tokens for o in expected}) > 1
+        assert [(o.raw_text, o.new_tokens) for o in got] == [(o.raw_text, o.new_tokens) for o in expected]
