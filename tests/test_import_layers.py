@@ -52,7 +52,6 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "moco_lit.training",
         "moco_lit.dev_table",
         "moco_lit.search",
-        "moco_lit.weight_search",
         "moco_lit.merging",
     ),
     "methods": ("moco_lit.methods", "moco_lit.method_registry"),

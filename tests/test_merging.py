@@ -24,7 +24,7 @@ from moco_lit.merging import (
     trim_to_density,
     writable_tensors,
 )
-from moco_lit.weight_search import BoundedSwarm, CoefficientSwarm, GreedySelection, NevergradSearch
+from moco_lit.search import BoundedSwarm, CoefficientSwarm, GreedySelection, NevergradSearch
 
 # -- helpers shared with the weight methods' tests -----------------------------------------------
 

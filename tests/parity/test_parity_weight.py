@@ -491,7 +491,7 @@ def test_model_swarms_moves_as_moco_weight_swarm(untied, tmp_path, moco_run, run
     update; restarts with MoCo's cooldown; MoCo's stop rule; the same global best tested."""
     weight_model_swarms = pytest.importorskip("model_collaboration.method.weight_model_swarms")
     from moco_lit.methods.weight.model_swarms import ModelSwarms
-    from moco_lit.weight_search import CoefficientSwarm
+    from moco_lit.search import CoefficientSwarm
 
     adapters = make_lora_adapters(untied[0], tmp_path, 3)
     sources = _adapter_files(adapters)
@@ -604,7 +604,7 @@ def test_model_swarms_moves_as_moco_weight_swarm(untied, tmp_path, moco_run, run
 def test_model_swarms_numeric_rules_stay_one_option_away():
     """``swarm_rules: numeric`` (moco_lit's earlier Model Swarms) stops two updates sooner on the
     same scores: after one update without a new global best."""
-    from moco_lit.weight_search import CoefficientSwarm
+    from moco_lit.search import CoefficientSwarm
 
     stops = {}
     for rules in ("model_swarms", "numeric"):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from moco_lit.methods.core.merge_search import MergeSearch, Recipe
-from moco_lit.weight_search import GreedySelection
+from moco_lit.search import GreedySelection
 
 
 class GreedySoup(MergeSearch):

@@ -21,7 +21,7 @@ from moco_lit.errors import UserError
 from moco_lit.merging import is_lora
 from moco_lit.methods.core.merge_search import MergeSearch, Recipe
 from moco_lit.methods.core.module import Example
-from moco_lit.weight_search import BoundedSwarm, NevergradSearch, nevergrad_available
+from moco_lit.search import BoundedSwarm, NevergradSearch, nevergrad_available
 
 
 class LoraHub(MergeSearch):

@@ -19,8 +19,7 @@ from typing import Any, Literal
 from moco_lit.errors import UserError
 from moco_lit.merging import is_lora
 from moco_lit.methods.core.merge_search import MergeSearch, Recipe
-from moco_lit.search import SwarmConfig
-from moco_lit.weight_search import CoefficientSwarm, SwarmRules
+from moco_lit.search import CoefficientSwarm, SwarmConfig, SwarmRules
 
 
 class ModelSwarms(MergeSearch):
@@ -34,7 +33,7 @@ class ModelSwarms(MergeSearch):
     swarm_rules: when to stop and restart. ``model_swarms`` (MoCo's weight swarm, the default) or
         ``numeric`` (MoCo's ``NumericSwarm``, which moco_lit used before: stop after one update
         without a new global best, a restarted particle sits its update out); see
-        ``moco_lit.weight_search.CoefficientSwarm``.
+        ``moco_lit.search.CoefficientSwarm``.
     merge_rule: the registered merge rule a particle is materialised with (``linear``, MoCo's;
         ``task_arithmetic``, ``ties``, ``dare_ties`` take the collaborators' task vectors against
         ``base_model_name``; see ``moco_lit.merging.MERGE_RULES``). Any rule other than ``linear``

@@ -1,7 +1,7 @@
 """Optimisers of the weight-level searches, each with an ask/tell loop and a plain-dict state.
 
 - :class:`GreedySelection`: forward selection over a fixed order (greedy soup).
-- :class:`CoefficientSwarm`: ``moco_lit.search.ParticleSwarm`` over coefficient vectors on the
+- :class:`CoefficientSwarm`: ``ParticleSwarm`` (``search.swarm``) over coefficient vectors on the
   collaborators (Model Swarms), with the stop and restart rules of MoCo's weight swarm.
 - :class:`BoundedSwarm`: the same swarm whose positions are clipped to a box (LoraHub without
   nevergrad).
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from moco_lit.errors import UserError
-from moco_lit.search import ParticleSwarm
+from moco_lit.search.swarm import ParticleSwarm
 
 
 class GreedySelection:
