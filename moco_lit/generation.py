@@ -213,6 +213,9 @@ class GenerationEngine:
         if self._llama is not None and self._llama.serves(collaborator):
             # other kernels, other outputs: never mixed with the HF path's in the cache
             fields = {**fields, "backend": LlamaCppBackend.name}
+        elif (dtype := _reduced_precision(collaborator)) is not None:
+            # the same weights in bfloat16/float16 answer otherwise (float32 keys stay as they were)
+            fields = {**fields, "dtype": dtype}
         for request in requests:
             seed = 0 if decoding.greedy else request.seed
             request.key = cache_key(collaborator.fingerprint, request.rendered, fields, seed, request.sample)
@@ -349,6 +352,14 @@ class GenerationEngine:
                 "top5_confidence": float(top5_steps[row, :own_steps].mean()) if own_steps else 0.0,
             }
         return results
+
+
+def _reduced_precision(collaborator: Collaborator) -> str | None:
+    """``"bfloat16"``/``"float16"`` for a model loaded in a reduced precision, else None."""
+    dtype = getattr(getattr(collaborator, "model", None), "dtype", None)
+    if isinstance(dtype, torch.dtype) and dtype in (torch.bfloat16, torch.float16):
+        return str(dtype).removeprefix("torch.")
+    return None
 
 
 def context_length(model) -> int | None:

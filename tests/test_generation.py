@@ -127,6 +127,26 @@ def test_stop_strings_are_part_of_the_cache_key(tiny_models, tmp_path, monkeypat
     assert not any(output.cached for output in again)  # other stop strings, other outputs
 
 
+def test_a_reduced_precision_is_part_of_the_cache_key(tiny_models, tmp_path):
+    """The same weights in bfloat16 answer otherwise: their outputs never answer a float32 request,
+    and float32 keys are those of before (no dtype field)."""
+    from moco_lit.collaborators import CollaboratorSpec, load_collaborator
+
+    engine = GenerationEngine(cache=GenerationCache(tmp_path / "cache.sqlite"), progress=False)
+    full = load_collaborator(tiny_models[0])
+    half = load_collaborator(CollaboratorSpec(path=tiny_models[0], name="tiny0-bf16", dtype="bfloat16"))
+    assert full.fingerprint == half.fingerprint  # the same weights on disk
+    engine.generate(full, PROMPTS[:2], DecodingConfig(max_new_tokens=4))
+    first = engine.generate(half, PROMPTS[:2], DecodingConfig(max_new_tokens=4))
+    assert not any(output.cached for output in first)
+    assert all(
+        output.cached for output in engine.generate(half, PROMPTS[:2], DecodingConfig(max_new_tokens=4))
+    )
+    assert all(
+        output.cached for output in engine.generate(full, PROMPTS[:2], DecodingConfig(max_new_tokens=4))
+    )
+
+
 def test_auto_batch_size_halves_on_out_of_memory_and_keeps_what_fits(tiny_models, monkeypatch):
     import pytest
     import torch
