@@ -1,9 +1,11 @@
 """``CollaborationModule``: the LightningModule every collaboration method subclasses.
 
-A method writes ``collaborate(batch) -> list[str | Answer]``; this class does the rest of the
-collaboration: loads the collaborators once on the rank's device, asks them through the shared
-generation engine (cache first) while charging calls and tokens to each example, scores outputs
-with the benchmark's metric (reduced across ranks) and makes one record per example. It opens no
+A method writes ``collaborate(batch) -> list[str | Answer]``, ``batch`` a ``Batch`` (the step's
+example dicts with their ``ids``, ``prompts`` and ``records``), and draws any randomness of its own
+with ``self.rng(example, step)``; this class does the rest of the collaboration: loads the
+collaborators once on the rank's device, asks them through the shared generation engine (cache
+first) while charging calls and tokens to each example, scores outputs with the benchmark's metric
+(reduced across ranks) and makes one record per example. It opens no
 file: the run folder, resuming from it, cost totals and W&B are Lightning callbacks
 (``moco_lit.callbacks``) that read ``epoch_records``. Methods that choose something on the dev
 split override ``calibration_step``/``finish_calibration``; ``fit`` runs the calibration and
@@ -387,7 +389,7 @@ class CollaborationModule(L.LightningModule):
         return "other"
 
     def score(self, outputs: Sequence[str], batch: list[Example]) -> list[float | None]:
-        return self.scorer.score(list(outputs), [example["record"] for example in batch])
+        return self.scorer.score(list(outputs), Batch.of(batch).records)
 
     def answer_of(self, output: str, example: Example) -> str | None:
         """The extracted, normalised answer of ``output`` (what votes compare), None if none."""
