@@ -1,6 +1,6 @@
 """What the generation engine hands a backend and gets back, and the token rules every backend shares.
 
-``GenerationEngine`` (``generation.py``) renders prompts, keys the cache and counts tokens; a
+``GenerationEngine`` (``generation/``) renders prompts, keys the cache and counts tokens; a
 ``Backend`` only turns the cache misses of one collaborator into cache records. The HF path lives in
 the engine itself; ``vllm_backend.py`` is the other one. Both cut outputs at the first end-of-sequence
 id and at the collaborator's stop strings with the functions below, so their records agree.

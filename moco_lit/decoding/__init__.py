@@ -1,4 +1,4 @@
-"""Token-level joint decoding over several models (one-model decoding is `generation.py`'s).
+"""Token-level joint decoding over several models (one-model decoding is `generation/`'s).
 
 Every collaborator taking part keeps its **own KV cache** for the whole batch (a
 :class:`ModelStream`), so a decoding step feeds each model only the tokens that are new to it: the
