@@ -43,9 +43,6 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "moco_lit.generation",
         "moco_lit.cache",
         "moco_lit.decoding",
-        "moco_lit.vllm_backend",
-        "moco_lit.backend",
-        "moco_lit.llamacpp_backend",
     ),
     "data and evaluation": ("moco_lit.data", "moco_lit.evaluation"),
     "training, search, merging": (

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
-from moco_lit import vllm_backend
 from moco_lit.cache import GenerationCache
 from moco_lit.collaborators import Collaborator, CollaboratorSpec, load_collaborator
 from moco_lit.errors import UserError
 from moco_lit.generation import DecodingConfig, GenerationEngine, eos_ids_of
+from moco_lit.generation import vllm as vllm_backend
 from tests.conftest import collaborators_arg
 
 PROMPTS = ["What is 3 times 4?", "Reverse the letters abcd.", "Which letter comes after q?"]

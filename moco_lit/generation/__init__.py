@@ -6,9 +6,11 @@
 - ``hf``: one batch through ``model.generate`` or the token loop, and the prompt-length check;
 - ``loop``: one model's token loop, where a row that has ended leaves the batch;
 - ``sampling``: seeded per-row sampling and the log-probability and top-5 confidence recorders.
+- ``backend``: the :class:`Backend` protocol and :class:`Request`; ``vllm`` and ``llama_cpp``: the
+  optional backends behind it.
 """
 
-from moco_lit.backend import cut_at_stop, eos_ids_of, until_eos
+from moco_lit.generation.backend import cut_at_stop, eos_ids_of, until_eos
 from moco_lit.generation.config import (
     THINK_END,
     DecodingConfig,

@@ -17,15 +17,15 @@ from dataclasses import dataclass, field
 import torch
 from tqdm.auto import tqdm
 
-from moco_lit.backend import Backend, Request
 from moco_lit.cache import GenerationCache, cache_key
 from moco_lit.collaborators import Collaborator, Prompt
 from moco_lit.errors import UserError
+from moco_lit.generation.backend import Backend, Request
 from moco_lit.generation.config import DecodingConfig, Generation, GenerationStats, example_seed
 from moco_lit.generation.hf import _reduced_precision, check_prompt_lengths, generate_batch
-from moco_lit.llamacpp_backend import LlamaCppBackend
+from moco_lit.generation.llama_cpp import LlamaCppBackend
+from moco_lit.generation.vllm import VllmBackend
 from moco_lit.processes import THREADS_ENV, ThreadGovernor
-from moco_lit.vllm_backend import VllmBackend
 
 log = logging.getLogger("moco_lit.generation")  # one logger for the package's warnings
 
@@ -45,9 +45,9 @@ def _out_of_memory(error: BaseException) -> bool:
 class GenerationEngine:
     """Generates for many prompts at once, consulting ``cache`` (None = no cache) first.
 
-    ``backend`` "vllm" generates plain model outputs with vLLM (:mod:`moco_lit.vllm_backend`);
+    ``backend`` "vllm" generates plain model outputs with vLLM (:mod:`moco_lit.generation.vllm`);
     "llama_cpp" runs collaborators loaded from GGUF files with llama.cpp
-    (:mod:`moco_lit.llamacpp_backend`; its outputs are cached apart from the HF path's).
+    (:mod:`moco_lit.generation.llama_cpp`; its outputs are cached apart from the HF path's).
     ``finished_rows_leave``: the HF path decodes with :func:`token_loop`, where a row that has
     ended stops costing compute, instead of ``model.generate``.
     ``threads`` "auto" sets torch's thread count from the machine's load before every batch

@@ -10,13 +10,13 @@ from collections.abc import Sequence
 import torch
 from transformers import GenerationConfig, LogitsProcessorList
 
-from moco_lit.backend import Request, cut_at_stop, eos_ids_of, until_eos
 from moco_lit.collaborators import Collaborator
 from moco_lit.errors import UserError
+from moco_lit.generation.backend import Request, cut_at_stop, eos_ids_of, until_eos
 from moco_lit.generation.config import DecodingConfig
+from moco_lit.generation.llama_cpp import LlamaCppBackend
 from moco_lit.generation.loop import HfSteps, TokenSteps, _stop_check, token_loop
 from moco_lit.generation.sampling import LogprobRecorder, SeededSampler, Top5Recorder
-from moco_lit.llamacpp_backend import LlamaCppBackend
 
 log = logging.getLogger("moco_lit.generation")  # one logger for the package's warnings
 

@@ -2,7 +2,7 @@
 
 The package-shipped checkpoints are quantised GGUF files that ``models fetch`` dequantises to
 float32 for transformers; llama.cpp runs the very same file natively (quantised matrix kernels).
-Only the forward passes move: the engine's :func:`~moco_lit.generation.token_loop` keeps choosing
+Only the forward passes move: the engine's :func:`~moco_lit.generation.loop.token_loop` keeps choosing
 the tokens, with the same processors as the HF path (log-probabilities, top-5 confidence, per-row
 seeded sampling), the same prompt ids (the collaborator's tokenizer), EOS ids and stop strings, so a
 record has the HF path's format. Its numbers are llama.cpp's, though: greedy outputs agree with the

@@ -1,8 +1,8 @@
 """What the generation engine hands a backend and gets back, and the token rules every backend shares.
 
-``GenerationEngine`` (``generation/``) renders prompts, keys the cache and counts tokens; a
-``Backend`` only turns the cache misses of one collaborator into cache records. The HF path lives in
-the engine itself; ``vllm_backend.py`` is the other one. Both cut outputs at the first end-of-sequence
+``GenerationEngine`` (``engine.py``) renders prompts, keys the cache and counts tokens; a
+``Backend`` only turns the cache misses of one collaborator into cache records. The HF path is
+``hf.py``; ``vllm.py`` and ``llama_cpp.py`` are the others. Both cut outputs at the first end-of-sequence
 id and at the collaborator's stop strings with the functions below, so their records agree.
 """
 
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from moco_lit.collaborators import Collaborator
-    from moco_lit.generation import DecodingConfig
+    from moco_lit.generation.config import DecodingConfig
 
 
 @dataclass
