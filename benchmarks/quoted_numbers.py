@@ -681,7 +681,7 @@ QUOTES: list[Quote] = [
     # benchmarks/RESULTS.md
     Quote(
         README,
-        r"\((?P<stress_slowdown>\d+)× slower on the 10,000-example stress run in `benchmarks/RESULTS.md`\)",
+        r"\((?P<stress_slowdown>\d+)×\s+slower\s+on\s+the\s+10,000-example\s+stress\s+run\s+in\s+`benchmarks/RESULTS.md`\)",
         "results_md",
         "result",
     ),
@@ -695,7 +695,7 @@ QUOTES: list[Quote] = [
     ),
     Quote(
         README,
-        r"the\nsame runs took (?P<single_s_2>\d+) s, (?P<vote_s_2>\d+) s and (?P<gsm8k_min_2>[\d.]+) min",
+        r"the\s+same\s+runs\s+took (?P<single_s_2>\d+) s, (?P<vote_s_2>\d+) s and (?P<gsm8k_min_2>[\d.]+) min",
         "real_readme_two_threads",
         "measurement",
     ),
