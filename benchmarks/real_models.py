@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from moco_lit import models  # noqa: E402
+from moco_lit import model_files, models  # noqa: E402
 from moco_lit.cache import GenerationCache  # noqa: E402
 from moco_lit.collaborators import Collaborator, load_collaborator  # noqa: E402
 from moco_lit.generation import DecodingConfig, GenerationEngine, eos_ids_of  # noqa: E402
@@ -140,7 +140,7 @@ def gguf_fidelity(name: str, collaborator: Collaborator, args: argparse.Namespac
     rendered = [collaborator.render(p) for p in QUESTIONS[: args.batch1_prompts]]
     new = args.max_new_tokens
     _, folder_rows = generate_plain(collaborator.model, collaborator.tokenizer, rendered, 1, new)
-    (gguf_model, gguf_tokenizer), load_s = timed(models.load_gguf, models.fetched_gguf(name))
+    (gguf_model, gguf_tokenizer), load_s = timed(model_files.load_gguf, models.fetched_gguf(name))
     _, gguf_rows = generate_plain(gguf_model.eval(), gguf_tokenizer, rendered, 1, new)
     row = {"model": name, "gguf_load_s": round(load_s, 2), "identical_to_gguf": gguf_rows == folder_rows}
     print(json.dumps(row), flush=True)

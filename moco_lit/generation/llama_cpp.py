@@ -27,7 +27,7 @@ import torch
 
 from moco_lit.collaborators import Collaborator, weights_fingerprint
 from moco_lit.errors import UserError
-from moco_lit.models import resolve_model
+from moco_lit.model_files import resolve_model
 
 log = logging.getLogger(__name__)
 

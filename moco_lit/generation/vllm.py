@@ -24,7 +24,7 @@ import torch
 from moco_lit.collaborators import Collaborator, weights_fingerprint
 from moco_lit.errors import UserError
 from moco_lit.generation.backend import Request, cut_at_stop, eos_ids_of, until_eos
-from moco_lit.models import resolve_model
+from moco_lit.model_files import resolve_model
 
 if TYPE_CHECKING:
     from moco_lit.generation.config import DecodingConfig
