@@ -110,7 +110,22 @@ def fingerprint(repo: Path, real: bool, limit: int) -> dict:
         return _fingerprint_runs(runs)
 
 
+def canonical(fingerprint: dict) -> dict:
+    """Runs of one method and benchmark told apart by what they computed, not by the order of their
+    run ids (a run id changes with the configuration's wording, e.g. its callbacks list)."""
+    groups: dict[str, list[dict]] = {}
+    for key, value in fingerprint.items():
+        groups.setdefault(key.split("#")[0], []).append(value)
+    result = {}
+    for name, values in groups.items():
+        ordered = sorted(values, key=lambda v: (v["outputs_sha256"], str(v["score"]), v["n"]))
+        for index, value in enumerate(ordered):
+            result[name if index == 0 else f"{name}#{index + 1}"] = value
+    return result
+
+
 def compare(before: dict, after: dict) -> list[str]:
+    before, after = canonical(before), canonical(after)
     lines = []
     for key in sorted(set(before) | set(after)):
         if key not in after:
